@@ -1,0 +1,5 @@
+import sys
+
+from mailspool.cli import main
+
+sys.exit(main())

@@ -1,0 +1,136 @@
+"""The ``mailspool`` command line. Flags left unset fall back to MAILSPOOL_* environment
+variables, then ``mailspool.toml``, then defaults (see config.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from mailspool import __version__
+from mailspool.errors import ConfigError, MailspoolError, QueueError, SourceError, TemplateError
+
+EXIT_USAGE = 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--queue", help="queue URL (default sqlite:///mailspool.db)")
+    p.add_argument("--store", help="job store URL when the queue cannot hold state")
+    p.add_argument("--log-level", dest="log_level", help="debug, info, warning, error")
+    p.add_argument("--log-format", dest="log_format", help="auto, console or json")
+
+
+def _delivery(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--smtp", help="relay URL, e.g. smtp://user@relay.example.com:587")
+    p.add_argument("--concurrency", type=int, help="messages in flight (default 8)")
+    p.add_argument("--rate", help="global rate limit: 20/s, 500/m, 10000/h")
+    p.add_argument("--lease", help="lease (visibility timeout), e.g. 60s")
+    p.add_argument("--retry-first", dest="retry_first", help="first retry delay (default 5m)")
+    p.add_argument("--retry-max-delay", dest="retry_max_delay", help="retry delay cap (1h)")
+    p.add_argument("--max-age", dest="max_age", help="give up after (default 5d)")
+    p.add_argument("--max-attempts", dest="max_attempts", type=int, help="0: no limit")
+    p.add_argument("--connect-timeout", dest="connect_timeout")
+    p.add_argument("--command-timeout", dest="command_timeout")
+    p.add_argument("--data-timeout", dest="data_timeout", help="wait for the final reply (600s)")
+
+
+def _producer(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="CSV or JSONL file of recipients")
+    p.add_argument("--template", help="Jinja2 message template (headers, blank line, body)")
+    p.add_argument("--html", help="a separate HTML body template")
+    p.add_argument("--from", dest="from", help="sender when the template or row has none")
+    p.add_argument("--subject", help="subject when the template or row has none")
+    p.add_argument("--campaign", help="campaign name (default: derived from source + template)")
+    p.add_argument("--key-column", dest="key_column", help="column that identifies a message")
+    p.add_argument("--attachment-dir", dest="attachment_dir", help="base directory for attachments")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailspool", description="Durable email dispatcher.")
+    parser.add_argument("--version", action="version", version=f"mailspool {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("send", help="enqueue a file and deliver it, in one process")
+    _producer(p)
+    _delivery(p)
+    _common(p)
+    p.add_argument("--max-wait", dest="max_wait", help="keep waiting for retries this long (15m)")
+    p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+
+    p = sub.add_parser("enqueue", help="only enqueue a file (workers deliver it)")
+    _producer(p)
+    _common(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("worker", help="deliver queued jobs until SIGTERM")
+    _delivery(p)
+    _common(p)
+    p.add_argument("--drain", action="store_true", help="exit when nothing is due")
+    p.add_argument("--campaign", help="only this campaign")
+    p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
+
+    p = sub.add_parser("status", help="job counts by state")
+    _common(p)
+    p.add_argument("--campaign")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("preview", help="render one row and print it; sends nothing")
+    _producer(p)
+    p.add_argument("--row", type=int, default=2, help="row number as a spreadsheet shows it (2)")
+
+    p = sub.add_parser("dlq", help="dead letters: list, show, retry, purge")
+    p.add_argument("action", choices=["list", "show", "retry", "purge"])
+    p.add_argument("id", nargs="?", help="job id (show; optional for retry/purge)")
+    _common(p)
+    p.add_argument("--campaign")
+    p.add_argument("--reason")
+    p.add_argument("--since", help="only dead letters newer than this, e.g. 2h")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+SETTING_KEYS = (
+    "queue", "store", "log_level", "log_format", "smtp", "concurrency", "rate", "lease",
+    "retry_first", "retry_max_delay", "max_age", "max_attempts", "connect_timeout",
+    "command_timeout", "data_timeout", "template", "html", "from", "subject", "campaign",
+    "key_column", "attachment_dir", "max_wait", "outbox",
+)  # fmt: skip
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    try:
+        import uvloop  # faster event loop where available
+
+        return uvloop.run(coro_fn())
+    except ImportError:
+        return asyncio.run(coro_fn())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from mailspool.commands import dispatch
+    from mailspool.config import load_settings
+    from mailspool.logs import configure
+
+    try:
+        settings = load_settings(**{k: getattr(args, k, None) for k in SETTING_KEYS})
+        configure(settings.log_level, settings.log_format)
+        return _run(lambda: dispatch(args, settings))
+    except (ConfigError, TemplateError, SourceError) as exc:
+        print(f"mailspool: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except QueueError as exc:
+        print(f"mailspool: queue error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MailspoolError as exc:
+        print(f"mailspool: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The commands other than ``send`` (see send.py): enqueue, worker, status, preview, dlq."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mailspool.config import Settings, parse_duration
+from mailspool.errors import ConfigError, RejectedRow
+from mailspool.models import Job
+from mailspool.producer import Attachments, Producer, Rejects
+from mailspool.queue import DeadFilter
+from mailspool.send import SendRun
+from mailspool.sources import Row, open_source
+from mailspool.wiring import default_campaign, load_renderer, make_transport, open_queue, worker_config
+from mailspool.worker import Worker
+
+
+async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    handler = {
+        "send": cmd_send,
+        "enqueue": cmd_enqueue,
+        "worker": cmd_worker,
+        "status": cmd_status,
+        "preview": cmd_preview,
+        "dlq": cmd_dlq,
+    }[args.command]
+    return await handler(args, settings)
+
+
+def _source_path(args: argparse.Namespace) -> Path:
+    path = Path(args.source)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    return path
+
+
+async def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    return await SendRun(settings, _source_path(args), json_output=args.json).run()
+
+
+async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
+    path = _source_path(args)
+    campaign = settings.campaign or default_campaign(path, settings)
+    renderer = load_renderer(settings)
+    source = open_source(path)
+    queue = await open_queue(settings)
+    try:
+        base = settings.attachment_dir or (settings.template.parent if settings.template else Path())
+        producer = Producer(
+            queue, renderer, campaign, Rejects(Path(f"{campaign}.rejects.csv")),
+            Attachments(base, queue), settings.key_column,
+        )  # fmt: skip
+        started = time.monotonic()
+        rep = await producer.run(source.rows())
+    finally:
+        await queue.close()
+    out = {
+        "campaign": campaign,
+        "rows": rep.rows,
+        "queued": rep.queued,
+        "new": rep.new,
+        "rejected": rep.rejected,
+        "duplicates": rep.duplicates,
+        "skipped_already_sent": rep.already_sent,
+        "elapsed_s": round(time.monotonic() - started, 3),
+    }
+    if rep.rejects_file:
+        out["rejects_file"] = str(rep.rejects_file)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(
+            f"campaign {campaign}: {rep.rows} rows, {rep.queued} queued ({rep.new} new),"
+            f" {rep.rejected} rejected, {rep.duplicates} duplicates,"
+            f" {rep.already_sent} already sent",
+            file=sys.stderr,
+        )
+        if rep.rejects_file:
+            print(f"  rejected rows: {rep.rejects_file}", file=sys.stderr)
+    return 1 if rep.rejected else 0
+
+
+async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    queue = await open_queue(settings)
+    try:
+        worker = Worker(queue, make_transport(settings), worker_config(settings, args.campaign))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, worker.stop)
+
+        async def idle() -> bool:
+            if not args.drain:
+                return False
+            st = await queue.stats(args.campaign)
+            return st.next_due is None or st.next_due > time.time()
+
+        await worker.run(idle)
+    finally:
+        await queue.close()
+    return 0
+
+
+async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    queue = await open_queue(settings)
+    try:
+        campaigns = [args.campaign] if args.campaign else await queue.campaigns()
+        rows = []
+        for c in campaigns:
+            st = await queue.stats(c)
+            rows.append({"campaign": c, **st.counts, "ambiguous": st.ambiguous, "total": st.total})
+    finally:
+        await queue.close()
+    if args.json:
+        print(json.dumps(rows if not args.campaign else rows[0]))
+        return 0
+    if not rows:
+        print("no campaigns in this queue")
+    states = ["queued", "sending", "deferred", "sent", "dead", "ambiguous", "total"]
+    for r in rows:
+        counts = "  ".join(f"{s}={r.get(s, 0)}" for s in states)
+        print(f"{r['campaign']}: {counts}")
+    return 0
+
+
+async def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
+    from mailspool.producer import compose
+
+    renderer = load_renderer(settings)
+    for item in open_source(_source_path(args)).rows():
+        number = item.row if isinstance(item, RejectedRow) else item.number
+        if number != args.row:
+            continue
+        if isinstance(item, RejectedRow):
+            print(f"row {item.row} would be rejected: {item.field}: {item.reason}", file=sys.stderr)
+            return 1
+        return _preview_row(renderer, item, compose)
+    print(f"no row {args.row} in {args.source}", file=sys.stderr)
+    return 1
+
+
+def _preview_row(renderer: Any, row: Row, compose: Any) -> int:
+    try:
+        rendered = renderer.render(row.values)
+    except RejectedRow as exc:
+        print(f"row {row.number} would be rejected: {exc.field}: {exc.reason}", file=sys.stderr)
+        return 1
+    message, _ = compose(rendered, "<preview@mailspool>", time.time())
+    print(f"Envelope: {rendered.sender[1]} -> {', '.join(rendered.recipients)}")
+    for a in rendered.attachments:
+        print(f"Attachment: {a}")
+    print(message.decode("utf-8", "replace").replace("\r\n", "\n"))
+    return 0
+
+
+def _dead_row(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "campaign": job.campaign,
+        "recipients": list(job.recipients),
+        "reason": job.dead_reason,
+        "last_reply": job.last_reply,
+        "attempts": job.attempts,
+        "message_id": job.message_id,
+        "updated_at": datetime.fromtimestamp(job.updated_at, UTC).isoformat(),
+    }
+
+
+async def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    since = time.time() - parse_duration(args.since) if args.since else None
+    flt = DeadFilter(args.campaign, args.reason, since, (args.id,) if args.id else ())
+    queue = await open_queue(settings)
+    try:
+        if args.action == "show":
+            if not args.id:
+                raise ConfigError("dlq show needs a job id")
+            job = await queue.get(args.id)
+            if job is None:
+                print(f"no job {args.id}", file=sys.stderr)
+                return 1
+            row = _dead_row(job) | {"state": job.state.value, "key": job.key, "row": job.row}
+            print(json.dumps(row, indent=None if args.json else 2))
+            return 0
+        if args.action == "list":
+            rows = [_dead_row(j) for j in await queue.dead_letters(flt)]
+            if args.json:
+                print(json.dumps(rows))
+            else:
+                for r in rows:
+                    print(f"{r['id']}  {r['reason']:<18} {','.join(r['recipients'])}  {r['last_reply']}")
+                print(f"{len(rows)} dead letters", file=sys.stderr)
+            return 0
+        n = await (queue.retry_dead(flt) if args.action == "retry" else queue.purge_dead(flt))
+        print(json.dumps({args.action: n}) if args.json else f"{args.action}: {n} dead letters")
+        return 0
+    finally:
+        await queue.close()

@@ -1,0 +1,97 @@
+"""Build RFC 5322 message bytes from rendered parts. Pure functions, no I/O.
+
+Hand-built instead of email.message.EmailMessage: the stdlib policy machinery costs
+more per message than the whole SMTP exchange, and we only need a few fixed shapes
+(text, text+html alternative, and a multipart/mixed wrapper for attachments).
+"""
+
+from __future__ import annotations
+
+import base64
+import email.quoprimime
+from email.header import Header
+from email.utils import formataddr, formatdate
+
+from mailspool.models import AttachmentRef
+
+CRLF = "\r\n"
+MAX_LINE = 998
+
+
+def format_address(name: str, addr: str) -> str:
+    return formataddr((name, addr), charset="utf-8") if name else addr
+
+
+def encode_header(name: str, value: str) -> str:
+    """One header line (folded, RFC 2047-encoded when not ASCII), without the final CRLF."""
+    if value.isascii() and len(name) + len(value) < 76:
+        return f"{name}: {value}"
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    encoded = Header(value, charset, header_name=name).encode(linesep=CRLF)
+    return f"{name}: {encoded}"
+
+
+def encode_body(text: str) -> tuple[str, str]:
+    """(Content-Transfer-Encoding, encoded body with CRLF line endings)."""
+    normalized = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not normalized.endswith("\n"):
+        normalized += "\n"
+    if normalized.isascii() and all(len(line) <= MAX_LINE for line in normalized.split("\n")):
+        return "7bit", normalized.replace("\n", CRLF)
+    latin = normalized.encode("utf-8").decode("latin-1")
+    return "quoted-printable", email.quoprimime.body_encode(latin, eol=CRLF)
+
+
+def text_entity(text: str, subtype: str = "plain") -> str:
+    cte, body = encode_body(text)
+    return (
+        f"Content-Type: text/{subtype}; charset=utf-8{CRLF}"
+        f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}{body}"
+    )
+
+
+def alternative_entity(text: str, html: str, boundary: str) -> str:
+    return (
+        f'Content-Type: multipart/alternative; boundary="{boundary}"{CRLF}{CRLF}'
+        f"--{boundary}{CRLF}{text_entity(text)}{CRLF}"
+        f"--{boundary}{CRLF}{text_entity(html, 'html')}{CRLF}"
+        f"--{boundary}--{CRLF}"
+    )
+
+
+def header_block(headers: list[tuple[str, str]], message_id: str, date: float) -> str:
+    lines = [
+        f"Date: {formatdate(date, localtime=False, usegmt=True)}",
+        *(encode_header(name, value) for name, value in headers),
+        f"Message-ID: {message_id}",
+        "MIME-Version: 1.0",
+    ]
+    return CRLF.join(lines) + CRLF
+
+
+def attachment_part(ref: AttachmentRef, data: bytes) -> bytes:
+    """A base64 MIME part for one attachment; cached by the caller per digest."""
+    name = Header(ref.filename, "utf-8").encode() if not ref.filename.isascii() else ref.filename
+    name = name.replace('"', "'")
+    encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    head = (
+        f'Content-Type: {ref.content_type}; name="{name}"{CRLF}'
+        f"Content-Transfer-Encoding: base64{CRLF}"
+        f'Content-Disposition: attachment; filename="{name}"{CRLF}{CRLF}'
+    )
+    return head.encode("ascii") + encoded
+
+
+def wrap_mixed(message: bytes, body_offset: int, parts: list[bytes], boundary: str) -> bytes:
+    """Insert attachment parts: headers, then multipart/mixed of the body entity and parts."""
+    b = boundary.encode("ascii")
+    out = [
+        message[:body_offset],
+        b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n',
+        b"--" + b + b"\r\n",
+        message[body_offset:],
+    ]
+    for part in parts:
+        out += [b"\r\n--" + b + b"\r\n", part]
+    out.append(b"\r\n--" + b + b"--\r\n")
+    return b"".join(out)

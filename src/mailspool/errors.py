@@ -1,0 +1,116 @@
+"""Every error mailspool raises derives from :class:`MailspoolError`.
+
+::
+
+    MailspoolError
+    ├── ConfigError                 bad option, URL or settings (exit 2)
+    ├── SourceError                 unreadable or undecodable input file (exit 2)
+    ├── TemplateError               template syntax error (exit 2)
+    ├── RejectedRow                 one row failed validation: .row .field .reason
+    ├── QueueError                  the queue or job store failed
+    │   └── MissingExtra            an optional backend's package is not installed
+    └── DeliveryError               one SMTP attempt failed: .code .enhanced .stage .text
+        ├── ReplyError              the server answered with an error reply
+        ├── ConnectError(ConnectionError)   refused, reset, closed, DNS
+        ├── SMTPTimeout(TimeoutError)       connect / command / final-dot timeout
+        ├── TLSFailure              handshake or certificate failure, or STARTTLS unavailable
+        └── AuthFailure             535 and friends, or credentials refused over plaintext
+
+Delivery errors carry structured fields so that :mod:`mailspool.classify` can decide
+what happens to the job without parsing text.
+"""
+
+from __future__ import annotations
+
+
+class MailspoolError(Exception):
+    """Root of every mailspool exception."""
+
+
+class ConfigError(MailspoolError):
+    """An option, URL or setting is invalid."""
+
+
+class SourceError(MailspoolError):
+    """An input file cannot be read or decoded."""
+
+
+class TemplateError(MailspoolError):
+    """A template has a syntax error or a malformed header block."""
+
+
+class RejectedRow(MailspoolError):
+    """A row failed validation and is not queued."""
+
+    def __init__(self, field: str, reason: str, row: int | None = None) -> None:
+        super().__init__(f"row {row}: {field}: {reason}" if row is not None else f"{field}: {reason}")
+        self.row = row
+        self.field = field
+        self.reason = reason
+
+    def at_row(self, row: int) -> RejectedRow:
+        return RejectedRow(self.field, self.reason, row)
+
+
+class QueueError(MailspoolError):
+    """The queue or job store failed."""
+
+
+class MissingExtra(QueueError, ConfigError):
+    """An optional backend needs a package that is not installed."""
+
+    def __init__(self, extra: str, package: str) -> None:
+        super().__init__(
+            f"this backend needs the {package!r} package: pip install 'mailspool[{extra}]'"
+        )
+
+
+class DeliveryError(MailspoolError):
+    """One delivery attempt failed.
+
+    ``stage`` is where it failed: connect, greeting, ehlo, starttls, auth, mail, rcpt,
+    data, dot (the reply to the final dot) or rset.
+    """
+
+    def __init__(
+        self,
+        text: str,
+        *,
+        code: int | None = None,
+        enhanced: str | None = None,
+        stage: str = "connect",
+        refused: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{code} {text}" if code else text)
+        #: per-recipient replies when every RCPT was refused
+        self.refused = refused or {}
+        self.code = code
+        self.enhanced = enhanced
+        self.stage = stage
+        self.text = text
+
+    @property
+    def reply(self) -> str:
+        """The reply as one line for the job store, e.g. ``451 4.7.1 try later``."""
+        parts = [str(self.code) if self.code else "", self.enhanced or "", self.text]
+        return " ".join(p for p in parts if p)[:500]
+
+
+class ReplyError(DeliveryError):
+    """The server answered an error reply."""
+
+
+class ConnectError(DeliveryError, ConnectionError):
+    """The connection was refused, reset or closed."""
+
+
+class SMTPTimeout(DeliveryError, TimeoutError):
+    """The server did not answer in time."""
+
+
+class TLSFailure(DeliveryError):
+    """TLS could not be established (handshake, certificate, or STARTTLS not offered)."""
+
+
+class AuthFailure(DeliveryError):
+    """The relay refused our credentials, or we refused to send them in plaintext."""

@@ -1,0 +1,111 @@
+"""Plain data shared by every layer."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class State(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    DEAD = "dead"
+
+
+PENDING_STATES = (State.QUEUED, State.SENDING, State.DEFERRED)
+FINAL_STATES = (State.SENT, State.DEAD)
+
+
+class DeadReason(enum.StrEnum):
+    REJECTED_PERMANENT = "rejected_permanent"
+    EXPIRED = "expired"
+    RENDER_ERROR = "render_error"
+    INVALID_MESSAGE = "invalid_message"
+    TOO_LARGE = "too_large"
+    MAX_ATTEMPTS = "max_attempts"
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRef:
+    """An attachment stored once per campaign in the blob store, referenced by digest."""
+
+    digest: str
+    filename: str
+    content_type: str
+
+
+@dataclass(slots=True)
+class Job:
+    """One message to one set of recipients, self-contained for any worker.
+
+    ``message`` is the complete RFC 5322 message (CRLF line endings) except attachments;
+    when there are attachments, ``body_offset`` is where the top-level headers end and
+    the body entity starts, so the worker can wrap it in multipart/mixed.
+    """
+
+    id: str
+    campaign: str
+    key: str
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    message: bytes
+    row: int = 0
+    body_offset: int = 0
+    attachments: tuple[AttachmentRef, ...] = ()
+    state: State = State.QUEUED
+    attempts: int = 0
+    not_before: float = 0.0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    last_reply: str = ""
+    dead_reason: str = ""
+    # set by a claim; a worker records outcomes only for leases it still holds
+    lease_owner: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.recipients[0].rpartition("@")[2].lower() if self.recipients else ""
+
+
+class Enqueued(enum.Enum):
+    """What happened to one job offered to the queue."""
+
+    NEW = "new"
+    PENDING = "pending"  # the same row was queued by an earlier run and is not final yet
+    SENT = "sent"  # already sent by an earlier run
+    DEAD = "dead"  # dead-lettered by an earlier run
+    DUPLICATE = "duplicate"  # another row of this campaign has the same key
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt, recorded by the worker."""
+
+    job_id: str
+    state: State  # SENT, DEFERRED or DEAD
+    reply: str = ""
+    not_before: float = 0.0
+    reason: str = ""
+    ambiguous: bool = False
+
+
+@dataclass(slots=True)
+class CampaignStats:
+    campaign: str | None
+    counts: dict[str, int] = field(default_factory=dict)
+    ambiguous: int = 0
+    next_due: float | None = None
+
+    def get(self, state: State) -> int:
+        return self.counts.get(state.value, 0)
+
+    @property
+    def pending(self) -> int:
+        return sum(self.get(s) for s in PENDING_STATES)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())

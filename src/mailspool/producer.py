@@ -1,0 +1,209 @@
+"""The producer: rows -> validated, rendered jobs -> the queue, in batches.
+
+A row that fails is written to the rejects file with its row number, field and reason;
+the others go on. Content shared by many jobs (attachments) is stored once as a blob.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import mimetypes
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from mailspool.compose import alternative_entity, format_address, header_block, text_entity
+from mailspool.errors import RejectedRow
+from mailspool.models import AttachmentRef, Enqueued, Job
+from mailspool.queue.base import Queue
+from mailspool.render import Rendered, Renderer
+from mailspool.sources.base import Row
+
+BATCH = 500
+MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+
+
+def job_id(campaign: str, key: str) -> str:
+    return hashlib.blake2b(f"{campaign}\0{key}".encode(), digest_size=16).hexdigest()
+
+
+@dataclass(slots=True)
+class ProducerReport:
+    rows: int = 0
+    new: int = 0
+    pending: int = 0  # queued by an earlier run of the same campaign, not final yet
+    already_sent: int = 0
+    already_dead: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejects_file: Path | None = None
+
+    @property
+    def queued(self) -> int:
+        return self.new + self.pending
+
+
+class Rejects:
+    """The rejects CSV, created on the first rejected row."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f: TextIO | None = None
+        self._w: Any = None
+
+    def add(self, err: RejectedRow) -> None:
+        if self._w is None:
+            self._f = self.path.open("w", newline="", encoding="utf-8")
+            self._w = csv.writer(self._f)
+            self._w.writerow(["row", "field", "reason"])
+        self._w.writerow([err.row, err.field, err.reason])
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+
+    @property
+    def written(self) -> bool:
+        return self._w is not None
+
+
+@dataclass
+class Attachments:
+    """Resolves attachment paths under one base directory and stores each file once."""
+
+    base: Path
+    queue: Queue
+    _refs: dict[str, AttachmentRef] = field(default_factory=dict)
+    _pending: dict[str, bytes] = field(default_factory=dict)
+
+    def resolve(self, name: str) -> AttachmentRef:
+        base = self.base.resolve()
+        path = (base / name).resolve()
+        if not path.is_relative_to(base):
+            raise RejectedRow("Attachment", f"{name!r} is outside the attachment directory {base}")
+        key = str(path)
+        ref = self._refs.get(key)
+        if ref is not None:
+            return ref
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise RejectedRow("Attachment", f"cannot read {name!r}: {exc.strerror or exc}") from None
+        ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        ref = AttachmentRef(hashlib.sha256(data).hexdigest(), path.name, ctype)
+        self._refs[key] = ref
+        self._pending[ref.digest] = data
+        return ref
+
+    async def flush(self) -> None:
+        """Store blobs first seen in this batch (before the jobs that reference them)."""
+        pending, self._pending = self._pending, {}
+        for digest, data in pending.items():
+            await self.queue.put_blob(digest, data)
+
+
+@dataclass
+class Producer:
+    queue: Queue
+    renderer: Renderer
+    campaign: str
+    rejects: Rejects
+    attachments: Attachments
+    key_column: str | None = None
+    report: ProducerReport = field(default_factory=ProducerReport)
+
+    def build(self, row: Row, now: float) -> Job:
+        r = self.renderer.render(row.values)
+        key = self._key(row, r)
+        jid = job_id(self.campaign, key)
+        domain = r.sender[1].rpartition("@")[2]
+        message_id = f"<{jid}@{domain}>"
+        refs = tuple(self.attachments.resolve(a) for a in r.attachments)
+        message, offset = compose(r, message_id, now)
+        if len(message) > MAX_MESSAGE_BYTES:
+            raise RejectedRow("body", f"message is {len(message)} bytes, over the limit")
+        return Job(
+            id=jid,
+            campaign=self.campaign,
+            key=key,
+            message_id=message_id,
+            sender=r.sender[1],
+            recipients=tuple(r.recipients),
+            message=message,
+            row=row.number,
+            body_offset=offset,
+            attachments=refs,
+            created_at=now,
+        )
+
+    def _key(self, row: Row, r: Rendered) -> str:
+        if self.key_column is None:
+            return ",".join(sorted(a.lower() for a in r.recipients))
+        value = row.values.get(self.key_column)
+        if value in (None, ""):
+            raise RejectedRow(self.key_column, "the key column is empty")
+        return str(value)
+
+    async def run(self, rows: Iterable[Row | RejectedRow]) -> ProducerReport:
+        batch: list[Job] = []
+        for item in rows:
+            self.report.rows += 1
+            if isinstance(item, RejectedRow):
+                self._reject(item)
+                continue
+            try:
+                batch.append(self.build(item, time.time()))
+            except RejectedRow as exc:
+                self._reject(exc.at_row(item.number))
+                continue
+            if len(batch) >= BATCH:
+                await self._flush(batch)
+                batch = []
+        if batch:
+            await self._flush(batch)
+        self.rejects.close()
+        if self.rejects.written:
+            self.report.rejects_file = self.rejects.path
+        return self.report
+
+    def _reject(self, err: RejectedRow) -> None:
+        self.report.rejected += 1
+        self.rejects.add(err)
+
+    async def _flush(self, batch: list[Job]) -> None:
+        await self.attachments.flush()
+        rep = self.report
+        for res in await self.queue.enqueue(batch):
+            if res is Enqueued.NEW:
+                rep.new += 1
+            elif res is Enqueued.PENDING:
+                rep.pending += 1
+            elif res is Enqueued.SENT:
+                rep.already_sent += 1
+            elif res is Enqueued.DEAD:
+                rep.already_dead += 1
+            else:
+                rep.duplicates += 1
+
+
+def compose(r: Rendered, message_id: str, date: float) -> tuple[bytes, int]:
+    """Message bytes and the offset where the body entity starts."""
+    headers = [("From", format_address(*r.sender))]
+    if r.to:
+        headers.append(("To", ", ".join(format_address(n, a) for n, a in r.to)))
+    if r.cc:
+        headers.append(("Cc", ", ".join(format_address(n, a) for n, a in r.cc)))
+    if r.reply_to:
+        headers.append(("Reply-To", ", ".join(format_address(n, a) for n, a in r.reply_to)))
+    headers.append(("Subject", r.subject))
+    headers += r.headers
+    head = header_block(headers, message_id, date).encode("utf-8")
+    if r.html is not None:
+        boundary = "alt-" + message_id[1:17]
+        entity = alternative_entity(r.text, r.html, boundary)
+    else:
+        entity = text_entity(r.text)
+    return head + entity.encode("ascii"), len(head)

@@ -1,0 +1,32 @@
+"""Queue backends, chosen by URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from mailspool.errors import ConfigError
+from mailspool.queue.base import DeadFilter, Queue
+from mailspool.queue.memory import MemoryQueue
+from mailspool.queue.sqlite import SQLiteQueue
+
+__all__ = ["DeadFilter", "MemoryQueue", "Queue", "SQLiteQueue", "open_queue"]
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///rel.db`` is relative to the working directory, ``sqlite:////abs.db`` absolute."""
+    rest = url[len("sqlite://") :]
+    if not rest.startswith("/") or rest == "/":
+        raise ConfigError(f"bad SQLite URL {url!r}: use sqlite:///file.db or sqlite:////abs/path.db")
+    return rest[1:]
+
+
+def make_queue(url: str) -> Queue:
+    """A queue for ``url`` (not yet opened)."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        return SQLiteQueue(sqlite_path(url))
+    if scheme == "memory":
+        return MemoryQueue()
+    raise ConfigError(
+        f"unsupported queue URL {url!r}: use sqlite:///file.db or memory://"
+    )

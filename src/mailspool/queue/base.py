@@ -1,0 +1,109 @@
+"""The queue and job store interface shared by every backend.
+
+A backend is both the queue (claim with a lease, hand back, retry later) and the job
+store (state, attempts, last reply, the sent ledger, dead letters, blobs). Backends
+that split the two (RabbitMQ plus PostgreSQL) implement the same interface.
+
+Leases: ``claim`` marks jobs ``sending`` for ``owner`` until ``now + lease``; a job whose
+lease expires is claimable again. ``record`` only applies outcomes for jobs whose lease
+``owner`` still holds, so a worker that lost its lease can never overwrite another's
+result; it returns how many it applied.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+
+
+@dataclass(frozen=True, slots=True)
+class DeadFilter:
+    campaign: str | None = None
+    reason: str | None = None
+    since: float | None = None
+    ids: tuple[str, ...] = ()
+
+
+class Queue(abc.ABC):
+    """Abstract queue + job store."""
+
+    #: the URL it was opened with, secrets redacted
+    url: str = ""
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect and create what is missing (tables, groups)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def enqueue(self, jobs: Sequence[Job]) -> list[Enqueued]:
+        """Add jobs; a job whose id exists already is not added again. One result per job."""
+
+    @abc.abstractmethod
+    async def claim(
+        self, owner: str, limit: int, lease: float, campaign: str | None = None
+    ) -> list[Job]:
+        """Lease up to ``limit`` due jobs (queued, deferred past ``not_before``, or with an
+        expired lease), incrementing their attempts."""
+
+    @abc.abstractmethod
+    async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int:
+        """Apply outcomes of leases ``owner`` still holds; returns how many were applied."""
+
+    @abc.abstractmethod
+    async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None:
+        """Heartbeat: push the lease of ``owner``'s jobs to ``now + lease``."""
+
+    @abc.abstractmethod
+    async def release(self, owner: str, job_ids: Sequence[str]) -> None:
+        """Hand leased jobs back at once, not counting the attempt."""
+
+    @abc.abstractmethod
+    async def lease_owners(self, campaign: str | None = None) -> list[str]:
+        """Owners currently holding leases (to reclaim those of workers known to be dead)."""
+
+    @abc.abstractmethod
+    async def release_owner(self, owner: str) -> int:
+        """Hand back every lease of a worker known to be dead."""
+
+    @abc.abstractmethod
+    async def stats(self, campaign: str | None = None) -> CampaignStats: ...
+
+    @abc.abstractmethod
+    async def get(self, job_id: str) -> Job | None: ...
+
+    @abc.abstractmethod
+    async def put_blob(self, digest: str, data: bytes) -> None:
+        """Store content shared by many jobs (an attachment) once."""
+
+    @abc.abstractmethod
+    async def get_blob(self, digest: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]: ...
+
+    @abc.abstractmethod
+    async def retry_dead(self, flt: DeadFilter) -> int:
+        """Queue matching dead letters again (same id, key and Message-ID); returns count."""
+
+    @abc.abstractmethod
+    async def purge_dead(self, flt: DeadFilter) -> int: ...
+
+    @abc.abstractmethod
+    async def campaigns(self) -> list[str]: ...
+
+
+def resumed(existing_row: int, existing_state: str, row: int) -> Enqueued:
+    """Classify an id that exists already: the same row of an earlier run (resume) or
+    another row with the same key (a duplicate within the campaign)."""
+    if existing_row != row:
+        return Enqueued.DUPLICATE
+    if existing_state == State.SENT.value:
+        return Enqueued.SENT
+    if existing_state == State.DEAD.value:
+        return Enqueued.DEAD
+    return Enqueued.PENDING

@@ -1,0 +1,168 @@
+"""An in-memory queue with the same semantics as the durable ones. Nothing survives the
+process: for tests and for dry runs (``memory://``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.queue.base import DeadFilter, Queue, resumed
+
+_CLAIMABLE = (State.DEFERRED, State.QUEUED, State.SENDING)
+
+
+class MemoryQueue(Queue):
+    def __init__(self) -> None:
+        self.url = "memory://"
+        self.jobs: dict[str, Job] = {}
+        self.blobs: dict[str, bytes] = {}
+        self._ready_at: dict[str, float] = {}
+        self._ambiguous: dict[str, int] = {}
+
+    async def close(self) -> None:
+        pass
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[Enqueued]:
+        now = time.time()
+        out = []
+        for j in jobs:
+            old = self.jobs.get(j.id)
+            if old is not None:
+                out.append(resumed(old.row, old.state.value, j.row))
+                continue
+            job = dataclasses.replace(j, state=State.QUEUED, created_at=j.created_at or now)
+            job.updated_at = now
+            self.jobs[j.id] = job
+            self._ready_at[j.id] = j.not_before or job.created_at
+            out.append(Enqueued.NEW)
+        return out
+
+    def _due(self, campaign: str | None, now: float) -> list[Job]:
+        return [
+            j
+            for j in self.jobs.values()
+            if j.state in _CLAIMABLE
+            and self._ready_at[j.id] <= now
+            and (campaign is None or j.campaign == campaign)
+        ]
+
+    async def claim(
+        self, owner: str, limit: int, lease: float, campaign: str | None = None
+    ) -> list[Job]:
+        now = time.time()
+        out = []
+        for j in self._due(campaign, now)[:limit]:
+            j.state, j.lease_owner, j.attempts, j.updated_at = State.SENDING, owner, j.attempts + 1, now
+            self._ready_at[j.id] = now + lease
+            out.append(dataclasses.replace(j))
+        return out
+
+    def _held(self, owner: str, job_id: str) -> Job | None:
+        j = self.jobs.get(job_id)
+        if j is None or j.state is not State.SENDING or j.lease_owner != owner:
+            return None
+        return j
+
+    async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int:
+        now = time.time()
+        applied = 0
+        for o in outcomes:
+            j = self._held(owner, o.job_id)
+            if j is None:
+                continue
+            j.state, j.last_reply, j.dead_reason, j.updated_at = o.state, o.reply, o.reason, now
+            j.lease_owner = ""
+            j.not_before = o.not_before if o.state is State.DEFERRED else 0.0
+            self._ready_at[j.id] = o.not_before if o.state is State.DEFERRED else now
+            self._ambiguous[j.id] = self._ambiguous.get(j.id, 0) + int(o.ambiguous)
+            applied += 1
+        return applied
+
+    async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None:
+        until = time.time() + lease
+        for jid in job_ids:
+            if self._held(owner, jid) is not None:
+                self._ready_at[jid] = until
+
+    def _hand_back(self, j: Job, now: float) -> None:
+        j.state = State.DEFERRED if j.attempts > 1 else State.QUEUED
+        j.lease_owner = ""
+        self._ready_at[j.id] = now
+
+    async def release(self, owner: str, job_ids: Sequence[str]) -> None:
+        now = time.time()
+        for jid in job_ids:
+            j = self._held(owner, jid)
+            if j is not None:
+                j.attempts -= 1
+                self._hand_back(j, now)
+
+    async def lease_owners(self, campaign: str | None = None) -> list[str]:
+        return sorted(
+            {
+                j.lease_owner
+                for j in self.jobs.values()
+                if j.state is State.SENDING and (campaign is None or j.campaign == campaign)
+            }
+        )
+
+    async def release_owner(self, owner: str) -> int:
+        now = time.time()
+        held = [j for j in self.jobs.values() if j.state is State.SENDING and j.lease_owner == owner]
+        for j in held:
+            self._hand_back(j, now)
+        return len(held)
+
+    async def stats(self, campaign: str | None = None) -> CampaignStats:
+        st = CampaignStats(campaign)
+        for j in self.jobs.values():
+            if campaign is None or j.campaign == campaign:
+                st.counts[j.state.value] = st.counts.get(j.state.value, 0) + 1
+                st.ambiguous += self._ambiguous.get(j.id, 0)
+                if j.state in _CLAIMABLE:
+                    due = self._ready_at[j.id]
+                    st.next_due = due if st.next_due is None else min(st.next_due, due)
+        return st
+
+    async def get(self, job_id: str) -> Job | None:
+        j = self.jobs.get(job_id)
+        return dataclasses.replace(j) if j else None
+
+    async def put_blob(self, digest: str, data: bytes) -> None:
+        self.blobs.setdefault(digest, data)
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        return self.blobs.get(digest)
+
+    async def campaigns(self) -> list[str]:
+        return sorted({j.campaign for j in self.jobs.values()})
+
+    def _dead(self, flt: DeadFilter) -> list[Job]:
+        return [
+            j
+            for j in self.jobs.values()
+            if j.state is State.DEAD
+            and (flt.campaign is None or j.campaign == flt.campaign)
+            and (flt.reason is None or j.dead_reason == flt.reason)
+            and (flt.since is None or j.updated_at >= flt.since)
+            and (not flt.ids or j.id in flt.ids)
+        ]
+
+    async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
+        return [dataclasses.replace(j) for j in self._dead(flt)[:limit]]
+
+    async def retry_dead(self, flt: DeadFilter) -> int:
+        now = time.time()
+        dead = self._dead(flt)
+        for j in dead:
+            j.state, j.attempts, j.dead_reason, j.updated_at = State.QUEUED, 0, "", now
+            self._ready_at[j.id] = now
+        return len(dead)
+
+    async def purge_dead(self, flt: DeadFilter) -> int:
+        dead = self._dead(flt)
+        for j in dead:
+            del self.jobs[j.id]
+        return len(dead)

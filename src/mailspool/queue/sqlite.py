@@ -1,0 +1,347 @@
+"""The embedded queue: one SQLite file (WAL, synchronous=FULL) is queue and job store.
+
+All statements run on one dedicated thread with its own connection, so the event loop
+never blocks on a commit's fsync. Inserts, claims and outcomes go in batches: one
+transaction (one fsync) per batch keeps the queue far from being the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mailspool.errors import QueueError
+from mailspool.models import AttachmentRef, CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.queue.base import DeadFilter, Queue, resumed
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    campaign TEXT NOT NULL,
+    key TEXT NOT NULL,
+    row INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    message BLOB NOT NULL,
+    body_offset INTEGER NOT NULL DEFAULT 0,
+    attachments TEXT,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    ready_at REAL NOT NULL,
+    lease_owner TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_reply TEXT NOT NULL DEFAULT '',
+    dead_reason TEXT NOT NULL DEFAULT '',
+    ambiguous INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, ready_at);
+CREATE INDEX IF NOT EXISTS jobs_campaign ON jobs(campaign, state, ready_at);
+CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
+"""
+
+JOB_COLUMNS = (
+    "id, campaign, key, row, message_id, sender, recipients, message, body_offset, attachments,"
+    " state, attempts, ready_at, created_at, updated_at, last_reply, dead_reason, lease_owner"
+)
+CLAIMABLE = "('deferred', 'queued', 'sending')"
+
+
+def _attachments_json(refs: tuple[AttachmentRef, ...]) -> str | None:
+    if not refs:
+        return None
+    return json.dumps([[r.digest, r.filename, r.content_type] for r in refs])
+
+
+def _job_from_row(r: Sequence[Any]) -> Job:
+    atts = tuple(AttachmentRef(*a) for a in json.loads(r[9])) if r[9] else ()
+    state = State(r[10])
+    return Job(
+        id=r[0],
+        campaign=r[1],
+        key=r[2],
+        row=r[3],
+        message_id=r[4],
+        sender=r[5],
+        recipients=tuple(r[6].split("\n")),
+        message=r[7],
+        body_offset=r[8],
+        attachments=atts,
+        state=state,
+        attempts=r[11],
+        not_before=r[12] if state in (State.QUEUED, State.DEFERRED) else 0.0,
+        created_at=r[13],
+        updated_at=r[14],
+        last_reply=r[15],
+        dead_reason=r[16],
+        lease_owner=r[17] or "",
+    )
+
+
+def _dead_where(flt: DeadFilter) -> tuple[str, list[Any]]:
+    where, args = ["state = 'dead'"], []
+    if flt.campaign:
+        where.append("campaign = ?")
+        args.append(flt.campaign)
+    if flt.reason:
+        where.append("dead_reason = ?")
+        args.append(flt.reason)
+    if flt.since is not None:
+        where.append("updated_at >= ?")
+        args.append(flt.since)
+    if flt.ids:
+        where.append(f"id IN ({','.join('?' * len(flt.ids))})")
+        args.extend(flt.ids)
+    return " AND ".join(where), args
+
+
+class SQLiteQueue(Queue):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailspool-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    # -- plumbing -------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            raise QueueError("the SQLite queue is not open")
+        try:
+            with self._db:  # one transaction, committed or rolled back
+                return fn(self._db)
+        except sqlite3.Error as exc:
+            raise QueueError(f"{self.path}: {exc}") from exc
+
+    def _connect(self) -> None:
+        try:
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout = 10000")
+            db.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit that returned survives power loss; recording "sent" relies on it
+            db.execute("PRAGMA synchronous = FULL")
+            db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise QueueError(f"cannot open the SQLite queue {self.path}: {exc}") from exc
+        db.isolation_level = "IMMEDIATE"  # a write transaction from its first statement
+        self._db = db
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._connect)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, _close)
+        self._executor.shutdown(wait=True)
+
+    # -- producer side ----------------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[Enqueued]:
+        now = time.time()
+
+        def _tx(db: sqlite3.Connection) -> list[Enqueued]:
+            results: list[Enqueued] = []
+            existing: dict[str, tuple[int, str]] = {}
+            ids = [j.id for j in jobs]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                q = f"SELECT id, row, state FROM jobs WHERE id IN ({','.join('?' * len(chunk))})"
+                for jid, row, state in db.execute(q, chunk):
+                    existing[jid] = (row, state)
+            fresh = []
+            for j in jobs:
+                if j.id in existing:
+                    row, state = existing[j.id]
+                    results.append(resumed(row, state, j.row))
+                    continue
+                existing[j.id] = (j.row, State.QUEUED.value)
+                results.append(Enqueued.NEW)
+                created = j.created_at or now
+                fresh.append(
+                    (
+                        j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
+                        "\n".join(j.recipients), j.message, j.body_offset,
+                        _attachments_json(j.attachments), State.QUEUED.value,
+                        j.not_before or created, created, now,
+                    )
+                )  # fmt: skip
+            db.executemany(
+                "INSERT INTO jobs (id, campaign, key, row, message_id, sender, recipients,"
+                " message, body_offset, attachments, state, ready_at, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                fresh,
+            )
+            return results
+
+        return await self._run(_tx)
+
+    async def put_blob(self, digest: str, data: bytes) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR IGNORE INTO blobs (digest, data) VALUES (?, ?)", (digest, data)
+            )
+        )
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        def _q(db: sqlite3.Connection) -> bytes | None:
+            row = db.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
+            return bytes(row[0]) if row else None
+
+        return await self._run(_q)
+
+    # -- consumer side ----------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, limit: int, lease: float, campaign: str | None = None
+    ) -> list[Job]:
+        now = time.time()
+        scope, args = ("campaign = ? AND ", [campaign]) if campaign else ("", [])
+        sql = (
+            "UPDATE jobs SET state = 'sending', lease_owner = ?, ready_at = ?,"
+            " attempts = attempts + 1, updated_at = ?"
+            f" WHERE rowid IN (SELECT rowid FROM jobs WHERE {scope}state IN {CLAIMABLE}"
+            f" AND ready_at <= ? LIMIT ?) RETURNING {JOB_COLUMNS}"
+        )
+        params = [owner, now + lease, now, *args, now, limit]
+
+        def _tx(db: sqlite3.Connection) -> list[Job]:
+            return [_job_from_row(r) for r in db.execute(sql, params).fetchall()]
+
+        return await self._run(_tx)
+
+    async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int:
+        now = time.time()
+        rows = [
+            (
+                o.state.value,
+                o.not_before if o.state is State.DEFERRED else now,
+                now,
+                o.reply,
+                o.reason,
+                int(o.ambiguous),
+                o.job_id,
+                owner,
+            )
+            for o in outcomes
+        ]
+        sql = (
+            "UPDATE jobs SET state = ?, ready_at = ?, updated_at = ?, last_reply = ?,"
+            " dead_reason = ?, ambiguous = ambiguous + ?, lease_owner = NULL"
+            " WHERE id = ? AND lease_owner = ? AND state = 'sending'"
+        )
+
+        def _tx(db: sqlite3.Connection) -> int:
+            return db.executemany(sql, rows).rowcount
+
+        return await self._run(_tx)
+
+    async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None:
+        until = time.time() + lease
+        rows = [(until, jid, owner) for jid in job_ids]
+        await self._run(
+            lambda db: db.executemany(
+                "UPDATE jobs SET ready_at = ? WHERE id = ? AND lease_owner = ?"
+                " AND state = 'sending'",
+                rows,
+            )
+        )
+
+    async def release(self, owner: str, job_ids: Sequence[str]) -> None:
+        now = time.time()
+        rows = [(now, jid, owner) for jid in job_ids]
+        await self._run(
+            lambda db: db.executemany(
+                "UPDATE jobs SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END,"
+                " ready_at = ?, attempts = attempts - 1, lease_owner = NULL"
+                " WHERE id = ? AND lease_owner = ? AND state = 'sending'",
+                rows,
+            )
+        )
+
+    async def lease_owners(self, campaign: str | None = None) -> list[str]:
+        scope, args = ("campaign = ? AND ", [campaign]) if campaign else ("", [])
+        sql = f"SELECT DISTINCT lease_owner FROM jobs WHERE {scope}state = 'sending'"
+        return await self._run(lambda db: [r[0] for r in db.execute(sql, args) if r[0]])
+
+    async def release_owner(self, owner: str) -> int:
+        now = time.time()
+        return await self._run(
+            lambda db: db.execute(
+                "UPDATE jobs SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END,"
+                " ready_at = ?, lease_owner = NULL WHERE lease_owner = ? AND state = 'sending'",
+                (now, owner),
+            ).rowcount
+        )
+
+    # -- inspection -------------------------------------------------------------------
+
+    async def stats(self, campaign: str | None = None) -> CampaignStats:
+        scope, args = ("WHERE campaign = ?", [campaign]) if campaign else ("", [])
+
+        def _q(db: sqlite3.Connection) -> CampaignStats:
+            st = CampaignStats(campaign)
+            for state, n, amb in db.execute(
+                f"SELECT state, count(*), sum(ambiguous) FROM jobs {scope} GROUP BY state", args
+            ):
+                st.counts[state] = n
+                st.ambiguous += amb or 0
+            and_scope = "campaign = ? AND " if campaign else ""
+            row = db.execute(
+                f"SELECT min(ready_at) FROM jobs WHERE {and_scope}state IN {CLAIMABLE}", args
+            ).fetchone()
+            st.next_due = row[0] if row else None
+            return st
+
+        return await self._run(_q)
+
+    async def get(self, job_id: str) -> Job | None:
+        def _q(db: sqlite3.Connection) -> Job | None:
+            r = db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return _job_from_row(r) if r else None
+
+        return await self._run(_q)
+
+    async def campaigns(self) -> list[str]:
+        return await self._run(
+            lambda db: [r[0] for r in db.execute("SELECT DISTINCT campaign FROM jobs ORDER BY 1")]
+        )
+
+    async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
+        where, args = _dead_where(flt)
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} ORDER BY updated_at LIMIT ?"
+        return await self._run(lambda db: [_job_from_row(r) for r in db.execute(sql, [*args, limit])])
+
+    async def retry_dead(self, flt: DeadFilter) -> int:
+        where, args = _dead_where(flt)
+        now = time.time()
+        sql = (
+            "UPDATE jobs SET state = 'queued', ready_at = ?, attempts = 0, dead_reason = '',"
+            f" updated_at = ? WHERE {where}"
+        )
+        return await self._run(lambda db: db.execute(sql, [now, now, *args]).rowcount)
+
+    async def purge_dead(self, flt: DeadFilter) -> int:
+        where, args = _dead_where(flt)
+        return await self._run(lambda db: db.execute(f"DELETE FROM jobs WHERE {where}", args).rowcount)
+

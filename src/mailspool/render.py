@@ -1,0 +1,287 @@
+"""Templates and per-row rendering with validation. No I/O besides reading templates.
+
+A template is a header block (``Name: value`` lines up to the first blank line) and a
+body, as in DESIGN section 5. Each header value and the body are compiled separately so
+that a value which renders to a newline is caught instead of becoming a new header.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from mailspool.addresses import parse_addresses
+from mailspool.errors import RejectedRow, TemplateError
+from mailspool.htmltext import html_to_text
+
+_HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]?(.*)$")
+_FORBIDDEN = re.compile(r"[\r\n\x00]")
+ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply-to")
+# headers we set ourselves; a template may not override them
+RESERVED = frozenset(
+    ("message-id", "date", "mime-version", "content-transfer-encoding", "content-disposition")
+)
+DIRECT_COLUMNS = {
+    "from": "from",
+    "to": "to",
+    "cc": "cc",
+    "bcc": "bcc",
+    "reply_to": "reply-to",
+    "reply-to": "reply-to",
+    "subject": "subject",
+}
+
+
+@dataclass(slots=True)
+class Rendered:
+    """A validated message, ready to be composed into bytes."""
+
+    sender: tuple[str, str]
+    to: list[tuple[str, str]]
+    cc: list[tuple[str, str]] = field(default_factory=list)
+    bcc: list[tuple[str, str]] = field(default_factory=list)
+    reply_to: list[tuple[str, str]] = field(default_factory=list)
+    subject: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    text: str = ""
+    html: str | None = None
+    attachments: list[str] = field(default_factory=list)
+
+    @property
+    def recipients(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for _, addr in (*self.to, *self.cc, *self.bcc):
+            seen.setdefault(addr, None)
+        return list(seen)
+
+
+def make_environment(*, html: bool, sandboxed: bool = False) -> jinja2.Environment:
+    cls = SandboxedEnvironment if sandboxed else jinja2.Environment
+    return cls(
+        undefined=jinja2.StrictUndefined,
+        autoescape=html,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+    )
+
+
+@dataclass(slots=True)
+class Template:
+    """A parsed template: compiled header values and body."""
+
+    headers: list[tuple[str, jinja2.Template]]
+    attachments: list[jinja2.Template]
+    body: jinja2.Template | None
+    body_is_html: bool
+    html: jinja2.Template | None = None
+    source_text: str = ""
+
+    @classmethod
+    def parse(
+        cls, text: str, *, html_text: str | None = None, name: str = "template", sandboxed: bool = False
+    ) -> Template:
+        text = text.replace("\r\n", "\n")
+        head, body = split_header_block(text)
+        headers_src: list[tuple[str, str]] = []
+        for lineno, line in enumerate(head, start=1):
+            if line[:1] in (" ", "\t") and headers_src:  # folded continuation line
+                hname, value = headers_src[-1]
+                headers_src[-1] = (hname, value + " " + line.strip())
+                continue
+            m = _HEADER_LINE.match(line)
+            if not m:
+                raise TemplateError(f"{name}: line {lineno}: not a 'Name: value' header line: {line!r}")
+            headers_src.append((m.group(1), m.group(2).strip()))
+        is_html = any(
+            h.lower() == "content-type" and "text/html" in v.lower() for h, v in headers_src
+        )
+        text_env = make_environment(html=False, sandboxed=sandboxed)
+        html_env = make_environment(html=True, sandboxed=sandboxed)
+        try:
+            headers = [
+                (h, text_env.from_string(v))
+                for h, v in headers_src
+                if h.lower() not in ("content-type", "attachment")
+            ]
+            attachments = [text_env.from_string(v) for h, v in headers_src if h.lower() == "attachment"]
+            compiled_body = (html_env if is_html else text_env).from_string(body) if body.strip() else None
+            compiled_html = html_env.from_string(html_text) if html_text is not None else None
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{name}: line {exc.lineno}: {exc.message}") from exc
+        for h, _ in headers:
+            if h.lower() in RESERVED:
+                raise TemplateError(f"{name}: header {h} is set by mailspool and cannot be templated")
+        return cls(headers, attachments, compiled_body, is_html, compiled_html, text)
+
+    @classmethod
+    def load(cls, path: Path, html_path: Path | None = None) -> Template:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+            html_text = html_path.read_text(encoding="utf-8-sig") if html_path else None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TemplateError(f"cannot read template: {exc}") from exc
+        return cls.parse(text, html_text=html_text, name=path.name)
+
+
+def split_header_block(text: str) -> tuple[list[str], str]:
+    """Header lines up to the first blank line, and the body. No header block if the first
+    line is not a header."""
+    first = text.split("\n", 1)[0]
+    if not _HEADER_LINE.match(first):
+        return [], text
+    head, sep, body = text.partition("\n\n")
+    return head.split("\n"), body if sep else ""
+
+
+def template_context(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Row columns as variables, plus a lowercase alias where it does not collide, plus
+    ``row`` for column names that are not identifiers."""
+    ctx: dict[str, Any] = dict(values)
+    for k, v in values.items():
+        ctx.setdefault(k.lower(), v)
+    ctx.setdefault("row", dict(values))
+    return ctx
+
+
+def _render(tpl: jinja2.Template, ctx: dict[str, Any], field_name: str) -> str:
+    try:
+        return tpl.render(ctx)
+    except jinja2.UndefinedError as exc:
+        raise RejectedRow(field_name, f"template variable {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise RejectedRow(field_name, f"template error: {exc}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise RejectedRow(field_name, f"template error: {exc}") from None
+
+
+def check_header_value(name: str, value: str) -> str:
+    if _FORBIDDEN.search(value):
+        raise RejectedRow(name, "header value contains a line break or NUL (header injection)")
+    return value.strip()
+
+
+@dataclass(slots=True)
+class Renderer:
+    """Renders rows with one template (template mode) or from columns (direct mode)."""
+
+    template: Template | None = None
+    default_from: jinja2.Template | None = None
+    default_subject: jinja2.Template | None = None
+    max_recipients: int = 100
+
+    @classmethod
+    def build(
+        cls, template: Template | None, default_from: str | None, default_subject: str | None
+    ) -> Renderer:
+        env = make_environment(html=False)
+        try:
+            f = env.from_string(default_from) if default_from else None
+            s = env.from_string(default_subject) if default_subject else None
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"--from/--subject: {exc.message}") from exc
+        return cls(template, f, s)
+
+    def render(self, values: Mapping[str, Any]) -> Rendered:
+        fields: dict[str, str] = {}
+        extra: list[tuple[str, str]] = []
+        attachments: list[str] = []
+        text = ""
+        html: str | None = None
+        ctx = template_context(values)
+        if self.template is not None:
+            for name, tpl in self.template.headers:
+                value = check_header_value(name, _render(tpl, ctx, name))
+                lname = name.lower()
+                if lname in ADDRESS_FIELDS or lname == "subject":
+                    fields[lname] = value
+                elif value:
+                    extra.append((name, value))
+            for tpl in self.template.attachments:
+                path = check_header_value("Attachment", _render(tpl, ctx, "Attachment"))
+                if path:
+                    attachments.append(path)
+            body = _render(self.template.body, ctx, "body") if self.template.body else ""
+            if self.template.body_is_html:
+                html = body
+            else:
+                text = body
+            if self.template.html is not None:
+                html = _render(self.template.html, ctx, "html")
+        else:
+            self._direct(values, fields, extra)
+            text = _text_value(values, "body") or _text_value(values, "text")
+            html = _text_value(values, "html") or None
+        if "from" not in fields and self.default_from is not None:
+            fields["from"] = check_header_value("From", _render(self.default_from, ctx, "From"))
+        if "subject" not in fields and self.default_subject is not None:
+            fields["subject"] = check_header_value(
+                "Subject", _render(self.default_subject, ctx, "Subject")
+            )
+        return self._validate(fields, extra, text, html, attachments)
+
+    def _direct(
+        self, values: Mapping[str, Any], fields: dict[str, str], extra: list[tuple[str, str]]
+    ) -> None:
+        for column, value in values.items():
+            name = DIRECT_COLUMNS.get(column.lower())
+            if name is None or value in (None, ""):
+                continue
+            if isinstance(value, list):
+                value = ", ".join(str(v) for v in value)
+            fields[name] = check_header_value(column, str(value))
+        headers = values.get("headers")
+        if isinstance(headers, dict):
+            for name, value in headers.items():
+                if not str(name).lower().startswith("x-"):
+                    raise RejectedRow(f"headers.{name}", "only X- headers may be added")
+                extra.append((str(name), check_header_value(str(name), str(value))))
+
+    def _validate(
+        self,
+        fields: dict[str, str],
+        extra: list[tuple[str, str]],
+        text: str,
+        html: str | None,
+        attachments: list[str],
+    ) -> Rendered:
+        if not fields.get("from"):
+            raise RejectedRow("From", "no sender: set From in the template, a from column, or --from")
+        senders = parse_addresses(fields["from"], "From")
+        if len(senders) != 1:
+            raise RejectedRow("From", "exactly one sender address is required")
+        to = parse_addresses(fields.get("to", ""), "To")
+        cc = parse_addresses(fields.get("cc", ""), "Cc")
+        bcc = parse_addresses(fields.get("bcc", ""), "Bcc")
+        if not (to or cc or bcc):
+            raise RejectedRow("To", "no recipient address")
+        if len(to) + len(cc) + len(bcc) > self.max_recipients:
+            raise RejectedRow("To", f"more than {self.max_recipients} recipients")
+        if html is not None and not text.strip():
+            text = html_to_text(html)
+        if "\x00" in text or (html is not None and "\x00" in html):
+            raise RejectedRow("body", "body contains a NUL character")
+        return Rendered(
+            sender=senders[0],
+            to=to,
+            cc=cc,
+            bcc=bcc,
+            reply_to=parse_addresses(fields.get("reply-to", ""), "Reply-To"),
+            subject=fields.get("subject", ""),
+            headers=extra,
+            text=text,
+            html=html,
+            attachments=attachments,
+        )
+
+
+def _text_value(values: Mapping[str, Any], name: str) -> str:
+    for k, v in values.items():
+        if k.lower() == name and v is not None:
+            return str(v)
+    return ""

@@ -1,0 +1,204 @@
+"""``mailspool send``: enqueue every row and deliver until the campaign is final."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mailspool.config import Settings
+from mailspool.logs import get_logger
+from mailspool.models import State
+from mailspool.observe import Counter
+from mailspool.producer import Attachments, Producer, ProducerReport, Rejects
+from mailspool.progress import Progress
+from mailspool.queue import Queue
+from mailspool.sources import open_source
+from mailspool.transport import Transport
+from mailspool.wiring import (
+    default_campaign,
+    load_renderer,
+    make_transport,
+    open_queue,
+    worker_config,
+)
+from mailspool.worker import Worker, owner_is_dead_here
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 75
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+@dataclass
+class SendRun:
+    settings: Settings
+    source: Path
+    json_output: bool = False
+
+    async def run(self) -> int:
+        log = get_logger()
+        started = time.monotonic()
+        settings = self.settings
+        campaign = settings.campaign or default_campaign(self.source, settings)
+        renderer = load_renderer(settings)
+        source = open_source(self.source)
+        transport = make_transport(settings, campaign)
+        queue = await open_queue(settings)
+        try:
+            return await self._run(queue, transport, renderer, source, campaign, started, log)
+        finally:
+            await queue.close()
+
+    async def _run(
+        self, queue: Queue, transport: Transport, renderer: Any, source: Any,
+        campaign: str, started: float, log: Any,
+    ) -> int:  # fmt: skip
+        settings = self.settings
+        reclaimed = 0
+        for owner in await queue.lease_owners(campaign):
+            if owner_is_dead_here(owner):
+                reclaimed += await queue.release_owner(owner)
+        if reclaimed:
+            log.info("reclaimed leases of an interrupted run", campaign=campaign, jobs=reclaimed)
+        base = settings.attachment_dir or (settings.template.parent if settings.template else Path())
+        producer = Producer(
+            queue, renderer, campaign,
+            Rejects(Path(f"{campaign}.rejects.csv")),
+            Attachments(base, queue), settings.key_column,
+        )  # fmt: skip
+        counter = Counter()
+        progress = Progress(f"{campaign}", enabled=True)
+        worker = Worker(queue, transport, worker_config(settings, campaign), [counter, progress])
+        deadline: list[float] = []
+        produced = asyncio.Event()
+
+        async def idle() -> bool:
+            if not produced.is_set():
+                return False
+            st = await queue.stats(campaign)
+            if st.pending == 0:
+                return True
+            if not deadline:
+                deadline.append(time.time() + settings.max_wait)
+            return st.get(State.SENDING) == 0 and (st.next_due or 0) > deadline[0]
+
+        interrupted = _install_signals(worker)
+        log.info("send started", campaign=campaign, queue=queue.url, relay=transport.description)
+        progress.start()
+        worker_task = asyncio.create_task(worker.run(idle))
+        try:
+            report = await self._produce(producer, source, interrupted)
+            progress.set_total(report.queued)
+            produced.set()
+            await worker_task
+        finally:
+            progress.stop()
+            if not worker_task.done():
+                worker.stop()
+                await asyncio.gather(worker_task, return_exceptions=True)
+        stats = await queue.stats(campaign)
+        elapsed = time.monotonic() - started
+        summary = self._summary(campaign, report, counter, stats, elapsed, transport)
+        self._print(summary, transport, report)
+        return self._exit_code(summary, interrupted, campaign)
+
+    async def _produce(
+        self, producer: Producer, source: Any, interrupted: dict[str, int]
+    ) -> ProducerReport:
+        def rows() -> Any:
+            for row in source.rows():
+                if interrupted:
+                    return
+                yield row
+
+        return await producer.run(rows())
+
+    def _summary(
+        self, campaign: str, report: ProducerReport, counter: Counter, stats: Any,
+        elapsed: float, transport: Transport,
+    ) -> dict[str, Any]:  # fmt: skip
+        summary: dict[str, Any] = {
+            "campaign": campaign,
+            "rows": report.rows,
+            "queued": report.queued,
+            "sent": counter.sent_count,
+            "deferred": stats.pending,
+            "dead": stats.get(State.DEAD),
+            "rejected": report.rejected,
+            "duplicates": report.duplicates,
+            "skipped_already_sent": report.already_sent,
+            "ambiguous": stats.ambiguous,
+            "elapsed_s": round(elapsed, 3),
+            "rate_per_s": round(counter.sent_count / elapsed, 1) if elapsed > 0 else 0.0,
+            "outbox": None if transport.delivers else str(getattr(transport, "directory", "")),
+        }
+        if report.rejects_file is not None:
+            summary["rejects_file"] = str(report.rejects_file)
+        return summary
+
+    def _print(self, s: dict[str, Any], transport: Transport, report: ProducerReport) -> None:
+        if self.json_output:
+            print(json.dumps(s), flush=True)
+            return
+        out = sys.stderr
+        print(f"campaign {s['campaign']}: {s['rows']} rows in {s['elapsed_s']:.1f}s", file=out)
+        verb = "sent" if transport.delivers else "written to the outbox (NOT sent)"
+        print(f"  {s['sent']} {verb} ({s['rate_per_s']:.0f}/s)", file=out)
+        for label, key in (
+            ("already sent by an earlier run, skipped", "skipped_already_sent"),
+            ("duplicates skipped", "duplicates"),
+            ("rejected", "rejected"),
+            ("dead-lettered", "dead"),
+            ("still queued or deferred", "deferred"),
+            ("ambiguous deliveries (may have been sent twice)", "ambiguous"),
+        ):
+            if s[key]:
+                print(f"  {s[key]} {label}", file=out)
+        if report.rejects_file:
+            print(f"  rejected rows: {report.rejects_file}", file=out)
+        if not transport.delivers:
+            print(
+                f"  NOTHING WAS SENT: no --smtp relay given; messages are in {s['outbox']}/",
+                file=out,
+            )
+
+    def _exit_code(self, s: dict[str, Any], interrupted: dict[str, int], campaign: str) -> int:
+        if interrupted:
+            print(
+                f"interrupted: messages in flight finished; {s['deferred']} still queued."
+                f" Run the same command again to resume (campaign {campaign}).",
+                file=sys.stderr,
+            )
+            return EXIT_SIGINT if interrupted.get("signal") == signal.SIGINT else EXIT_SIGTERM
+        if s["deferred"]:
+            print(
+                f"{s['deferred']} messages are still queued or deferred for a later retry."
+                " Run the same command again, or `mailspool worker`, to continue.",
+                file=sys.stderr,
+            )
+            return EXIT_PENDING
+        if s["rejected"] or s["dead"]:
+            return EXIT_SOME_FAILED
+        return EXIT_OK
+
+
+def _install_signals(worker: Worker) -> dict[str, int]:
+    interrupted: dict[str, int] = {}
+    loop = asyncio.get_running_loop()
+
+    def handler(signum: int) -> None:
+        if interrupted:  # a second Ctrl-C: stop now
+            raise SystemExit(128 + signum)
+        interrupted["signal"] = signum
+        print("stopping: finishing messages in flight (Ctrl-C again to quit now)", file=sys.stderr)
+        worker.stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, handler, sig)
+    return interrupted

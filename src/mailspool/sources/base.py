@@ -1,0 +1,36 @@
+"""The source interface."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mailspool.errors import RejectedRow
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One input record. ``number`` is what a user sees: the spreadsheet row for a CSV
+    (the header is row 1), the line number for JSON lines."""
+
+    number: int
+    values: dict[str, Any]
+
+
+class Source(abc.ABC):
+    """An iterable of rows read lazily from a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @abc.abstractmethod
+    def rows(self) -> Iterator[Row | RejectedRow]:
+        """Yield rows in order; a row that cannot be parsed is yielded as a RejectedRow."""
+
+    @property
+    @abc.abstractmethod
+    def columns(self) -> list[str]:
+        """The column names seen so far (all of them for CSV once iteration started)."""

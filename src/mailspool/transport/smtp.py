@@ -1,0 +1,62 @@
+"""SMTP delivery through a pool of reused sessions.
+
+A session goes back to the pool after a successful transaction and is closed after any
+error, after ``max_age`` seconds, or after ``max_messages`` messages.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from mailspool.errors import DeliveryError
+from mailspool.transport.base import Delivery, Envelope, Transport
+from mailspool.transport.session import SMTPSession
+from mailspool.transport.url import SMTPSettings
+
+
+class SMTPTransport(Transport):
+    def __init__(self, settings: SMTPSettings) -> None:
+        self.settings = settings
+        self.description = settings.redacted
+        self._tls: ssl.SSLContext | None = (
+            settings.tls_context() if settings.implicit_tls or settings.starttls != "off" else None
+        )
+        self._idle: list[SMTPSession] = []
+        self.opened = 0  # sessions opened, for metrics and tests
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._idle)
+
+    async def _acquire(self) -> SMTPSession:
+        while self._idle:
+            session = self._idle.pop()
+            if session.usable:
+                return session
+            await session.quit()
+        session = SMTPSession(self.settings, self._tls)
+        self.opened += 1
+        try:
+            await session.connect()
+        except BaseException:
+            session.abort()
+            raise
+        return session
+
+    async def send(self, envelope: Envelope) -> Delivery:
+        session = await self._acquire()
+        try:
+            delivery = await session.send(envelope.sender, envelope.recipients, envelope.data)
+        except DeliveryError:
+            session.abort()
+            raise
+        except BaseException:
+            session.abort()
+            raise
+        self._idle.append(session)
+        return delivery
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for session in idle:
+            await session.quit()

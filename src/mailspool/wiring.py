@@ -1,0 +1,69 @@
+"""Build concrete backends from settings (the edges only)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from mailspool.config import Settings
+from mailspool.queue import Queue, make_queue
+from mailspool.render import Renderer, Template
+from mailspool.retry import RetryPolicy
+from mailspool.transport import OutboxTransport, SMTPTransport, Transport, parse_smtp_url
+from mailspool.worker import WorkerConfig
+
+
+async def open_queue(settings: Settings) -> Queue:
+    queue = make_queue(settings.queue)
+    await queue.open()
+    return queue
+
+
+def make_transport(settings: Settings, campaign: str | None = None) -> Transport:
+    if not settings.smtp:
+        return OutboxTransport(settings.outbox / campaign if campaign else settings.outbox)
+    return SMTPTransport(
+        parse_smtp_url(
+            settings.smtp,
+            connect_timeout=settings.connect_timeout,
+            command_timeout=settings.command_timeout,
+            data_timeout=settings.data_timeout,
+        )
+    )
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        first=settings.retry_first,
+        factor=settings.retry_factor,
+        max_delay=settings.retry_max_delay,
+        max_age=settings.max_age,
+        max_attempts=settings.max_attempts,
+    )
+
+
+def worker_config(settings: Settings, campaign: str | None = None) -> WorkerConfig:
+    return WorkerConfig(
+        concurrency=settings.concurrency,
+        lease=settings.lease,
+        rate=settings.rate_per_second,
+        campaign=campaign,
+        retry=retry_policy(settings),
+    )
+
+
+def load_renderer(settings: Settings) -> Renderer:
+    template = Template.load(settings.template, settings.html) if settings.template else None
+    return Renderer.build(template, settings.from_addr, settings.subject)
+
+
+def default_campaign(source: Path, settings: Settings) -> str:
+    """Stable for the same source file and template content, so a re-run resumes."""
+    h = hashlib.sha256(str(source.resolve()).encode())
+    for part in (settings.template, settings.html):
+        if part is not None:
+            h.update(b"\0" + part.read_bytes())
+    h.update(f"\0{settings.from_addr}\0{settings.subject}\0{settings.key_column}".encode())
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", source.stem)[:40] or "campaign"
+    return f"{stem}-{h.hexdigest()[:10]}"

@@ -1,0 +1,286 @@
+"""The worker: claim due jobs, send each through the transport, record the outcome.
+
+    feeder     claims batches under a lease while the local buffer runs low
+    senders    ``concurrency`` tasks: rate limit, relay gate, send, decide the outcome
+    recorder   writes outcomes in batches (one transaction each): sent before anything else
+    heartbeat  extends the leases of every job held here, so a slow send is never
+               handed to a second worker
+
+Observers (progress, logs, metrics) are told about each outcome; none of that lives in
+the loop itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from mailspool.classify import Action, Verdict, classify
+from mailspool.compose import attachment_part, wrap_mixed
+from mailspool.errors import DeliveryError, MailspoolError, QueueError
+from mailspool.models import DeadReason, Job, Outcome, State
+from mailspool.observe import Observer
+from mailspool.queue.base import Queue
+from mailspool.ratelimit import RateLimiter
+from mailspool.relay import RelayGate
+from mailspool.retry import RetryPolicy
+from mailspool.transport.base import Delivery, Envelope, Transport
+
+
+def owner_is_dead_here(owner: str) -> bool:
+    """True when ``owner`` was a process on this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return not owner.endswith(WORKER_TOKEN)  # same pid, earlier process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+WORKER_TOKEN = uuid.uuid4().hex[:8]
+
+
+@dataclass
+class WorkerConfig:
+    concurrency: int = 8
+    lease: float = 60.0
+    rate: float | None = None
+    campaign: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    poll_interval: float = 0.5
+    shutdown_grace: float = 30.0
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: Queue,
+        transport: Transport,
+        config: WorkerConfig,
+        observers: list[Observer] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.transport = transport
+        self.config = config
+        # host:pid:token - lets a later run on this host reclaim a dead process's leases
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{WORKER_TOKEN}"
+        self.observers = observers or []
+        self.limiter = RateLimiter(config.rate) if config.rate else None
+        self.gate = RelayGate()
+        self._buffer: asyncio.Queue[Job | None] = asyncio.Queue()
+        self._held: set[str] = set()
+        self._outcomes: list[Outcome] = []
+        self._outcome_ready = asyncio.Event()
+        self._in_flight = 0
+        self._stopping = asyncio.Event()
+        self._closing = False
+        self._parts: dict[str, bytes] = {}
+        self.lost_leases = 0
+        self.error: BaseException | None = None
+
+    # -- control ------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; messages in flight finish; buffered jobs are handed back."""
+        self._stopping.set()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._held) or self._in_flight > 0
+
+    async def run(self, idle: Callable[[], Awaitable[bool]] | None = None) -> None:
+        """Run until stopped, or until ``idle()`` (asked when nothing is due) says so."""
+        senders = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
+        recorder = asyncio.create_task(self._recorder())
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._feeder(idle)
+        except QueueError as exc:
+            self.error = exc
+        finally:
+            for _ in senders:
+                self._buffer.put_nowait(None)
+            grace = self.config.shutdown_grace if self._stopping.is_set() else None
+            _, late = await asyncio.wait(senders, timeout=grace)
+            for t in late:
+                t.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            self._closing = True
+            self._outcome_ready.set()
+            await recorder
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            await self._release_unsent()
+            await self.transport.close()
+        if self.error is not None:
+            raise self.error
+
+    async def _release_unsent(self) -> None:
+        """Hand back at once (no waiting for lease expiry) what was claimed but not tried."""
+        if self._held:
+            with contextlib.suppress(QueueError):
+                await self.queue.release(self.owner, sorted(self._held))
+            self._held.clear()
+
+    # -- feeder -------------------------------------------------------------------
+
+    def _batch_size(self) -> int:
+        n = self.config.concurrency * 8
+        if self.limiter is not None:
+            n = min(n, max(self.config.concurrency, int(2 / self.limiter.interval)))
+        return max(1, min(n, 1000))
+
+    async def _feeder(self, idle: Callable[[], Awaitable[bool]] | None) -> None:
+        batch = self._batch_size()
+        wait = self.config.poll_interval
+        while not self._stopping.is_set():
+            if self._buffer.qsize() > batch // 2:
+                await self._sleep(0.005)
+                continue
+            await self.gate.wait(self._stopping)
+            jobs = await self.queue.claim(self.owner, batch, self.config.lease, self.config.campaign)
+            for job in jobs:
+                self._held.add(job.id)
+                self._buffer.put_nowait(job)
+            if jobs:
+                wait = 0.01
+                continue
+            if not self.busy and idle is not None and await idle():
+                return
+            await self._sleep(wait)
+            wait = min(self.config.poll_interval, wait * 2)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # -- senders ------------------------------------------------------------------
+
+    async def _sender(self) -> None:
+        while True:
+            job = await self._buffer.get()
+            if job is None:
+                return
+            if self._stopping.is_set():
+                continue  # still held: handed back by _release_unsent
+            self._in_flight += 1
+            try:
+                outcome = await self._attempt(job)
+            finally:
+                self._in_flight -= 1
+            self._outcomes.append(outcome)
+            self._outcome_ready.set()
+
+    async def _attempt(self, job: Job) -> Outcome:
+        try:
+            data = await self._message_bytes(job)
+        except MailspoolError as exc:
+            return self._dead(job, DeadReason.INVALID_MESSAGE, str(exc))
+        await self.gate.wait(self._stopping)
+        if self.limiter is not None:
+            await self.limiter.acquire()
+        started = time.monotonic()
+        try:
+            delivery = await self.transport.send(
+                Envelope(job.sender, job.recipients, data, job.id)
+            )
+        except DeliveryError as err:
+            return self._failed(job, err, classify(err), time.monotonic() - started)
+        self.gate.success()
+        for obs in self.observers:
+            obs.sent(job, delivery, time.monotonic() - started)
+        return Outcome(job.id, State.SENT, _sent_reply(delivery))
+
+    async def _message_bytes(self, job: Job) -> bytes:
+        if not job.attachments:
+            return job.message
+        parts = []
+        for ref in job.attachments:
+            part = self._parts.get(ref.digest)
+            if part is None:
+                blob = await self.queue.get_blob(ref.digest)
+                if blob is None:
+                    raise MailspoolError(f"attachment {ref.filename} is missing from the store")
+                part = self._parts[ref.digest] = attachment_part(ref, blob)
+            parts.append(part)
+        return wrap_mixed(job.message, job.body_offset, parts, "mix-" + job.id[:16])
+
+    def _failed(self, job: Job, err: DeliveryError, verdict: Verdict, elapsed: float) -> Outcome:
+        if verdict.action is Action.PAUSE:
+            delay = self.gate.pause(err)
+            for obs in self.observers:
+                obs.relay_paused(err, delay)
+        if verdict.action is Action.DEAD:
+            assert verdict.reason is not None
+            return self._dead(job, verdict.reason, err.reply, verdict.ambiguous)
+        now = time.time()
+        decision: float | DeadReason
+        if verdict.action is Action.PAUSE:
+            # the relay's fault, not the job's: no attempt is charged against max_attempts,
+            # and the job is due again when the relay is expected back
+            decision = now + max(1.0, self.gate.remaining())
+            if decision - job.created_at > self.config.retry.max_age:
+                decision = DeadReason.EXPIRED
+        else:
+            decision = self.config.retry.next_attempt(job.attempts, job.created_at, now)
+        if isinstance(decision, DeadReason):
+            return self._dead(job, decision, err.reply, verdict.ambiguous)
+        for obs in self.observers:
+            obs.deferred(job, err, verdict, decision, elapsed)
+        return Outcome(job.id, State.DEFERRED, err.reply, decision, ambiguous=verdict.ambiguous)
+
+    def _dead(self, job: Job, reason: DeadReason, reply: str, ambiguous: bool = False) -> Outcome:
+        for obs in self.observers:
+            obs.dead(job, reason, reply)
+        return Outcome(job.id, State.DEAD, reply, reason=reason.value, ambiguous=ambiguous)
+
+    # -- recorder and heartbeat -----------------------------------------------------
+
+    async def _recorder(self) -> None:
+        while True:
+            await self._outcome_ready.wait()
+            self._outcome_ready.clear()
+            batch, self._outcomes = self._outcomes, []
+            if batch:
+                try:
+                    applied = await self.queue.record(self.owner, batch)
+                except QueueError as exc:
+                    self.error = exc
+                    self._stopping.set()
+                    self._held.difference_update(o.job_id for o in batch)
+                    return
+                self.lost_leases += len(batch) - applied
+                self._held.difference_update(o.job_id for o in batch)
+                for obs in self.observers:
+                    obs.recorded(batch)
+            elif self._closing:
+                return
+
+    async def _heartbeat(self) -> None:
+        interval = max(0.5, self.config.lease / 3)
+        while True:
+            await asyncio.sleep(interval)
+            if self._held:
+                with contextlib.suppress(QueueError):
+                    await self.queue.extend(self.owner, list(self._held), self.config.lease)
+
+
+def _sent_reply(d: Delivery) -> str:
+    if not d.refused:
+        return d.reply
+    refused = "; ".join(f"{r}: {why}" for r, why in d.refused.items())
+    return f"{d.reply} | refused: {refused}"[:1000]
