@@ -75,7 +75,7 @@ def make_environment(*, html: bool, sandboxed: bool = False) -> jinja2.Environme
 class Template:
     """A parsed template: compiled header values and body."""
 
-    headers: list[tuple[str, jinja2.Template]]
+    headers: list[tuple[str, jinja2.Template | str]]  # a str is a constant value
     attachments: list[jinja2.Template]
     body: jinja2.Template | None
     body_is_html: bool
@@ -105,7 +105,7 @@ class Template:
         html_env = make_environment(html=True, sandboxed=sandboxed)
         try:
             headers = [
-                (h, text_env.from_string(v))
+                (h, _compile(text_env, v))
                 for h, v in headers_src
                 if h.lower() not in ("content-type", "attachment")
             ]
@@ -129,6 +129,13 @@ class Template:
         return cls.parse(text, html_text=html_text, name=path.name)
 
 
+def _compile(env: jinja2.Environment, source: str) -> jinja2.Template | str:
+    """A template, or the string itself when it has no Jinja syntax (rendered for free)."""
+    if "{" not in source:
+        return source
+    return env.from_string(source)
+
+
 def split_header_block(text: str) -> tuple[list[str], str]:
     """Header lines up to the first blank line, and the body. No header block if the first
     line is not a header."""
@@ -149,7 +156,9 @@ def template_context(values: Mapping[str, Any]) -> dict[str, Any]:
     return ctx
 
 
-def _render(tpl: jinja2.Template, ctx: dict[str, Any], field_name: str) -> str:
+def _render(tpl: jinja2.Template | str, ctx: dict[str, Any], field_name: str) -> str:
+    if isinstance(tpl, str):
+        return tpl
     try:
         return tpl.render(ctx)
     except jinja2.UndefinedError as exc:
@@ -171,9 +180,10 @@ class Renderer:
     """Renders rows with one template (template mode) or from columns (direct mode)."""
 
     template: Template | None = None
-    default_from: jinja2.Template | None = None
-    default_subject: jinja2.Template | None = None
+    default_from: jinja2.Template | str | None = None
+    default_subject: jinja2.Template | str | None = None
     max_recipients: int = 100
+    _senders: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -181,8 +191,8 @@ class Renderer:
     ) -> Renderer:
         env = make_environment(html=False)
         try:
-            f = env.from_string(default_from) if default_from else None
-            s = env.from_string(default_subject) if default_subject else None
+            f = _compile(env, default_from) if default_from else None
+            s = _compile(env, default_subject) if default_subject else None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"--from/--subject: {exc.message}") from exc
         return cls(template, f, s)
@@ -242,6 +252,18 @@ class Renderer:
                     raise RejectedRow(f"headers.{name}", "only X- headers may be added")
                 extra.append((str(name), check_header_value(str(name), str(value))))
 
+    def _sender(self, value: str) -> tuple[str, str]:
+        """The sender, parsed once per distinct value (it is usually the same on every row)."""
+        sender = self._senders.get(value)
+        if sender is None:
+            senders = parse_addresses(value, "From")
+            if len(senders) != 1:
+                raise RejectedRow("From", "exactly one sender address is required")
+            sender = senders[0]
+            if len(self._senders) < 1024:
+                self._senders[value] = sender
+        return sender
+
     def _validate(
         self,
         fields: dict[str, str],
@@ -252,9 +274,7 @@ class Renderer:
     ) -> Rendered:
         if not fields.get("from"):
             raise RejectedRow("From", "no sender: set From in the template, a from column, or --from")
-        senders = parse_addresses(fields["from"], "From")
-        if len(senders) != 1:
-            raise RejectedRow("From", "exactly one sender address is required")
+        sender = self._sender(fields["from"])
         to = parse_addresses(fields.get("to", ""), "To")
         cc = parse_addresses(fields.get("cc", ""), "Cc")
         bcc = parse_addresses(fields.get("bcc", ""), "Bcc")
@@ -267,7 +287,7 @@ class Renderer:
         if "\x00" in text or (html is not None and "\x00" in html):
             raise RejectedRow("body", "body contains a NUL character")
         return Rendered(
-            sender=senders[0],
+            sender=sender,
             to=to,
             cc=cc,
             bcc=bcc,
