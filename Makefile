@@ -1,0 +1,43 @@
+# make demo   create .venv, install, run the bundled example (SQLite queue, outbox)
+# make test   create .venv, install, start the services the tests need, run the suite
+# make check  ruff and mypy --strict
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= dev,redis,rabbitmq
+
+.PHONY: demo test check lint typecheck services bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: $(VENV)/.installed
+	mkdir -p demo
+	cd demo && ../$(VENV)/bin/mailspool send ../examples/recipients.csv \
+		--template ../examples/welcome.txt --log-format console; \
+		rc=$$?; [ $$rc -eq 0 ] || exit $$rc
+	@echo "demo: messages are in demo/outbox/; the job store is demo/mailspool.db"
+
+services:
+	bash scripts/services.sh
+
+test: $(VENV)/.installed services
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+check: lint typecheck
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+bench: $(VENV)/.installed services
+	$(PY) bench/bench_send.py
+
+clean:
+	rm -rf $(VENV) demo build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Start what the test suite needs when it is not running already: Postfix's smtp-sink and
+# smtp-source (Debian package postfix), Redis, RabbitMQ and PostgreSQL. Idempotent.
+set -u
+log() { echo "services: $*" >&2; }
+have_port() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo -n "$@"; else return 1; fi; }
+
+if [ ! -x /usr/sbin/smtp-sink ] || [ ! -x /usr/sbin/smtp-source ]; then
+  log "installing postfix (for smtp-sink and smtp-source)"
+  echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections || true
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null 2>&1 \
+    || { as_root apt-get update -qq >/dev/null 2>&1; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null 2>&1; } \
+    || log "could not install postfix: smtp-sink tests will be skipped (or fail under CI)"
+fi
+
+if ! have_port 6379 && command -v redis-server >/dev/null; then
+  log "starting redis"
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log >/dev/null || log "redis did not start"
+fi
+
+if ! have_port 5672 && command -v rabbitmq-server >/dev/null; then
+  log "starting rabbitmq"
+  as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+  for _ in $(seq 1 60); do have_port 5672 && break; sleep 1; done
+  have_port 5672 || log "rabbitmq did not answer within 60s"
+fi
+
+if ! have_port 5432 && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+  log "starting postgresql"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start >/dev/null 2>&1 || true
+  for _ in $(seq 1 30); do have_port 5432 && break; sleep 1; done
+fi
+
+for _ in $(seq 1 30); do have_port 6379 && break; sleep 0.5; done
+exit 0

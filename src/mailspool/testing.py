@@ -1,0 +1,216 @@
+"""Test helpers shipped with the package: a recording SMTP server (aiosmtpd) that runs in
+a background thread on a free loopback port, with optional STARTTLS and AUTH, and a
+wrapper around Postfix's ``smtp-sink`` for fault injection.
+
+Needs the ``dev`` extra (aiosmtpd, trustme).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+SMTP_SINK = "/usr/sbin/smtp-sink"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+    auth: str | None = None
+    tls: bool = False
+
+    @property
+    def message(self) -> Message:
+        return message_from_bytes(self.data)
+
+
+@dataclass
+class _Handler:
+    messages: list[Received] = field(default_factory=list)
+    # reply codes to answer, in order, instead of 250 at DATA (e.g. ["451 4.3.0 later"])
+    data_replies: list[str] = field(default_factory=list)
+    rcpt_replies: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
+        reply = self.rcpt_replies.get(address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            if self.data_replies:
+                return self.data_replies.pop(0)
+            login = session.auth_data
+            self.messages.append(
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.content,
+                    login.decode() if isinstance(login, bytes) else login,
+                    session.ssl is not None,
+                )
+            )
+        return "250 2.0.0 OK queued"
+
+
+class RecordingSMTPServer:
+    """An aiosmtpd server on 127.0.0.1, port chosen by the OS, in its own thread.
+
+    ``tls``: an ssl.SSLContext to offer STARTTLS with; ``credentials``: (user, password)
+    to require AUTH; ``require_starttls``: refuse commands before STARTTLS.
+    """
+
+    def __init__(
+        self,
+        *,
+        tls: ssl.SSLContext | None = None,
+        credentials: tuple[str, str] | None = None,
+        require_starttls: bool = False,
+    ) -> None:
+        self.handler = _Handler()
+        self.tls = tls
+        self.credentials = credentials
+        self.require_starttls = require_starttls
+        self.port = 0
+        self.auth_attempts: list[tuple[str, str]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    @property
+    def messages(self) -> list[Received]:
+        with self.handler.lock:
+            return list(self.handler.messages)
+
+    def _authenticator(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        user = data.login.decode() if isinstance(data.login, bytes) else str(data.login)
+        password = data.password.decode() if isinstance(data.password, bytes) else str(data.password)
+        self.auth_attempts.append((user, password))
+        ok = self.credentials is not None and (user, password) == self.credentials
+        return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
+
+    def _factory(self) -> Any:
+        from aiosmtpd.smtp import SMTP
+
+        return SMTP(
+            self.handler,
+            hostname="mailspool-test",
+            ident="mailspool-test",
+            tls_context=self.tls,
+            require_starttls=self.require_starttls,
+            auth_required=self.credentials is not None,
+            auth_require_tls=self.tls is not None,
+            authenticator=self._authenticator if self.credentials else None,
+        )
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        self._server = loop.run_until_complete(
+            loop.create_server(self._factory, "127.0.0.1", 0, reuse_address=True)
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        loop.run_forever()
+        self._server.close()
+        loop.run_until_complete(self._server.wait_closed())
+        loop.close()
+
+    def start(self) -> RecordingSMTPServer:
+        self._thread = threading.Thread(target=self._run, daemon=True, name="smtpd")
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("test SMTP server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> RecordingSMTPServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class SMTPSink:
+    """Postfix's smtp-sink on a free loopback port. ``options`` are passed through, e.g.
+    ``["-r", "rcpt"]`` to reject RCPT, ``["-Q", "data"]`` to hang up after DATA."""
+
+    def __init__(self, *options: str, backlog: int = 256) -> None:
+        self.options = list(options)
+        self.backlog = backlog
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which(SMTP_SINK) is not None or os.path.exists(SMTP_SINK)
+
+    def start(self) -> SMTPSink:
+        cmd = [SMTP_SINK, *self.options]
+        if os.geteuid() == 0:
+            cmd += ["-u", "nobody"]  # smtp-sink refuses to run as root otherwise
+        cmd += [f"127.0.0.1:{self.port}", str(self.backlog)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if not wait_listening(self.port):
+            self.stop()
+            raise RuntimeError(f"smtp-sink did not start: {' '.join(cmd)}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> SMTPSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,118 @@
+"""Shared fixtures: real servers on loopback (aiosmtpd in-process, Postfix smtp-sink),
+TLS certificates from a throwaway CA, and a helper to run the CLI as a user would."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+from mailspool.testing import RecordingSMTPServer, SMTPSink
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def need(available: bool, what: str) -> None:
+    """Skip when a service is missing locally; fail under CI, where it must be there."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required under CI but is not available")
+    pytest.skip(f"{what} is not available")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture
+def smtpd() -> Iterator[RecordingSMTPServer]:
+    with RecordingSMTPServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[Callable[..., SMTPSink]]:
+    started: list[SMTPSink] = []
+
+    def start(*options: str) -> SMTPSink:
+        need(SMTPSink.available(), "Postfix smtp-sink (/usr/sbin/smtp-sink)")
+        sink = SMTPSink(*options).start()
+        started.append(sink)
+        return sink
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., Result]:
+    """Run ``mailspool ARGS`` in a subprocess, in tmp_path, as a user would."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
+        full_env.update(env or {})
+        p = subprocess.run(
+            [sys.executable, "-m", "mailspool", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+        )
+        return Result(p.returncode, p.stdout, p.stderr)
+
+    return run
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]], header: str = "Name, Email") -> Path:
+    path.write_text(header + "\n" + "".join(f"{n}, {e}\n" for n, e in rows), encoding="utf-8")
+    return path
+
+
+TEMPLATE = """From: News <news@example.com>
+To: {{ Email }}
+Subject: Hi {{ Name }}, your update
+
+Hi {{ Name }}, this is your update.
+"""
