@@ -95,6 +95,7 @@ class RecordingSMTPServer:
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._protocols: list[Any] = []
 
     @property
     def messages(self) -> list[Received]:
@@ -113,7 +114,7 @@ class RecordingSMTPServer:
     def _factory(self) -> Any:
         from aiosmtpd.smtp import SMTP
 
-        return SMTP(
+        proto = SMTP(
             self.handler,
             hostname="mailspool-test",
             ident="mailspool-test",
@@ -123,6 +124,20 @@ class RecordingSMTPServer:
             auth_require_tls=self.tls is not None,
             authenticator=self._authenticator if self.credentials else None,
         )
+        self._protocols.append(proto)
+        return proto
+
+    async def _shutdown(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for proto in self._protocols:
+            if proto.transport is not None:
+                proto.transport.close()
+        await asyncio.sleep(0.05)  # let the handlers see the close
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -134,8 +149,7 @@ class RecordingSMTPServer:
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         loop.run_forever()
-        self._server.close()
-        loop.run_until_complete(self._server.wait_closed())
+        loop.run_until_complete(self._shutdown())
         loop.close()
 
     def start(self) -> RecordingSMTPServer:
@@ -179,11 +193,28 @@ class SMTPSink:
     """Postfix's smtp-sink on a free loopback port. ``options`` are passed through, e.g.
     ``["-r", "rcpt"]`` to reject RCPT, ``["-Q", "data"]`` to hang up after DATA."""
 
-    def __init__(self, *options: str, backlog: int = 256) -> None:
+    def __init__(self, *options: str, backlog: int = 256, dump: str | None = None) -> None:
         self.options = list(options)
         self.backlog = backlog
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.dump = dump  # a file smtp-sink appends every message to (-D)
+
+    def received(self) -> list[tuple[list[str], str]]:
+        """(recipients, Message-ID) of every message in the dump file, in order."""
+        if self.dump is None or not os.path.exists(self.dump):
+            return []
+        out: list[tuple[list[str], str]] = []
+        rcpts: list[str] = []
+        with open(self.dump, "rb") as f:
+            for line in f:
+                if line.startswith(b"X-Client-Addr:"):
+                    rcpts = []
+                elif line.startswith(b"X-Rcpt-Args:"):
+                    rcpts.append(line.split(b":", 1)[1].strip().strip(b"<>").decode())
+                elif line.lower().startswith(b"message-id:"):
+                    out.append((rcpts, line.split(b":", 1)[1].strip().decode()))
+        return out
 
     @staticmethod
     def available() -> bool:
@@ -191,10 +222,13 @@ class SMTPSink:
 
     def start(self) -> SMTPSink:
         cmd = [SMTP_SINK, *self.options]
+        if self.dump is not None:
+            os.chmod(os.path.dirname(self.dump), 0o777)  # smtp-sink writes as nobody
+            cmd += ["-D", self.dump]
         if os.geteuid() == 0:
             cmd += ["-u", "nobody"]  # smtp-sink refuses to run as root otherwise
         cmd += [f"127.0.0.1:{self.port}", str(self.backlog)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait_listening(self.port):
             self.stop()
             raise RuntimeError(f"smtp-sink did not start: {' '.join(cmd)}")
@@ -214,3 +248,81 @@ class SMTPSink:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class LineServer:
+    """A scripted SMTP-ish server for what aiosmtpd cannot be made to do: it records every
+    line it receives and answers with ``respond(line) -> reply or None``. ``greeting=None``
+    accepts the connection and never greets."""
+
+    def __init__(
+        self,
+        respond: Any = None,
+        greeting: str | None = "220 scripted ESMTP",
+    ) -> None:
+        self.respond = respond or (lambda line: "250 OK")
+        self.greeting = greeting
+        self.lines: list[str] = []
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        if self.greeting is not None:
+            writer.write(self.greeting.encode() + b"\r\n")
+        in_data = False
+        try:
+            while line := await reader.readline():
+                text = line.decode("utf-8", "replace").rstrip("\r\n")
+                if in_data:
+                    if text != ".":
+                        continue
+                    in_data = False
+                    text = "<end of data>"
+                self.lines.append(text)
+                reply = self.respond(text)
+                if reply is None:
+                    continue
+                if reply == "<close>":
+                    break
+                writer.write(reply.encode() + b"\r\n")
+                if text.upper() == "DATA" and reply.startswith("354"):
+                    in_data = True
+                if text.upper() == "QUIT":
+                    break
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        server = loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        loop.run_forever()
+        server.close()
+        for w in self._writers:
+            w.close()
+        tasks = asyncio.all_tasks(loop)
+        for t in tasks:
+            t.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(server.wait_closed())
+        loop.close()
+
+    def __enter__(self) -> LineServer:
+        self._thread = threading.Thread(target=self._run, daemon=True, name="lineserver")
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
