@@ -1,24 +1,28 @@
 """What a failed attempt means for its job. A pure function of the error.
 
-============================  =============================  ==================
-failure                       verdict                        dead reason
-============================  =============================  ==================
-4xx anywhere (not 421)        retry                          -
-421 anywhere                  pause the relay, retry         -
-5xx at greeting / ehlo        pause the relay, retry         -
-535 / auth refused            pause the relay, retry         -
-connection refused            pause the relay, retry         -
-TLS failure                   pause the relay, retry         -
-reset / closed / timeout      retry                          -
-  ... after the final dot     retry, counted as ambiguous    -
-552 at RCPT (too many rcpts)  retry                          -
-552 or x.3.4 after data       dead                           too_large
-x.6.x (bad content)           dead                           invalid_message
-other 5xx at MAIL/RCPT/DATA   dead                           rejected_permanent
-============================  =============================  ==================
+================================  =============================  ==================
+failure                           verdict                        dead reason
+================================  =============================  ==================
+4xx anywhere (not 421)            retry                          -
+421 anywhere                      pause the relay, retry         -
+5xx at greeting/ehlo/starttls     pause the relay, retry         -
+535 / auth refused                pause the relay, retry         -
+connection refused (connect)      pause the relay, retry         -
+timeout at connect / greeting     pause the relay, retry         -
+TLS failure                       pause the relay, retry         -
+reset / closed / other timeout    retry                          -
+  ... waiting for the final dot   retry, counted as ambiguous    -
+552 at RCPT (too many rcpts)      retry                          -
+x.3.4 or x.2.3 (size)             dead                           too_large
+552 at MAIL (SIZE=), DATA, dot    dead                           too_large
+x.6.x (bad content)               dead                           invalid_message
+other 5xx at MAIL/RCPT/DATA/dot   dead                           rejected_permanent
+5xx at RSET, QUIT, elsewhere      retry                          -
+================================  =============================  ==================
 
 The reply code decides the class; the enhanced status code only refines the reason
-(a 450 with 5.1.1 is still a retry).
+(a 450 with 5.1.1 is still a retry, a 550 with 4.x.x is still dead). A specific enhanced
+code beats the reply code for the reason: 552 5.2.2 (mailbox full) is rejected_permanent.
 """
 
 from __future__ import annotations
@@ -51,8 +55,14 @@ class Verdict:
     kind: str = "network"
 
 
+#: before any message is under way: a 5xx here is about the relay, not the message
 SESSION_STAGES = frozenset(("connect", "greeting", "ehlo", "starttls", "auth"))
+#: a 5xx at one of these is about the message or its envelope
+MESSAGE_STAGES = frozenset(("mail", "rcpt", "data", "dot"))
+#: the message was transmitted: only the reply to the final dot remains unknown
 AFTER_DATA = frozenset(("dot",))
+#: 552 at these means the message is too big (RFC 1870 at MAIL with SIZE=, RFC 5321 after DATA)
+SIZE_552_STAGES = frozenset(("mail", "data", "dot"))
 
 
 def classify(err: DeliveryError) -> Verdict:
@@ -62,19 +72,24 @@ def classify(err: DeliveryError) -> Verdict:
         return Verdict(Action.PAUSE, kind="tls")
     if err.code is None:
         return _without_reply(err)
-    code, stage = err.code, err.stage
-    if code == 421:
-        return Verdict(Action.PAUSE, kind="4xx")
+    return _with_reply(err.code, err)
+
+
+def _with_reply(code: int, err: DeliveryError) -> Verdict:
+    stage = err.stage
     if 400 <= code < 500:
-        return Verdict(Action.RETRY, kind="4xx")
-    if code == 535 or (code >= 500 and stage in SESSION_STAGES):
-        return Verdict(Action.PAUSE, kind="5xx")
-    if code == 552 and stage == "rcpt":
-        return Verdict(Action.RETRY, kind="5xx")  # too many recipients: try again later
-    if 500 <= code < 600:
+        return Verdict(Action.PAUSE if code == 421 else Action.RETRY, kind="4xx")
+    if not 500 <= code < 600:
+        # a 1xx/2xx/3xx (or garbage) raised as an error: the server broke protocol, retry
+        return Verdict(Action.RETRY, kind="network")
+    if code == 535 or stage in SESSION_STAGES:
+        return Verdict(Action.PAUSE, kind="auth" if code == 535 else "5xx")
+    # 552 at RCPT is "too many recipients" (RFC 5321 4.5.3.1.10): treat it as a 452
+    if stage in MESSAGE_STAGES and not (code == 552 and stage == "rcpt"):
         return Verdict(Action.DEAD, _dead_reason(err), kind="5xx")
-    # a 2xx/3xx where an error was raised means the server broke protocol: retry
-    return Verdict(Action.RETRY, kind="network")
+    # too many recipients, or a 5xx to RSET, QUIT or anything else that says nothing
+    # about this message: try again
+    return Verdict(Action.RETRY, kind="5xx")
 
 
 def _without_reply(err: DeliveryError) -> Verdict:
@@ -87,10 +102,22 @@ def _without_reply(err: DeliveryError) -> Verdict:
     return Verdict(Action.RETRY, ambiguous=ambiguous, kind="network")
 
 
+def _enhanced(text: str | None) -> tuple[int, int] | None:
+    """(subject, detail) of an RFC 3463 code such as ``5.3.4``; None if absent or malformed."""
+    parts = (text or "").strip().split(".")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts):
+        return None
+    return int(parts[1]), int(parts[2])
+
+
 def _dead_reason(err: DeliveryError) -> DeadReason:
-    enhanced = err.enhanced or ""
-    if enhanced[2:5] == "3.4" or (err.code == 552 and err.stage in AFTER_DATA):
+    enhanced = _enhanced(err.enhanced)
+    # X.3.4 message too big for system, X.2.3 message length exceeds administrative limit
+    if enhanced in ((3, 4), (2, 3)):
         return DeadReason.TOO_LARGE
-    if enhanced[2:4] == "6.":
+    if enhanced is not None and enhanced[0] == 6:  # X.6.x: bad message content or encoding
         return DeadReason.INVALID_MESSAGE
+    specific = enhanced is not None and enhanced != (0, 0)
+    if err.code == 552 and err.stage in SIZE_552_STAGES and not specific:
+        return DeadReason.TOO_LARGE
     return DeadReason.REJECTED_PERMANENT

@@ -49,8 +49,8 @@ async def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     path = _source_path(args)
-    campaign = settings.campaign or default_campaign(path, settings)
     renderer = load_renderer(settings)
+    campaign = settings.campaign or default_campaign(path, settings)
     source = open_source(path)
     queue = await open_queue(settings)
     try:

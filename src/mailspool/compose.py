@@ -28,6 +28,9 @@ def encode_header(name: str, value: str) -> str:
         return f"{name}: {value}"
     charset = "us-ascii" if value.isascii() else "utf-8"
     encoded = Header(value, charset, header_name=name).encode(linesep=CRLF)
+    if charset == "us-ascii" and any(len(line) > MAX_LINE - 10 for line in encoded.split(CRLF)):
+        # a run without spaces cannot be folded: split it into encoded words instead
+        encoded = Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
     return f"{name}: {encoded}"
 
 
@@ -50,11 +53,23 @@ def text_entity(text: str, subtype: str = "plain") -> str:
     )
 
 
+def unique_boundary(boundary: str, *contents: str) -> str:
+    """``boundary``, or a variant of it, that occurs in none of ``contents`` (a body that
+    contained the boundary line would end its part early, or forge a new one)."""
+    candidate, n = boundary, 0
+    while any(candidate in c for c in contents):
+        n += 1
+        candidate = f"{boundary}.{n}"
+    return candidate
+
+
 def alternative_entity(text: str, html: str, boundary: str) -> str:
+    plain, rich = text_entity(text), text_entity(html, "html")
+    boundary = unique_boundary(boundary, plain, rich)
     return (
         f'Content-Type: multipart/alternative; boundary="{boundary}"{CRLF}{CRLF}'
-        f"--{boundary}{CRLF}{text_entity(text)}{CRLF}"
-        f"--{boundary}{CRLF}{text_entity(html, 'html')}{CRLF}"
+        f"--{boundary}{CRLF}{plain}{CRLF}"
+        f"--{boundary}{CRLF}{rich}{CRLF}"
         f"--{boundary}--{CRLF}"
     )
 
@@ -85,6 +100,11 @@ def attachment_part(ref: AttachmentRef, data: bytes) -> bytes:
 def wrap_mixed(message: bytes, body_offset: int, parts: list[bytes], boundary: str) -> bytes:
     """Insert attachment parts: headers, then multipart/mixed of the body entity and parts."""
     b = boundary.encode("ascii")
+    n = 0
+    heads = [p.partition(b"\r\n\r\n")[0] for p in parts]  # base64 itself has no "-"
+    while b in message or any(b in h for h in heads):
+        n += 1
+        b = f"{boundary}.{n}".encode("ascii")
     out = [
         message[:body_offset],
         b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n',

@@ -1,50 +1,78 @@
 """Typed settings. Precedence: command-line flag > MAILSPOOL_<NAME> environment variable
-> ``mailspool.toml`` in the working directory (or MAILSPOOL_CONFIG) > default."""
+> ``mailspool.toml`` in the working directory (or the file named by MAILSPOOL_CONFIG)
+> default.
+
+Each setting has one name, spelled as its option: ``--retry-first`` is the environment
+variable ``MAILSPOOL_RETRY_FIRST`` and ``retry-first`` (or ``retry_first``) in the file;
+``--from`` is ``MAILSPOOL_FROM`` and ``from``. Empty environment variables count as unset.
+Unknown keys in the file are an error (a typo must not be silently ignored).
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mailspool.errors import ConfigError
 from mailspool.ratelimit import parse_rate
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+ENV_PREFIX = "MAILSPOOL_"
+#: option names that differ from the field name
+_OPTION_TO_FIELD = {"from": "from_addr"}
+_FIELD_TO_OPTION = {v: k for k, v in _OPTION_TO_FIELD.items()}
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*)+", re.ASCII)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.ASCII)
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "console", "json")
 
 
 def parse_duration(value: str | float | int) -> float:
-    """Seconds from ``90``, ``30s``, ``10m``, ``2h`` or ``5d``."""
-    if isinstance(value, int | float):
-        return float(value)
-    m = _DURATION.match(value.lower())
-    if not m:
+    """Seconds from ``90``, ``1.5``, ``250ms``, ``30s``, ``10m``, ``2h``, ``5d`` or ``1h30m``."""
+    if isinstance(value, bool):
         raise ValueError(f"bad duration {value!r}: use e.g. 30s, 10m, 2h, 5d")
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if isinstance(value, int | float):
+        if not 0 <= value < math.inf:
+            raise ValueError(f"bad duration {value!r}: must be a finite number of seconds >= 0")
+        return float(value)
+    text = value.strip().lower()
+    if _NUMBER.fullmatch(text):
+        return float(text)
+    if not _DURATION.fullmatch(text):
+        raise ValueError(f"bad duration {value!r}: use e.g. 30s, 10m, 2h, 5d")
+    return sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
 
 
 def config_file() -> Path:
-    return Path(os.environ.get("MAILSPOOL_CONFIG", "mailspool.toml"))
+    return Path(os.environ.get("MAILSPOOL_CONFIG") or "mailspool.toml")
+
+
+def option_name(field: str) -> str:
+    """The user-facing name of a setting: ``from_addr`` -> ``from``."""
+    return _FIELD_TO_OPTION.get(field, field)
+
+
+def _field_name(key: str) -> str:
+    """A flag, file key or environment name -> the field: ``retry-first`` -> ``retry_first``."""
+    key = key.strip().lower().replace("-", "_")
+    return _OPTION_TO_FIELD.get(key, key)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="MAILSPOOL_", extra="ignore", populate_by_name=True, validate_default=True
-    )
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
 
     template: Path | None = None
     html: Path | None = None
-    from_addr: str | None = Field(default=None, alias="from")
+    from_addr: str | None = None
     subject: str | None = None
     smtp: str | None = None
     queue: str = "sqlite:///mailspool.db"
@@ -56,11 +84,11 @@ class Settings(BaseSettings):
     attachment_dir: Path | None = None
     outbox: Path = Path("outbox")
     lease: float = Field(default=60.0, gt=0)
-    max_wait: float = 900.0
-    retry_first: float = 300.0
+    max_wait: float = Field(default=900.0, ge=0)
+    retry_first: float = Field(default=300.0, gt=0)
     retry_factor: float = Field(default=2.0, ge=1.0)
-    retry_max_delay: float = 3600.0
-    max_age: float = 5 * 86400.0
+    retry_max_delay: float = Field(default=3600.0, gt=0)
+    max_age: float = Field(default=5 * 86400.0, gt=0)
     max_attempts: int = Field(default=0, ge=0)
     connect_timeout: float = Field(default=30.0, gt=0)
     command_timeout: float = Field(default=300.0, gt=0)
@@ -74,21 +102,33 @@ class Settings(BaseSettings):
     )  # fmt: skip
     @classmethod
     def _duration(cls, v: Any) -> float:
+        if not isinstance(v, str | int | float):
+            raise ValueError(f"bad duration {v!r}: use e.g. 30s, 10m, 2h, 5d")
         return parse_duration(v)
 
     @field_validator("rate")
     @classmethod
     def _rate(cls, v: str | None) -> str | None:
         if v is not None:
-            parse_rate(v)
+            try:
+                parse_rate(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        if v.lower() not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        return v.lower()
 
     @field_validator("log_format")
     @classmethod
     def _log_format(cls, v: str) -> str:
-        if v not in ("auto", "console", "json"):
-            raise ValueError("log format must be auto, console or json")
-        return v
+        if v.lower() not in LOG_FORMATS:
+            raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+        return v.lower()
 
     @property
     def rate_per_second(self) -> float | None:
@@ -103,18 +143,81 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config_file()))
+        flags = {_field_name(k): v for k, v in init_settings().items()}
+        return (
+            _Values(settings_cls, flags),
+            _Values(settings_cls, _from_environment(settings_cls)),
+            _Values(settings_cls, _from_file(settings_cls)),
+        )
+
+
+class _Values(PydanticBaseSettingsSource):
+    """One layer of settings, already read."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def _from_environment(settings_cls: type[BaseSettings]) -> dict[str, Any]:
+    values = {}
+    for name in settings_cls.model_fields:
+        value = os.environ.get(ENV_PREFIX + option_name(name).upper())
+        if value:
+            values[name] = value
+    return values
+
+
+def _from_file(settings_cls: type[BaseSettings]) -> dict[str, Any]:
+    path = config_file()
+    if not path.is_file():
+        if os.environ.get("MAILSPOOL_CONFIG"):
+            raise ConfigError(f"MAILSPOOL_CONFIG: {path} does not exist")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    values, unknown = {}, []
+    for key, value in data.items():
+        name = _field_name(key)
+        if name in settings_cls.model_fields:
+            values[name] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s): {', '.join(sorted(unknown))}")
+    return values
 
 
 def load_settings(**flags: Any) -> Settings:
-    """Settings from flags (None means not given), the environment and the config file."""
-    given = {k: v for k, v in flags.items() if v is not None}
+    """Settings from flags (None means not given), the environment and the config file.
+
+    Flags may use option spellings (``from``, ``retry-first``). Every problem is a
+    :class:`ConfigError` naming the setting.
+    """
+    given = {_field_name(k): v for k, v in flags.items() if v is not None}
+    unknown = sorted(set(given) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
     try:
         return Settings(**given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from None
     except (ValueError, OSError) as exc:
         raise ConfigError(f"invalid settings: {exc}") from None
+
+
+def _problem(error: Any) -> str:
+    where = ".".join(option_name(str(p)) for p in error["loc"]) or "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}"

@@ -6,7 +6,29 @@ import re
 from html.parser import HTMLParser
 
 _BLOCK = frozenset(
-    "p div br h1 h2 h3 h4 h5 h6 li tr table ul ol blockquote pre hr section article header footer".split()
+    [
+        "p",
+        "div",
+        "br",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "li",
+        "tr",
+        "table",
+        "ul",
+        "ol",
+        "blockquote",
+        "pre",
+        "hr",
+        "section",
+        "article",
+        "header",
+        "footer",
+    ]
 )
 _SKIP = frozenset(("script", "style", "head", "title"))
 
@@ -39,7 +61,7 @@ class _TextExtractor(HTMLParser):
             if href and not href.startswith(("#", "mailto:")) and href != text:
                 self.parts.append(f" ({href})")
             self._href = None
-        elif tag in _BLOCK and tag != "br":
+        elif tag in _BLOCK and tag not in ("br", "li"):
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:

@@ -78,6 +78,7 @@ class Attachments:
     queue: Queue
     _refs: dict[str, AttachmentRef] = field(default_factory=dict)
     _pending: dict[str, bytes] = field(default_factory=dict)
+    _sizes: dict[str, int] = field(default_factory=dict)
 
     def resolve(self, name: str) -> AttachmentRef:
         base = self.base.resolve()
@@ -91,12 +92,19 @@ class Attachments:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise RejectedRow("Attachment", f"cannot read {name!r}: {exc.strerror or exc}") from None
+            reason = f"cannot read {name!r}: {exc.strerror or exc}"
+            raise RejectedRow("Attachment", reason) from None
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         ref = AttachmentRef(hashlib.sha256(data).hexdigest(), path.name, ctype)
         self._refs[key] = ref
         self._pending[ref.digest] = data
+        self._sizes[ref.digest] = len(data)
         return ref
+
+    def encoded_size(self, ref: AttachmentRef) -> int:
+        """About how many bytes the attachment adds to a message (base64, CRLF lines)."""
+        raw = self._sizes.get(ref.digest, 0)
+        return (raw + 2) // 3 * 4 * 78 // 76 + 300
 
     async def flush(self) -> None:
         """Store blobs first seen in this batch (before the jobs that reference them)."""
@@ -123,8 +131,12 @@ class Producer:
         message_id = f"<{jid}@{domain}>"
         refs = tuple(self.attachments.resolve(a) for a in r.attachments)
         message, offset = compose(r, message_id, now)
-        if len(message) > MAX_MESSAGE_BYTES:
-            raise RejectedRow("body", f"message is {len(message)} bytes, over the limit")
+        size = len(message) + sum(self.attachments.encoded_size(ref) for ref in refs)
+        if size > MAX_MESSAGE_BYTES:
+            field_name = "Attachment" if refs else "body"
+            raise RejectedRow(
+                field_name, f"message is {size} bytes, over the {MAX_MESSAGE_BYTES} byte limit"
+            )
         return Job(
             id=jid,
             campaign=self.campaign,
@@ -142,29 +154,33 @@ class Producer:
     def _key(self, row: Row, r: Rendered) -> str:
         if self.key_column is None:
             return ",".join(sorted(a.lower() for a in r.recipients))
-        value = row.values.get(self.key_column)
+        if self.key_column not in row.values:
+            raise RejectedRow(self.key_column, "no such column (the --key-column)")
+        value = row.values[self.key_column]
         if value in (None, ""):
             raise RejectedRow(self.key_column, "the key column is empty")
         return str(value)
 
     async def run(self, rows: Iterable[Row | RejectedRow]) -> ProducerReport:
         batch: list[Job] = []
-        for item in rows:
-            self.report.rows += 1
-            if isinstance(item, RejectedRow):
-                self._reject(item)
-                continue
-            try:
-                batch.append(self.build(item, time.time()))
-            except RejectedRow as exc:
-                self._reject(exc.at_row(item.number))
-                continue
-            if len(batch) >= BATCH:
+        try:
+            for item in rows:
+                self.report.rows += 1
+                if isinstance(item, RejectedRow):
+                    self._reject(item)
+                    continue
+                try:
+                    batch.append(self.build(item, time.time()))
+                except RejectedRow as exc:
+                    self._reject(exc.at_row(item.number))
+                    continue
+                if len(batch) >= BATCH:
+                    await self._flush(batch)
+                    batch = []
+            if batch:
                 await self._flush(batch)
-                batch = []
-        if batch:
-            await self._flush(batch)
-        self.rejects.close()
+        finally:
+            self.rejects.close()
         if self.rejects.written:
             self.report.rejects_file = self.rejects.path
         return self.report

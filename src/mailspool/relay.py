@@ -6,30 +6,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
+from collections.abc import Callable
 
 from mailspool.errors import DeliveryError
 
 
 class RelayGate:
-    def __init__(self, first: float = 5.0, max_delay: float = 300.0) -> None:
+    """Pauses double from ``first`` up to ``max_delay``; a success resets the backoff."""
+
+    def __init__(
+        self,
+        first: float = 5.0,
+        max_delay: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 < first <= max_delay:
+            raise ValueError("the relay pause needs 0 < first <= max_delay")
         self.first = first
         self.max_delay = max_delay
-        self._until = 0.0
+        self._clock = clock
+        self._until = -math.inf  # paused until this time on the clock
         self._delay = 0.0
         self.pauses = 0
         self.last_error: DeliveryError | None = None
 
     @property
     def paused(self) -> bool:
-        return time.monotonic() < self._until
+        return self._clock() < self._until
 
     def remaining(self) -> float:
-        return max(0.0, self._until - time.monotonic())
+        return max(0.0, self._until - self._clock())
 
     def pause(self, err: DeliveryError) -> float:
         """Close the gate; a failure while already paused does not extend the pause."""
-        now = time.monotonic()
+        now = self._clock()
         if now < self._until:
             return self._until - now
         self._delay = self.first if self._delay == 0 else min(self.max_delay, self._delay * 2)
@@ -39,6 +51,8 @@ class RelayGate:
         return self._delay
 
     def success(self) -> None:
+        """A message went through: the next pause starts again at ``first``. A pause in
+        progress is left to run out (the success may come from an older connection)."""
         self._delay = 0.0
 
     async def wait(self, stopping: asyncio.Event) -> None:

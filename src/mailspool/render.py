@@ -7,8 +7,9 @@ that a value which renders to a newline is caught instead of becoming a new head
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,15 @@ ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply-to")
 RESERVED = frozenset(
     ("message-id", "date", "mime-version", "content-transfer-encoding", "content-disposition")
 )
+# direct mode: column (lowercase) -> (field key, header name used in reject reports)
 DIRECT_COLUMNS = {
-    "from": "from",
-    "to": "to",
-    "cc": "cc",
-    "bcc": "bcc",
-    "reply_to": "reply-to",
-    "reply-to": "reply-to",
-    "subject": "subject",
+    "from": ("from", "From"),
+    "to": ("to", "To"),
+    "cc": ("cc", "Cc"),
+    "bcc": ("bcc", "Bcc"),
+    "reply_to": ("reply-to", "Reply-To"),
+    "reply-to": ("reply-to", "Reply-To"),
+    "subject": ("subject", "Subject"),
 }
 
 
@@ -84,39 +86,57 @@ class Template:
 
     @classmethod
     def parse(
-        cls, text: str, *, html_text: str | None = None, name: str = "template", sandboxed: bool = False
+        cls,
+        text: str,
+        *,
+        html_text: str | None = None,
+        name: str = "template",
+        html_name: str = "html template",
+        sandboxed: bool = False,
     ) -> Template:
         text = text.replace("\r\n", "\n")
         head, body = split_header_block(text)
-        headers_src: list[tuple[str, str]] = []
+        headers_src: list[tuple[str, str, int]] = []  # name, value, line number
         for lineno, line in enumerate(head, start=1):
             if line[:1] in (" ", "\t") and headers_src:  # folded continuation line
-                hname, value = headers_src[-1]
-                headers_src[-1] = (hname, value + " " + line.strip())
+                hname, value, first = headers_src[-1]
+                headers_src[-1] = (hname, value + " " + line.strip(), first)
                 continue
             m = _HEADER_LINE.match(line)
             if not m:
-                raise TemplateError(f"{name}: line {lineno}: not a 'Name: value' header line: {line!r}")
-            headers_src.append((m.group(1), m.group(2).strip()))
+                raise TemplateError(
+                    f"{name}: line {lineno}: not a 'Name: value' header line: {line!r}"
+                )
+            headers_src.append((m.group(1), m.group(2).strip(), lineno))
+        for h, _, lineno in headers_src:
+            if h.lower() in RESERVED:
+                raise TemplateError(
+                    f"{name}: line {lineno}: header {h} is set by mailspool and cannot be templated"
+                )
         is_html = any(
-            h.lower() == "content-type" and "text/html" in v.lower() for h, v in headers_src
+            h.lower() == "content-type" and "text/html" in v.lower() for h, v, _ in headers_src
         )
         text_env = make_environment(html=False, sandboxed=sandboxed)
         html_env = make_environment(html=True, sandboxed=sandboxed)
-        try:
-            headers = [
-                (h, _compile(text_env, v))
-                for h, v in headers_src
-                if h.lower() not in ("content-type", "attachment")
-            ]
-            attachments = [text_env.from_string(v) for h, v in headers_src if h.lower() == "attachment"]
-            compiled_body = (html_env if is_html else text_env).from_string(body) if body.strip() else None
-            compiled_html = html_env.from_string(html_text) if html_text is not None else None
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"{name}: line {exc.lineno}: {exc.message}") from exc
-        for h, _ in headers:
-            if h.lower() in RESERVED:
-                raise TemplateError(f"{name}: header {h} is set by mailspool and cannot be templated")
+        headers: list[tuple[str, jinja2.Template | str]] = []
+        attachments: list[jinja2.Template] = []
+        for h, v, lineno in headers_src:
+            lname = h.lower()
+            if lname == "content-type":
+                continue
+            with _syntax_errors(name, lineno - 1):
+                if lname == "attachment":
+                    attachments.append(text_env.from_string(v))
+                else:
+                    headers.append((h, _compile(text_env, v)))
+        compiled_body = None
+        if body.strip():
+            with _syntax_errors(name, len(head) + 1 if head else 0):
+                compiled_body = (html_env if is_html else text_env).from_string(body)
+        compiled_html = None
+        if html_text is not None:
+            with _syntax_errors(html_name, 0):
+                compiled_html = html_env.from_string(html_text)
         return cls(headers, attachments, compiled_body, is_html, compiled_html, text)
 
     @classmethod
@@ -126,7 +146,22 @@ class Template:
             html_text = html_path.read_text(encoding="utf-8-sig") if html_path else None
         except (OSError, UnicodeDecodeError) as exc:
             raise TemplateError(f"cannot read template: {exc}") from exc
-        return cls.parse(text, html_text=html_text, name=path.name)
+        return cls.parse(
+            text,
+            html_text=html_text,
+            name=path.name,
+            html_name=html_path.name if html_path else "html template",
+        )
+
+
+@contextlib.contextmanager
+def _syntax_errors(name: str, line_offset: int) -> Iterator[None]:
+    """Report a Jinja syntax error at its line in the template file."""
+    try:
+        yield
+    except jinja2.TemplateSyntaxError as exc:
+        line = (exc.lineno or 1) + line_offset
+        raise TemplateError(f"{name}: line {line}: {exc.message}") from exc
 
 
 def _compile(env: jinja2.Environment, source: str) -> jinja2.Template | str:
@@ -137,21 +172,29 @@ def _compile(env: jinja2.Environment, source: str) -> jinja2.Template | str:
 
 
 def split_header_block(text: str) -> tuple[list[str], str]:
-    """Header lines up to the first blank line, and the body. No header block if the first
-    line is not a header."""
-    first = text.split("\n", 1)[0]
-    if not _HEADER_LINE.match(first):
+    """Header lines up to the first blank line (spaces on it are invisible in an editor,
+    so they count as blank), and the body. No header block if the first line is not a
+    header."""
+    lines = text.split("\n")
+    if not _HEADER_LINE.match(lines[0]):
         return [], text
-    head, sep, body = text.partition("\n\n")
-    return head.split("\n"), body if sep else ""
+    for i, line in enumerate(lines):
+        if not line.strip():
+            return lines[:i], "\n".join(lines[i + 1 :])
+    return lines, ""
 
 
 def template_context(values: Mapping[str, Any]) -> dict[str, Any]:
     """Row columns as variables, plus a lowercase alias where it does not collide, plus
     ``row`` for column names that are not identifiers."""
     ctx: dict[str, Any] = dict(values)
-    for k, v in values.items():
-        ctx.setdefault(k.lower(), v)
+    aliases: dict[str, list[str]] = {}
+    for k in values:
+        aliases.setdefault(k.lower(), []).append(k)
+    for alias, names in aliases.items():
+        # "EMAIL" and "Email" both want "email": which one it means is a guess, so neither
+        if len(names) == 1 and alias not in ctx:
+            ctx[alias] = values[names[0]]
     ctx.setdefault("row", dict(values))
     return ctx
 
@@ -239,12 +282,11 @@ class Renderer:
         self, values: Mapping[str, Any], fields: dict[str, str], extra: list[tuple[str, str]]
     ) -> None:
         for column, value in values.items():
-            name = DIRECT_COLUMNS.get(column.lower())
-            if name is None or value in (None, ""):
+            target = DIRECT_COLUMNS.get(column.lower())
+            if target is None or value in (None, ""):
                 continue
-            if isinstance(value, list):
-                value = ", ".join(str(v) for v in value)
-            fields[name] = check_header_value(column, str(value))
+            text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+            fields[target[0]] = check_header_value(target[1], text)
         headers = values.get("headers")
         if isinstance(headers, dict):
             for name, value in headers.items():
@@ -273,7 +315,9 @@ class Renderer:
         attachments: list[str],
     ) -> Rendered:
         if not fields.get("from"):
-            raise RejectedRow("From", "no sender: set From in the template, a from column, or --from")
+            raise RejectedRow(
+                "From", "no sender: set From in the template, a from column, or --from"
+            )
         sender = self._sender(fields["from"])
         to = parse_addresses(fields.get("to", ""), "To")
         cc = parse_addresses(fields.get("cc", ""), "Cc")

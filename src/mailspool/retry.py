@@ -3,34 +3,63 @@ maximum number of attempts. Pure logic."""
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
+from mailspool.errors import ConfigError
 from mailspool.models import DeadReason
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    first: float = 300.0
+    first: float = 300.0  # 5 minutes
     factor: float = 2.0
-    max_delay: float = 3600.0
-    max_age: float = 5 * 86400.0
+    max_delay: float = 3600.0  # about an hour, before jitter
+    max_age: float = 5 * 86400.0  # then the job is dead: expired
     max_attempts: int = 0  # 0: limited by max_age only
     jitter: float = 0.2  # +/- this fraction of the delay
 
+    def __post_init__(self) -> None:
+        checks = (
+            (self.first > 0, "the first retry delay must be positive"),
+            (self.factor >= 1, "the backoff factor must be at least 1"),
+            (self.max_delay > 0, "the maximum retry delay must be positive"),
+            (self.max_age > 0, "the maximum age must be positive"),
+            (self.max_attempts >= 0, "max_attempts must be 0 (no limit) or more"),
+            (0 <= self.jitter < 1, "jitter must be a fraction in [0, 1)"),
+        )
+        for ok, problem in checks:
+            if not ok:
+                raise ConfigError(problem)
+
+    def base_delay(self, attempts: int) -> float:
+        """The delay before jitter after the ``attempts``-th failed attempt (1-based)."""
+        try:
+            grown = self.first * self.factor ** max(0, attempts - 1)
+        except OverflowError:  # a huge attempt count: the cap applies anyway
+            grown = math.inf
+        return min(self.max_delay, grown)
+
     def delay(self, attempts: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait after the ``attempts``-th failed attempt (1-based)."""
-        base = min(self.max_delay, self.first * self.factor ** max(0, attempts - 1))
+        """Seconds to wait after the ``attempts``-th failed attempt (1-based): the base
+        delay, times ``factor`` per attempt, capped at ``max_delay``, +/- ``jitter``."""
+        base = self.base_delay(attempts)
         spread = base * self.jitter
         return max(0.0, base + (rng or random).uniform(-spread, spread))
 
     def next_attempt(
         self, attempts: int, created_at: float, now: float, rng: random.Random | None = None
     ) -> float | DeadReason:
-        """When to try again, or why to give up."""
+        """When to try again (a time like ``now``), or why to give up.
+
+        A job is retried until it is ``max_age`` old: a retry that would fall after that
+        is moved to the deadline itself, so the last attempt happens at ``max_age``; a
+        failure at or after the deadline is final (``expired``).
+        """
         if self.max_attempts and attempts >= self.max_attempts:
             return DeadReason.MAX_ATTEMPTS
-        when = now + self.delay(attempts, rng)
-        if when - created_at > self.max_age:
+        deadline = created_at + self.max_age
+        if now >= deadline:
             return DeadReason.EXPIRED
-        return when
+        return min(deadline, now + self.delay(attempts, rng))

@@ -15,7 +15,8 @@ from typing import Any
 from mailspool.config import Settings
 from mailspool.logs import get_logger
 from mailspool.models import State
-from mailspool.observe import Counter
+from mailspool.errors import AuthFailure, DeliveryError, TLSFailure
+from mailspool.observe import Counter, Observer
 from mailspool.producer import Attachments, Producer, ProducerReport, Rejects
 from mailspool.progress import Progress
 from mailspool.queue import Queue
@@ -44,8 +45,8 @@ class SendRun:
         log = get_logger()
         started = time.monotonic()
         settings = self.settings
+        renderer = load_renderer(settings)  # first: reports an unreadable template clearly
         campaign = settings.campaign or default_campaign(self.source, settings)
-        renderer = load_renderer(settings)
         source = open_source(self.source)
         transport = make_transport(settings, campaign)
         queue = await open_queue(settings)
@@ -73,7 +74,11 @@ class SendRun:
         )  # fmt: skip
         counter = Counter()
         progress = Progress(f"{campaign}", enabled=True)
-        worker = Worker(queue, transport, worker_config(settings, campaign), [counter, progress])
+        relay = StopOnRelayMisconfiguration(log)
+        worker = Worker(
+            queue, transport, worker_config(settings, campaign), [counter, progress, relay]
+        )
+        relay.worker = worker
         deadline: list[float] = []
         produced = asyncio.Event()
 
@@ -105,6 +110,13 @@ class SendRun:
         elapsed = time.monotonic() - started
         summary = self._summary(campaign, report, counter, stats, elapsed, transport)
         self._print(summary, transport, report)
+        if relay.error is not None:
+            print(
+                f"mailspool: the relay refused us: {relay.error} (stage {relay.error.stage})."
+                f" Nothing more was attempted; {summary['deferred']} messages stay queued."
+                " Fix the relay settings and run the same command again.",
+                file=sys.stderr,
+            )
         return self._exit_code(summary, interrupted, campaign)
 
     async def _produce(
@@ -185,6 +197,23 @@ class SendRun:
         if s["rejected"] or s["dead"]:
             return EXIT_SOME_FAILED
         return EXIT_OK
+
+
+class StopOnRelayMisconfiguration(Observer):
+    """An authentication or TLS failure will not fix itself within one run: stop at once
+    with the jobs still queued and say why, instead of waiting out --max-wait."""
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+        self.worker: Worker | None = None
+        self.error: DeliveryError | None = None
+
+    def relay_paused(self, err: DeliveryError, delay: float) -> None:
+        self.log.error("relay paused", error=str(err), stage=err.stage, retry_in_s=round(delay, 1))
+        if isinstance(err, AuthFailure | TLSFailure) and self.error is None:
+            self.error = err
+            if self.worker is not None:
+                self.worker.stop()
 
 
 def _install_signals(worker: Worker) -> dict[str, int]:

@@ -88,6 +88,8 @@ class Worker:
         self._in_flight = 0
         self._stopping = asyncio.Event()
         self._closing = False
+        self._parked: list[str] = []
+        self._park_task: asyncio.Task[None] | None = None
         self._parts: dict[str, bytes] = {}
         self.lost_leases = 0
         self.error: BaseException | None = None
@@ -119,6 +121,8 @@ class Worker:
             for t in late:
                 t.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+            if self._park_task is not None:
+                await asyncio.gather(self._park_task, return_exceptions=True)
             self._closing = True
             self._outcome_ready.set()
             await recorder
@@ -148,10 +152,15 @@ class Worker:
         batch = self._batch_size()
         wait = self.config.poll_interval
         while not self._stopping.is_set():
+            if self.gate.paused:
+                # claim nothing while the relay is paused, but let the caller decide to stop
+                if not self.busy and idle is not None and await idle():
+                    return
+                await self._sleep(min(self.gate.remaining(), self.config.poll_interval))
+                continue
             if self._buffer.qsize() > batch // 2:
                 await self._sleep(0.005)
                 continue
-            await self.gate.wait(self._stopping)
             jobs = await self.queue.claim(self.owner, batch, self.config.lease, self.config.campaign)
             for job in jobs:
                 self._held.add(job.id)
@@ -163,6 +172,32 @@ class Worker:
                 return
             await self._sleep(wait)
             wait = min(self.config.poll_interval, wait * 2)
+
+    def _park(self, job_ids: list[str]) -> None:
+        """The relay is paused: hand these back, due when it reopens, so no job sits
+        leased behind a closed gate (nor is charged an attempt for it)."""
+        self._parked.extend(job_ids)
+        if self._park_task is None or self._park_task.done():
+            self._park_task = asyncio.create_task(self._release_parked())
+
+    async def _release_parked(self) -> None:
+        await asyncio.sleep(0)  # collect what other senders park in the same tick
+        while self._parked:
+            ids, self._parked = self._parked, []
+            until = time.time() + max(1.0, self.gate.remaining())
+            with contextlib.suppress(QueueError):
+                await self.queue.release(self.owner, ids, not_before=until)
+            self._held.difference_update(ids)
+
+    def _drain_buffer(self) -> list[str]:
+        ids = []
+        while not self._buffer.empty():
+            job = self._buffer.get_nowait()
+            if job is None:  # shutting down: keep the sentinel for a sender
+                self._buffer.put_nowait(None)
+                break
+            ids.append(job.id)
+        return ids
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -177,6 +212,9 @@ class Worker:
                 return
             if self._stopping.is_set():
                 continue  # still held: handed back by _release_unsent
+            if self.gate.paused:
+                self._park([job.id, *self._drain_buffer()])
+                continue
             self._in_flight += 1
             try:
                 outcome = await self._attempt(job)
@@ -190,7 +228,6 @@ class Worker:
             data = await self._message_bytes(job)
         except MailspoolError as exc:
             return self._dead(job, DeadReason.INVALID_MESSAGE, str(exc))
-        await self.gate.wait(self._stopping)
         if self.limiter is not None:
             await self.limiter.acquire()
         started = time.monotonic()
@@ -221,9 +258,12 @@ class Worker:
 
     def _failed(self, job: Job, err: DeliveryError, verdict: Verdict, elapsed: float) -> Outcome:
         if verdict.action is Action.PAUSE:
+            pauses = self.gate.pauses
             delay = self.gate.pause(err)
-            for obs in self.observers:
-                obs.relay_paused(err, delay)
+            self._park(self._drain_buffer())
+            if self.gate.pauses != pauses:  # tell once per pause, not once per sender
+                for obs in self.observers:
+                    obs.relay_paused(err, delay)
         if verdict.action is Action.DEAD:
             assert verdict.reason is not None
             return self._dead(job, verdict.reason, err.reply, verdict.ambiguous)
@@ -251,24 +291,26 @@ class Worker:
     # -- recorder and heartbeat -----------------------------------------------------
 
     async def _recorder(self) -> None:
+        """Record outcomes in batches: whatever accumulated while the last write ran."""
         while True:
-            await self._outcome_ready.wait()
-            self._outcome_ready.clear()
-            batch, self._outcomes = self._outcomes, []
-            if batch:
-                try:
-                    applied = await self.queue.record(self.owner, batch)
-                except QueueError as exc:
-                    self.error = exc
-                    self._stopping.set()
-                    self._held.difference_update(o.job_id for o in batch)
+            if not self._outcomes:
+                if self._closing:
                     return
-                self.lost_leases += len(batch) - applied
+                self._outcome_ready.clear()
+                await self._outcome_ready.wait()
+                continue
+            batch, self._outcomes = self._outcomes, []
+            try:
+                applied = await self.queue.record(self.owner, batch)
+            except QueueError as exc:
+                self.error = exc
+                self._stopping.set()
                 self._held.difference_update(o.job_id for o in batch)
-                for obs in self.observers:
-                    obs.recorded(batch)
-            elif self._closing:
                 return
+            self.lost_leases += len(batch) - applied
+            self._held.difference_update(o.job_id for o in batch)
+            for obs in self.observers:
+                obs.recorded(batch)
 
     async def _heartbeat(self) -> None:
         interval = max(0.5, self.config.lease / 3)

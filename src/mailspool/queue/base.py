@@ -59,8 +59,10 @@ class Queue(abc.ABC):
         """Heartbeat: push the lease of ``owner``'s jobs to ``now + lease``."""
 
     @abc.abstractmethod
-    async def release(self, owner: str, job_ids: Sequence[str]) -> None:
-        """Hand leased jobs back at once, not counting the attempt."""
+    async def release(
+        self, owner: str, job_ids: Sequence[str], not_before: float | None = None
+    ) -> None:
+        """Hand leased jobs back, not counting the attempt; due at once or at ``not_before``."""
 
     @abc.abstractmethod
     async def lease_owners(self, campaign: str | None = None) -> list[str]:

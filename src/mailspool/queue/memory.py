@@ -86,18 +86,21 @@ class MemoryQueue(Queue):
             if self._held(owner, jid) is not None:
                 self._ready_at[jid] = until
 
-    def _hand_back(self, j: Job, now: float) -> None:
-        j.state = State.DEFERRED if j.attempts > 1 else State.QUEUED
+    def _hand_back(self, j: Job, now: float, not_before: float | None = None) -> None:
+        j.state = State.DEFERRED if j.attempts > 1 or not_before else State.QUEUED
         j.lease_owner = ""
-        self._ready_at[j.id] = now
+        j.not_before = not_before or 0.0
+        self._ready_at[j.id] = not_before or now
 
-    async def release(self, owner: str, job_ids: Sequence[str]) -> None:
+    async def release(
+        self, owner: str, job_ids: Sequence[str], not_before: float | None = None
+    ) -> None:
         now = time.time()
         for jid in job_ids:
             j = self._held(owner, jid)
             if j is not None:
                 j.attempts -= 1
-                self._hand_back(j, now)
+                self._hand_back(j, now, not_before)
 
     async def lease_owners(self, campaign: str | None = None) -> list[str]:
         return sorted(

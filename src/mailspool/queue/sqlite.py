@@ -267,12 +267,15 @@ class SQLiteQueue(Queue):
             )
         )
 
-    async def release(self, owner: str, job_ids: Sequence[str]) -> None:
-        now = time.time()
-        rows = [(now, jid, owner) for jid in job_ids]
+    async def release(
+        self, owner: str, job_ids: Sequence[str], not_before: float | None = None
+    ) -> None:
+        due = not_before or time.time()
+        deferred = "'deferred'" if not_before else "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
+        rows = [(due, jid, owner) for jid in job_ids]
         await self._run(
             lambda db: db.executemany(
-                "UPDATE jobs SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END,"
+                f"UPDATE jobs SET state = {deferred},"
                 " ready_at = ?, attempts = attempts - 1, lease_owner = NULL"
                 " WHERE id = ? AND lease_owner = ? AND state = 'sending'",
                 rows,

@@ -20,5 +20,7 @@ def open_source(path: str | Path) -> Source:
     if suffix in (".jsonl", ".ndjson"):
         return JSONLSource(p)
     if suffix == ".json":
-        raise ConfigError(f"{p}: a .json file is not supported; use one JSON object per line (.jsonl)")
+        raise ConfigError(
+            f"{p}: a .json file is not supported; use one JSON object per line (.jsonl)"
+        )
     return CSVSource(p)

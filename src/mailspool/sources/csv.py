@@ -63,8 +63,12 @@ class CSVSource(Source):
 
     def _records(self, reader: Iterator[list[str]]) -> Iterator[Row | RejectedRow]:
         names = self._columns
+        if any(_has_surrogates(n) for n in names):
+            raise SourceError(f"{self.path}: the header row is not valid UTF-8")
         if len(set(names)) != len(names) or "" in names:
-            raise SourceError(f"{self.path}: header row has empty or repeated column names: {names}")
+            raise SourceError(
+                f"{self.path}: header row has empty or repeated column names: {names}"
+            )
         width = len(names)
         number = 1
         while True:
@@ -81,7 +85,9 @@ class CSVSource(Source):
                 continue  # blank line
             if len(record) != width:
                 yield RejectedRow(
-                    "(row)", f"expected {width} fields as in the header, found {len(record)}", number
+                    "(row)",
+                    f"expected {width} fields as in the header, found {len(record)}",
+                    number,
                 )
                 continue
             values = {}

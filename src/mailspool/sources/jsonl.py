@@ -39,7 +39,9 @@ class JSONLSource(Source):
                 if not isinstance(obj, dict):
                     yield RejectedRow("(row)", "each line must be a JSON object", number)
                     continue
-                values = {str(k).strip(): v.strip() if isinstance(v, str) else v for k, v in obj.items()}
+                values = {
+                    str(k).strip(): v.strip() if isinstance(v, str) else v for k, v in obj.items()
+                }
                 for k in values:
                     self._columns.setdefault(k, None)
                 yield Row(number, values)

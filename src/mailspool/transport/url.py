@@ -6,18 +6,25 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from mailspool.errors import ConfigError
 
 STARTTLS_MODES = ("required", "opportunistic", "off")
+OPTIONS = frozenset(("starttls", "cafile", "verify", "max_age", "max_messages", "helo"))
+_ON, _OFF = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # fullmatch
+_ADDRESS_LITERAL = re.compile(r"\[(?:IPv6:)?[0-9A-Fa-f:.]+\]")  # fullmatch
+# query parameters whose values redact_url hides
+_SECRET_PARAMS = re.compile(r"pass|secret|token|key|auth|credential", re.IGNORECASE)
 
 
 def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
+    if host.lower().rstrip(".") == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -48,9 +55,11 @@ class SMTPSettings:
 
     @property
     def redacted(self) -> str:
+        """The relay as a URL for logs and summaries: the user is shown, never the password."""
         scheme = "smtps" if self.implicit_tls else "smtp"
-        user = f"{self.username}:***@" if self.username else ""
-        return f"{scheme}://{user}{self.host}:{self.port}"
+        user = f"{quote(self.username, safe='')}:***@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{user}{host}:{self.port}"
 
     def tls_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=self.cafile)
@@ -61,6 +70,8 @@ class SMTPSettings:
 
 
 def _password(raw: str | None) -> str | None:
+    """The password from the URL, else MAILSPOOL_SMTP_PASSWORD, else the file named by
+    MAILSPOOL_SMTP_PASSWORD_FILE (its trailing newline removed). Empty counts as unset."""
     if raw:
         return unquote(raw)
     env = os.environ.get("MAILSPOOL_SMTP_PASSWORD")
@@ -69,9 +80,11 @@ def _password(raw: str | None) -> str | None:
     path = os.environ.get("MAILSPOOL_SMTP_PASSWORD_FILE")
     if path:
         try:
-            return Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"MAILSPOOL_SMTP_PASSWORD_FILE: cannot read {path}: {exc.strerror}") from None
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not readable as UTF-8 text"
+            raise ConfigError(f"MAILSPOOL_SMTP_PASSWORD_FILE: cannot read {path}: {why}") from None
+        return text.rstrip("\r\n") or None
     return None
 
 
@@ -80,45 +93,45 @@ def _flag(q: dict[str, list[str]], name: str, default: str) -> str:
 
 
 def parse_smtp_url(url: str, **timeouts: float) -> SMTPSettings:
-    """Parse and check a relay URL. ``timeouts`` override connect/command/data timeouts."""
-    parts = urlsplit(url)
+    """Parse and check a relay URL. ``timeouts`` override connect/command/data timeouts.
+
+    Every problem is a :class:`ConfigError` whose message never contains the password.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:
+        raise ConfigError(f"the relay URL {redact_url(url)} is malformed") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError("the relay URL has an invalid port") from None
     scheme = parts.scheme.lower()
     if scheme not in ("smtp", "smtps"):
         raise ConfigError("the relay URL must start with smtp:// or smtps://")
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        raise ConfigError("the relay URL has an invalid port") from None
     if not host:
         raise ConfigError("the relay URL has no host")
+    if port == 0:
+        raise ConfigError("the relay URL has an invalid port")
     implicit = scheme == "smtps"
     q = parse_qs(parts.query)
-    unknown = set(q) - {"starttls", "cafile", "verify", "max_age", "max_messages", "helo"}
+    unknown = set(q) - OPTIONS
     if unknown:
         raise ConfigError(f"unknown relay URL option(s): {', '.join(sorted(unknown))}")
     starttls = _flag(q, "starttls", "opportunistic" if is_loopback(host) else "required")
     if starttls not in STARTTLS_MODES:
         raise ConfigError(f"starttls must be one of {', '.join(STARTTLS_MODES)}")
     verify = _flag(q, "verify", "on")
-    if verify not in ("on", "off", "true", "false", "1", "0"):
+    if verify not in _ON + _OFF:
         raise ConfigError("verify must be on or off")
-    cafile = q.get("cafile", [None])[-1]
-    if cafile and not Path(cafile).is_file():
-        raise ConfigError(f"cafile {cafile} does not exist")
-    username = unquote(parts.username) if parts.username else None
-    password = _password(parts.password) if username else None
-    if username and password is None:
-        raise ConfigError(
-            "the relay URL names a user but no password was found: set MAILSPOOL_SMTP_PASSWORD"
-            " or MAILSPOOL_SMTP_PASSWORD_FILE"
-        )
+    cafile = _cafile(q.get("cafile", [None])[-1])
+    helo = q.get("helo", [None])[-1]
+    if helo is not None and not _valid_helo(helo):
+        raise ConfigError("helo must be a host name or an address literal such as [192.0.2.1]")
+    username, password = _credentials(parts.username, parts.password)
     if username and not implicit and starttls == "off" and not is_loopback(host):
         raise ConfigError("refusing to send credentials without TLS: remove starttls=off")
-    try:
-        max_age = float(_flag(q, "max_age", "300"))
-        max_messages = int(_flag(q, "max_messages", "0"))
-    except ValueError:
-        raise ConfigError("max_age and max_messages must be numbers") from None
+    max_age, max_messages = _connection_limits(q)
     return SMTPSettings(
         host=host,
         port=port or (465 if implicit else 587),
@@ -127,22 +140,91 @@ def parse_smtp_url(url: str, **timeouts: float) -> SMTPSettings:
         username=username,
         password=password,
         cafile=cafile,
-        verify=verify in ("on", "true", "1"),
+        verify=verify in _ON,
         max_age=max_age,
         max_messages=max_messages,
-        local_hostname=q.get("helo", [None])[-1],
+        local_hostname=helo,
         **timeouts,
     )
 
 
+def _valid_helo(name: str) -> bool:
+    """A domain name or an address literal: nothing that could end the EHLO line."""
+    if _ADDRESS_LITERAL.fullmatch(name):
+        return True
+    labels = name.removesuffix(".").split(".")
+    return len(name) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+
+
+def _credentials(raw_user: str | None, raw_password: str | None) -> tuple[str | None, str | None]:
+    username = unquote(raw_user) if raw_user else None
+    if not username:
+        if raw_password:
+            raise ConfigError("the relay URL has a password but no user name")
+        return None, None
+    password = _password(raw_password)
+    if password is None:
+        raise ConfigError(
+            "the relay URL names a user but no password was found: set MAILSPOOL_SMTP_PASSWORD"
+            " or MAILSPOOL_SMTP_PASSWORD_FILE"
+        )
+    return username, password
+
+
+def _connection_limits(q: dict[str, list[str]]) -> tuple[float, int]:
+    """How long (seconds) and for how many messages one connection is reused."""
+    try:
+        max_age = float(_flag(q, "max_age", "300"))
+        max_messages = int(_flag(q, "max_messages", "0"))
+    except ValueError:
+        raise ConfigError("max_age and max_messages must be numbers") from None
+    if not 0 < max_age < float("inf") or max_messages < 0:
+        raise ConfigError("max_age must be a positive number of seconds, max_messages 0 or more")
+    return max_age, max_messages
+
+
+def _cafile(cafile: str | None) -> str | None:
+    if not cafile:
+        return None
+    if not Path(cafile).is_file():
+        raise ConfigError(f"cafile {cafile} does not exist")
+    try:
+        ssl.create_default_context(cafile=cafile)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f"cafile {cafile} holds no usable CA certificate: {exc}") from None
+    return cafile
+
+
 def redact_url(url: str) -> str:
-    """A URL with any password replaced by ***, for logs and summaries."""
+    """A URL with any password (in the user part, or a query parameter such as
+    ``password=`` or ``token=``) replaced by ***, for logs and summaries. A URL without
+    secrets comes back unchanged (``sqlite:////abs/path.db`` keeps its slashes)."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
     except ValueError:
         return "<unparseable URL>"
+    netloc, query = parts.netloc, parts.query
+    if not netloc and "@" in url:  # no scheme://, e.g. user:secret@host
+        userinfo, _, host = url.rpartition("@")
+        return f"{userinfo.split(':', 1)[0]}:***@{host}"
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
+    if query:
+        query = "&".join(_redact_param(p) for p in query.split("&"))
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    head, sep, rest = url.partition("://")
+    if sep and rest.startswith(parts.netloc) and parts.query in rest:
+        # edit the text in place, so that the rest of the URL stays as the user wrote it
+        rest = netloc + rest[len(parts.netloc) :]
+        if query != parts.query:
+            path, _, tail = rest.partition("?")
+            rest = f"{path}?{query}{tail[len(parts.query) :]}"
+        return f"{head}://{rest}"
+    # urlsplit dropped characters (tabs, newlines): rebuild from the parts instead
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _redact_param(param: str) -> str:
+    name, eq, _ = param.partition("=")
+    return f"{name}=***" if eq and _SECRET_PARAMS.search(unquote(name)) else param

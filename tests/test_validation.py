@@ -1,0 +1,269 @@
+"""Validation of a rendered row: addresses, header injection, attachments."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailspool.addresses import parse_addresses
+from mailspool.errors import RejectedRow
+from mailspool.producer import Attachments, compose
+from mailspool.queue import MemoryQueue
+from mailspool.render import Rendered, Renderer, Template
+
+from .conftest import TEMPLATE
+
+ROW = {"Name": "Ann", "Email": "ann@example.com"}
+ADDRESS_HEADERS = ["To", "Cc", "Bcc", "From", "Reply-To"]
+BAD_ADDRESSES = [
+    "not-an-address",
+    "two@@example.com",
+    "ann@-bad-.example.com",
+    "ann@localhost",
+    "ann example.com",
+    "zoë@example.com",  # no SMTPUTF8
+]
+
+
+def render(text: str | None, values: dict[str, Any], **kw: Any) -> Rendered:
+    tpl = Template.parse(text) if text is not None else None
+    return Renderer.build(tpl, kw.get("default_from"), kw.get("default_subject")).render(values)
+
+
+def rejected(text: str | None, values: dict[str, Any], **kw: Any) -> RejectedRow:
+    with pytest.raises(RejectedRow) as info:
+        render(text, values, **kw)
+    return info.value
+
+
+def template_with(header: str, value: str) -> str:
+    headers = {"From": "news@example.com", "To": "ann@example.com", header: value}
+    return "".join(f"{k}: {v}\n" for k, v in headers.items()) + "Subject: s\n\nbody\n"
+
+
+# -- addresses ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ADDRESS_HEADERS)
+@pytest.mark.parametrize("bad", BAD_ADDRESSES)
+def test_invalid_address_is_rejected_naming_the_field(header: str, bad: str) -> None:
+    err = rejected(template_with(header, "{{ Addr }}"), {"Addr": bad})
+    assert err.field == header
+    assert bad in err.reason or "cannot parse" in err.reason
+
+
+@pytest.mark.parametrize(
+    ("column", "header"),
+    [("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"), ("from", "From"), ("reply_to", "Reply-To")],
+)
+def test_invalid_address_in_direct_mode_names_the_field(column: str, header: str) -> None:
+    row = {"to": "ann@example.com", "from": "news@example.com", "body": "b", column: "nope"}
+    err = rejected(None, row)
+    assert err.field == header
+
+
+@pytest.mark.parametrize("header", ADDRESS_HEADERS)
+def test_valid_address_is_accepted_in_every_field(header: str) -> None:
+    r = render(template_with(header, "Bob Example <Bob@Example.COM>"), {})
+    got = {"To": r.to, "Cc": r.cc, "Bcc": r.bcc, "From": [r.sender], "Reply-To": r.reply_to}
+    assert got[header] == [("Bob Example", "Bob@example.com")]  # domain lowercased
+
+
+def test_addresses_are_normalized() -> None:
+    assert parse_addresses("Zoë <zoe@Exämple.COM>", "To") == [("Zoë", "zoe@xn--exmple-cua.com")]
+    assert parse_addresses(" a@example.com ; b@example.com, ", "To") == [
+        ("", "a@example.com"),
+        ("", "b@example.com"),
+    ]
+    assert parse_addresses('"Smith, John" <js@example.com>', "To") == [
+        ("Smith, John", "js@example.com")
+    ]
+    assert parse_addresses("", "To") == []
+
+
+def test_display_name_that_looks_like_an_address_adds_no_recipient() -> None:
+    """email.utils alone reads ``boss@x <me@y>`` as two addresses."""
+    r = render(
+        TEMPLATE.replace("To: {{ Email }}", "To: {{ Name }} <{{ Email }}>"),
+        {
+            "Name": "boss@example.com",
+            "Email": "ann@example.com",
+        },
+    )
+    assert r.recipients == ["ann@example.com"]
+    assert r.to == [("boss@example.com", "ann@example.com")]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["ann@example.com junk", "<a@example.com> <b@example.com>", "x <a@example.com> trailing"],
+)
+def test_ambiguous_address_text_is_rejected_not_guessed(value: str) -> None:
+    with pytest.raises(RejectedRow, match="cannot parse"):
+        parse_addresses(value, "To")
+
+
+def test_only_one_sender() -> None:
+    err = rejected(template_with("From", "a@example.com, b@example.com"), {})
+    assert err.field == "From" and "exactly one" in err.reason
+
+
+def test_no_recipient_is_rejected() -> None:
+    err = rejected("From: news@example.com\nTo: {{ Email }}\n\nb\n", {"Email": ""})
+    assert err.field == "To" and "no recipient" in err.reason
+
+
+def test_too_many_recipients_is_rejected() -> None:
+    many = ", ".join(f"r{i}@example.com" for i in range(101))
+    err = rejected(template_with("Cc", many), {})
+    assert err.field == "To" and "more than 100" in err.reason
+
+
+def test_bcc_is_in_the_envelope_only() -> None:
+    r = render(template_with("Bcc", "hidden@example.com"), {})
+    assert "hidden@example.com" in r.recipients
+    data, _ = compose(r, "<x@example.com>", 0)
+    assert b"hidden" not in data
+
+
+def test_recipients_are_deduplicated_within_a_message() -> None:
+    r = render(template_with("Cc", "ann@EXAMPLE.com"), {})
+    assert r.recipients == ["ann@example.com"]
+
+
+# -- header injection ---------------------------------------------------------------------
+
+INJECTIONS = [
+    "x\nBcc: evil@example.com",
+    "x\r\nBcc: evil@example.com",
+    "x\rBcc: evil@example.com",
+    "x\x00Bcc: evil@example.com",
+]
+
+
+@pytest.mark.parametrize("payload", INJECTIONS, ids=["lf", "crlf", "cr", "nul"])
+@pytest.mark.parametrize("header", ["Subject", "To", "From", "X-Custom"])
+def test_line_break_or_nul_in_a_rendered_header_is_rejected(header: str, payload: str) -> None:
+    text = "From: news@example.com\nTo: ann@example.com\nSubject: s\n".replace(
+        f"{header}: ", f"{header}: {{{{ Name }}}} "
+    )
+    if header == "X-Custom":
+        text += "X-Custom: {{ Name }}\n"
+    err = rejected(text + "\nbody\n", {"Name": payload})
+    assert err.field == header
+    assert "line break or NUL" in err.reason
+
+
+@pytest.mark.parametrize("payload", INJECTIONS, ids=["lf", "crlf", "cr", "nul"])
+def test_header_injection_through_the_defaults(payload: str) -> None:
+    err = rejected(
+        "To: ann@example.com\n\nbody\n",
+        {"Name": payload},
+        default_from="news@example.com",
+        default_subject="Hi {{ Name }}",
+    )
+    assert err.field == "Subject"
+
+
+@pytest.mark.parametrize("column", ["to", "subject", "from"])
+def test_header_injection_in_direct_mode(column: str) -> None:
+    row = {"to": "ann@example.com", "from": "news@example.com", "subject": "s", "body": "b"}
+    row[column] += "\nBcc: evil@example.com"
+    err = rejected(None, row)
+    assert err.field.lower() == column
+    assert "line break" in err.reason
+
+
+def test_header_injection_in_an_attachment_line() -> None:
+    text = "From: news@example.com\nTo: ann@example.com\nAttachment: {{ Name }}\n\nb\n"
+    err = rejected(text, {"Name": "a.pdf\nBcc: evil@example.com"})
+    assert err.field == "Attachment"
+
+
+def test_line_breaks_in_the_body_are_fine() -> None:
+    r = render(TEMPLATE.replace("this is", "{{ Extra }}"), {**ROW, "Extra": "a\nBcc: b\r\n"})
+    msg = email.message_from_bytes(compose(r, "<x@example.com>", 0)[0], policy=email.policy.default)
+    assert msg["Bcc"] is None
+    assert "Bcc: b" in msg.get_content()
+
+
+def test_nul_in_the_body_is_rejected() -> None:
+    err = rejected(TEMPLATE.replace("this is", "{{ Extra }}"), {**ROW, "Extra": "a\x00b"})
+    assert err.field == "body" and "NUL" in err.reason
+
+
+# -- attachments: resolution under one base directory -----------------------------------
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    d = tmp_path / "files"
+    (d / "sub").mkdir(parents=True)
+    (d / "terms.pdf").write_bytes(b"%PDF terms")
+    (d / "sub" / "invoice.txt").write_bytes(b"invoice")
+    (tmp_path / "secret.txt").write_bytes(b"secret")
+    return d
+
+
+def attachments(base: Path) -> Attachments:
+    return Attachments(base, MemoryQueue())
+
+
+def test_attachment_inside_the_base_is_resolved(base: Path) -> None:
+    a = attachments(base)
+    ref = a.resolve("terms.pdf")
+    assert ref.filename == "terms.pdf"
+    assert ref.content_type == "application/pdf"
+    sub = a.resolve("sub/../sub/invoice.txt")
+    assert (sub.filename, sub.content_type) == ("invoice.txt", "text/plain")
+    assert a.resolve(str(base / "terms.pdf")) == ref  # absolute, but inside the base
+
+
+@pytest.mark.parametrize("name", ["../secret.txt", "sub/../../secret.txt", "{abs}"])
+def test_attachment_outside_the_base_is_rejected(base: Path, name: str) -> None:
+    name = name.format(abs=base.parent / "secret.txt")
+    with pytest.raises(RejectedRow) as info:
+        attachments(base).resolve(name)
+    assert info.value.field == "Attachment"
+    assert "outside the attachment directory" in info.value.reason
+
+
+def test_absolute_system_path_is_rejected(base: Path) -> None:
+    with pytest.raises(RejectedRow, match="outside"):
+        attachments(base).resolve("/etc/passwd")
+
+
+def test_symlink_leading_outside_the_base_is_rejected(base: Path) -> None:
+    (base / "link.txt").symlink_to(base.parent / "secret.txt")
+    with pytest.raises(RejectedRow, match="outside"):
+        attachments(base).resolve("link.txt")
+
+
+def test_missing_attachment_is_rejected_with_a_clear_reason(base: Path) -> None:
+    with pytest.raises(RejectedRow) as info:
+        attachments(base).resolve("nope.pdf")
+    assert info.value.field == "Attachment"
+    assert "cannot read 'nope.pdf'" in info.value.reason
+    assert "No such file" in info.value.reason
+
+
+def test_directory_as_attachment_is_rejected(base: Path) -> None:
+    with pytest.raises(RejectedRow, match="cannot read 'sub'"):
+        attachments(base).resolve("sub")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_attachment_is_rejected(base: Path) -> None:
+    locked = base / "locked.pdf"
+    locked.write_bytes(b"x")
+    locked.chmod(0)
+    try:
+        with pytest.raises(RejectedRow, match="Permission denied"):
+            attachments(base).resolve("locked.pdf")
+    finally:
+        locked.chmod(0o644)
