@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""End-to-end send throughput: ``mailspool send`` against Postfix smtp-sink, as a ratio to
+Postfix smtp-source measured against the same sink in the same run (DESIGN.md section 8).
+
+Generates a CSV of N recipients and a template rendering a ~2 KB message in a temp dir,
+starts one smtp-sink on a free 127.0.0.1 port, then for --runs interleaved rounds:
+
+  (a) smtp-source -d -s 32 -m N -l 2048 ...   (reference client, reused connections)
+  (b) mailspool send recipients.csv --template t.txt --smtp smtp://127.0.0.1:PORT
+        --concurrency 32 --queue <fresh queue> --json --log-level warning
+
+Both rates are N / process wall clock (mailspool's start-up, CSV parsing, rendering and the
+durable queue included). Prints a markdown table and the ratio mailspool / smtp-source.
+
+Examples:
+  python bench/bench_send.py                          # N=20000, 3 rounds, SQLite queue
+  python bench/bench_send.py -n 2000 --runs 1         # quick smoke
+  python bench/bench_send.py --queue-url-template 'redis://127.0.0.1:6379/0'
+
+--queue-url-template placeholders: {tmp} (the temp dir), {run} (round number), {uuid}
+(fresh per run). With an sqlite:// queue each run gets a fresh file (deleted after the run);
+with any other queue each run uses its own campaign, --campaign bench-<uuid>.
+Traffic goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from _common import (
+    ChildResult,
+    exit_on_sigterm,
+    find_mailspool,
+    run_child,
+    write_csv,
+    write_template,
+)
+
+SMTP_SINK = "/usr/sbin/smtp-sink"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+TARGET_RATIO = 0.25
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LISTEN_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def wait_listen(port: int, timeout: float = LISTEN_TIMEOUT) -> bool:
+    """True once an SMTP greeting is read on 127.0.0.1:port."""
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as c:
+                if c.recv(512).startswith(b"220"):
+                    c.sendall(b"QUIT\r\n")
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a live process, in seconds (NaN if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+class Sink:
+    """One Postfix smtp-sink on a free loopback port, stopped by ``stop()``."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        cmd = [SMTP_SINK]
+        if os.geteuid() == 0:
+            cmd += ["-u", "nobody"]  # smtp-sink refuses to run as root without -u
+        cmd += [f"127.0.0.1:{self.port}", "1000"]
+        self.cmd = cmd
+        self.log_path = log_path
+        self._log: TextIO = log_path.open("w")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        if not wait_listen(self.port):
+            self.stop()
+            log = log_path.read_text(errors="replace")[-500:]
+            raise SystemExit(f"smtp-sink did not start: {shlex.join(cmd)}\n{log}")
+
+    def cpu(self) -> float:
+        return proc_cpu(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@dataclass
+class RunResult:
+    client: str
+    round: int
+    cmd: str
+    ok: bool
+    wall_s: float
+    rate: float
+    client_cpu_s: float
+    sink_cpu_s: float
+    error: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def timed(
+    client: str, rnd: int, cmd: list[str], sink: Sink, args: argparse.Namespace
+) -> tuple[RunResult, ChildResult]:
+    s0 = sink.cpu()
+    res = run_child(cmd, cwd=args.tmp, timeout=args.timeout)
+    sink_cpu = sink.cpu() - s0
+    error = ""
+    if res.timed_out:
+        error = f"killed after {args.timeout:.0f}s"
+    elif res.rc != 0:
+        error = f"exit {res.rc}: {(res.stderr or res.stdout).strip()[-300:]}"
+    run = RunResult(
+        client=client,
+        round=rnd,
+        cmd=shlex.join(cmd),
+        ok=not error,
+        wall_s=res.wall,
+        rate=args.n / res.wall,
+        client_cpu_s=res.cpu,
+        sink_cpu_s=sink_cpu,
+        error=error,
+    )
+    return run, res
+
+
+def run_smtp_source(rnd: int, sink: Sink, args: argparse.Namespace) -> RunResult:
+    cmd = [
+        SMTP_SOURCE, "-d", "-s", str(args.sessions), "-m", str(args.n), "-l", str(args.size),
+        "-f", "a@example.com", "-t", "b@example.com", f"127.0.0.1:{sink.port}",
+    ]  # fmt: skip
+    run, _ = timed(f"smtp-source -d -s {args.sessions}", rnd, cmd, sink, args)
+    return run
+
+
+def queue_url(args: argparse.Namespace, rnd: int, run_id: str) -> str:
+    return str(args.queue_url_template.format(tmp=args.tmp, run=rnd, uuid=run_id))
+
+
+def remove_sqlite(url: str) -> None:
+    if not url.startswith("sqlite:///"):
+        return
+    path = url[len("sqlite:///") :]
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(path + suffix).unlink(missing_ok=True)
+
+
+def run_mailspool(rnd: int, sink: Sink, args: argparse.Namespace) -> RunResult:
+    run_id = uuid.uuid4().hex[:12]
+    url = queue_url(args, rnd, run_id)
+    cmd = [
+        args.mailspool, "send", str(args.tmp / "recipients.csv"),
+        "--template", str(args.tmp / "t.txt"),
+        "--smtp", f"smtp://127.0.0.1:{sink.port}",
+        "--concurrency", str(args.concurrency),
+        "--queue", url, "--json", "--log-level", "warning",
+    ]  # fmt: skip
+    if not url.startswith("sqlite:"):
+        cmd += ["--campaign", f"bench-{run_id}"]
+    try:
+        run, res = timed(f"mailspool send -c {args.concurrency}", rnd, cmd, sink, args)
+    finally:
+        remove_sqlite(url)
+    summary = res.last_json()
+    if summary is not None:
+        run.summary = summary
+    if run.ok and (summary is None or summary.get("sent") != args.n):
+        run.ok = False
+        got = "no JSON summary" if summary is None else f"sent={summary.get('sent')}"
+        run.error = f"expected sent={args.n}, {got}; stderr: {res.stderr.strip()[-300:]}"
+    return run
+
+
+def message_size(args: argparse.Namespace) -> int | None:
+    """Bytes of one rendered message (from ``mailspool preview``, CRLF line ends)."""
+    cmd = [args.mailspool, "preview", str(args.tmp / "recipients.csv")]
+    cmd += ["--template", str(args.tmp / "t.txt"), "--row", "2"]
+    res = run_child(cmd, cwd=args.tmp, timeout=60)
+    if res.rc != 0:
+        return None
+    lines = res.stdout.splitlines()
+    while lines and lines[0].startswith(("Envelope:", "Attachment:")):
+        lines.pop(0)
+    return len("\r\n".join(lines).encode()) + 2
+
+
+def log_run(run: RunResult) -> None:
+    cpu = f"client_cpu={run.client_cpu_s:.2f}s sink_cpu={run.sink_cpu_s:.2f}s"
+    status = "" if run.ok else f"  FAILED: {run.error}"
+    print(
+        f"[round {run.round}] {run.client:28s} {run.rate:9.0f} msg/s  wall={run.wall_s:.2f}s"
+        f" {cpu}{status}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def table_row(name: str, runs: list[RunResult]) -> str:
+    ok = [r for r in runs if r.ok]
+    failed = len(runs) - len(ok)
+    if not ok:
+        return f"| {name} | - | - | - | - | - | - | {failed} |"
+    rates = [r.rate for r in ok]
+    wall = statistics.median(r.wall_s for r in ok)
+    ccpu = statistics.median(100 * r.client_cpu_s / r.wall_s for r in ok)
+    scpu = statistics.median(100 * r.sink_cpu_s / r.wall_s for r in ok)
+    return (
+        f"| {name} | {min(rates):.0f} | {statistics.median(rates):.0f} | {max(rates):.0f} |"
+        f" {wall:.2f} | {ccpu:.0f} | {scpu:.0f} | {failed} |"
+    )
+
+
+def report(
+    args: argparse.Namespace, src: list[RunResult], ms: list[RunResult], size: int | None
+) -> dict[str, Any]:
+    queue_kind = args.queue_url_template.split(":", 1)[0]
+    size_text = f"~{size} B" if size else "size unknown"
+    print(
+        f"\nN={args.n} messages/run, {args.runs} interleaved rounds, {os.cpu_count()} CPUs;"
+        f" smtp-source -l {args.size} vs mailspool message {size_text}; queue {queue_kind}."
+    )
+    print("Rate = N / process wall clock (mailspool: start-up and durable queue included).\n")
+    print(
+        "| client | msg/s min | msg/s median | msg/s max | wall s (median)"
+        " | client CPU % | sink CPU % | failed runs |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(table_row(src[0].client, src))
+    print(table_row(f"{ms[0].client} ({queue_kind})", ms))
+    rounds = [(s.round, m.rate / s.rate) for s, m in zip(src, ms, strict=True) if s.ok and m.ok]
+    out: dict[str, Any] = {"target_ratio": TARGET_RATIO, "per_round_ratio": dict(rounds)}
+    src_ok = [r.rate for r in src if r.ok]
+    ms_ok = [r.rate for r in ms if r.ok]
+    if src_ok and ms_ok:
+        ratio = statistics.median(ms_ok) / statistics.median(src_ok)
+        verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+        print(
+            f"\nRatio mailspool / smtp-source (median rates): **{ratio:.3f}**"
+            f" (target {TARGET_RATIO}: {verdict})"
+        )
+        out["median_ratio"] = ratio
+        out["target_met"] = ratio >= TARGET_RATIO
+    per_round = ", ".join(f"round {r}: {x:.3f}" for r, x in rounds) or "none"
+    print(f"Per round: {per_round}")
+    inproc = [r.summary["rate_per_s"] for r in ms if r.ok and "rate_per_s" in r.summary]
+    if inproc:
+        print(
+            f"mailspool's own rate_per_s (in-process, start-up excluded), median:"
+            f" {statistics.median(inproc):.0f} msg/s"
+        )
+    print("CPU % is of one core; client and sink share the machine's cores.")
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("-n", type=int, default=20_000, help="messages per run (default 20000)")
+    ap.add_argument("--runs", type=int, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument("--concurrency", type=int, default=32, help="mailspool --concurrency (32)")
+    ap.add_argument("--sessions", type=int, default=32, help="smtp-source -s (32)")
+    ap.add_argument("--size", type=int, default=2048, help="smtp-source -l and body bytes (2048)")
+    ap.add_argument(
+        "--queue-url-template",
+        default="sqlite:///{tmp}/queue-{uuid}.db",
+        help="queue URL for each mailspool run; {tmp}, {run}, {uuid} are substituted"
+        " (default sqlite:///{tmp}/queue-{uuid}.db)",
+    )
+    ap.add_argument("--mailspool", help="mailspool executable (default: beside this Python)")
+    ap.add_argument("--timeout", type=float, help="kill a run after this many seconds")
+    ap.add_argument("--json", type=Path, help="write raw results to this file")
+    ap.add_argument("--check", action="store_true", help="exit 3 when the target ratio is missed")
+    args = ap.parse_args(argv)
+    if args.n < 1 or args.runs < 1 or args.concurrency < 1 or args.sessions < 1:
+        ap.error("-n, --runs, --concurrency and --sessions must be positive")
+    for tool in (SMTP_SINK, SMTP_SOURCE):
+        if not os.access(tool, os.X_OK):
+            ap.error(f"{tool} not found: install Postfix (see bench/README.md)")
+    args.mailspool = find_mailspool(args.mailspool)
+    if args.timeout is None:
+        args.timeout = 120 + args.n / 100  # far above any plausible run
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    exit_on_sigterm()
+    src: list[RunResult] = []
+    ms: list[RunResult] = []
+    with tempfile.TemporaryDirectory(prefix="mailspool-bench-") as tmp:
+        args.tmp = Path(tmp)
+        write_csv(args.tmp / "recipients.csv", args.n)
+        write_template(args.tmp / "t.txt", args.size)
+        size = message_size(args)
+        sink = Sink(args.tmp / "smtp-sink.log")
+        try:
+            print(
+                f"# n={args.n} runs={args.runs} sink={shlex.join(sink.cmd)}"
+                f" mailspool={args.mailspool}",
+                file=sys.stderr,
+            )
+            for rnd in range(1, args.runs + 1):
+                for fn, results in ((run_smtp_source, src), (run_mailspool, ms)):
+                    run = fn(rnd, sink, args)
+                    results.append(run)
+                    log_run(run)
+        finally:
+            sink.stop()
+        summary = report(args, src, ms, size)
+    if args.json:
+        raw = {
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "message_bytes": size,
+            "smtp_source": [asdict(r) for r in src],
+            "mailspool": [asdict(r) for r in ms],
+            **summary,
+        }
+        args.json.write_text(json.dumps(raw, indent=1) + "\n")
+    if not all(r.ok for r in src + ms):
+        return 1
+    if args.check and not summary.get("target_met", False):
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
