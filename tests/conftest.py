@@ -67,15 +67,15 @@ def smtpd() -> Iterator[RecordingSMTPServer]:
 def smtp_sink() -> Iterator[Callable[..., SMTPSink]]:
     started: list[SMTPSink] = []
 
-    def start(*options: str) -> SMTPSink:
+    def start(*options: str, dump: bool = False) -> SMTPSink:
         need(SMTPSink.available(), "Postfix smtp-sink (/usr/sbin/smtp-sink)")
-        sink = SMTPSink(*options).start()
+        sink = SMTPSink(*options, dump=dump).start()
         started.append(sink)
         return sink
 
     yield start
     for s in started:
-        s.stop()
+        s.cleanup()
 
 
 @dataclass

@@ -66,6 +66,9 @@ class SendRun:
                 reclaimed += await queue.release_owner(owner)
         if reclaimed:
             log.info("reclaimed leases of an interrupted run", campaign=campaign, jobs=reclaimed)
+        # what earlier runs sent: this run's worker may send pending jobs of the campaign
+        # before the producer reaches their rows, so the producer alone cannot tell
+        sent_before = (await queue.stats(campaign)).get(State.SENT)
         base = settings.attachment_dir or (settings.template.parent if settings.template else Path())
         producer = Producer(
             queue, renderer, campaign,
@@ -109,6 +112,8 @@ class SendRun:
         stats = await queue.stats(campaign)
         elapsed = time.monotonic() - started
         summary = self._summary(campaign, report, counter, stats, elapsed, transport)
+        summary["queued"] = report.queued + report.already_sent - sent_before
+        summary["skipped_already_sent"] = sent_before
         self._print(summary, transport, report)
         if relay.error is not None:
             print(

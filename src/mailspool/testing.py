@@ -13,6 +13,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -193,12 +194,15 @@ class SMTPSink:
     """Postfix's smtp-sink on a free loopback port. ``options`` are passed through, e.g.
     ``["-r", "rcpt"]`` to reject RCPT, ``["-Q", "data"]`` to hang up after DATA."""
 
-    def __init__(self, *options: str, backlog: int = 256, dump: str | None = None) -> None:
+    def __init__(self, *options: str, backlog: int = 256, dump: bool = False) -> None:
         self.options = list(options)
         self.backlog = backlog
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.dump = dump  # a file smtp-sink appends every message to (-D)
+        # a file smtp-sink appends every message to (-D); in a directory of its own that
+        # the unprivileged smtp-sink can reach (pytest's tmp_path is private to root)
+        self._dump_dir = tempfile.mkdtemp(prefix="mailspool-sink-") if dump else None
+        self.dump = os.path.join(self._dump_dir, "messages") if self._dump_dir else None
 
     def received(self) -> list[tuple[list[str], str]]:
         """(recipients, Message-ID) of every message in the dump file, in order."""
@@ -222,8 +226,8 @@ class SMTPSink:
 
     def start(self) -> SMTPSink:
         cmd = [SMTP_SINK, *self.options]
-        if self.dump is not None:
-            os.chmod(os.path.dirname(self.dump), 0o777)  # smtp-sink writes as nobody
+        if self._dump_dir is not None and self.dump is not None:
+            os.chmod(self._dump_dir, 0o777)  # noqa: S103 - smtp-sink writes as nobody
             cmd += ["-D", self.dump]
         if os.geteuid() == 0:
             cmd += ["-u", "nobody"]  # smtp-sink refuses to run as root otherwise
@@ -243,11 +247,16 @@ class SMTPSink:
                 self.proc.kill()
                 self.proc.wait()
 
+    def cleanup(self) -> None:
+        self.stop()
+        if self._dump_dir is not None:
+            shutil.rmtree(self._dump_dir, ignore_errors=True)
+
     def __enter__(self) -> SMTPSink:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.cleanup()
 
 
 class LineServer:
