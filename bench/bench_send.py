@@ -52,6 +52,10 @@ from _common import (
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 TARGET_RATIO = 0.25
+# signs of a busy machine, which make the ratio unreliable
+NOISY_SPREAD = 1.25  # max/min of smtp-source's rates across rounds
+BUSY_LOAD = 0.5  # 1-minute load average before the benchmark starts
+STARVED_CPU_SHARE = 0.6  # smtp-source uses ~0.9 of a core on an idle machine
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LISTEN_TIMEOUT = 10.0
 
@@ -230,19 +234,62 @@ def log_run(run: RunResult) -> None:
     )
 
 
-def table_row(name: str, runs: list[RunResult]) -> str:
+def table_row(name: str, runs: list[RunResult], n: int) -> str:
     ok = [r for r in runs if r.ok]
     failed = len(runs) - len(ok)
     if not ok:
-        return f"| {name} | - | - | - | - | - | - | {failed} |"
+        return f"| {name} | - | - | - | - | - | - | - | {failed} |"
     rates = [r.rate for r in ok]
     wall = statistics.median(r.wall_s for r in ok)
     ccpu = statistics.median(100 * r.client_cpu_s / r.wall_s for r in ok)
     scpu = statistics.median(100 * r.sink_cpu_s / r.wall_s for r in ok)
+    us_per_msg = statistics.median(1e6 * r.client_cpu_s for r in ok) / n
     return (
         f"| {name} | {min(rates):.0f} | {statistics.median(rates):.0f} | {max(rates):.0f} |"
-        f" {wall:.2f} | {ccpu:.0f} | {scpu:.0f} | {failed} |"
+        f" {wall:.2f} | {ccpu:.0f} | {us_per_msg:.0f} | {scpu:.0f} | {failed} |"
     )
+
+
+def ratios(src: list[RunResult], ms: list[RunResult], load_before: float) -> dict[str, Any]:
+    """Print the ratio mailspool / smtp-source: of the median rates (the headline figure),
+    the median of the per-round ratios, each round's, and a warning when the reference
+    client's own rate moved so much between rounds that the machine was clearly busy."""
+    rounds = [(s.round, m.rate / s.rate) for s, m in zip(src, ms, strict=True) if s.ok and m.ok]
+    out: dict[str, Any] = {"target_ratio": TARGET_RATIO, "per_round_ratio": dict(rounds)}
+    src_ok = [r.rate for r in src if r.ok]
+    ms_ok = [r.rate for r in ms if r.ok]
+    if not (src_ok and ms_ok):
+        print("\nRatio: no successful pair of runs")
+        return out
+    ratio = statistics.median(ms_ok) / statistics.median(src_ok)
+    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+    print(
+        f"\nRatio mailspool / smtp-source (median rates): **{ratio:.3f}**"
+        f" (target {TARGET_RATIO}: {verdict})"
+    )
+    out |= {"median_ratio": ratio, "target_met": ratio >= TARGET_RATIO}
+    if rounds:
+        per_round = statistics.median(x for _, x in rounds)
+        out["median_of_round_ratios"] = per_round
+        print(f"Median of the per-round ratios: {per_round:.3f}")
+        print("Per round: " + ", ".join(f"round {r}: {x:.3f}" for r, x in rounds))
+    spread = max(src_ok) / min(src_ok)
+    src_cpu = statistics.median(r.client_cpu_s / r.wall_s for r in src if r.ok)
+    out |= {"smtp_source_spread": spread, "smtp_source_cpu_share": src_cpu}
+    busy = []
+    if load_before > BUSY_LOAD:
+        busy.append(f"load average {load_before:.2f} before the start")
+    if spread > NOISY_SPREAD:
+        busy.append(f"smtp-source's rate varied {100 * (spread - 1):.0f}% between rounds")
+    if src_cpu < STARVED_CPU_SHARE:
+        busy.append(f"smtp-source got only {100 * src_cpu:.0f}% of a core")
+    if busy:
+        print(
+            f"WARNING: the machine was busy ({'; '.join(busy)}): the ratio is unreliable;"
+            " rerun on an idle machine (the CPU µs/msg column is the steadier figure)."
+        )
+    out["machine_busy"] = bool(busy)
+    return out
 
 
 def report(
@@ -251,32 +298,19 @@ def report(
     queue_kind = args.queue_url_template.split(":", 1)[0]
     size_text = f"~{size} B" if size else "size unknown"
     print(
-        f"\nN={args.n} messages/run, {args.runs} interleaved rounds, {os.cpu_count()} CPUs;"
+        f"\nN={args.n} messages/run, {args.runs} interleaved rounds, {os.cpu_count()} CPUs"
+        f" (load average {args.load_before:.2f} before the benchmark);"
         f" smtp-source -l {args.size} vs mailspool message {size_text}; queue {queue_kind}."
     )
     print("Rate = N / process wall clock (mailspool: start-up and durable queue included).\n")
     print(
         "| client | msg/s min | msg/s median | msg/s max | wall s (median)"
-        " | client CPU % | sink CPU % | failed runs |"
+        " | client CPU % | client CPU µs/msg | sink CPU % | failed runs |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    print(table_row(src[0].client, src))
-    print(table_row(f"{ms[0].client} ({queue_kind})", ms))
-    rounds = [(s.round, m.rate / s.rate) for s, m in zip(src, ms, strict=True) if s.ok and m.ok]
-    out: dict[str, Any] = {"target_ratio": TARGET_RATIO, "per_round_ratio": dict(rounds)}
-    src_ok = [r.rate for r in src if r.ok]
-    ms_ok = [r.rate for r in ms if r.ok]
-    if src_ok and ms_ok:
-        ratio = statistics.median(ms_ok) / statistics.median(src_ok)
-        verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
-        print(
-            f"\nRatio mailspool / smtp-source (median rates): **{ratio:.3f}**"
-            f" (target {TARGET_RATIO}: {verdict})"
-        )
-        out["median_ratio"] = ratio
-        out["target_met"] = ratio >= TARGET_RATIO
-    per_round = ", ".join(f"round {r}: {x:.3f}" for r, x in rounds) or "none"
-    print(f"Per round: {per_round}")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(table_row(src[0].client, src, args.n))
+    print(table_row(f"{ms[0].client} ({queue_kind})", ms, args.n))
+    out = ratios(src, ms, args.load_before)
     inproc = [r.summary["rate_per_s"] for r in ms if r.ok and "rate_per_s" in r.summary]
     if inproc:
         print(
@@ -320,6 +354,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.load_before = os.getloadavg()[0]  # others' load; ours counts from here on
     exit_on_sigterm()
     src: list[RunResult] = []
     ms: list[RunResult] = []
