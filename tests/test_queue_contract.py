@@ -174,5 +174,3 @@ async def test_blobs_are_stored_once(queue: Queue) -> None:
 async def test_campaigns_listed(queue: Queue) -> None:
     await queue.enqueue([make_job(1, "b"), make_job(1, "a")])
     assert await queue.campaigns() == ["a", "b"]
-
-

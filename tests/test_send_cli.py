@@ -34,7 +34,9 @@ def summary(res: Result) -> dict[str, object]:
 def test_send_delivers_every_row_once(
     job: Path, smtpd: RecordingSMTPServer, cli: Callable[..., Result]
 ) -> None:
-    res = cli("send", "r.csv", "--template", "t.txt", "--smtp", f"smtp://127.0.0.1:{smtpd.port}", "--json")
+    res = cli(
+        "send", "r.csv", "--template", "t.txt", "--smtp", f"smtp://127.0.0.1:{smtpd.port}", "--json"
+    )
     assert res.returncode == 0, res.stderr
     s = summary(res)
     assert s["sent"] == 40 and s["queued"] == 40 and s["rows"] == 40
@@ -49,7 +51,9 @@ def test_send_delivers_every_row_once(
     }  # fmt: skip
     assert expected_keys <= set(s)
     # the same command again resumes: nothing is sent twice
-    again = cli("send", "r.csv", "--template", "t.txt", "--smtp", f"smtp://127.0.0.1:{smtpd.port}", "--json")
+    again = cli(
+        "send", "r.csv", "--template", "t.txt", "--smtp", f"smtp://127.0.0.1:{smtpd.port}", "--json"
+    )
     assert again.returncode == 0
     s2 = summary(again)
     assert s2["sent"] == 0 and s2["skipped_already_sent"] == 40
@@ -119,7 +123,9 @@ def test_permanent_rejections_are_dead_lettered(
     job: Path, smtp_sink: Callable[..., SMTPSink], cli: Callable[..., Result]
 ) -> None:
     sink = smtp_sink("-f", "rcpt")
-    res = cli("send", "r.csv", "--template", "t.txt", "--smtp", f"smtp://127.0.0.1:{sink.port}", "--json")
+    res = cli(
+        "send", "r.csv", "--template", "t.txt", "--smtp", f"smtp://127.0.0.1:{sink.port}", "--json"
+    )
     assert res.returncode == 1
     assert summary(res)["dead"] == 40
     dlq = json.loads(cli("dlq", "list", "--json").stdout)
@@ -189,7 +195,9 @@ def test_sigint_stops_gracefully_and_resume_finishes(
         "--smtp", f"smtp://127.0.0.1:{slow.port}", "--concurrency", "4", "--json",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
-    p = subprocess.Popen(cmd, cwd=job, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen(
+        cmd, cwd=job, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     time.sleep(3.0)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)

@@ -20,7 +20,13 @@ from mailspool.producer import Attachments, Producer, Rejects
 from mailspool.queue import DeadFilter
 from mailspool.send import SendRun
 from mailspool.sources import Row, open_source
-from mailspool.wiring import default_campaign, load_renderer, make_transport, open_queue, worker_config
+from mailspool.wiring import (
+    default_campaign,
+    load_renderer,
+    make_transport,
+    open_queue,
+    worker_config,
+)
 from mailspool.worker import Worker
 
 
@@ -54,7 +60,9 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     source = open_source(path)
     queue = await open_queue(settings)
     try:
-        base = settings.attachment_dir or (settings.template.parent if settings.template else Path())
+        base = settings.attachment_dir or (
+            settings.template.parent if settings.template else Path()
+        )
         producer = Producer(
             queue, renderer, campaign, Rejects(Path(f"{campaign}.rejects.csv")),
             Attachments(base, queue), settings.key_column,
@@ -196,7 +204,8 @@ async def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
                 print(json.dumps(rows))
             else:
                 for r in rows:
-                    print(f"{r['id']}  {r['reason']:<18} {','.join(r['recipients'])}  {r['last_reply']}")
+                    rcpts = ",".join(r["recipients"])
+                    print(f"{r['id']}  {r['reason']:<18} {rcpts}  {r['last_reply']}")
                 print(f"{len(rows)} dead letters", file=sys.stderr)
             return 0
         n = await (queue.retry_dead(flt) if args.action == "retry" else queue.purge_dead(flt))

@@ -43,7 +43,9 @@ class RejectedRow(MailspoolError):
     """A row failed validation and is not queued."""
 
     def __init__(self, field: str, reason: str, row: int | None = None) -> None:
-        super().__init__(f"row {row}: {field}: {reason}" if row is not None else f"{field}: {reason}")
+        super().__init__(
+            f"row {row}: {field}: {reason}" if row is not None else f"{field}: {reason}"
+        )
         self.row = row
         self.field = field
         self.reason = reason

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from mailspool.config import Settings
+from mailspool.errors import AuthFailure, DeliveryError, TLSFailure
 from mailspool.logs import get_logger
 from mailspool.models import State
-from mailspool.errors import AuthFailure, DeliveryError, TLSFailure
 from mailspool.observe import Counter, Observer
 from mailspool.producer import Attachments, Producer, ProducerReport, Rejects
 from mailspool.progress import Progress
@@ -69,7 +69,9 @@ class SendRun:
         # what earlier runs sent: this run's worker may send pending jobs of the campaign
         # before the producer reaches their rows, so the producer alone cannot tell
         sent_before = (await queue.stats(campaign)).get(State.SENT)
-        base = settings.attachment_dir or (settings.template.parent if settings.template else Path())
+        base = settings.attachment_dir or (
+            settings.template.parent if settings.template else Path()
+        )
         producer = Producer(
             queue, renderer, campaign,
             Rejects(Path(f"{campaign}.rejects.csv")),

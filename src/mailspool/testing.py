@@ -103,11 +103,15 @@ class RecordingSMTPServer:
         with self.handler.lock:
             return list(self.handler.messages)
 
-    def _authenticator(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+    def _authenticator(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> Any:
         from aiosmtpd.smtp import AuthResult
 
         user = data.login.decode() if isinstance(data.login, bytes) else str(data.login)
-        password = data.password.decode() if isinstance(data.password, bytes) else str(data.password)
+        password = (
+            data.password.decode() if isinstance(data.password, bytes) else str(data.password)
+        )
         self.auth_attempts.append((user, password))
         ok = self.credentials is not None and (user, password) == self.credentials
         return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
@@ -227,7 +231,7 @@ class SMTPSink:
     def start(self) -> SMTPSink:
         cmd = [SMTP_SINK, *self.options]
         if self._dump_dir is not None and self.dump is not None:
-            os.chmod(self._dump_dir, 0o777)  # noqa: S103 - smtp-sink writes as nobody
+            os.chmod(self._dump_dir, 0o777)
             cmd += ["-D", self.dump]
         if os.geteuid() == 0:
             cmd += ["-u", "nobody"]  # smtp-sink refuses to run as root otherwise

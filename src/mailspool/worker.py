@@ -161,7 +161,9 @@ class Worker:
             if self._buffer.qsize() > batch // 2:
                 await self._sleep(0.005)
                 continue
-            jobs = await self.queue.claim(self.owner, batch, self.config.lease, self.config.campaign)
+            jobs = await self.queue.claim(
+                self.owner, batch, self.config.lease, self.config.campaign
+            )
             for job in jobs:
                 self._held.add(job.id)
                 self._buffer.put_nowait(job)
@@ -232,9 +234,7 @@ class Worker:
             await self.limiter.acquire()
         started = time.monotonic()
         try:
-            delivery = await self.transport.send(
-                Envelope(job.sender, job.recipients, data, job.id)
-            )
+            delivery = await self.transport.send(Envelope(job.sender, job.recipients, data, job.id))
         except DeliveryError as err:
             return self._failed(job, err, classify(err), time.monotonic() - started)
         self.gate.success()

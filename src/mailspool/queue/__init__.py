@@ -16,7 +16,9 @@ def sqlite_path(url: str) -> str:
     """``sqlite:///rel.db`` is relative to the working directory, ``sqlite:////abs.db`` absolute."""
     rest = url[len("sqlite://") :]
     if not rest.startswith("/") or rest == "/":
-        raise ConfigError(f"bad SQLite URL {url!r}: use sqlite:///file.db or sqlite:////abs/path.db")
+        raise ConfigError(
+            f"bad SQLite URL {url!r}: use sqlite:///file.db or sqlite:////abs/path.db"
+        )
     return rest[1:]
 
 
@@ -27,6 +29,4 @@ def make_queue(url: str) -> Queue:
         return SQLiteQueue(sqlite_path(url))
     if scheme == "memory":
         return MemoryQueue()
-    raise ConfigError(
-        f"unsupported queue URL {url!r}: use sqlite:///file.db or memory://"
-    )
+    raise ConfigError(f"unsupported queue URL {url!r}: use sqlite:///file.db or memory://")

@@ -54,7 +54,12 @@ class MemoryQueue(Queue):
         now = time.time()
         out = []
         for j in self._due(campaign, now)[:limit]:
-            j.state, j.lease_owner, j.attempts, j.updated_at = State.SENDING, owner, j.attempts + 1, now
+            j.state, j.lease_owner, j.attempts, j.updated_at = (
+                State.SENDING,
+                owner,
+                j.attempts + 1,
+                now,
+            )
             self._ready_at[j.id] = now + lease
             out.append(dataclasses.replace(j))
         return out
@@ -113,7 +118,9 @@ class MemoryQueue(Queue):
 
     async def release_owner(self, owner: str) -> int:
         now = time.time()
-        held = [j for j in self.jobs.values() if j.state is State.SENDING and j.lease_owner == owner]
+        held = [
+            j for j in self.jobs.values() if j.state is State.SENDING and j.lease_owner == owner
+        ]
         for j in held:
             self._hand_back(j, now)
         return len(held)

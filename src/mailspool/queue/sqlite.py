@@ -54,6 +54,8 @@ JOB_COLUMNS = (
     " state, attempts, ready_at, created_at, updated_at, last_reply, dead_reason, lease_owner"
 )
 CLAIMABLE = "('deferred', 'queued', 'sending')"
+# a handed-back job: deferred if it was tried before, else queued
+HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
 
 
 def _attachments_json(refs: tuple[AttachmentRef, ...]) -> str | None:
@@ -88,7 +90,8 @@ def _job_from_row(r: Sequence[Any]) -> Job:
 
 
 def _dead_where(flt: DeadFilter) -> tuple[str, list[Any]]:
-    where, args = ["state = 'dead'"], []
+    where: list[str] = ["state = 'dead'"]
+    args: list[Any] = []
     if flt.campaign:
         where.append("campaign = ?")
         args.append(flt.campaign)
@@ -271,7 +274,11 @@ class SQLiteQueue(Queue):
         self, owner: str, job_ids: Sequence[str], not_before: float | None = None
     ) -> None:
         due = not_before or time.time()
-        deferred = "'deferred'" if not_before else "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
+        deferred = (
+            "'deferred'"
+            if not_before
+            else "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
+        )
         rows = [(due, jid, owner) for jid in job_ids]
         await self._run(
             lambda db: db.executemany(
@@ -290,11 +297,13 @@ class SQLiteQueue(Queue):
     async def release_owner(self, owner: str) -> int:
         now = time.time()
         return await self._run(
-            lambda db: db.execute(
-                "UPDATE jobs SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END,"
-                " ready_at = ?, lease_owner = NULL WHERE lease_owner = ? AND state = 'sending'",
-                (now, owner),
-            ).rowcount
+            lambda db: (
+                db.execute(
+                    f"UPDATE jobs SET state = {HANDED_BACK},"
+                    " ready_at = ?, lease_owner = NULL WHERE lease_owner = ? AND state = 'sending'",
+                    (now, owner),
+                ).rowcount
+            )
         )
 
     # -- inspection -------------------------------------------------------------------
@@ -333,7 +342,9 @@ class SQLiteQueue(Queue):
     async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
         where, args = _dead_where(flt)
         sql = f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} ORDER BY updated_at LIMIT ?"
-        return await self._run(lambda db: [_job_from_row(r) for r in db.execute(sql, [*args, limit])])
+        return await self._run(
+            lambda db: [_job_from_row(r) for r in db.execute(sql, [*args, limit])]
+        )
 
     async def retry_dead(self, flt: DeadFilter) -> int:
         where, args = _dead_where(flt)
@@ -346,5 +357,6 @@ class SQLiteQueue(Queue):
 
     async def purge_dead(self, flt: DeadFilter) -> int:
         where, args = _dead_where(flt)
-        return await self._run(lambda db: db.execute(f"DELETE FROM jobs WHERE {where}", args).rowcount)
-
+        return await self._run(
+            lambda db: db.execute(f"DELETE FROM jobs WHERE {where}", args).rowcount
+        )

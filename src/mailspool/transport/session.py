@@ -226,9 +226,13 @@ class SMTPSession:
         except TimeoutError as exc:
             raise SMTPTimeout(f"connect to {s.host}:{s.port} timed out", stage="connect") from exc
         except ssl.SSLError as exc:
-            raise TLSFailure(f"TLS handshake with {s.host}: {exc.reason or exc}", stage="connect") from exc
+            raise TLSFailure(
+                f"TLS handshake with {s.host}: {exc.reason or exc}", stage="connect"
+            ) from exc
         except OSError as exc:
-            raise ConnectError(f"cannot connect to {s.host}:{s.port}: {exc.strerror or exc}") from exc
+            raise ConnectError(
+                f"cannot connect to {s.host}:{s.port}: {exc.strerror or exc}"
+            ) from exc
         self.encrypted = s.implicit_tls
         greeting = (await self._replies(1, "greeting", s.connect_timeout))[0]
         if greeting.code != 220:
@@ -278,10 +282,12 @@ class SMTPSession:
         except (ssl.SSLError, ssl.CertificateError) as exc:
             raise TLSFailure(f"TLS handshake with {s.host}: {exc}", stage="starttls") from exc
         except (OSError, TimeoutError) as exc:
-            raise TLSFailure(f"TLS handshake with {s.host} failed: {exc!r}", stage="starttls") from exc
+            raise TLSFailure(
+                f"TLS handshake with {s.host} failed: {exc!r}", stage="starttls"
+            ) from exc
         if transport is None:
             raise TLSFailure("TLS handshake failed", stage="starttls")
-        self._proto.transport = transport  # type: ignore[assignment]
+        self._proto.transport = transport
         self.encrypted = True
         await self._ehlo()
 
@@ -293,7 +299,9 @@ class SMTPSession:
         if "auth" not in self.extensions:
             raise AuthFailure(f"{s.host} does not offer AUTH", stage="auth")
         if "plain" in self.auth_methods:
-            reply = await self._command(b"AUTH PLAIN " + auth_plain_encode(s.username, s.password), "auth")
+            reply = await self._command(
+                b"AUTH PLAIN " + auth_plain_encode(s.username, s.password), "auth"
+            )
         elif "login" in self.auth_methods:
             user, password = auth_login_encode(s.username, s.password)
             reply = await self._command(b"AUTH LOGIN", "auth")
@@ -302,7 +310,9 @@ class SMTPSession:
             if reply.code == 334:
                 reply = await self._command(password, "auth")
         else:
-            raise AuthFailure(f"no supported AUTH mechanism among {self.auth_methods}", stage="auth")
+            raise AuthFailure(
+                f"no supported AUTH mechanism among {self.auth_methods}", stage="auth"
+            )
         if reply.code != 235:
             raise reply.error("auth", AuthFailure)
 
@@ -360,7 +370,11 @@ class SMTPSession:
     ) -> dict[str, str]:
         if mail.code != 250:
             raise mail.error("mail")
-        refused = {r: f"{rep.code} {rep.text}" for r, rep in zip(recipients, rcpts, strict=True) if rep.code >= 300}
+        refused = {
+            r: f"{rep.code} {rep.text}"
+            for r, rep in zip(recipients, rcpts, strict=True)
+            if rep.code >= 300
+        }
         if len(refused) == len(recipients):
             # every recipient refused: report the most hopeful reply (a 4xx beats a 5xx)
             worst = min(rcpts, key=lambda rep: rep.code)
