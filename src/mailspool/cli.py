@@ -26,6 +26,15 @@ def _delivery(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smtp", help="relay URL, e.g. smtp://user@relay.example.com:587")
     p.add_argument("--concurrency", type=int, help="messages in flight (default 8)")
     p.add_argument("--rate", help="global rate limit: 20/s, 500/m, 10000/h")
+    p.add_argument(
+        "--domain-rate", dest="domain_rate", action="append",
+        help="per recipient domain: gmail.com=20/s (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--default-domain-rate", dest="default_domain_rate", help="other domains")
+    p.add_argument(
+        "--domain-concurrency", dest="domain_concurrency", type=int,
+        help="messages in flight per recipient domain",
+    )  # fmt: skip
     p.add_argument("--lease", help="lease (visibility timeout), e.g. 60s")
     p.add_argument("--retry-first", dest="retry_first", help="first retry delay (default 5m)")
     p.add_argument("--retry-max-delay", dest="retry_max_delay", help="retry delay cap (1h)")
@@ -93,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 SETTING_KEYS = (
-    "queue", "store", "log_level", "log_format", "smtp", "concurrency", "rate", "lease",
+    "queue", "store", "log_level", "log_format", "smtp", "concurrency", "rate", "domain_rate",
+    "default_domain_rate", "domain_concurrency", "lease",
     "retry_first", "retry_max_delay", "max_age", "max_attempts", "connect_timeout",
     "command_timeout", "data_timeout", "template", "html", "from", "subject", "campaign",
     "key_column", "attachment_dir", "max_wait", "outbox",

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mailspool.errors import ConfigError
+from mailspool.limits import LimitSettings, parse_domain_rates
 from mailspool.ratelimit import parse_rate
 
 ENV_PREFIX = "MAILSPOOL_"
@@ -79,6 +80,9 @@ class Settings(BaseSettings):
     store: str | None = None
     concurrency: int = Field(default=8, ge=1, le=1000)
     rate: str | None = None
+    domain_rate: list[str] = Field(default_factory=list)
+    default_domain_rate: str | None = None
+    domain_concurrency: int = Field(default=0, ge=0)
     campaign: str | None = None
     key_column: str | None = None
     attachment_dir: Path | None = None
@@ -106,7 +110,17 @@ class Settings(BaseSettings):
             raise ValueError(f"bad duration {v!r}: use e.g. 30s, 10m, 2h, 5d")
         return parse_duration(v)
 
-    @field_validator("rate")
+    @field_validator("domain_rate", mode="before")
+    @classmethod
+    def _domain_rate(cls, v: Any) -> list[str]:
+        items = [p.strip() for p in v.split(",")] if isinstance(v, str) else list(v)
+        try:
+            parse_domain_rates(items)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return items
+
+    @field_validator("rate", "default_domain_rate")
     @classmethod
     def _rate(cls, v: str | None) -> str | None:
         if v is not None:
@@ -133,6 +147,17 @@ class Settings(BaseSettings):
     @property
     def rate_per_second(self) -> float | None:
         return parse_rate(self.rate) if self.rate else None
+
+    @property
+    def limits(self) -> LimitSettings:
+        return LimitSettings(
+            rate=self.rate_per_second,
+            domain_rates=parse_domain_rates(self.domain_rate),
+            default_domain_rate=(
+                parse_rate(self.default_domain_rate) if self.default_domain_rate else None
+            ),
+            domain_concurrency=self.domain_concurrency,
+        )
 
     @classmethod
     def settings_customise_sources(

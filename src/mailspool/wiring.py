@@ -47,7 +47,7 @@ def worker_config(settings: Settings, campaign: str | None = None) -> WorkerConf
     return WorkerConfig(
         concurrency=settings.concurrency,
         lease=settings.lease,
-        rate=settings.rate_per_second,
+        limits=settings.limits,
         campaign=campaign,
         retry=retry_policy(settings),
     )

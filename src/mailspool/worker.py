@@ -27,7 +27,7 @@ from mailspool.errors import DeliveryError, MailspoolError, QueueError
 from mailspool.models import DeadReason, Job, Outcome, State
 from mailspool.observe import Observer
 from mailspool.queue.base import Queue
-from mailspool.ratelimit import RateLimiter
+from mailspool.limits import Limits, LimitSettings, LocalLimits, NoLimits
 from mailspool.relay import RelayGate
 from mailspool.retry import RetryPolicy
 from mailspool.transport.base import Delivery, Envelope, Transport
@@ -58,7 +58,7 @@ WORKER_TOKEN = uuid.uuid4().hex[:8]
 class WorkerConfig:
     concurrency: int = 8
     lease: float = 60.0
-    rate: float | None = None
+    limits: LimitSettings = field(default_factory=LimitSettings)
     campaign: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     poll_interval: float = 0.5
@@ -72,6 +72,7 @@ class Worker:
         transport: Transport,
         config: WorkerConfig,
         observers: list[Observer] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.queue = queue
         self.transport = transport
@@ -79,7 +80,10 @@ class Worker:
         # host:pid:token - lets a later run on this host reclaim a dead process's leases
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{WORKER_TOKEN}"
         self.observers = observers or []
-        self.limiter = RateLimiter(config.rate) if config.rate else None
+        # limits shared across processes are passed in; otherwise this process holds them
+        self.limits: Limits = limits or (
+            LocalLimits(config.limits) if config.limits.any else NoLimits()
+        )
         self.gate = RelayGate()
         self._buffer: asyncio.Queue[Job | None] = asyncio.Queue()
         self._held: set[str] = set()
@@ -144,8 +148,9 @@ class Worker:
 
     def _batch_size(self) -> int:
         n = self.config.concurrency * 8
-        if self.limiter is not None:
-            n = min(n, max(self.config.concurrency, int(2 / self.limiter.interval)))
+        rate = self.config.limits.rate
+        if rate:  # do not lease far more than the rate lets us send soon
+            n = min(n, max(self.config.concurrency, int(2 * rate)))
         return max(1, min(n, 1000))
 
     async def _feeder(self, idle: Callable[[], Awaitable[bool]] | None) -> None:
@@ -230,13 +235,18 @@ class Worker:
             data = await self._message_bytes(job)
         except MailspoolError as exc:
             return self._dead(job, DeadReason.INVALID_MESSAGE, str(exc))
-        if self.limiter is not None:
-            await self.limiter.acquire()
+        domain = job.domain
+        waited = await self.limits.acquire(domain)
+        if waited:
+            for obs in self.observers:
+                obs.rate_limited(waited)
         started = time.monotonic()
         try:
             delivery = await self.transport.send(Envelope(job.sender, job.recipients, data, job.id))
         except DeliveryError as err:
             return self._failed(job, err, classify(err), time.monotonic() - started)
+        finally:
+            self.limits.release(domain)
         self.gate.success()
         for obs in self.observers:
             obs.sent(job, delivery, time.monotonic() - started)
