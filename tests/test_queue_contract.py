@@ -17,6 +17,8 @@ BACKENDS = ["memory", "sqlite"]
 
 @pytest.fixture(params=BACKENDS)
 async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Queue]:
+    """A fresh, empty queue of each backend. Distributed backends add themselves here with
+    an isolated namespace per test, and skip (fail under CI) when their server is absent."""
     q: Queue = MemoryQueue() if request.param == "memory" else SQLiteQueue(tmp_path / "q.db")
     await q.open()
     yield q

@@ -22,8 +22,10 @@ from mailspool.send import SendRun
 from mailspool.sources import Row, open_source
 from mailspool.wiring import (
     default_campaign,
+    limits,
     load_renderer,
     make_transport,
+    observers,
     open_queue,
     worker_config,
 )
@@ -100,7 +102,13 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     queue = await open_queue(settings)
     try:
-        worker = Worker(queue, make_transport(settings), worker_config(settings, args.campaign))
+        worker = Worker(
+            queue,
+            make_transport(settings),
+            worker_config(settings, args.campaign),
+            observers(settings),
+            limits(settings),
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):

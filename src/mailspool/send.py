@@ -24,8 +24,10 @@ from mailspool.sources import open_source
 from mailspool.transport import Transport
 from mailspool.wiring import (
     default_campaign,
+    limits,
     load_renderer,
     make_transport,
+    observers,
     open_queue,
     worker_config,
 )
@@ -81,7 +83,11 @@ class SendRun:
         progress = Progress(f"{campaign}", enabled=True)
         relay = StopOnRelayMisconfiguration(log)
         worker = Worker(
-            queue, transport, worker_config(settings, campaign), [counter, progress, relay]
+            queue,
+            transport,
+            worker_config(settings, campaign),
+            [counter, progress, relay, *observers(settings)],
+            limits(settings),
         )
         relay.worker = worker
         deadline: list[float] = []

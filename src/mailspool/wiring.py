@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 from mailspool.config import Settings
+from mailspool.limits import Limits
+from mailspool.observe import Observer
 from mailspool.queue import Queue, make_queue
 from mailspool.render import Renderer, Template
 from mailspool.retry import RetryPolicy
@@ -15,7 +17,7 @@ from mailspool.worker import WorkerConfig
 
 
 async def open_queue(settings: Settings) -> Queue:
-    queue = make_queue(settings.queue)
+    queue = make_queue(settings.queue, settings.store)
     await queue.open()
     return queue
 
@@ -67,3 +69,13 @@ def default_campaign(source: Path, settings: Settings) -> str:
     h.update(f"\0{settings.from_addr}\0{settings.subject}\0{settings.key_column}".encode())
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", source.stem)[:40] or "campaign"
     return f"{stem}-{h.hexdigest()[:10]}"
+
+
+def observers(settings: Settings) -> list[Observer]:
+    """Observers every worker gets from the settings (logs, metrics, tracing)."""
+    return []
+
+
+def limits(settings: Settings) -> Limits | None:
+    """Limits shared by every worker of a cluster, or None for this process's own."""
+    return None

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from mailspool.classify import Action, Verdict, classify
 from mailspool.compose import attachment_part, wrap_mixed
 from mailspool.errors import DeliveryError, MailspoolError, QueueError
+from mailspool.limits import Limits, LimitSettings, LocalLimits, NoLimits
 from mailspool.models import DeadReason, Job, Outcome, State
 from mailspool.observe import Observer
 from mailspool.queue.base import Queue
-from mailspool.limits import Limits, LimitSettings, LocalLimits, NoLimits
 from mailspool.relay import RelayGate
 from mailspool.retry import RetryPolicy
 from mailspool.transport.base import Delivery, Envelope, Transport

@@ -9,7 +9,7 @@ from mailspool.queue.base import DeadFilter, Queue
 from mailspool.queue.memory import MemoryQueue
 from mailspool.queue.sqlite import SQLiteQueue
 
-__all__ = ["DeadFilter", "MemoryQueue", "Queue", "SQLiteQueue", "open_queue"]
+__all__ = ["DeadFilter", "MemoryQueue", "Queue", "SQLiteQueue", "make_queue"]
 
 
 def sqlite_path(url: str) -> str:
@@ -22,11 +22,23 @@ def sqlite_path(url: str) -> str:
     return rest[1:]
 
 
-def make_queue(url: str) -> Queue:
-    """A queue for ``url`` (not yet opened)."""
+def make_queue(url: str, store: str | None = None) -> Queue:
+    """A queue for ``url`` (not yet opened). ``store`` is where job state lives for queues
+    that cannot hold it themselves (RabbitMQ); the others keep it beside the queue."""
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         return SQLiteQueue(sqlite_path(url))
     if scheme == "memory":
         return MemoryQueue()
-    raise ConfigError(f"unsupported queue URL {url!r}: use sqlite:///file.db or memory://")
+    if scheme in ("redis", "rediss"):
+        from mailspool.queue.redis import RedisQueue  # optional extra: mailspool[redis]
+
+        return RedisQueue(url)
+    if scheme in ("amqp", "amqps"):
+        from mailspool.queue.rabbitmq import RabbitMQQueue  # optional: mailspool[rabbitmq]
+
+        return RabbitMQQueue(url, store)
+    raise ConfigError(
+        f"unsupported queue URL {url!r}: use sqlite:///file.db, memory://, redis://host:6379/0"
+        " or amqp://user:pass@host:5672/"
+    )
