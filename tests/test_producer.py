@@ -451,6 +451,7 @@ def test_mixed_good_and_bad_rows(
         f.write(b'"Eve\nBcc: evil@example.com", eve@example.com\n')  # row 10: header injection
         f.write(b"dup, good0@example.com\n")  # row 11: a duplicate, not a reject
         f.write(b"last, last@example.com\n")  # row 12
+        f.write(b'"Smith, John", smith@example.com\n')  # row 13: a comma in the name is fine
     (tmp_path / "t.txt").write_text(
         TEMPLATE.replace("To: {{ Email }}", "To: {{ Name }} <{{ Email }}>")
     )
@@ -460,12 +461,14 @@ def test_mixed_good_and_bad_rows(
     )  # fmt: skip
     assert res.returncode == 1, res.stderr
     s = summary(res)
-    assert s["rows"] == 11
+    assert s["rows"] == 12
     assert s["rejected"] == 4
     assert s["duplicates"] == 1
-    assert s["sent"] == 6 and s["queued"] == 6 and s["dead"] == 0
+    assert s["sent"] == 7 and s["queued"] == 7 and s["dead"] == 0
     delivered = sorted(r for m in smtpd.messages for r in m.recipients)
-    assert delivered == sorted([e for _, e in good] + ["last@example.com"])
+    assert delivered == sorted([e for _, e in good] + ["last@example.com", "smith@example.com"])
+    (smith,) = [m.message for m in smtpd.messages if m.recipients == ["smith@example.com"]]
+    assert smith["To"] == '"Smith, John" <smith@example.com>'
     assert all(b"evil" not in m.data for m in smtpd.messages)
 
     rejects = tmp_path / s["rejects_file"]

@@ -99,6 +99,44 @@ def test_display_name_that_looks_like_an_address_adds_no_recipient() -> None:
     assert r.to == [("boss@example.com", "ann@example.com")]
 
 
+DEMO_TO = TEMPLATE.replace("To: {{ Email }}", "To: {{ Name }} <{{ Email }}>")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["smith, john", "eve <eve@evil.example>, bob", 'say "hi"; bye', "back\\slash (x)", "j. r. r."],
+)
+def test_variable_display_name_is_data_not_address_syntax(name: str) -> None:
+    """A comma in a name neither splits the list nor adds a recipient."""
+    r = render(DEMO_TO, {"Name": name, "Email": "ann@example.com"})
+    assert r.recipients == ["ann@example.com"]
+    assert r.to == [(name, "ann@example.com")]
+    data, _ = compose(r, "<x@example.com>", 0)
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    (to,) = msg["To"].addresses
+    assert (to.display_name, to.addr_spec) == (name, "ann@example.com")
+
+
+def test_display_name_expression_with_a_filter_is_quoted_too() -> None:
+    text = DEMO_TO.replace("{{ Name }}", "{{- Name | title -}}")
+    r = render(text, {"Name": "smith, john", "Email": "ann@example.com"})
+    assert r.to == [("Smith, John", "ann@example.com")]
+
+
+def test_variable_inside_a_quoted_display_name_cannot_close_the_quotes() -> None:
+    text = 'From: news@example.com\nTo: "{{ Name }}" <{{ Email }}>, ok@example.com\n\nb\n'
+    r = render(text, {"Name": 'x" <eve@evil.example>, "y', "Email": "ann@example.com"})
+    assert r.recipients == ["ann@example.com", "ok@example.com"]
+    assert r.to[0] == ('x" <eve@evil.example>, "y', "ann@example.com")
+
+
+def test_address_column_used_as_a_whole_list_still_works() -> None:
+    text = "From: news@example.com\nTo: {{ Email }}\nCc: {{ Team }}\n\nb\n"
+    r = render(text, {"Email": "Ann <ann@example.com>", "Team": "a@example.com, B <b@example.com>"})
+    assert r.to == [("Ann", "ann@example.com")]
+    assert r.cc == [("", "a@example.com"), ("B", "b@example.com")]
+
+
 @pytest.mark.parametrize(
     "value",
     ["ann@example.com junk", "<a@example.com> <b@example.com>", "x <a@example.com> trailing"],

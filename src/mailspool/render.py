@@ -65,12 +65,43 @@ class Rendered:
 
 def make_environment(*, html: bool, sandboxed: bool = False) -> jinja2.Environment:
     cls = SandboxedEnvironment if sandboxed else jinja2.Environment
-    return cls(
+    env = cls(
         undefined=jinja2.StrictUndefined,
         autoescape=html,
         keep_trailing_newline=True,
         trim_blocks=False,
     )
+    env.filters["mailspool_phrase"] = quote_phrase
+    env.filters["mailspool_qcontent"] = escape_qcontent
+    return env
+
+
+# A variable right before ``<addr>`` in an address header is a display name: its value
+# is data, so a comma in it ("Smith, John") must not split the list, nor may it add a
+# recipient ("Eve <eve@example.net>, Bob"). Such expressions get quoted when rendered.
+_EXPR = r"\{\{(-?)((?:(?!\}\}).)*?)(-?)\}\}"  # {{ expr }}, {{- expr -}}
+_QUOTED_NAME = re.compile(rf'"{_EXPR}"(?=\s*<)', re.DOTALL)
+_BARE_NAME = re.compile(rf"{_EXPR}(?=\s*<)", re.DOTALL)
+_PHRASE_SPECIALS = frozenset('()<>[]:;@\\,."')
+
+
+def escape_qcontent(value: object) -> str:
+    """The inside of a quoted string: backslashes and quotes escaped."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def quote_phrase(value: object) -> str:
+    """A display name, quoted when it holds characters that mean something in an address."""
+    text = str(value)
+    if _PHRASE_SPECIALS.isdisjoint(text):
+        return text
+    return f'"{escape_qcontent(text)}"'
+
+
+def protect_display_names(source: str) -> str:
+    """Rewrite an address header's template so display-name expressions are quoted."""
+    source = _QUOTED_NAME.sub(r'"{{\1 (\2) | mailspool_qcontent \3}}"', source)
+    return _BARE_NAME.sub(r"{{\1 (\2) | mailspool_phrase \3}}", source)
 
 
 @dataclass(slots=True)
@@ -127,6 +158,8 @@ class Template:
             with _syntax_errors(name, lineno - 1):
                 if lname == "attachment":
                     attachments.append(text_env.from_string(v))
+                elif lname in ADDRESS_FIELDS:
+                    headers.append((h, _compile(text_env, protect_display_names(v))))
                 else:
                     headers.append((h, _compile(text_env, v)))
         compiled_body = None
