@@ -85,6 +85,21 @@ async def test_expired_lease_is_claimed_again(queue: Queue) -> None:
     assert job is not None and job.state is State.SENT
 
 
+async def test_reclaiming_an_expired_lease_counts_an_ambiguous_delivery(queue: Queue) -> None:
+    await queue.enqueue([make_job(1), make_job(2)])
+    await queue.claim("w1", 1, lease=0.05)
+    await asyncio.sleep(0.1)
+    assert len(await queue.claim("w2", 2, lease=30)) == 2
+    assert (await queue.stats()).ambiguous == 1  # only the job whose lease expired
+
+
+async def test_released_dead_owner_counts_ambiguous(queue: Queue) -> None:
+    await queue.enqueue([make_job(1)])
+    await queue.claim("dead", 1, lease=300)
+    await queue.release_owner("dead")
+    assert (await queue.stats()).ambiguous == 1
+
+
 async def test_heartbeat_keeps_the_lease(queue: Queue) -> None:
     await queue.enqueue([make_job(1)])
     (job,) = await queue.claim("w1", 1, lease=0.2)

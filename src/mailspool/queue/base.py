@@ -8,6 +8,11 @@ Leases: ``claim`` marks jobs ``sending`` for ``owner`` until ``now + lease``; a 
 lease expires is claimable again. ``record`` only applies outcomes for jobs whose lease
 ``owner`` still holds, so a worker that lost its lease can never overwrite another's
 result; it returns how many it applied.
+
+Ambiguous deliveries: a job whose lease expired (or whose dead owner's leases were
+released) may have been delivered by the worker that held it; claiming it again counts
+one ambiguous delivery, as does an outcome recorded with ``ambiguous=True`` (a hang-up
+or timeout after the final dot). Stats report the sum: duplicates never exceed it.
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ class MemoryQueue(Queue):
         now = time.time()
         out = []
         for j in self._due(campaign, now)[:limit]:
+            if j.state is State.SENDING:  # an expired lease: may have been delivered
+                self._ambiguous[j.id] = self._ambiguous.get(j.id, 0) + 1
             j.state, j.lease_owner, j.attempts, j.updated_at = (
                 State.SENDING,
                 owner,
@@ -122,6 +124,7 @@ class MemoryQueue(Queue):
             j for j in self.jobs.values() if j.state is State.SENDING and j.lease_owner == owner
         ]
         for j in held:
+            self._ambiguous[j.id] = self._ambiguous.get(j.id, 0) + 1
             self._hand_back(j, now)
         return len(held)
 

@@ -225,7 +225,9 @@ class SQLiteQueue(Queue):
         scope, args = ("campaign = ? AND ", [campaign]) if campaign else ("", [])
         sql = (
             "UPDATE jobs SET state = 'sending', lease_owner = ?, ready_at = ?,"
-            " attempts = attempts + 1, updated_at = ?"
+            " attempts = attempts + 1, updated_at = ?,"
+            # a lease that expired: its worker may have delivered before dying
+            " ambiguous = ambiguous + (state = 'sending')"
             f" WHERE rowid IN (SELECT rowid FROM jobs WHERE {scope}state IN {CLAIMABLE}"
             f" AND ready_at <= ? LIMIT ?) RETURNING {JOB_COLUMNS}"
         )
@@ -302,7 +304,7 @@ class SQLiteQueue(Queue):
         return await self._run(
             lambda db: (
                 db.execute(
-                    f"UPDATE jobs SET state = {HANDED_BACK},"
+                    f"UPDATE jobs SET state = {HANDED_BACK}, ambiguous = ambiguous + 1,"
                     " ready_at = ?, lease_owner = NULL WHERE lease_owner = ? AND state = 'sending'",
                     (now, owner),
                 ).rowcount
