@@ -15,6 +15,7 @@ from typing import Any
 
 from mailspool.config import Settings, parse_duration
 from mailspool.errors import ConfigError, RejectedRow
+from mailspool.logs import get_logger
 from mailspool.models import Job
 from mailspool.producer import Attachments, Producer, Rejects
 from mailspool.queue import DeadFilter
@@ -29,7 +30,7 @@ from mailspool.wiring import (
     open_queue,
     worker_config,
 )
-from mailspool.worker import Worker
+from mailspool.worker import Worker, reclaim_dead_leases
 
 
 async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -100,8 +101,12 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    log = get_logger()
     queue = await open_queue(settings)
     try:
+        reclaimed = await reclaim_dead_leases(queue, args.campaign)
+        if reclaimed:
+            log.info("reclaimed leases of a worker that died", jobs=reclaimed)
         worker = Worker(
             queue,
             make_transport(settings),
@@ -120,7 +125,10 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             st = await queue.stats(args.campaign)
             return st.next_due is None or st.next_due > time.time()
 
+        transport = worker.transport.description
+        log.info("worker started", owner=worker.owner, queue=queue.url, relay=transport)
         await worker.run(idle)
+        log.info("worker stopped", owner=worker.owner)
     finally:
         await queue.close()
     return 0

@@ -31,7 +31,7 @@ from mailspool.wiring import (
     open_queue,
     worker_config,
 )
-from mailspool.worker import Worker, owner_is_dead_here
+from mailspool.worker import Worker, reclaim_dead_leases
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 75
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -62,10 +62,7 @@ class SendRun:
         campaign: str, started: float, log: Any,
     ) -> int:  # fmt: skip
         settings = self.settings
-        reclaimed = 0
-        for owner in await queue.lease_owners(campaign):
-            if owner_is_dead_here(owner):
-                reclaimed += await queue.release_owner(owner)
+        reclaimed = await reclaim_dead_leases(queue, campaign)
         if reclaimed:
             log.info("reclaimed leases of an interrupted run", campaign=campaign, jobs=reclaimed)
         # what earlier runs sent: this run's worker may send pending jobs of the campaign

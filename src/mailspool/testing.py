@@ -314,6 +314,7 @@ class LineServer:
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
+        asyncio.set_event_loop(loop)
         server = loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", 0))
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
