@@ -126,6 +126,7 @@ async def test_deferred_job_waits_for_not_before(queue: Queue) -> None:
     st = await queue.stats()
     assert st.get(State.DEFERRED) == 1
     assert st.next_due == pytest.approx(due, abs=0.01)
+    assert st.last_error == "451 later"
     assert await queue.claim("w1", 1, 30) == []
     await asyncio.sleep(0.25)
     (again,) = await queue.claim("w1", 1, 30)

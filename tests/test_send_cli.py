@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import os
 import signal
 import subprocess
@@ -220,3 +221,22 @@ def test_sigint_stops_gracefully_and_resume_finishes(
     s2 = json.loads(done.stdout.strip().splitlines()[-1])
     assert s2["skipped_already_sent"] == s["sent"]
     assert int(s2["sent"]) + int(s["sent"]) == 400
+
+
+def test_authentication_failure_is_loud_and_never_dead_letters(
+    job: Path, server_tls: ssl.SSLContext, ca_file: Path, cli: Callable[..., Result]
+) -> None:
+    with RecordingSMTPServer(tls=server_tls, credentials=("bob", "right")) as srv:
+        res = cli(
+            "send", "r.csv", "--template", "t.txt", "--json",
+            "--smtp", f"smtp://bob@127.0.0.1:{srv.port}?cafile={ca_file}",
+            env={"MAILSPOOL_SMTP_PASSWORD": "wrong-password"},
+        )  # fmt: skip
+    assert res.returncode == 75
+    assert "relay refused us" in res.stderr and "535" in res.stderr
+    assert "wrong-password" not in res.stderr + res.stdout
+    s = summary(res)
+    assert s["dead"] == 0 and s["deferred"] == 40
+    st = json.loads(cli("status", "--json").stdout)[0]
+    assert "535" in st["last_error"] and st.get("dead", 0) == 0
+    assert "last error: 535" in cli("status").stdout

@@ -141,7 +141,15 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         rows = []
         for c in campaigns:
             st = await queue.stats(c)
-            rows.append({"campaign": c, **st.counts, "ambiguous": st.ambiguous, "total": st.total})
+            rows.append(
+                {
+                    "campaign": c,
+                    **st.counts,
+                    "ambiguous": st.ambiguous,
+                    "total": st.total,
+                    "last_error": st.last_error,
+                }
+            )
     finally:
         await queue.close()
     if args.json:
@@ -153,6 +161,8 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     for r in rows:
         counts = "  ".join(f"{s}={r.get(s, 0)}" for s in states)
         print(f"{r['campaign']}: {counts}")
+        if r["last_error"]:
+            print(f"  last error: {r['last_error']}")
     return 0
 
 

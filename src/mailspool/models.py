@@ -98,6 +98,8 @@ class CampaignStats:
     counts: dict[str, int] = field(default_factory=dict)
     ambiguous: int = 0
     next_due: float | None = None
+    # the reply of the most recently deferred job, e.g. an authentication failure
+    last_error: str = ""
 
     def get(self, state: State) -> int:
         return self.counts.get(state.value, 0)

@@ -137,6 +137,10 @@ class MemoryQueue(Queue):
                 if j.state in _CLAIMABLE:
                     due = self._ready_at[j.id]
                     st.next_due = due if st.next_due is None else min(st.next_due, due)
+        deferred = [j for j in self.jobs.values() if j.state is State.DEFERRED]
+        deferred = [j for j in deferred if campaign is None or j.campaign == campaign]
+        if deferred:
+            st.last_error = max(deferred, key=lambda j: self._ready_at[j.id]).last_reply
         return st
 
     async def get(self, job_id: str) -> Job | None:

@@ -328,6 +328,12 @@ class SQLiteQueue(Queue):
                 f"SELECT min(ready_at) FROM jobs WHERE {and_scope}state IN {CLAIMABLE}", args
             ).fetchone()
             st.next_due = row[0] if row else None
+            row = db.execute(
+                f"SELECT last_reply FROM jobs WHERE {and_scope}state = 'deferred'"
+                " ORDER BY ready_at DESC LIMIT 1",
+                args,
+            ).fetchone()
+            st.last_error = row[0] if row else ""
             return st
 
         return await self._run(_q)
