@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mailspool.errors import RejectedRow
+from mailspool.errors import MailspoolError, RejectedRow
 from mailspool.models import Enqueued, Job, State
 from mailspool.producer import MAX_MESSAGE_BYTES, Attachments, Producer, Rejects, job_id
 from mailspool.queue import MemoryQueue, Queue, SQLiteQueue
@@ -250,6 +250,12 @@ async def test_rejects_file_is_closed_when_the_queue_fails(tmp_path: Path) -> No
         await p.run([Row(2, {"Name": "x", "Email": "bad"}), *people(1)])
     assert p.rejects._f is not None and p.rejects._f.closed
     assert len(read_rejects(tmp_path / "rejects.csv")) == 2
+
+
+async def test_unwritable_rejects_file_is_a_clear_error(tmp_path: Path) -> None:
+    p = make_producer(tmp_path, MemoryQueue(), rejects_name="no/such/dir/rejects.csv")
+    with pytest.raises(MailspoolError, match=r"cannot write the rejects file .*no/such/dir"):
+        await p.run([Row(2, {"Name": "x", "Email": "bad"})])
 
 
 # -- attachments: stored once ---------------------------------------------------------------

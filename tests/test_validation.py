@@ -84,6 +84,15 @@ def test_addresses_are_normalized() -> None:
         ("Smith, John", "js@example.com")
     ]
     assert parse_addresses("", "To") == []
+    assert parse_addresses("a@example.com (Ann A.)", "To") == [("Ann A.", "a@example.com")]
+    assert parse_addresses("a@example.com (Smith, J), b@example.com", "To") == [
+        ("Smith, J", "a@example.com"),
+        ("", "b@example.com"),
+    ]
+    assert parse_addresses('"Smith, J" Jr <j@example.com>', "To") == [
+        ("Smith, J Jr", "j@example.com")
+    ]
+    assert parse_addresses('"q\\"x" <a@example.com>', "To") == [('q"x', "a@example.com")]
 
 
 def test_display_name_that_looks_like_an_address_adds_no_recipient() -> None:
@@ -138,12 +147,36 @@ def test_address_column_used_as_a_whole_list_still_works() -> None:
 
 
 @pytest.mark.parametrize(
-    "value",
-    ["ann@example.com junk", "<a@example.com> <b@example.com>", "x <a@example.com> trailing"],
+    ("value", "reason"),
+    [
+        ("ann@example.com junk", "invalid address 'ann@example.com junk'"),
+        ("John Smith", "invalid address 'John Smith'"),
+        ("<a@example.com> <b@example.com>", "cannot parse"),
+        ("x <a@example.com> trailing", "cannot parse"),
+        ("Name <a@example.com", "cannot parse"),
+        ("Name <>", "cannot parse"),
+    ],
 )
-def test_ambiguous_address_text_is_rejected_not_guessed(value: str) -> None:
-    with pytest.raises(RejectedRow, match="cannot parse"):
+def test_ambiguous_address_text_is_rejected_not_guessed(value: str, reason: str) -> None:
+    """email.utils would read these as ``ann@example.comjunk``, ``John``, two addresses..."""
+    with pytest.raises(RejectedRow) as info:
         parse_addresses(value, "To")
+    assert info.value.reason.startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("Bee <bad>", "invalid address 'bad': An email address must have an @-sign."),
+        ("not-an-address", "invalid address 'not-an-address': An email address must have an"),
+        ("a@example.com, (just a comment)", "invalid address '(just a comment)'"),
+    ],
+)
+def test_rejection_reason_says_what_is_wrong(value: str, reason: str) -> None:
+    with pytest.raises(RejectedRow) as info:
+        parse_addresses(value, "Cc")
+    assert info.value.field == "Cc"
+    assert info.value.reason.startswith(reason)
 
 
 def test_only_one_sender() -> None:

@@ -6,14 +6,14 @@ address still goes through email-validator's own local-part rules.
 
 An address list is split at top-level commas (or semicolons, as some address books
 write them) first, and each piece must hold exactly one address. ``email.utils``
-alone reads ``boss@example.com <me@example.com>`` as two recipients, so a display name
-that happens to look like an address (or a template variable crafted to) would add one.
+reads ``boss@example.com <me@example.com>`` as two recipients, so a display name that
+happens to look like an address (or a template variable crafted to) would add one; it
+is not used here.
 """
 
 from __future__ import annotations
 
 import re
-from email.utils import getaddresses
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
@@ -23,7 +23,11 @@ from mailspool.errors import RejectedRow
 
 _SPECIAL = frozenset('<>,"();:\\[]')
 _SEPARATORS = re.compile(r"[,;]")
-_ANGLE = re.compile(r"^(?P<name>[^<>]*)<(?P<addr>[^<>]*)>\s*$", re.DOTALL)
+# name <addr>, where the name may hold quoted strings with anything in them
+_ANGLE = re.compile(r'^(?P<name>(?:"(?:[^"\\]|\\.)*"|[^<>"])*)<(?P<addr>[^<>]*)>$', re.DOTALL)
+_COMMENTED = re.compile(r"^(?P<addr>[^()\s]+)\s*\((?P<comment>[^()]*)\)$")
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_ESCAPED = re.compile(r"\\(.)")
 MAX_ADDRESS = 254
 
 
@@ -82,21 +86,33 @@ def split_list(value: str) -> list[str]:
     return pieces
 
 
+def _unquote(name: str) -> str:
+    """A display name with its quoted strings unwrapped: ``"Smith, J" Jr`` -> ``Smith, J Jr``."""
+    return _QUOTED.sub(lambda m: _ESCAPED.sub(r"\1", m[1]), name).strip()
+
+
 def _one_address(piece: str, field: str) -> tuple[str, str] | None:
-    """The (display name, address) of one list element; None for an empty element."""
-    pairs = [(n, a) for n, a in getaddresses([piece]) if n or a]
-    if not pairs:
-        return None
-    if len(pairs) == 1 and "@" in pairs[0][1] and pairs[0][1] in piece:
-        return pairs[0]  # (not in piece: email.utils glued "a@b.com junk" into a@b.comjunk)
-    # ``name <addr>`` whose unquoted name email.utils splits off as a second address
-    m = _ANGLE.match(piece.strip())
-    if m and "@" in m["addr"]:
-        name = m["name"].strip()
-        if len(name) >= 2 and name[0] == name[-1] == '"':
-            name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        return name, m["addr"].strip()
-    raise RejectedRow(field, f"cannot parse an address in {piece.strip()!r}")
+    """The (display name, address) of one list element; None for an empty element.
+
+    Either ``name <addr>`` or a bare ``addr`` with an optional ``(comment)``; anything
+    else is rejected rather than guessed at (email.utils reads ``John Smith`` as
+    ``John`` and ``a@b.com junk`` as ``a@b.comjunk``).
+    """
+    piece = piece.strip()
+    if not piece:
+        return None  # "a@example.com," or "a@example.com;;"
+    m = _ANGLE.match(piece)
+    if m:
+        addr = m["addr"].strip()
+        if not addr:
+            raise RejectedRow(field, f"cannot parse an address in {piece!r}")
+        return _unquote(m["name"]), addr
+    if "<" in piece or ">" in piece:
+        raise RejectedRow(field, f"cannot parse an address in {piece!r}")
+    m = _COMMENTED.match(piece)
+    if m:
+        return m["comment"].strip(), m["addr"]
+    return "", piece
 
 
 def parse_addresses(value: str, field: str) -> list[tuple[str, str]]:

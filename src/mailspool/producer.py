@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mailspool.compose import alternative_entity, format_address, header_block, text_entity
-from mailspool.errors import RejectedRow
+from mailspool.errors import MailspoolError, RejectedRow
 from mailspool.models import AttachmentRef, Enqueued, Job
 from mailspool.queue.base import Queue
 from mailspool.render import Rendered, Renderer
@@ -56,7 +56,12 @@ class Rejects:
 
     def add(self, err: RejectedRow) -> None:
         if self._w is None:
-            self._f = self.path.open("w", newline="", encoding="utf-8")
+            try:
+                self._f = self.path.open("w", newline="", encoding="utf-8")
+            except OSError as exc:
+                raise MailspoolError(
+                    f"cannot write the rejects file {self.path}: {exc.strerror or exc}"
+                ) from exc
             self._w = csv.writer(self._f)
             self._w.writerow(["row", "field", "reason"])
         self._w.writerow([err.row, err.field, err.reason])
