@@ -192,3 +192,11 @@ async def test_blobs_are_stored_once(queue: Queue) -> None:
 async def test_campaigns_listed(queue: Queue) -> None:
     await queue.enqueue([make_job(1, "b"), make_job(1, "a")])
     assert await queue.campaigns() == ["a", "b"]
+
+
+async def test_campaign_settings(queue: Queue) -> None:
+    assert await queue.campaign_settings("c1") == {}
+    await queue.set_campaign_settings("c1", {"retry": {"first": 10.0}})
+    await queue.set_campaign_settings("c1", {"retry": {"first": 20.0}})
+    assert await queue.campaign_settings("c1") == {"retry": {"first": 20.0}}
+    assert await queue.campaign_settings("c2") == {}

@@ -126,3 +126,23 @@ def test_chaos_sigkill_workers_then_drain(
     # duplicates only inside the counted ambiguous window, with the same Message-ID
     assert extra_copies <= st["ambiguous"], (extra_copies, st["ambiguous"])
     assert all(len(set(ids)) == 1 for ids in twice.values())
+
+
+def test_campaign_retry_schedule_overrides_the_workers(
+    tmp_path: Path, cli: Callable[..., Result], smtp_sink: Callable[..., SMTPSink]
+) -> None:
+    write_csv(tmp_path / "r.csv", [("a", "a@example.com"), ("b", "b@example.com")])
+    (tmp_path / "t.txt").write_text(TEMPLATE)
+    res = cli(
+        "enqueue", "r.csv", "--template", "t.txt", "--retry-first", "0.5s", "--max-attempts", "2"
+    )
+    assert res.returncode == 0, res.stderr
+    soft = smtp_sink("-r", "data")
+    # the worker's own schedule (first retry in 5 minutes, no attempt limit) is not used
+    for _ in range(2):
+        p = subprocess.run(worker_cmd(soft.port, "--drain"), cwd=tmp_path, env=env(), timeout=60)
+        assert p.returncode == 0
+        time.sleep(0.7)
+    dead = json.loads(cli("dlq", "list", "--json").stdout)
+    assert {d["reason"] for d in dead} == {"max_attempts"} and len(dead) == 2
+    assert all(d["attempts"] == 2 for d in dead)

@@ -36,13 +36,19 @@ def _delivery(p: argparse.ArgumentParser) -> None:
         help="messages in flight per recipient domain",
     )  # fmt: skip
     p.add_argument("--lease", help="lease (visibility timeout), e.g. 60s")
-    p.add_argument("--retry-first", dest="retry_first", help="first retry delay (default 5m)")
-    p.add_argument("--retry-max-delay", dest="retry_max_delay", help="retry delay cap (1h)")
-    p.add_argument("--max-age", dest="max_age", help="give up after (default 5d)")
-    p.add_argument("--max-attempts", dest="max_attempts", type=int, help="0: no limit")
+    _retry(p)
     p.add_argument("--connect-timeout", dest="connect_timeout")
     p.add_argument("--command-timeout", dest="command_timeout")
     p.add_argument("--data-timeout", dest="data_timeout", help="wait for the final reply (600s)")
+
+
+def _retry(p: argparse.ArgumentParser) -> None:
+    """The retry schedule; given to send or enqueue, it becomes the campaign's own."""
+    p.add_argument("--retry-first", dest="retry_first", help="first retry delay (default 5m)")
+    p.add_argument("--retry-factor", dest="retry_factor", type=float, help="growth (default 2)")
+    p.add_argument("--retry-max-delay", dest="retry_max_delay", help="retry delay cap (1h)")
+    p.add_argument("--max-age", dest="max_age", help="give up after (default 5d)")
+    p.add_argument("--max-attempts", dest="max_attempts", type=int, help="0: no limit")
 
 
 def _producer(p: argparse.ArgumentParser) -> None:
@@ -71,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("enqueue", help="only enqueue a file (workers deliver it)")
     _producer(p)
+    _retry(p)
     _common(p)
     p.add_argument("--json", action="store_true")
 
@@ -104,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 SETTING_KEYS = (
     "queue", "store", "log_level", "log_format", "smtp", "concurrency", "rate", "domain_rate",
     "default_domain_rate", "domain_concurrency", "lease",
-    "retry_first", "retry_max_delay", "max_age", "max_attempts", "connect_timeout",
+    "retry_first", "retry_factor", "retry_max_delay", "max_age", "max_attempts", "connect_timeout",
     "command_timeout", "data_timeout", "template", "html", "from", "subject", "campaign",
     "key_column", "attachment_dir", "max_wait", "outbox",
 )  # fmt: skip

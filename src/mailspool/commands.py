@@ -28,6 +28,7 @@ from mailspool.wiring import (
     make_transport,
     observers,
     open_queue,
+    store_campaign_retry,
     worker_config,
 )
 from mailspool.worker import Worker, reclaim_dead_leases
@@ -66,6 +67,7 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
         base = settings.attachment_dir or (
             settings.template.parent if settings.template else Path()
         )
+        await store_campaign_retry(queue, campaign, settings)
         producer = Producer(
             queue, renderer, campaign, Rejects(Path(f"{campaign}.rejects.csv")),
             Attachments(base, queue), settings.key_column,

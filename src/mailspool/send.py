@@ -29,6 +29,7 @@ from mailspool.wiring import (
     make_transport,
     observers,
     open_queue,
+    store_campaign_retry,
     worker_config,
 )
 from mailspool.worker import Worker, reclaim_dead_leases
@@ -71,6 +72,7 @@ class SendRun:
         base = settings.attachment_dir or (
             settings.template.parent if settings.template else Path()
         )
+        await store_campaign_retry(queue, campaign, settings)
         producer = Producer(
             queue, renderer, campaign,
             Rejects(Path(f"{campaign}.rejects.csv")),

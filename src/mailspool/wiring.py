@@ -45,6 +45,24 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
+RETRY_FIELDS = {
+    "retry_first": "first",
+    "retry_factor": "factor",
+    "retry_max_delay": "max_delay",
+    "max_age": "max_age",
+    "max_attempts": "max_attempts",
+}
+
+
+async def store_campaign_retry(queue: Queue, campaign: str, settings: Settings) -> None:
+    """Retry options given when enqueueing become the campaign's own schedule, which
+    every worker applies to its jobs (a per-campaign override)."""
+    given = settings.model_fields_set & RETRY_FIELDS.keys()
+    if given:
+        retry = {RETRY_FIELDS[f]: getattr(settings, f) for f in sorted(given)}
+        await queue.set_campaign_settings(campaign, {"retry": retry})
+
+
 def worker_config(settings: Settings, campaign: str | None = None) -> WorkerConfig:
     return WorkerConfig(
         concurrency=settings.concurrency,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -102,6 +103,7 @@ class Worker:
         self._in_flight = 0
         self._stopping = asyncio.Event()
         self._closing = False
+        self._policies: dict[str, RetryPolicy] = {}
         self._parked: list[str] = []
         self._park_task: asyncio.Task[None] | None = None
         self._parts: dict[str, bytes] = {}
@@ -179,6 +181,8 @@ class Worker:
             jobs = await self.queue.claim(
                 self.owner, batch, self.config.lease, self.config.campaign
             )
+            for campaign in {j.campaign for j in jobs} - self._policies.keys():
+                self._policies[campaign] = await self._campaign_policy(campaign)
             for job in jobs:
                 self._held.add(job.id)
                 self._buffer.put_nowait(job)
@@ -189,6 +193,13 @@ class Worker:
                 return
             await self._sleep(wait)
             wait = min(self.config.poll_interval, wait * 2)
+
+    async def _campaign_policy(self, campaign: str) -> RetryPolicy:
+        """The campaign's own retry schedule when it was enqueued with one, else ours."""
+        override = (await self.queue.campaign_settings(campaign)).get("retry")
+        if not override:
+            return self.config.retry
+        return dataclasses.replace(self.config.retry, **override)
 
     def _park(self, job_ids: list[str]) -> None:
         """The relay is paused: hand these back, due when it reopens, so no job sits
@@ -296,7 +307,8 @@ class Worker:
             if decision - job.created_at > self.config.retry.max_age:
                 decision = DeadReason.EXPIRED
         else:
-            decision = self.config.retry.next_attempt(job.attempts, job.created_at, now)
+            policy = self._policies.get(job.campaign, self.config.retry)
+            decision = policy.next_attempt(job.attempts, job.created_at, now)
         if isinstance(decision, DeadReason):
             return self._dead(job, decision, err.reply, verdict.ambiguous)
         for obs in self.observers:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 
@@ -102,6 +103,22 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     async def campaigns(self) -> list[str]: ...
+
+    # Per-campaign settings (the retry schedule override). Backends that can share them
+    # between processes override these two; the default keeps them in this process only.
+
+    async def set_campaign_settings(self, campaign: str, settings: dict[str, Any]) -> None:
+        self._campaign_settings()[campaign] = dict(settings)
+
+    async def campaign_settings(self, campaign: str) -> dict[str, Any]:
+        return dict(self._campaign_settings().get(campaign, {}))
+
+    def _campaign_settings(self) -> dict[str, dict[str, Any]]:
+        store: dict[str, dict[str, Any]] | None = getattr(self, "_local_campaign_settings", None)
+        if store is None:
+            store = {}
+            self._local_campaign_settings = store
+        return store
 
 
 def resumed(existing_row: int, existing_state: str, row: int) -> Enqueued:

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, ready_at);
 CREATE INDEX IF NOT EXISTS jobs_campaign ON jobs(campaign, state, ready_at);
 CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS campaigns (name TEXT PRIMARY KEY, settings TEXT NOT NULL);
 """
 
 JOB_COLUMNS = (
@@ -349,6 +350,24 @@ class SQLiteQueue(Queue):
         return await self._run(
             lambda db: [r[0] for r in db.execute("SELECT DISTINCT campaign FROM jobs ORDER BY 1")]
         )
+
+    async def set_campaign_settings(self, campaign: str, settings: dict[str, Any]) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO campaigns (name, settings) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET settings = excluded.settings",
+                (campaign, json.dumps(settings)),
+            )
+        )
+
+    async def campaign_settings(self, campaign: str) -> dict[str, Any]:
+        def _q(db: sqlite3.Connection) -> dict[str, Any]:
+            row = db.execute(
+                "SELECT settings FROM campaigns WHERE name = ?", (campaign,)
+            ).fetchone()
+            return dict(json.loads(row[0])) if row else {}
+
+        return await self._run(_q)
 
     async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
         where, args = _dead_where(flt)
