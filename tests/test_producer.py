@@ -17,7 +17,7 @@ import pytest
 
 from mailspool.errors import MailspoolError, RejectedRow
 from mailspool.models import Enqueued, Job, State
-from mailspool.producer import MAX_MESSAGE_BYTES, Attachments, Producer, Rejects, job_id
+from mailspool.producer import BATCH, MAX_MESSAGE_BYTES, Attachments, Producer, Rejects, job_id
 from mailspool.queue import MemoryQueue, Queue, SQLiteQueue
 from mailspool.render import Renderer, Template
 from mailspool.sources import Row, open_source
@@ -102,9 +102,9 @@ async def test_rows_are_enqueued_in_batches(tmp_path: Path) -> None:
             return await super().enqueue(jobs)
 
     q = Spy()
-    rep = await make_producer(tmp_path, q).run(people(1201))
-    assert rep.new == 1201 == len(q.jobs)
-    assert batches == [500, 500, 201]
+    rep = await make_producer(tmp_path, q).run(people(2 * BATCH + 201))
+    assert rep.new == 2 * BATCH + 201 == len(q.jobs)
+    assert batches == [BATCH, BATCH, 201]
 
 
 async def test_producer_consumes_the_source_lazily(tmp_path: Path) -> None:
@@ -119,12 +119,12 @@ async def test_producer_consumes_the_source_lazily(tmp_path: Path) -> None:
 
     def source() -> Iterable[Row]:
         nonlocal pulled
-        for row in people(1000):
+        for row in people(2 * BATCH):
             pulled += 1
             yield row
 
     await make_producer(tmp_path, Spy()).run(source())
-    assert enqueued_when == [500, 1000]
+    assert enqueued_when == [BATCH, 2 * BATCH]
 
 
 # -- Message-ID and idempotency ---------------------------------------------------------
@@ -278,13 +278,18 @@ async def test_attachment_is_stored_once_per_campaign_as_a_blob(tmp_path: Path) 
             return await super().enqueue(jobs)
 
     q = Spy()
-    rep = await make_producer(tmp_path, q, ATTACHING).run(people(1200))
-    assert rep.new == 1200
+    rep = await make_producer(tmp_path, q, ATTACHING).run(people(2 * BATCH + 200))
+    assert rep.new == 2 * BATCH + 200
     assert len(q.blobs) == 1
     ((digest, stored),) = q.blobs.items()
     assert stored == payload
     # one blob write, before the first jobs that reference it
-    assert calls == [("blob", digest), ("enqueue", "500"), ("enqueue", "500"), ("enqueue", "200")]
+    assert calls == [
+        ("blob", digest),
+        ("enqueue", str(BATCH)),
+        ("enqueue", str(BATCH)),
+        ("enqueue", "200"),
+    ]
     for j in q.jobs.values():
         assert [(a.digest, a.filename, a.content_type) for a in j.attachments] == [
             (digest, "terms.pdf", "application/pdf")

@@ -11,11 +11,18 @@ import base64
 import email.quoprimime
 from email.header import Header
 from email.utils import formataddr, formatdate
+from functools import lru_cache
 
 from mailspool.models import AttachmentRef
 
 CRLF = "\r\n"
 MAX_LINE = 998
+
+
+@lru_cache(maxsize=64)
+def format_sender(name: str, addr: str) -> str:
+    """format_address for the sender, which is the same on most rows."""
+    return format_address(name, addr)
 
 
 def format_address(name: str, addr: str) -> str:
@@ -39,7 +46,7 @@ def encode_body(text: str) -> tuple[str, str]:
     normalized = text.replace("\r\n", "\n").replace("\r", "\n")
     if not normalized.endswith("\n"):
         normalized += "\n"
-    if normalized.isascii() and all(len(line) <= MAX_LINE for line in normalized.split("\n")):
+    if normalized.isascii() and max(map(len, normalized.split("\n"))) <= MAX_LINE:
         return "7bit", normalized.replace("\n", CRLF)
     latin = normalized.encode("utf-8").decode("latin-1")
     return "quoted-printable", email.quoprimime.body_encode(latin, eol=CRLF)
@@ -74,9 +81,15 @@ def alternative_entity(text: str, html: str, boundary: str) -> str:
     )
 
 
+@lru_cache(maxsize=4)
+def _date_header(second: int) -> str:
+    # the same second for thousands of messages at enqueue: format it once
+    return formatdate(second, localtime=False, usegmt=True)
+
+
 def header_block(headers: list[tuple[str, str]], message_id: str, date: float) -> str:
     lines = [
-        f"Date: {formatdate(date, localtime=False, usegmt=True)}",
+        f"Date: {_date_header(int(date))}",
         *(encode_header(name, value) for name, value in headers),
         f"Message-ID: {message_id}",
         "MIME-Version: 1.0",

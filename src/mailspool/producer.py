@@ -6,6 +6,7 @@ the others go on. Content shared by many jobs (attachments) is stored once as a 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import mimetypes
@@ -15,14 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from mailspool.compose import alternative_entity, format_address, header_block, text_entity
+from mailspool.compose import (
+    alternative_entity,
+    format_address,
+    format_sender,
+    header_block,
+    text_entity,
+)
 from mailspool.errors import MailspoolError, RejectedRow
 from mailspool.models import AttachmentRef, Enqueued, Job
 from mailspool.queue.base import Queue
 from mailspool.render import Rendered, Renderer
 from mailspool.sources.base import Row
 
-BATCH = 500
+BATCH = 1000
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 
 
@@ -168,6 +175,8 @@ class Producer:
 
     async def run(self, rows: Iterable[Row | RejectedRow]) -> ProducerReport:
         batch: list[Job] = []
+        # one batch is written (on the queue's thread) while the next one is rendered
+        writing: asyncio.Task[None] | None = None
         try:
             for item in rows:
                 self.report.rows += 1
@@ -180,11 +189,20 @@ class Producer:
                     self._reject(exc.at_row(item.number))
                     continue
                 if len(batch) >= BATCH:
-                    await self._flush(batch)
+                    if writing is not None:
+                        await writing
+                    await self.attachments.flush()  # blobs before the jobs that use them
+                    writing = asyncio.ensure_future(self._flush(batch))
+                    await asyncio.sleep(0)  # let the write start before rendering on
                     batch = []
+            if writing is not None:
+                await writing
+                writing = None
             if batch:
                 await self._flush(batch)
         finally:
+            if writing is not None:
+                await asyncio.gather(writing, return_exceptions=True)
             self.rejects.close()
         if self.rejects.written:
             self.report.rejects_file = self.rejects.path
@@ -212,7 +230,7 @@ class Producer:
 
 def compose(r: Rendered, message_id: str, date: float) -> tuple[bytes, int]:
     """Message bytes and the offset where the body entity starts."""
-    headers = [("From", format_address(*r.sender))]
+    headers = [("From", format_sender(*r.sender))]
     if r.to:
         headers.append(("To", ", ".join(format_address(n, a) for n, a in r.to)))
     if r.cc:

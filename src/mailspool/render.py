@@ -229,14 +229,22 @@ def template_context(values: Mapping[str, Any]) -> dict[str, Any]:
         if len(names) == 1 and alias not in ctx:
             ctx[alias] = values[names[0]]
     ctx.setdefault("row", dict(values))
+    for name, value in _GLOBALS.items():  # range, dict, namespace...: see _render
+        ctx.setdefault(name, value)
     return ctx
+
+
+_GLOBALS = dict(jinja2.Environment().globals)
 
 
 def _render(tpl: jinja2.Template | str, ctx: dict[str, Any], field_name: str) -> str:
     if isinstance(tpl, str):
         return tpl
     try:
-        return tpl.render(ctx)
+        # Template.render() copies the environment's globals into a new dict on every
+        # call; ctx already holds them (template_context), so share it as the parent
+        context = tpl.new_context(ctx, shared=True)
+        return tpl.environment.concat(tpl.root_render_func(context))
     except jinja2.UndefinedError as exc:
         raise RejectedRow(field_name, f"template variable {exc.message}") from None
     except jinja2.TemplateError as exc:
