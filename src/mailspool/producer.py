@@ -29,7 +29,7 @@ from mailspool.queue.base import Queue
 from mailspool.render import Rendered, Renderer
 from mailspool.sources.base import Row
 
-BATCH = 1000
+BATCH = 4000
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 
 

@@ -144,7 +144,7 @@ class SQLiteQueue(Queue):
             db.execute("PRAGMA busy_timeout = 10000")
             # large pages: a job (the whole message) is a few KB; takes effect on a new file
             db.execute("PRAGMA page_size = 16384")
-            db.execute("PRAGMA cache_size = -49152")  # 48 MiB: the id index of 1M jobs
+            db.execute("PRAGMA cache_size = -49152")  # 48 MiB: most of the id index of 1M jobs
             db.execute("PRAGMA journal_mode = WAL")
             # FULL: a commit that returned survives power loss; recording "sent" relies on it
             db.execute("PRAGMA synchronous = FULL")
