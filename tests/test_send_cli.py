@@ -240,3 +240,33 @@ def test_authentication_failure_is_loud_and_never_dead_letters(
     st = json.loads(cli("status", "--json").stdout)[0]
     assert "535" in st["last_error"] and st.get("dead", 0) == 0
     assert "last error: 535" in cli("status").stdout
+
+
+def test_some_recipients_refused(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    """Sent to the accepted recipients; a temporary refusal gets the same message later
+    (same Message-ID), a permanent one is recorded."""
+    (tmp_path / "direct.csv").write_text(
+        "to,cc,bcc,subject,body\n"
+        "ok@example.com,later@example.com,bad@example.com,Hello,One message three recipients\n"
+    )
+    with RecordingSMTPServer() as srv:
+        srv.handler.rcpt_replies["later@example.com"] = "451 4.2.1 mailbox busy"
+        srv.handler.rcpt_replies["bad@example.com"] = "550 5.1.1 no such user"
+        res = cli(
+            "send", "direct.csv", "--from", "news@example.com", "--json", "--max-wait", "0s",
+            "--retry-first", "0.2s", "--smtp", f"smtp://127.0.0.1:{srv.port}",
+        )  # fmt: skip
+        assert res.returncode == 75, res.stderr  # the retry for later@ is still due
+        assert [m.recipients for m in srv.messages] == [["ok@example.com"]]
+        jobs = json.loads(cli("status", "--json").stdout)[0]
+        assert jobs["sent"] == 1 and jobs["deferred"] == 1
+        del srv.handler.rcpt_replies["later@example.com"]
+        time.sleep(0.3)
+        res = cli(
+            "send", "direct.csv", "--from", "news@example.com", "--json",
+            "--retry-first", "0.2s", "--smtp", f"smtp://127.0.0.1:{srv.port}",
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        assert [m.recipients for m in srv.messages] == [["ok@example.com"], ["later@example.com"]]
+        first, second = (m.message["Message-ID"] for m in srv.messages)
+        assert first == second

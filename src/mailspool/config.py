@@ -130,6 +130,17 @@ class Settings(BaseSettings):
                 raise ValueError(str(exc)) from None
         return v
 
+    @field_validator("campaign")
+    @classmethod
+    def _campaign(cls, v: str | None) -> str | None:
+        # it names files (rejects, outbox) and keys in every backend
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", v):
+            raise ValueError(
+                "a campaign name is 1-100 letters, digits, '.', '_' or '-', not starting"
+                " with a punctuation mark"
+            )
+        return v
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, v: str) -> str:

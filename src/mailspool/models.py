@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
+
+
+def job_id(campaign: str, key: str) -> str:
+    """A job's id: fixed by its campaign and idempotency key, on every backend."""
+    return hashlib.blake2b(f"{campaign}\0{key}".encode(), digest_size=16).hexdigest()
 
 
 class State(enum.StrEnum):

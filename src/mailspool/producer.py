@@ -24,17 +24,13 @@ from mailspool.compose import (
     text_entity,
 )
 from mailspool.errors import MailspoolError, RejectedRow
-from mailspool.models import AttachmentRef, Enqueued, Job
+from mailspool.models import AttachmentRef, Enqueued, Job, job_id
 from mailspool.queue.base import Queue
 from mailspool.render import Rendered, Renderer
 from mailspool.sources.base import Row
 
 BATCH = 4000
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
-
-
-def job_id(campaign: str, key: str) -> str:
-    return hashlib.blake2b(f"{campaign}\0{key}".encode(), digest_size=16).hexdigest()
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from mailspool.config import Settings
+from mailspool.errors import ConfigError
 from mailspool.limits import Limits
 from mailspool.observe import Observer
 from mailspool.queue import Queue, make_queue
@@ -74,6 +75,11 @@ def worker_config(settings: Settings, campaign: str | None = None) -> WorkerConf
 
 
 def load_renderer(settings: Settings) -> Renderer:
+    if settings.html and not settings.template:
+        raise ConfigError(
+            "--html needs --template (the header block); without a template, rows carry"
+            " their own html column"
+        )
     template = Template.load(settings.template, settings.html) if settings.template else None
     return Renderer.build(template, settings.from_addr, settings.subject)
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 from mailspool.classify import Action, Verdict, classify
 from mailspool.compose import attachment_part, wrap_mixed
-from mailspool.errors import DeliveryError, MailspoolError, QueueError
+from mailspool.errors import DeliveryError, MailspoolError, QueueError, ReplyError
 from mailspool.limits import Limits, LimitSettings, LocalLimits, NoLimits
-from mailspool.models import DeadReason, Job, Outcome, State
+from mailspool.models import DeadReason, Job, Outcome, State, job_id
 from mailspool.observe import Observer
 from mailspool.queue.base import Queue
 from mailspool.relay import RelayGate
@@ -271,7 +271,39 @@ class Worker:
         self.gate.success()
         for obs in self.observers:
             obs.sent(job, delivery, time.monotonic() - started)
-        return Outcome(job.id, State.SENT, _sent_reply(delivery))
+        reply = _sent_reply(delivery)
+        if delivery.refused:
+            reply += await self._retry_refused(job, delivery)
+        return Outcome(job.id, State.SENT, reply[:1000])
+
+    async def _retry_refused(self, job: Job, delivery: Delivery) -> str:
+        """Recipients refused with a temporary reply get the same message (same
+        Message-ID) later, as a job of their own; permanent refusals stay recorded in the
+        reply. Returns a note for the reply."""
+        later = sorted(r for r, why in delivery.refused.items() if _transient(why))
+        if not later:
+            return ""
+        policy = self._policies.get(job.campaign, self.config.retry)
+        decision = policy.next_attempt(job.attempts, job.created_at, time.time())
+        if isinstance(decision, DeadReason):
+            return f" | not retried ({decision.value}): {', '.join(later)}"
+        key = f"{job.key}|retry:{','.join(later)}"
+        child = dataclasses.replace(
+            job,
+            id=job_id(job.campaign, key),
+            key=key,
+            recipients=tuple(later),
+            state=State.QUEUED,
+            attempts=0,
+            not_before=decision,
+            lease_owner="",
+            last_reply="",
+        )
+        try:
+            await self.queue.enqueue([child])
+        except QueueError as exc:
+            return f" | could not queue a retry for {', '.join(later)}: {exc}"
+        return f" | retrying {', '.join(later)} as job {child.id}"
 
     async def _message_bytes(self, job: Job) -> bytes:
         if not job.attachments:
@@ -351,6 +383,12 @@ class Worker:
             if self._held:
                 with contextlib.suppress(QueueError):
                     await self.queue.extend(self.owner, list(self._held), self.config.lease)
+
+
+def _transient(reply: str) -> bool:
+    """A refused recipient's reply ("451 4.2.1 ...") worth trying again."""
+    code = int(reply[:3]) if reply[:3].isdigit() else 0
+    return classify(ReplyError(reply[4:], code=code, stage="rcpt")).action is not Action.DEAD
 
 
 def _sent_reply(d: Delivery) -> str:

@@ -32,7 +32,8 @@ class MemoryQueue(Queue):
             if old is not None:
                 out.append(resumed(old.row, old.state.value, j.row))
                 continue
-            job = dataclasses.replace(j, state=State.QUEUED, created_at=j.created_at or now)
+            state = State.DEFERRED if j.not_before > now else State.QUEUED
+            job = dataclasses.replace(j, state=state, created_at=j.created_at or now)
             job.updated_at = now
             self.jobs[j.id] = job
             self._ready_at[j.id] = j.not_before or job.created_at

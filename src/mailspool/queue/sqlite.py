@@ -184,7 +184,8 @@ class SQLiteQueue(Queue):
                 params += (
                     j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
                     "\n".join(j.recipients), j.message, j.body_offset,
-                    _attachments_json(j.attachments), State.QUEUED.value,
+                    _attachments_json(j.attachments),
+                    State.DEFERRED.value if j.not_before > now else State.QUEUED.value,
                     j.not_before or created, created, now,
                 )  # fmt: skip
             statements.append((INSERT_JOBS + ",".join([_ROW_PARAMS] * len(chunk)), params))

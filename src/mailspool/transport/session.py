@@ -148,9 +148,10 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 def _lost(exc: BaseException, stage: str) -> DeliveryError:
-    if isinstance(exc, DeliveryError):
-        exc.stage = stage
-        return exc
+    if isinstance(exc, DeliveryError):  # a fresh error: the stored one may be raised again
+        err: DeliveryError = type(exc)(exc.text, code=exc.code, enhanced=exc.enhanced, stage=stage)
+        err.__cause__ = exc
+        return err
     err = ConnectError(f"connection lost: {exc}", stage=stage)
     err.__cause__ = exc
     return err
