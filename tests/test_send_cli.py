@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import ssl
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
