@@ -17,7 +17,6 @@ from mailspool.config import Settings, parse_duration
 from mailspool.errors import ConfigError, RejectedRow
 from mailspool.logs import get_logger
 from mailspool.models import Job
-from mailspool.producer import Attachments, Producer, Rejects
 from mailspool.queue import DeadFilter
 from mailspool.send import SendRun
 from mailspool.sources import Row, open_source
@@ -25,10 +24,10 @@ from mailspool.wiring import (
     default_campaign,
     limits,
     load_renderer,
+    make_producer,
     make_transport,
     observers,
     open_queue,
-    store_campaign_retry,
     worker_config,
 )
 from mailspool.worker import Worker, reclaim_dead_leases
@@ -64,14 +63,7 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     source = open_source(path)
     queue = await open_queue(settings)
     try:
-        base = settings.attachment_dir or (
-            settings.template.parent if settings.template else Path()
-        )
-        await store_campaign_retry(queue, campaign, settings)
-        producer = Producer(
-            queue, renderer, campaign, Rejects(Path(f"{campaign}.rejects.csv")),
-            Attachments(base, queue), settings.key_column,
-        )  # fmt: skip
+        producer = await make_producer(queue, renderer, campaign, settings)
         started = time.monotonic()
         rep = await producer.run(source.rows())
     finally:

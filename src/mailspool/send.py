@@ -17,7 +17,7 @@ from mailspool.errors import AuthFailure, DeliveryError, TLSFailure
 from mailspool.logs import get_logger
 from mailspool.models import State
 from mailspool.observe import Counter, Observer
-from mailspool.producer import Attachments, Producer, ProducerReport, Rejects
+from mailspool.producer import Producer, ProducerReport
 from mailspool.progress import Progress
 from mailspool.queue import Queue
 from mailspool.sources import open_source
@@ -26,10 +26,10 @@ from mailspool.wiring import (
     default_campaign,
     limits,
     load_renderer,
+    make_producer,
     make_transport,
     observers,
     open_queue,
-    store_campaign_retry,
     worker_config,
 )
 from mailspool.worker import Worker, reclaim_dead_leases
@@ -69,15 +69,7 @@ class SendRun:
         # what earlier runs sent: this run's worker may send pending jobs of the campaign
         # before the producer reaches their rows, so the producer alone cannot tell
         sent_before = (await queue.stats(campaign)).get(State.SENT)
-        base = settings.attachment_dir or (
-            settings.template.parent if settings.template else Path()
-        )
-        await store_campaign_retry(queue, campaign, settings)
-        producer = Producer(
-            queue, renderer, campaign,
-            Rejects(Path(f"{campaign}.rejects.csv")),
-            Attachments(base, queue), settings.key_column,
-        )  # fmt: skip
+        producer = await make_producer(queue, renderer, campaign, settings)
         counter = Counter()
         progress = Progress(f"{campaign}", enabled=True)
         relay = StopOnRelayMisconfiguration(log)

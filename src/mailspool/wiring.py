@@ -10,6 +10,7 @@ from mailspool.config import Settings
 from mailspool.errors import ConfigError
 from mailspool.limits import Limits
 from mailspool.observe import Observer
+from mailspool.producer import Attachments, Producer, Rejects
 from mailspool.queue import Queue, make_queue
 from mailspool.render import Renderer, Template
 from mailspool.retry import RetryPolicy
@@ -62,6 +63,18 @@ async def store_campaign_retry(queue: Queue, campaign: str, settings: Settings) 
     if given:
         retry = {RETRY_FIELDS[f]: getattr(settings, f) for f in sorted(given)}
         await queue.set_campaign_settings(campaign, {"retry": retry})
+
+
+async def make_producer(
+    queue: Queue, renderer: Renderer, campaign: str, settings: Settings
+) -> Producer:
+    """The producer for a campaign; stores the campaign's retry schedule first."""
+    await store_campaign_retry(queue, campaign, settings)
+    base = settings.attachment_dir or (settings.template.parent if settings.template else Path())
+    return Producer(
+        queue, renderer, campaign, Rejects(Path(f"{campaign}.rejects.csv")),
+        Attachments(base, queue), settings.key_column,
+    )  # fmt: skip
 
 
 def worker_config(settings: Settings, campaign: str | None = None) -> WorkerConfig:
