@@ -127,9 +127,14 @@ async def test_deferred_job_waits_for_not_before(queue: Queue) -> None:
     assert st.get(State.DEFERRED) == 1
     assert st.next_due == pytest.approx(due, abs=0.01)
     assert st.last_error == "451 later"
+    # a job handed back without an attempt (no reply) does not hide the last error
+    await queue.enqueue([make_job(2)])
+    (other,) = await queue.claim("w1", 1, 30)
+    await queue.release("w1", [other.id], not_before=time.time() + 60)
+    assert (await queue.stats()).last_error == "451 later"
     assert await queue.claim("w1", 1, 30) == []
     await asyncio.sleep(0.25)
-    (again,) = await queue.claim("w1", 1, 30)
+    (again,) = await queue.claim("w1", 2, 30)
     assert again.id == job.id and again.attempts == 2
     assert again.message_id == job.message_id
 

@@ -138,7 +138,7 @@ class MemoryQueue(Queue):
                 if j.state in _CLAIMABLE:
                     due = self._ready_at[j.id]
                     st.next_due = due if st.next_due is None else min(st.next_due, due)
-        deferred = [j for j in self.jobs.values() if j.state is State.DEFERRED]
+        deferred = [j for j in self.jobs.values() if j.state is State.DEFERRED and j.last_reply]
         deferred = [j for j in deferred if campaign is None or j.campaign == campaign]
         if deferred:
             st.last_error = max(deferred, key=lambda j: self._ready_at[j.id]).last_reply

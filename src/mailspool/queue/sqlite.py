@@ -352,7 +352,7 @@ class SQLiteQueue(Queue):
             st.next_due = row[0] if row else None
             row = db.execute(
                 f"SELECT last_reply FROM jobs WHERE {and_scope}state = 'deferred'"
-                " ORDER BY ready_at DESC LIMIT 1",
+                " AND last_reply != '' ORDER BY ready_at DESC LIMIT 1",
                 args,
             ).fetchone()
             st.last_error = row[0] if row else ""
