@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,36 @@ def smtp_sink() -> Iterator[Callable[..., SMTPSink]]:
     yield start
     for s in started:
         s.cleanup()
+
+
+REDIS_URL = os.environ.get("MAILSPOOL_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def redis_available(url: str = REDIS_URL) -> bool:
+    try:
+        import redis
+    except ImportError:
+        return False
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=1) as r:
+            return bool(r.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis URL with a key prefix of its own; every key under it is deleted afterwards.
+    Skips when Redis is absent locally (fails under CI)."""
+    need(redis_available(), f"Redis at {REDIS_URL}")
+    import redis
+
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    yield f"{REDIS_URL}?prefix={prefix}"
+    with redis.Redis.from_url(REDIS_URL) as r:
+        keys = list(r.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            r.unlink(*keys[start : start + 1000])
 
 
 @dataclass

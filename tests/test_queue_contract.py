@@ -12,14 +12,22 @@ import pytest
 from mailspool.models import Enqueued, Job, Outcome, State
 from mailspool.queue import DeadFilter, MemoryQueue, Queue, SQLiteQueue
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "redis"]
 
 
 @pytest.fixture(params=BACKENDS)
 async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Queue]:
     """A fresh, empty queue of each backend. Distributed backends add themselves here with
     an isolated namespace per test, and skip (fail under CI) when their server is absent."""
-    q: Queue = MemoryQueue() if request.param == "memory" else SQLiteQueue(tmp_path / "q.db")
+    q: Queue
+    if request.param == "redis":
+        from mailspool.queue.redis import RedisQueue
+
+        q = RedisQueue(request.getfixturevalue("redis_url"))  # a prefix of its own
+    elif request.param == "memory":
+        q = MemoryQueue()
+    else:
+        q = SQLiteQueue(tmp_path / "q.db")
     await q.open()
     yield q
     await q.close()
