@@ -109,6 +109,87 @@ def redis_url() -> Iterator[str]:
             r.unlink(*keys[start : start + 1000])
 
 
+AMQP_URL = os.environ.get("MAILSPOOL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+POSTGRES_URL = os.environ.get("MAILSPOOL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@dataclass(frozen=True)
+class RabbitMQNamespace:
+    """A queue URL and a store URL with names of their own (queue prefix, schema)."""
+
+    base_amqp: str
+    prefix: str
+    schema: str
+
+    def amqp(self, base: str | None = None) -> str:
+        return f"{base or self.base_amqp}?prefix={self.prefix}"
+
+    @property
+    def store(self) -> str:
+        return f"{POSTGRES_URL}?schema={self.schema}"
+
+
+def drop_rabbitmq_namespace(ns: RabbitMQNamespace, amqp_base: str | None = None) -> None:
+    """Delete the namespace's queues, exchange and schema (on a thread of its own, so that
+    it works inside and outside a test's event loop)."""
+    import asyncio
+    import threading
+
+    async def drop() -> None:
+        import aio_pika
+        import asyncpg
+
+        try:
+            conn = await aio_pika.connect(amqp_base or ns.base_amqp, timeout=10)
+        except (aio_pika.exceptions.AMQPError, OSError):
+            pass  # a private broker already stopped: nothing of ours is left on it
+        else:
+            async with conn:
+                ch = await conn.channel()
+                for queue in (f"{ns.prefix}.work", f"{ns.prefix}.dead"):
+                    await ch.queue_delete(queue)
+                await ch.exchange_delete(f"{ns.prefix}.dlx")
+        pg = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await pg.execute(f"DROP SCHEMA IF EXISTS {ns.schema} CASCADE")
+        finally:
+            await pg.close()
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(drop())
+        except BaseException as exc:  # reported in the test's thread
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(60)
+    if errors:
+        raise errors[0]
+
+
+def rabbitmq_available() -> bool:
+    try:
+        import aio_pika  # noqa: F401
+        import asyncpg  # noqa: F401
+    except ImportError:
+        return False
+    return port_open(5672) and port_open(5432)
+
+
+@pytest.fixture
+def rabbitmq() -> Iterator[RabbitMQNamespace]:
+    """A RabbitMQ queue prefix and a PostgreSQL schema of this test's own, deleted
+    afterwards. Skips when RabbitMQ or PostgreSQL is absent locally (fails under CI)."""
+    need(rabbitmq_available(), "RabbitMQ (127.0.0.1:5672), PostgreSQL (127.0.0.1:5432)")
+    token = uuid.uuid4().hex[:12]
+    ns = RabbitMQNamespace(AMQP_URL, f"mstest-{token}", f"mstest_{token}")
+    yield ns
+    drop_rabbitmq_namespace(ns)
+
+
 @dataclass
 class Result:
     returncode: int

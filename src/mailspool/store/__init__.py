@@ -1,0 +1,23 @@
+"""Job stores for queues that keep job state apart from the broker (RabbitMQ)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from mailspool.errors import ConfigError
+from mailspool.store.base import JobStore, Ref
+
+__all__ = ["JobStore", "Ref", "make_store"]
+
+
+def make_store(url: str) -> JobStore:
+    """A job store for ``url`` (not yet opened)."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("postgresql", "postgres"):
+        from mailspool.store.postgres import PostgresStore  # optional: mailspool[postgres]
+
+        return PostgresStore(url)
+    raise ConfigError(
+        f"unsupported job store URL scheme {scheme + '://' if scheme else repr(url)}:"
+        " use postgresql://user@host:5432/database"
+    )

@@ -1,0 +1,125 @@
+"""The job store interface, for queues that keep job state apart from the broker.
+
+A broker such as RabbitMQ moves messages but cannot answer "what state is job X in", list
+dead letters or count a campaign. A :class:`JobStore` holds all of that: each job's state,
+attempts, last reply and lease, the sent ledger, dead letters, blobs. The broker-backed
+queue (:mod:`mailspool.queue.rabbitmq`) hands out job ids; the store decides, under a
+lease, which worker may send which job. It is the source of truth: whatever the broker
+loses or delivers twice, a job is claimed only when the store says it is due.
+
+The semantics are those of the SQLite queue (see :mod:`mailspool.queue.base`): a claim
+increments ``attempts`` and leases the job to ``owner`` until ``now + lease``; outcomes
+apply only while ``owner`` holds the lease; a handed-back job is ``queued`` (first
+attempt) or ``deferred``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.queue.base import DeadFilter
+
+#: states a job can be claimed from (``sending`` once its lease has expired)
+CLAIMABLE: tuple[State, ...] = (State.QUEUED, State.DEFERRED, State.SENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A job the store made due, for the broker to announce."""
+
+    id: str
+    campaign: str
+
+
+class JobStore(abc.ABC):
+    #: the URL it was opened with, secrets redacted
+    url: str = ""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create the tables when they are missing."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def insert(self, jobs: Sequence[Job]) -> tuple[list[Enqueued], list[Ref]]:
+        """Add jobs whose id is new: one result per job (as ``Queue.enqueue``), and those
+        of the jobs added that are due now (a job with a later ``not_before`` is added
+        ``deferred``)."""
+
+    @abc.abstractmethod
+    async def claim_ids(
+        self, owner: str, ids: Sequence[str], lease: float, campaign: str | None
+    ) -> list[Job]:
+        """Lease those of ``ids`` that are due (and in ``campaign``), as ``Queue.claim``."""
+
+    @abc.abstractmethod
+    async def claim_due(
+        self,
+        owner: str,
+        limit: int,
+        lease: float,
+        campaign: str | None,
+        states: Sequence[State],
+    ) -> list[Job]:
+        """Lease up to ``limit`` due jobs in ``states``, oldest due first."""
+
+    @abc.abstractmethod
+    async def has_due(self, campaign: str | None, states: Sequence[State]) -> bool: ...
+
+    @abc.abstractmethod
+    async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int: ...
+
+    @abc.abstractmethod
+    async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None: ...
+
+    @abc.abstractmethod
+    async def release(
+        self, owner: str, job_ids: Sequence[str], not_before: float | None
+    ) -> list[Ref]:
+        """Hand back leased jobs (not counting the attempt); returns those handed back."""
+
+    @abc.abstractmethod
+    async def lease_owners(self, campaign: str | None) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def release_owner(self, owner: str) -> list[Ref]: ...
+
+    @abc.abstractmethod
+    async def queued(self, job_ids: Sequence[str]) -> list[Ref]:
+        """Those of ``job_ids`` that are queued (or deferred) and due now."""
+
+    @abc.abstractmethod
+    async def stats(self, campaign: str | None) -> CampaignStats: ...
+
+    @abc.abstractmethod
+    async def get(self, job_id: str) -> Job | None: ...
+
+    @abc.abstractmethod
+    async def put_blob(self, digest: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def get_blob(self, digest: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def dead_letters(self, flt: DeadFilter, limit: int) -> list[Job]: ...
+
+    @abc.abstractmethod
+    async def retry_dead(self, flt: DeadFilter) -> list[Ref]: ...
+
+    @abc.abstractmethod
+    async def purge_dead(self, flt: DeadFilter) -> int: ...
+
+    @abc.abstractmethod
+    async def campaigns(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def set_campaign_settings(self, campaign: str, settings: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    async def campaign_settings(self, campaign: str) -> dict[str, Any]: ...

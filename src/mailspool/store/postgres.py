@@ -1,0 +1,527 @@
+"""The job store in PostgreSQL, with asyncpg.
+
+``postgresql://user[:password]@host[:port]/database[?schema=mailspool&pool=5]``: the
+tables live in their own schema (created when missing, ``mailspool`` by default), so that
+several deployments (or test runs) can share one database. Every other query parameter is
+passed to asyncpg (``sslmode=...``, ``application_name=...``).
+
+Each call is one statement (one transaction): a batch of inserts, claims or outcomes costs
+one commit, whatever its size. Leases are compared with the clock of the process that
+claims, as in the SQLite queue: keep the workers' clocks synchronised (NTP).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from mailspool.errors import ConfigError, MissingExtra, QueueError
+from mailspool.models import AttachmentRef, CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.queue.base import DeadFilter, resumed
+from mailspool.store.base import CLAIMABLE, JobStore, Ref
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+DEFAULT_SCHEMA = "mailspool"
+DEFAULT_POOL = 5
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.jobs (
+    id text PRIMARY KEY,
+    campaign text NOT NULL,
+    key text NOT NULL,
+    "row" integer NOT NULL,
+    message_id text NOT NULL,
+    sender text NOT NULL,
+    recipients text NOT NULL,
+    message bytea NOT NULL,
+    body_offset integer NOT NULL DEFAULT 0,
+    attachments text,
+    state text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    ready_at double precision NOT NULL,
+    lease_owner text,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL,
+    last_reply text NOT NULL DEFAULT '',
+    dead_reason text NOT NULL DEFAULT '',
+    ambiguous integer NOT NULL DEFAULT 0
+);
+-- the message out of line and uncompressed: a state change rewrites a small row only
+ALTER TABLE {s}.jobs ALTER COLUMN message SET STORAGE EXTERNAL;
+CREATE INDEX IF NOT EXISTS jobs_due ON {s}.jobs (state, ready_at);
+CREATE INDEX IF NOT EXISTS jobs_campaign ON {s}.jobs (campaign, state, ready_at);
+CREATE TABLE IF NOT EXISTS {s}.blobs (digest text PRIMARY KEY, data bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.campaigns (name text PRIMARY KEY, settings text NOT NULL);
+"""
+
+JOB_COLUMNS = (
+    'id, campaign, key, "row", message_id, sender, recipients, message, body_offset,'
+    " attachments, state, attempts, ready_at, created_at, updated_at, last_reply,"
+    " dead_reason, lease_owner"
+)
+_CLAIMABLE = [s.value for s in CLAIMABLE]
+
+
+def _attachments_json(refs: tuple[AttachmentRef, ...]) -> str | None:
+    if not refs:
+        return None
+    return json.dumps([[r.digest, r.filename, r.content_type] for r in refs])
+
+
+def _job(r: Any) -> Job:
+    atts = (
+        tuple(AttachmentRef(*a) for a in json.loads(r["attachments"])) if r["attachments"] else ()
+    )
+    state = State(r["state"])
+    return Job(
+        id=r["id"],
+        campaign=r["campaign"],
+        key=r["key"],
+        row=r["row"],
+        message_id=r["message_id"],
+        sender=r["sender"],
+        recipients=tuple(r["recipients"].split("\n")),
+        message=bytes(r["message"]),
+        body_offset=r["body_offset"],
+        attachments=atts,
+        state=state,
+        attempts=r["attempts"],
+        not_before=r["ready_at"] if state in (State.QUEUED, State.DEFERRED) else 0.0,
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        last_reply=r["last_reply"],
+        dead_reason=r["dead_reason"],
+        lease_owner=r["lease_owner"] or "",
+    )
+
+
+def _refs(rows: Sequence[Any]) -> list[Ref]:
+    return [Ref(r["id"], r["campaign"]) for r in rows]
+
+
+def _dead_where(flt: DeadFilter, first: int) -> tuple[str, list[Any]]:
+    """A WHERE clause for dead letters; placeholders numbered from ``first``."""
+    where: list[str] = ["state = 'dead'"]
+    args: list[Any] = []
+    for column, op, value in (
+        ("campaign", "=", flt.campaign or None),
+        ("dead_reason", "=", flt.reason or None),
+        ("updated_at", ">=", flt.since),
+        ("id", "= ANY", list(flt.ids) if flt.ids else None),
+    ):
+        if value is not None:
+            args.append(value)
+            placeholder = f"${first + len(args) - 1}"
+            where.append(
+                f"{column} = ANY({placeholder}::text[])"
+                if op == "= ANY"
+                else f"{column} {op} {placeholder}"
+            )
+    return " AND ".join(where), args
+
+
+def parse_store_url(url: str) -> tuple[str, str, int]:
+    """(the DSN for asyncpg, the schema, the pool size) from a ``postgresql://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"not a PostgreSQL URL: {redact(url)}")
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    schema, pool, rest = DEFAULT_SCHEMA, DEFAULT_POOL, []
+    for name, value in params:
+        if name == "schema":
+            schema = value
+        elif name == "pool":
+            if not value.isdigit() or int(value) < 1:
+                raise ConfigError(f"pool={value!r} in the store URL: use a positive integer")
+            pool = int(value)
+        else:
+            rest.append((name, value))
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigError(
+            f"schema={schema!r} in the store URL: use lowercase letters, digits and _"
+        )
+    return urlunsplit(parts._replace(query=urlencode(rest))), schema, pool
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+class PostgresStore(JobStore):
+    def __init__(self, url: str) -> None:
+        try:
+            import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
+        except ImportError as exc:
+            raise MissingExtra("postgres", "asyncpg") from exc
+        self._asyncpg: Any = asyncpg
+        self._dsn, self.schema, self._pool_size = parse_store_url(url)
+        self.url = redact(url)
+        self._pool: Any = None
+        self._t = f"{self.schema}.jobs"
+
+    # -- plumbing -------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Run ``fn(connection)``; database and connection errors become QueueError."""
+        if self._pool is None:
+            raise QueueError("the PostgreSQL job store is not open")
+        try:
+            async with self._pool.acquire() as con:
+                return await fn(con)
+        except (self._asyncpg.PostgresError, self._asyncpg.InterfaceError, OSError) as exc:
+            raise QueueError(f"job store {self.url}: {exc}") from exc
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        rows: list[Any] = await self._call(lambda con: con.fetch(sql, *args))
+        return rows
+
+    async def open(self) -> None:
+        try:
+            self._pool = await self._asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=self._pool_size, command_timeout=120
+            )
+        except (self._asyncpg.PostgresError, self._asyncpg.InterfaceError, OSError) as exc:
+            raise QueueError(f"cannot open the job store {self.url}: {exc}") from exc
+
+        async def _ddl(con: Any) -> None:
+            async with con.transaction():
+                # one process creates the tables; the others wait, then find them
+                await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._t)
+                # the table created last: its presence means every other one is there
+                last = f"{self.schema}.campaigns"
+                if await con.fetchval("SELECT to_regclass($1)", last) is None:
+                    await con.execute(DDL.format(s=self.schema))
+
+        await self._call(_ddl)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    # -- producer side ----------------------------------------------------------------
+
+    async def insert(self, jobs: Sequence[Job]) -> tuple[list[Enqueued], list[Ref]]:
+        now = time.time()
+        ids = [j.id for j in jobs]
+        existing = {
+            r["id"]: (r["row"], r["state"])
+            for r in await self._fetch(
+                f'SELECT id, "row", state FROM {self._t} WHERE id = ANY($1::text[])', ids
+            )
+        }
+        fresh: dict[str, Job] = {}
+        for j in jobs:
+            if j.id not in existing and j.id not in fresh:
+                fresh[j.id] = j
+        added: set[str] = set()
+        if fresh:
+            cols: list[list[Any]] = [[] for _ in range(14)]
+            for j in fresh.values():
+                created = j.created_at or now
+                state = State.DEFERRED if j.not_before > now else State.QUEUED
+                for col, value in zip(
+                    cols,
+                    (
+                        j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
+                        "\n".join(j.recipients), j.message, j.body_offset,
+                        _attachments_json(j.attachments), j.not_before or created, created, now,
+                        state.value,
+                    ),
+                    strict=True,
+                ):  # fmt: skip
+                    col.append(value)
+            rows = await self._fetch(
+                f'INSERT INTO {self._t} (id, campaign, key, "row", message_id, sender,'
+                " recipients, message, body_offset, attachments, ready_at, created_at,"
+                " updated_at, state)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],"
+                " $5::text[], $6::text[], $7::text[], $8::bytea[], $9::int[], $10::text[],"
+                " $11::float8[], $12::float8[], $13::float8[], $14::text[])"
+                " ON CONFLICT (id) DO NOTHING RETURNING id",
+                *cols,
+            )
+            added = {r["id"] for r in rows}
+            lost = [jid for jid in fresh if jid not in added]  # another producer was first
+            if lost:
+                for r in await self._fetch(
+                    f'SELECT id, "row", state FROM {self._t} WHERE id = ANY($1::text[])', lost
+                ):
+                    existing[r["id"]] = (r["row"], r["state"])
+        results: list[Enqueued] = []
+        seen: set[str] = set()
+        for j in jobs:
+            if j.id in added and j.id not in seen:
+                seen.add(j.id)
+                results.append(Enqueued.NEW)
+            elif j.id in added:  # the same id twice in one batch: another row, same key
+                results.append(resumed(fresh[j.id].row, State.QUEUED.value, j.row))
+            else:
+                row, state = existing[j.id]
+                results.append(resumed(row, state, j.row))
+        due = [fresh[jid] for jid in fresh if jid in added and fresh[jid].not_before <= now]
+        return results, [Ref(j.id, j.campaign) for j in due]
+
+    async def put_blob(self, digest: str, data: bytes) -> None:
+        await self._call(
+            lambda con: con.execute(
+                f"INSERT INTO {self.schema}.blobs (digest, data) VALUES ($1, $2)"
+                " ON CONFLICT (digest) DO NOTHING",
+                digest,
+                data,
+            )
+        )
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        data = await self._call(
+            lambda con: con.fetchval(
+                f"SELECT data FROM {self.schema}.blobs WHERE digest = $1", digest
+            )
+        )
+        return bytes(data) if data is not None else None
+
+    # -- consumer side ----------------------------------------------------------------
+
+    def _lease_set(self) -> str:
+        return (
+            "state = 'sending', lease_owner = $1, ready_at = $2, attempts = attempts + 1,"
+            " updated_at = $3,"
+            # a lease that expired: its worker may have delivered before it died
+            " ambiguous = ambiguous + (state = 'sending')::int"
+        )
+
+    async def claim_ids(
+        self, owner: str, ids: Sequence[str], lease: float, campaign: str | None
+    ) -> list[Job]:
+        if not ids:
+            return []
+        now = time.time()
+        scope = " AND campaign = $6" if campaign else ""
+        args: list[Any] = [owner, now + lease, now, list(ids), _CLAIMABLE]
+        if campaign:
+            args.append(campaign)
+        rows = await self._fetch(
+            f"UPDATE {self._t} SET {self._lease_set()}"
+            f" WHERE id = ANY($4::text[]) AND state = ANY($5::text[]) AND ready_at <= $3{scope}"
+            f" RETURNING {JOB_COLUMNS}",
+            *args,
+        )
+        return [_job(r) for r in rows]
+
+    async def claim_due(
+        self,
+        owner: str,
+        limit: int,
+        lease: float,
+        campaign: str | None,
+        states: Sequence[State],
+    ) -> list[Job]:
+        now = time.time()
+        scope = " AND campaign = $6" if campaign else ""
+        args: list[Any] = [owner, now + lease, now, limit, [s.value for s in states]]
+        if campaign:
+            args.append(campaign)
+        due = f"state = ANY($5::text[]) AND ready_at <= $3{scope}"
+        rows = await self._fetch(
+            f"UPDATE {self._t} SET {self._lease_set()} WHERE id IN"
+            f" (SELECT id FROM {self._t} WHERE {due} ORDER BY ready_at LIMIT $4"
+            f" FOR UPDATE SKIP LOCKED) AND {due} RETURNING {JOB_COLUMNS}",
+            *args,
+        )
+        return [_job(r) for r in rows]
+
+    async def has_due(self, campaign: str | None, states: Sequence[State]) -> bool:
+        scope = " AND campaign = $3" if campaign else ""
+        args: list[Any] = [[s.value for s in states], time.time()]
+        if campaign:
+            args.append(campaign)
+        sql = (
+            f"SELECT EXISTS (SELECT 1 FROM {self._t}"
+            f" WHERE state = ANY($1::text[]) AND ready_at <= $2{scope})"
+        )
+        return bool(await self._call(lambda con: con.fetchval(sql, *args)))
+
+    async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int:
+        if not outcomes:
+            return 0
+        now = time.time()
+        cols: list[list[Any]] = [[], [], [], [], [], []]
+        for o in outcomes:
+            for col, value in zip(
+                cols,
+                (
+                    o.job_id, o.state.value, o.not_before if o.state is State.DEFERRED else now,
+                    o.reply, o.reason, int(o.ambiguous),
+                ),
+                strict=True,
+            ):  # fmt: skip
+                col.append(value)
+        rows = await self._fetch(
+            f"UPDATE {self._t} j SET state = o.state, ready_at = o.ready_at, updated_at = $7,"
+            " last_reply = o.reply, dead_reason = o.reason, ambiguous = j.ambiguous + o.amb,"
+            " lease_owner = NULL"
+            " FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[],"
+            " $6::int[]) AS o(id, state, ready_at, reply, reason, amb)"
+            " WHERE j.id = o.id AND j.lease_owner = $8 AND j.state = 'sending' RETURNING j.id",
+            *cols,
+            now,
+            owner,
+        )
+        return len(rows)
+
+    async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None:
+        if not job_ids:
+            return
+        await self._call(
+            lambda con: con.execute(
+                f"UPDATE {self._t} SET ready_at = $1 WHERE id = ANY($2::text[])"
+                " AND lease_owner = $3 AND state = 'sending'",
+                time.time() + lease,
+                list(job_ids),
+                owner,
+            )
+        )
+
+    async def release(
+        self, owner: str, job_ids: Sequence[str], not_before: float | None
+    ) -> list[Ref]:
+        if not job_ids:
+            return []
+        state = "'deferred'" if not_before else _HANDED_BACK
+        rows = await self._fetch(
+            f"UPDATE {self._t} SET state = {state}, ready_at = $1, attempts = attempts - 1,"
+            " lease_owner = NULL WHERE id = ANY($2::text[]) AND lease_owner = $3"
+            " AND state = 'sending' RETURNING id, campaign",
+            not_before or time.time(),
+            list(job_ids),
+            owner,
+        )
+        return _refs(rows)
+
+    async def lease_owners(self, campaign: str | None) -> list[str]:
+        scope = " AND campaign = $1" if campaign else ""
+        rows = await self._fetch(
+            f"SELECT DISTINCT lease_owner FROM {self._t} WHERE state = 'sending'{scope}",
+            *([campaign] if campaign else []),
+        )
+        return sorted(r["lease_owner"] for r in rows if r["lease_owner"])
+
+    async def release_owner(self, owner: str) -> list[Ref]:
+        rows = await self._fetch(
+            f"UPDATE {self._t} SET state = {_HANDED_BACK}, ready_at = $1, lease_owner = NULL,"
+            " ambiguous = ambiguous + 1 WHERE lease_owner = $2 AND state = 'sending'"
+            " RETURNING id, campaign",
+            time.time(),
+            owner,
+        )
+        return _refs(rows)
+
+    async def queued(self, job_ids: Sequence[str]) -> list[Ref]:
+        rows = await self._fetch(
+            f"SELECT id, campaign FROM {self._t} WHERE id = ANY($1::text[])"
+            " AND state IN ('queued', 'deferred') AND ready_at <= $2",
+            list(job_ids),
+            time.time(),
+        )
+        return _refs(rows)
+
+    # -- inspection -------------------------------------------------------------------
+
+    async def stats(self, campaign: str | None) -> CampaignStats:
+        scope, args = ("WHERE campaign = $1", [campaign]) if campaign else ("", [])
+        and_scope = "campaign = $2 AND " if campaign else ""
+
+        async def _q(con: Any) -> CampaignStats:
+            st = CampaignStats(campaign)
+            for r in await con.fetch(
+                f"SELECT state, count(*) AS n, sum(ambiguous) AS amb FROM {self._t} {scope}"
+                " GROUP BY state",
+                *args,
+            ):
+                st.counts[r["state"]] = r["n"]
+                st.ambiguous += r["amb"] or 0
+            st.next_due = await con.fetchval(
+                f"SELECT min(ready_at) FROM {self._t} WHERE {and_scope}state = ANY($1::text[])",
+                _CLAIMABLE,
+                *args,
+            )
+            st.last_error = (
+                await con.fetchval(
+                    f"SELECT last_reply FROM {self._t} WHERE {and_scope}state = $1"
+                    " AND last_reply != '' ORDER BY ready_at DESC LIMIT 1",
+                    State.DEFERRED.value,
+                    *args,
+                )
+                or ""
+            )
+            return st
+
+        result: CampaignStats = await self._call(_q)
+        return result
+
+    async def get(self, job_id: str) -> Job | None:
+        rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM {self._t} WHERE id = $1", job_id)
+        return _job(rows[0]) if rows else None
+
+    async def campaigns(self) -> list[str]:
+        rows = await self._fetch(f"SELECT DISTINCT campaign FROM {self._t} ORDER BY 1")
+        return [r["campaign"] for r in rows]
+
+    async def set_campaign_settings(self, campaign: str, settings: dict[str, Any]) -> None:
+        await self._call(
+            lambda con: con.execute(
+                f"INSERT INTO {self.schema}.campaigns (name, settings) VALUES ($1, $2)"
+                " ON CONFLICT (name) DO UPDATE SET settings = excluded.settings",
+                campaign,
+                json.dumps(settings),
+            )
+        )
+
+    async def campaign_settings(self, campaign: str) -> dict[str, Any]:
+        text = await self._call(
+            lambda con: con.fetchval(
+                f"SELECT settings FROM {self.schema}.campaigns WHERE name = $1", campaign
+            )
+        )
+        return dict(json.loads(text)) if text else {}
+
+    async def dead_letters(self, flt: DeadFilter, limit: int) -> list[Job]:
+        where, args = _dead_where(flt, 2)
+        rows = await self._fetch(
+            f"SELECT {JOB_COLUMNS} FROM {self._t} WHERE {where} ORDER BY updated_at LIMIT $1",
+            limit,
+            *args,
+        )
+        return [_job(r) for r in rows]
+
+    async def retry_dead(self, flt: DeadFilter) -> list[Ref]:
+        where, args = _dead_where(flt, 2)
+        rows = await self._fetch(
+            f"UPDATE {self._t} SET state = 'queued', ready_at = $1, attempts = 0,"
+            f" dead_reason = '', updated_at = $1 WHERE {where} RETURNING id, campaign",
+            time.time(),
+            *args,
+        )
+        return _refs(rows)
+
+    async def purge_dead(self, flt: DeadFilter) -> int:
+        where, args = _dead_where(flt, 1)
+        rows = await self._fetch(f"DELETE FROM {self._t} WHERE {where} RETURNING id", *args)
+        return len(rows)
+
+
+# a handed-back job: deferred if it was tried before, else queued
+_HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
