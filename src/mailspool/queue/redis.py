@@ -74,10 +74,10 @@ DEFAULT_RECONNECT_FOR = 120.0
 RECLAIM_IDLE_MS = 10 * 365 * 86400 * 1000
 MAX_LEASE_S = RECLAIM_IDLE_MS / 2000
 BATCH = 500
+#: what ``get`` reads of a job hash; ``meta`` is the JSON of what never changes (see _meta)
 JOB_FIELDS = (
-    "id", "campaign", "key", "row", "message_id", "sender", "recipients", "message",
-    "body_offset", "attachments", "state", "attempts", "ready_at", "created_at", "updated_at",
-    "last_reply", "dead_reason", "lease_owner",
+    "meta", "message", "state", "attempts", "ready_at", "updated_at", "last_reply",
+    "dead_reason", "lease_owner",
 )  # fmt: skip
 _OUR_PARAMS = ("prefix", "reconnect_for")
 _BAD_PREFIX_CHARS = set("*?[]\\ \t\r\n")
@@ -229,7 +229,6 @@ _PRELUDE = """
 local P = ARGV[1]
 local GROUP = 'workers'
 local RECLAIM_IDLE = '@RECLAIM@'
-local JOB_FIELDS = {@FIELDS@}
 local CAMPAIGNS = P .. ':campaigns'
 local ACTIVE = P .. ':active'
 local function jkey(id) return P .. ':job:' .. id end
@@ -283,12 +282,10 @@ local function drop(c, e)
     redis.call('XDEL', s, e)
   end
 end
-""".replace("@RECLAIM@", str(RECLAIM_IDLE_MS)).replace(
-    "@FIELDS@", ", ".join(f"'{f}'" for f in JOB_FIELDS)
-)
+""".replace("@RECLAIM@", str(RECLAIM_IDLE_MS))
 
-# ARGV: prefix, now, token, then per job: id campaign key row message_id sender recipients
-# message body_offset attachments created_at not_before. Returns per job 'new', 'duplicate'
+# ARGV: prefix, now, token, then per job: id campaign row created_at not_before meta
+# message. Returns per job 'new', 'duplicate'
 # (its id came earlier in this call) or the existing job's {row, state}. A job that exists
 # with this call's token was created by an earlier attempt of this very call whose reply
 # was lost: it is reported new again.
@@ -296,7 +293,7 @@ _ENQUEUE = """
 local now = tonumber(ARGV[2])
 local token = ARGV[3]
 local out, touched, mine = {}, {}, {}
-for i = 4, #ARGV, 12 do
+for i = 4, #ARGV, 7 do
   local id, c = ARGV[i], ARGV[i + 1]
   local k = jkey(id)
   local old = redis.call('HMGET', k, 'row', 'state', 'token')
@@ -307,14 +304,12 @@ for i = 4, #ARGV, 12 do
   elseif old[2] then
     out[#out + 1] = 'new'
   else
-    local nb = tonumber(ARGV[i + 11])
+    local nb = tonumber(ARGV[i + 4])
     local due, state = nb, 'deferred'
     if nb <= now then state = 'queued' end
-    if nb <= 0 then due = tonumber(ARGV[i + 10]) end
-    redis.call('HSET', k, 'id', id, 'campaign', c, 'key', ARGV[i + 2], 'row', ARGV[i + 3],
-      'message_id', ARGV[i + 4], 'sender', ARGV[i + 5], 'recipients', ARGV[i + 6],
-      'message', ARGV[i + 7], 'body_offset', ARGV[i + 8], 'attachments', ARGV[i + 9],
-      'state', state, 'attempts', 0, 'created_at', ARGV[i + 10], 'updated_at', ARGV[2],
+    if nb <= 0 then due = tonumber(ARGV[i + 3]) end
+    redis.call('HSET', k, 'campaign', c, 'row', ARGV[i + 2], 'meta', ARGV[i + 5],
+      'message', ARGV[i + 6], 'state', state, 'attempts', 0, 'updated_at', ARGV[2],
       'last_reply', '', 'dead_reason', '', 'lease_owner', '', 'ambiguous', 0, 'token', token)
     if not touched[c] then ensure(c); touched[c] = true end
     count(c, nil, state)
@@ -328,12 +323,12 @@ return out
 """
 
 # ARGV: prefix, now, owner, limit, lease seconds, idle ms (RECLAIM_IDLE - lease), campaign
-# or ''. Returns the leased jobs (JOB_FIELDS each).
+# or ''. Returns the leased jobs, flat: meta, message, attempts, last_reply for each.
 _CLAIM = """
 local now, owner, limit = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local lease_until = num(now + tonumber(ARGV[5]))
 local idle = ARGV[6]
-local out = {}
+local out, taken = {}, 0
 
 -- lease the job of entry e, or acknowledge and delete e if its job must not be sent
 local function take(c, s, e, id, reclaimed)
@@ -352,11 +347,16 @@ local function take(c, s, e, id, reclaimed)
     redis.call('HINCRBY', k, 'ambiguous', 1)
     redis.call('HINCRBY', ckey('counts', c), 'ambiguous', 1)
   end
-  redis.call('HINCRBY', k, 'attempts', 1)
+  local attempts = redis.call('HINCRBY', k, 'attempts', 1)
   redis.call('HSET', k, 'state', 'sending', 'lease_owner', owner, 'updated_at', ARGV[2],
     'ready_at', lease_until)
   redis.call('ZADD', ckey('leases', c), lease_until, id)
-  out[#out + 1] = redis.call('HMGET', k, unpack(JOB_FIELDS))
+  local v2 = redis.call('HMGET', k, 'meta', 'message', 'last_reply')
+  out[#out + 1] = v2[1]
+  out[#out + 1] = v2[2]
+  out[#out + 1] = attempts
+  out[#out + 1] = v2[3]
+  taken = taken + 1
 end
 
 local function claim_from(c)
@@ -372,7 +372,7 @@ local function claim_from(c)
     end
   end
   -- expired leases
-  local want = limit - #out
+  local want = limit - taken
   if want <= 0 then return end
   local cursor_key = ckey('cursor', c)
   local r = redis.call('XAUTOCLAIM', s, GROUP, owner, RECLAIM_IDLE,
@@ -383,7 +383,7 @@ local function claim_from(c)
   end
   -- new entries
   for _ = 1, 4 do
-    want = limit - #out
+    want = limit - taken
     if want <= 0 then return end
     local got = redis.call('XREADGROUP', 'GROUP', GROUP, owner, 'COUNT', want, 'STREAMS', s, '>')
     if not got then return end
@@ -396,33 +396,34 @@ if ARGV[7] ~= '' then
 else
   for _, c in ipairs(redis.call('ZRANGE', ACTIVE, 0, -1)) do
     claim_from(c)
-    if #out >= limit then break end
+    if taken >= limit then break end
   end
 end
 return out
 """
 
-# ARGV: prefix, now, owner, then per outcome: id state reply not_before reason ambiguous
+# ARGV: prefix, now, owner, then per outcome: id, "state|not_before|ambiguous|reason", reply
 _RECORD = """
 local now, owner = tonumber(ARGV[2]), ARGV[3]
 local applied, touched = 0, {}
-for i = 4, #ARGV, 6 do
-  local id, st = ARGV[i], ARGV[i + 1]
+for i = 4, #ARGV, 3 do
+  local id, reply = ARGV[i], ARGV[i + 2]
+  local st, nb, amb, reason = string.match(ARGV[i + 1], '^(%a+)|([^|]*)|(%d)|(.*)$')
   local k = jkey(id)
   local v = redis.call('HMGET', k, 'state', 'lease_owner', 'campaign', 'entry')
   if v[1] == 'sending' and v[2] == owner then
     local c = v[3]
     drop(c, v[4])
     redis.call('ZREM', ckey('leases', c), id)
-    redis.call('HSET', k, 'state', st, 'updated_at', ARGV[2], 'last_reply', ARGV[i + 2],
-      'dead_reason', ARGV[i + 4], 'lease_owner', '', 'entry', '', 'ready_at', ARGV[2])
-    if ARGV[i + 5] == '1' then
+    redis.call('HSET', k, 'state', st, 'updated_at', ARGV[2], 'last_reply', reply,
+      'dead_reason', reason, 'lease_owner', '', 'entry', '', 'ready_at', ARGV[2])
+    if amb == '1' then
       redis.call('HINCRBY', k, 'ambiguous', 1)
       redis.call('HINCRBY', ckey('counts', c), 'ambiguous', 1)
     end
     count(c, 'sending', st)
     if st == 'deferred' then
-      push(c, id, tonumber(ARGV[i + 3]), now)
+      push(c, id, tonumber(nb) or 0, now)
     elseif st == 'dead' then
       redis.call('ZADD', ckey('dead', c), ARGV[2], id)
     else
@@ -687,34 +688,67 @@ def _s(b: Any) -> str:
     return b.decode() if isinstance(b, bytes) else str(b)
 
 
+def _meta(j: Job, created: float) -> str:
+    """What never changes about a job, as one JSON array: one field to write and read."""
+    atts = [[r.digest, r.filename, r.content_type] for r in j.attachments]
+    return json.dumps(
+        [j.id, j.campaign, j.key, j.row, j.message_id, j.sender, list(j.recipients),
+         j.body_offset, atts, created],
+        separators=(",", ":"),
+    )  # fmt: skip
+
+
 def _job_args(j: Job, now: float) -> list[str | bytes]:
-    atts = json.dumps([[r.digest, r.filename, r.content_type] for r in j.attachments])
+    created = j.created_at or now
     return [
-        j.id, j.campaign, j.key, str(j.row), j.message_id, j.sender, "\n".join(j.recipients),
-        j.message, str(j.body_offset), atts if j.attachments else "",
-        _f(j.created_at or now), _f(j.not_before or 0.0),
+        j.id, j.campaign, str(j.row), _f(created), _f(j.not_before or 0.0), _meta(j, created),
+        j.message,
     ]  # fmt: skip
+
+
+def _from_meta(meta: bytes, message: Any, **dynamic: Any) -> Job:
+    jid, campaign, key, row, message_id, sender, rcpts, offset, atts, created = json.loads(meta)
+    return Job(
+        id=jid,
+        campaign=campaign,
+        key=key,
+        message_id=message_id,
+        sender=sender,
+        recipients=tuple(rcpts),
+        message=bytes(message or b""),
+        row=row,
+        body_offset=offset,
+        attachments=tuple(AttachmentRef(*a) for a in atts),
+        created_at=created,
+        **dynamic,
+    )
+
+
+def _claimed(flat: Sequence[Any], owner: str, now: float) -> list[Job]:
+    """Jobs from the claim script's flat reply (meta, message, attempts, last_reply each)."""
+    return [
+        _from_meta(
+            flat[i],
+            flat[i + 1],
+            state=State.SENDING,
+            attempts=int(flat[i + 2]),
+            last_reply=_s(flat[i + 3]),
+            lease_owner=owner,
+            updated_at=now,
+        )
+        for i in range(0, len(flat), 4)
+    ]
 
 
 def _job(values: Sequence[Any]) -> Job:
     v = dict(zip(JOB_FIELDS, values, strict=True))
     state = State(_s(v["state"]))
-    atts = _s(v["attachments"])
-    return Job(
-        id=_s(v["id"]),
-        campaign=_s(v["campaign"]),
-        key=_s(v["key"]),
-        message_id=_s(v["message_id"]),
-        sender=_s(v["sender"]),
-        recipients=tuple(_s(v["recipients"]).split("\n")),
-        message=bytes(v["message"] or b""),
-        row=int(v["row"] or 0),
-        body_offset=int(v["body_offset"] or 0),
-        attachments=tuple(AttachmentRef(*a) for a in json.loads(atts)) if atts else (),
+    return _from_meta(
+        v["meta"],
+        v["message"],
         state=state,
         attempts=int(v["attempts"] or 0),
         not_before=float(v["ready_at"] or 0) if state in (State.QUEUED, State.DEFERRED) else 0.0,
-        created_at=float(v["created_at"] or 0),
         updated_at=float(v["updated_at"] or 0),
         last_reply=_s(v["last_reply"]),
         dead_reason=_s(v["dead_reason"]),
@@ -815,18 +849,18 @@ class RedisQueue(Queue):
         if limit <= 0:
             return []
         self._owners.add(owner)
-        args = [_f(time.time()), owner, str(limit), _f(min(lease, MAX_LEASE_S))]
+        now = time.time()
+        args = [_f(now), owner, str(limit), _f(min(lease, MAX_LEASE_S))]
         args += [str(_idle_ms(lease)), campaign or ""]
-        rows = await self._script("claim", args)
-        return [_job(r) for r in rows]
+        return _claimed(await self._script("claim", args), owner, now)
 
     async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int:
         applied = 0
         for start in range(0, len(outcomes), BATCH):
             args: list[str | bytes | float | int] = [_f(time.time()), owner]
             for o in outcomes[start : start + BATCH]:
-                args += [o.job_id, o.state.value, o.reply, _f(o.not_before), o.reason]
-                args.append("1" if o.ambiguous else "0")
+                flags = f"{o.state.value}|{_f(o.not_before)}|{int(o.ambiguous)}|{o.reason}"
+                args += [o.job_id, flags, o.reply]
             applied += int(await self._script("record", args))
         return applied
 
