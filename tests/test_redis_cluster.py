@@ -76,7 +76,7 @@ class Workers:
         self.logs = [tmp / f"worker{i}.log" for i in range(n)]
         cmd = mailspool(
             "worker", "--queue", queue, "--smtp", f"smtp://127.0.0.1:{smtp_port}",
-            "--campaign", CAMPAIGN, "--log-level", "info", "--log-format", "json", *options,
+            "--campaign", CAMPAIGN, "--log-level", "warning", "--log-format", "json", *options,
         )  # fmt: skip
         for log in self.logs:
             with log.open("wb") as f:
@@ -88,10 +88,20 @@ class Workers:
         return [p.poll() is None for p in self.procs]
 
     def stop(self) -> list[int]:
+        """SIGTERM each worker and wait for its exit status."""
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        return [p.wait(30) for p in self.procs]
+        codes = []
+        for i, p in enumerate(self.procs):
+            try:
+                codes.append(p.wait(45))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                raise AssertionError(
+                    f"worker {i} ignored SIGTERM; its log ends:\n{self.log(i)[-3000:]}"
+                ) from None
+        return codes
 
     def kill(self) -> None:
         for p in self.procs:
