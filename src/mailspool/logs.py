@@ -1,12 +1,36 @@
-"""Structured logs on stderr: readable on a terminal, JSON lines otherwise."""
+"""Structured logs on stderr: readable on a terminal, JSON lines otherwise.
+
+``configure`` sets up structlog and routes the standard library's logging (uvicorn,
+asyncio) through the same renderer, so every line of a process has one format.
+
+:class:`LogObserver` writes one event per state change of a job::
+
+    event            level    fields
+    message sent     info     job_id campaign domain attempt code elapsed_ms [refused]
+    message deferred warning  job_id campaign domain attempt code enhanced stage kind retry_at
+    message dead     error    job_id campaign domain attempt code reason
+    relay paused     warning  code stage kind retry_in_s
+
+``domain`` is the first recipient's domain; the full addresses (``recipients``) and the
+relay's reply text (``reply``, which often quotes an address) are added only at debug
+level. Tracebacks are rendered without local variables, which could hold secrets.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+import time
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 import structlog
+
+from mailspool.classify import Verdict
+from mailspool.errors import DeliveryError
+from mailspool.models import DeadReason, Job
+from mailspool.observe import Observer
+from mailspool.transport.base import Delivery
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -16,28 +40,146 @@ LEVELS = {
 }
 
 
-def configure(level: str = "info", fmt: str = "auto") -> None:
-    if fmt == "auto":
-        fmt = "console" if sys.stderr.isatty() else "json"
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
+def resolve_format(fmt: str, stream: TextIO | None = None) -> str:
+    """``auto`` is ``console`` on a terminal and ``json`` otherwise."""
+    if fmt != "auto":
+        return fmt
+    return "console" if (stream or sys.stderr).isatty() else "json"
+
+
+def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    out = stream or sys.stderr
+    fmt = resolve_format(fmt, out)
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+        exc: list[Any] = [structlog.processors.format_exc_info]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(),
+            # rich tracebacks would print local variables, and a local may hold a secret
+            exception_formatter=structlog.dev.plain_traceback,
+        )
+        exc = []
+    numeric = LEVELS.get(level.lower(), logging.INFO)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            LEVELS.get(level.lower(), logging.INFO)
-        ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        processors=[*shared, *exc, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=True,
     )
+    # the standard library's loggers (uvicorn, asyncio) in the same format
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[*shared[1:], structlog.stdlib.add_logger_name, *exc],
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_mailspool", False):
+            root.removeHandler(old)
+    handler._mailspool = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(numeric)
 
 
 def get_logger(name: str = "mailspool") -> Any:
     return structlog.get_logger(name)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+class LogObserver(Observer):
+    """One log event per state change of a job, told by the worker.
+
+    ``per_message``: the level of the ``message sent`` events. On a terminal the progress
+    bar and the summary speak for ``send``, so the caller may lower it to debug there.
+    """
+
+    def __init__(self, level: str = "info", per_message: str = "info", log: Any = None) -> None:
+        self.log = log if log is not None else get_logger("mailspool.worker")
+        threshold = LEVELS.get(level, logging.INFO)
+        self.debug = threshold <= logging.DEBUG
+        self._sent_level = LEVELS.get(per_message, logging.INFO)
+        self._sent_on = self._sent_level >= threshold
+        self._warn_on = threshold <= logging.WARNING
+
+    @classmethod
+    def for_settings(cls, level: str, fmt: str) -> LogObserver:
+        per_message = "debug" if resolve_format(fmt) == "console" else "info"
+        return cls(level, per_message)
+
+    def _fields(self, job: Job) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "job_id": job.id,
+            "campaign": job.campaign,
+            "domain": job.domain,
+            "attempt": job.attempts,
+        }
+        if self.debug:
+            fields["recipients"] = list(job.recipients)
+        return fields
+
+    def sent(self, job: Job, delivery: Delivery, elapsed: float) -> None:
+        if not self._sent_on:
+            return
+        fields = self._fields(job)
+        fields.update(state="sent", code=delivery.code, elapsed_ms=round(elapsed * 1000, 1))
+        if delivery.refused:
+            fields["refused"] = len(delivery.refused)
+        if self.debug:
+            fields["reply"] = delivery.reply
+        self.log.log(self._sent_level, "message sent", **fields)
+
+    def deferred(
+        self, job: Job, err: DeliveryError, verdict: Verdict, not_before: float, elapsed: float
+    ) -> None:
+        if not self._warn_on:
+            return
+        fields = self._fields(job)
+        fields.update(
+            state="deferred",
+            code=err.code,
+            enhanced=err.enhanced,
+            stage=err.stage,
+            kind=verdict.kind,
+            retry_at=_iso(not_before),
+            retry_in_s=round(max(0.0, not_before - time.time()), 1),
+        )
+        if self.debug:
+            fields["reply"] = err.reply
+        self.log.warning("message deferred", **fields)
+
+    def dead(self, job: Job, reason: DeadReason, reply: str) -> None:
+        fields = self._fields(job)
+        fields.update(state="dead", reason=reason.value, code=reply_code(reply))
+        if self.debug:
+            fields["reply"] = reply
+        self.log.error("message dead", **fields)
+
+    def relay_paused(self, err: DeliveryError, delay: float) -> None:
+        if self._warn_on:
+            self.log.warning(
+                "relay paused",
+                code=err.code,
+                stage=err.stage,
+                error=type(err).__name__,
+                retry_in_s=round(delay, 1),
+            )
+
+
+def reply_code(reply: str) -> int | None:
+    """The SMTP reply code at the start of a stored reply line, if there is one."""
+    head = reply[:3]
+    if len(head) == 3 and head.isascii() and head.isdigit() and head[0] in "2345":
+        return int(head)
+    return None

@@ -110,7 +110,18 @@ def default_campaign(source: Path, settings: Settings) -> str:
 
 def observers(settings: Settings) -> list[Observer]:
     """Observers every worker gets from the settings (logs, metrics, tracing)."""
-    return []
+    from mailspool.logs import LogObserver
+    from mailspool.metrics import process_metrics
+    from mailspool.tracing import tracing_observer
+
+    found: list[Observer] = [
+        LogObserver.for_settings(settings.log_level, settings.log_format),
+        process_metrics().observer(),
+    ]
+    tracing = tracing_observer()  # None unless OTEL_* asks for it (and it is installed)
+    if tracing is not None:
+        found.append(tracing)
+    return found
 
 
 def limits(settings: Settings) -> Limits | None:
