@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,redis,rabbitmq
+EXTRAS ?= dev,redis,rabbitmq,api,otel
 
 .PHONY: demo test check lint typecheck services bench clean
 

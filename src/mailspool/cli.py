@@ -87,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drain", action="store_true", help="exit when nothing is due")
     p.add_argument("--campaign", help="only this campaign")
     p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
+    p.add_argument(
+        "--metrics-port", dest="metrics_port", type=int,
+        help="serve Prometheus metrics on this port (bound to 127.0.0.1, or MAILSPOOL_HOST)",
+    )  # fmt: skip
+
+    p = sub.add_parser("serve", help="HTTP API (and in-process workers)")
+    _delivery(p)
+    _common(p)
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8025)")
+    p.add_argument(
+        "--workers", type=int,
+        help="worker loops in this process, each with --concurrency senders (1; 0: none)",
+    )  # fmt: skip
+    p.add_argument("--max-body", dest="max_body", type=int, help="request body limit, bytes")
+    p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
 
     p = sub.add_parser("status", help="job counts by state")
     _common(p)
@@ -114,6 +130,7 @@ SETTING_KEYS = (
     "retry_first", "retry_factor", "retry_max_delay", "max_age", "max_attempts", "connect_timeout",
     "command_timeout", "data_timeout", "template", "html", "from", "subject", "campaign",
     "key_column", "attachment_dir", "max_wait", "outbox",
+    "host", "port", "workers", "max_body", "metrics_port",
 )  # fmt: skip
 
 

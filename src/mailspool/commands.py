@@ -41,6 +41,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "status": cmd_status,
         "preview": cmd_preview,
         "dlq": cmd_dlq,
+        "serve": cmd_serve,
     }[args.command]
     return await handler(args, settings)
 
@@ -97,6 +98,7 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     log = get_logger()
     queue = await open_queue(settings)
+    metrics_server = None
     try:
         reclaimed = await reclaim_dead_leases(queue, args.campaign)
         if reclaimed:
@@ -108,6 +110,12 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             observers(settings),
             limits(settings),
         )
+        if settings.metrics_port is not None:
+            from mailspool.metrics import serve_metrics
+
+            metrics_server = serve_metrics(
+                settings.host, settings.metrics_port, queue, worker.transport
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
@@ -124,8 +132,16 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         await worker.run(idle)
         log.info("worker stopped", owner=worker.owner)
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
         await queue.close()
     return 0
+
+
+async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from mailspool.api import serve  # optional extra: mailspool[api]
+
+    return await serve(settings)
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     data_timeout: float = Field(default=600.0, gt=0)
     log_level: str = "info"
     log_format: str = "auto"
+    # mailspool serve (HTTP API) and the worker's metrics endpoint
+    host: str = "127.0.0.1"
+    port: int = Field(default=8025, ge=0, le=65535)
+    workers: int = Field(default=1, ge=0, le=64)
+    max_body: int = Field(default=10 * 1024 * 1024, ge=1024)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     @field_validator(
         "lease", "max_wait", "retry_first", "retry_max_delay", "max_age",

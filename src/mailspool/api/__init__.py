@@ -1,0 +1,40 @@
+"""The HTTP API, ``mailspool serve`` (DESIGN section 7): FastAPI on uvicorn.
+
+::
+
+    POST /v1/messages             one message, or {"messages": [...]} (up to 1,000) -> 202
+    GET  /v1/messages/{id}        state, attempts, last reply, timestamps
+    GET  /v1/campaigns/{id}       counts by state, current rate, ETA
+    POST /v1/dead-letters/retry   the filters of ``mailspool dlq retry``
+    PUT  /v1/templates/{name}     register a template (rendered in a Jinja2 sandbox)
+    GET  /v1/templates/{name}
+    GET  /healthz  /readyz  /metrics  /openapi.json
+
+A posted message is validated and rendered here by the same ``Renderer`` and ``Producer``
+as a CSV row, so a 202 means the job is durable in the queue; a message that fails is
+reported with its index, field and reason (422), and nothing of that request is queued.
+
+Everything under ``/v1`` and ``/metrics`` needs ``Authorization: Bearer <token>`` with a
+token from ``MAILSPOOL_API_TOKENS`` (comma-separated) or ``MAILSPOOL_API_TOKENS_FILE``.
+
+Modules: ``bodies`` (request and response models), ``auth`` (tokens), ``templates``
+(named templates in the blob store), ``intake`` (messages -> jobs -> queue), ``service``
+(what the routes share, in-process workers), ``middleware`` (body limit, access log),
+``routes``, ``app`` (the FastAPI app and ``serve``).
+"""
+
+from __future__ import annotations
+
+from mailspool.errors import ConfigError
+
+try:
+    import fastapi  # noqa: F401 - fail early and clearly without the extra
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ConfigError(
+        "mailspool serve needs the 'api' extra: pip install 'mailspool[api]'"
+    ) from exc
+
+from mailspool.api.app import create_app, serve
+from mailspool.api.auth import Tokens
+
+__all__ = ["Tokens", "create_app", "serve"]

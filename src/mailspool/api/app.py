@@ -1,0 +1,154 @@
+"""The FastAPI app and ``mailspool serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
+
+from mailspool import __version__
+from mailspool.api.auth import Tokens
+from mailspool.api.bodies import BatchIn, MessageIn
+from mailspool.api.intake import error
+from mailspool.api.middleware import AccessLog, BodyLimit
+from mailspool.api.routes import invalid, ops, v1
+from mailspool.api.service import Service
+from mailspool.config import Settings
+from mailspool.errors import QueueError
+from mailspool.logs import get_logger
+from mailspool.metrics import Metrics
+from mailspool.queue import Queue
+from mailspool.transport.url import is_loopback
+
+EXIT_USAGE = 2
+
+
+def create_app(
+    settings: Settings,
+    tokens: Tokens,
+    *,
+    queue: Queue | None = None,
+    workers: int | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """The ASGI app. ``queue``: an open queue to use (otherwise one is opened from the
+    settings at start-up and closed at shutdown); ``workers``: worker loops to run in this
+    process (default ``settings.workers``)."""
+    svc = Service(settings, queue, workers, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await svc.start()
+        try:
+            yield
+        finally:
+            await svc.stop()
+
+    app = FastAPI(
+        title="mailspool",
+        version=__version__,
+        description="Durable email dispatch over HTTP. See docs/api.md.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = svc
+    app.state.tokens = tokens
+    app.include_router(v1)
+    app.include_router(ops)
+    app.add_exception_handler(RequestValidationError, _validation_failed)
+    app.add_exception_handler(QueueError, _queue_unavailable)
+    _document_message_body(app)
+    app.add_middleware(AccessLog, metrics=svc.metrics)
+    app.add_middleware(BodyLimit, limit=settings.max_body)
+    return app
+
+
+async def _validation_failed(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for e in exc.errors():
+        loc = [str(p) for p in e.get("loc", ())]
+        if loc[:1] == ["body"]:
+            loc = loc[1:]
+        errors.append(error(None, ".".join(loc) or "body", str(e.get("msg", "invalid"))))
+    return invalid(errors)
+
+
+async def _queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    get_logger("mailspool.api").error("queue error", error=str(exc), kind=type(exc).__name__)
+    return JSONResponse({"detail": "the queue is unavailable"}, status_code=503)
+
+
+def _document_message_body(app: FastAPI) -> None:
+    """POST /v1/messages reads its own body (to report errors per message): describe it
+    in the OpenAPI document as one message or a batch."""
+    schema = TypeAdapter(MessageIn | BatchIn).json_schema(
+        by_alias=True, ref_template="#/components/schemas/{model}"
+    )
+    defs = schema.pop("$defs", {})
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(defs)
+            post = doc["paths"]["/v1/messages"]["post"]
+            post["requestBody"]["content"]["application/json"]["schema"] = schema
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def serve(settings: Settings) -> int:
+    """``mailspool serve``: run until SIGINT/SIGTERM, then stop the workers gracefully."""
+    import uvicorn
+
+    tokens = Tokens.from_environment()
+    log = get_logger("mailspool.api")
+    if not is_loopback(settings.host):
+        log.warning(
+            "listening beyond this machine: put TLS in front of it (a reverse proxy)",
+            host=settings.host,
+        )
+    config = uvicorn.Config(
+        create_app(settings, tokens),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.lease),
+    )
+    server = uvicorn.Server(config)
+    announce = asyncio.create_task(_announce(server, log))
+    try:
+        await server.serve()
+    except SystemExit:  # uvicorn exits when it cannot bind or start up
+        return EXIT_USAGE
+    finally:
+        announce.cancel()
+    return 0 if server.started else EXIT_USAGE
+
+
+async def _announce(server: Any, log: Any) -> None:
+    """Log the address actually bound (``--port 0`` picks a free one)."""
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+        await asyncio.sleep(0.05)
+    for s in server.servers:
+        for sock in s.sockets:
+            host, port = sock.getsockname()[:2]
+            log.info("api listening", url=f"http://{host}:{port}", host=host, port=port)

@@ -1,0 +1,131 @@
+"""Request and response bodies of the HTTP API (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mailspool.models import DeadReason, State
+
+MAX_BATCH = 1000
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+CAMPAIGN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
+IDEMPOTENCY_PATTERN = r"^[!-~]{1,200}$"  # printable ASCII, no spaces
+MAX_TEMPLATE_CHARS = 1_000_000
+
+Addresses = str | list[str]
+
+
+class MessageIn(BaseModel):
+    """A message: the fields of a direct-mode CSV row, or a registered template and its
+    variables. ``campaign`` groups messages (default ``api``); idempotency keys are scoped
+    to it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: str | None = Field(default=None, alias="from", description="sender address")
+    to: Addresses | None = None
+    cc: Addresses | None = None
+    bcc: Addresses | None = None
+    reply_to: Addresses | None = None
+    subject: str | None = None
+    text: str | None = Field(default=None, description="plain-text body")
+    html: str | None = Field(default=None, description="HTML body (text part generated)")
+    headers: dict[str, str] | None = Field(default=None, description="extra X- headers only")
+    template: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="a template registered by name"
+    )
+    variables: dict[str, Any] | None = Field(default=None, description="the template's data")
+    campaign: str | None = Field(default=None, pattern=CAMPAIGN_PATTERN)
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[MessageIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class Accepted(BaseModel):
+    id: str
+
+
+class AcceptedBatch(BaseModel):
+    ids: list[str]
+
+
+class FieldError(BaseModel):
+    index: int | None = Field(description="the message's index in a batch (0 for one)")
+    field: str
+    reason: str
+
+
+class ValidationFailed(BaseModel):
+    detail: str
+    errors: list[FieldError]
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class MessageStatus(BaseModel):
+    id: str
+    campaign: str
+    state: State
+    attempts: int
+    last_reply: str
+    dead_reason: str | None
+    message_id: str
+    created_at: str
+    updated_at: str
+    next_attempt_at: str | None
+
+
+class CampaignStatus(BaseModel):
+    campaign: str
+    counts: dict[str, int]
+    total: int
+    pending: int
+    ambiguous: int
+    rate_per_s: float | None = Field(description="sent + dead per second, recent minute")
+    eta_s: float | None = Field(description="seconds until nothing is pending at that rate")
+    next_due_at: str | None
+
+
+class RetryFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    campaign: str | None = Field(default=None, max_length=200)
+    reason: DeadReason | None = None
+    since: str | None = Field(
+        default=None, max_length=40, description="only dead letters newer than this: 2h, 30m"
+    )
+    ids: list[str] = Field(default_factory=list, max_length=MAX_BATCH)
+
+
+class RetryResult(BaseModel):
+    retry: int
+
+
+class TemplateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(
+        max_length=MAX_TEMPLATE_CHARS, description="header block, blank line, body (Jinja2)"
+    )
+    html: str | None = Field(
+        default=None, max_length=MAX_TEMPLATE_CHARS, description="a separate HTML body"
+    )
+
+
+class TemplateOut(BaseModel):
+    name: str
+    version: int
+    text: str
+    html: str | None
+    created_at: str
+
+
+class Health(BaseModel):
+    status: str

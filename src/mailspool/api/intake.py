@@ -1,0 +1,184 @@
+"""Posted messages -> validated, rendered jobs -> the queue.
+
+The body is read here rather than by FastAPI so that each failing message is reported
+with its index; rendering and validation are the producer's, exactly as for a CSV row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from mailspool.api.bodies import MAX_BATCH, FieldError, MessageIn
+from mailspool.errors import RejectedRow
+from mailspool.models import AttachmentRef, Enqueued, Job
+from mailspool.producer import Attachments, Producer
+from mailspool.queue import Queue
+from mailspool.sources.base import Row
+
+DEFAULT_CAMPAIGN = "api"
+#: the row value that carries a message's idempotency key to the producer (its
+#: ``key_column``); set after the variables, so a variable cannot take its place
+KEY_FIELD = "\x00idempotency-key"
+#: renderer field -> API field, for error reports
+API_FIELDS = {
+    "from": "from", "to": "to", "cc": "cc", "bcc": "bcc", "reply-to": "reply_to",
+    "subject": "subject", "body": "text", "html": "html",
+}  # fmt: skip
+DIRECT_FIELDS = ("from", "to", "cc", "bcc", "reply_to", "subject", "text", "html", "headers")
+ADDRESS_FIELDS = frozenset(("to", "cc", "bcc", "reply_to"))
+_ITEMS = TypeAdapter(list[Any])
+
+
+class Invalid(Exception):
+    """One or more messages of a request failed; nothing of it is queued."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__(f"{len(errors)} validation errors")
+        self.errors = errors
+
+
+def error(index: int | None, field_name: str, reason: str) -> FieldError:
+    return FieldError(index=index, field=field_name, reason=reason)
+
+
+def pydantic_errors(exc: ValidationError, index: int | None) -> list[FieldError]:
+    out: list[FieldError] = []
+    seen: set[str] = set()
+    for e in exc.errors(include_url=False, include_input=False):
+        loc = [str(p) for p in e["loc"]]
+        if loc and loc[0] in ADDRESS_FIELDS:  # one error for the union, not one per branch
+            if loc[0] not in seen:
+                seen.add(loc[0])
+                out.append(error(index, loc[0], "must be an address or a list of addresses"))
+            continue
+        out.append(error(index, ".".join(loc) or "body", str(e["msg"])))
+    return out
+
+
+def split_body(raw: bytes) -> tuple[list[MessageIn], bool]:
+    """The messages of a request body, and whether it was a batch; raises Invalid."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise Invalid([error(None, "body", "not valid JSON")]) from None
+    if not isinstance(body, dict):
+        raise Invalid([error(None, "body", 'expected a message object or {"messages": [...]}')])
+    batch = "messages" in body
+    items: list[Any] = [body]
+    if batch:
+        extra = sorted(set(body) - {"messages"})
+        if extra:
+            raise Invalid([error(None, extra[0], "not allowed beside messages")])
+        try:
+            items = _ITEMS.validate_python(body["messages"])
+        except ValidationError:
+            raise Invalid([error(None, "messages", "must be a list of messages")]) from None
+        if not 1 <= len(items) <= MAX_BATCH:
+            raise Invalid([error(None, "messages", f"1 to {MAX_BATCH} messages per request")])
+    messages: list[MessageIn] = []
+    errors: list[FieldError] = []
+    for i, item in enumerate(items):
+        try:
+            msg = MessageIn.model_validate(item)
+        except ValidationError as exc:
+            errors += pydantic_errors(exc, i)
+            continue
+        errors += mode_errors(msg, i)
+        messages.append(msg)
+    if errors:
+        raise Invalid(errors)
+    return messages, batch
+
+
+def mode_errors(msg: MessageIn, index: int) -> list[FieldError]:
+    """A message is direct fields, or a template with variables, never both: with a
+    template, direct fields would be ignored, and a from or subject default would be
+    compiled as a template written by an untrusted client."""
+    if msg.template is None:
+        if msg.variables is not None:
+            return [error(index, "variables", "variables need a template")]
+        return []
+    return [
+        error(index, name, "not allowed with template (the template sets it)")
+        for name in DIRECT_FIELDS
+        if getattr(msg, "from_" if name == "from" else name) is not None
+    ]
+
+
+def direct_values(msg: MessageIn) -> dict[str, Any]:
+    """A direct-mode row: the columns the renderer reads."""
+    values: dict[str, Any] = {}
+    for name in DIRECT_FIELDS:
+        value = getattr(msg, "from_" if name == "from" else name)
+        if value is not None:
+            values[name] = value
+    return values
+
+
+class NoAttachments(Attachments):
+    """API messages cannot attach files from the server's disk."""
+
+    def resolve(self, name: str) -> AttachmentRef:
+        raise RejectedRow("Attachment", "attachments are not supported over the API")
+
+
+@dataclass
+class Built:
+    jobs: list[Job]
+    errors: list[FieldError] = field(default_factory=list)
+
+
+def build_jobs(items: Sequence[tuple[int, Producer, dict[str, Any]]], now: float) -> Built:
+    """Render and validate each (index, producer, row values) as the producer does a row."""
+    out = Built([])
+    for index, producer, values in items:
+        try:
+            out.jobs.append(producer.build(Row(index + 1, values), now))
+        except RejectedRow as exc:
+            out.errors.append(
+                error(index, API_FIELDS.get(exc.field.lower(), exc.field), exc.reason)
+            )
+        except UnicodeError:
+            reason = "contains characters that cannot be encoded (lone surrogates)"
+            out.errors.append(error(index, "body", reason))
+    return out
+
+
+class GroupCommit:
+    """The jobs of concurrent requests go to the queue in one ``enqueue`` call (one
+    transaction); each request's 202 still waits until its own jobs are durable."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self._pending: list[tuple[list[Job], asyncio.Future[list[Enqueued]]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def enqueue(self, jobs: list[Job]) -> list[Enqueued]:
+        fut: asyncio.Future[list[Enqueued]] = asyncio.get_running_loop().create_future()
+        self._pending.append((jobs, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            jobs = [j for js, _ in batch for j in js]
+            try:
+                results = await self.queue.enqueue(jobs)
+            except Exception as exc:  # handed to every request of the batch
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            start = 0
+            for js, fut in batch:
+                if not fut.done():
+                    fut.set_result(results[start : start + len(js)])
+                start += len(js)

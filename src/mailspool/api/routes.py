@@ -1,0 +1,246 @@
+"""The routes. Each takes the app's :class:`Service` as a dependency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, Response
+
+from mailspool.api.auth import authorized
+from mailspool.api.bodies import (
+    IDEMPOTENCY_PATTERN,
+    NAME_PATTERN,
+    Accepted,
+    AcceptedBatch,
+    CampaignStatus,
+    ErrorBody,
+    FieldError,
+    Health,
+    MessageStatus,
+    RetryFilter,
+    RetryResult,
+    TemplateIn,
+    TemplateOut,
+    ValidationFailed,
+)
+from mailspool.api.intake import Invalid, error, split_body
+from mailspool.api.service import Service
+from mailspool.api.templates import StoredTemplate
+from mailspool.config import parse_duration
+from mailspool.errors import QueueError, TemplateError
+from mailspool.models import State
+from mailspool.queue import DeadFilter
+
+READY_TIMEOUT_S = 2.0
+AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "missing or invalid bearer token"},
+    413: {"model": ErrorBody, "description": "request body too large"},
+    503: {"model": ErrorBody, "description": "the queue is unavailable"},
+}
+INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": ValidationFailed, "description": "field-level errors, per message"}
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+
+
+def service(request: Request) -> Service:
+    svc: Service = request.app.state.service
+    return svc
+
+
+Svc = Annotated[Service, Depends(service)]
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorized)])
+ops = APIRouter()
+
+
+def invalid(errors: list[FieldError]) -> JSONResponse:
+    body = ValidationFailed(detail="validation failed", errors=errors)
+    return JSONResponse(body.model_dump(), status_code=422)
+
+
+def iso(ts: float | None) -> str | None:
+    if not ts:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+@v1.post(
+    "/messages",
+    status_code=202,
+    response_model=Accepted | AcceptedBatch,
+    responses={**AUTH, **INVALID},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
+    summary="Queue one message or a batch",
+)
+async def post_messages(
+    request: Request,
+    svc: Svc,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_PATTERN,
+            description="the same key (within a campaign) returns the same job",
+        ),
+    ] = None,
+) -> Any:
+    try:
+        messages, batch = split_body(await request.body())
+        jobs = await svc.accept(messages, idempotency_key)
+    except Invalid as exc:
+        return invalid(exc.errors)
+    content = {"ids": [j.id for j in jobs]} if batch else {"id": jobs[0].id}
+    return JSONResponse(content, status_code=202)
+
+
+@v1.get(
+    "/messages/{job_id}",
+    response_model=MessageStatus,
+    responses={**AUTH, **NOT_FOUND},
+    summary="A message's state",
+)
+async def get_message(svc: Svc, job_id: Annotated[str, PathParam(max_length=200)]) -> Any:
+    job = await svc.q.get(job_id)
+    if job is None:
+        raise HTTPException(404, "no such message")
+    return MessageStatus(
+        id=job.id,
+        campaign=job.campaign,
+        state=job.state,
+        attempts=job.attempts,
+        last_reply=job.last_reply,
+        dead_reason=job.dead_reason or None,
+        message_id=job.message_id,
+        created_at=iso(job.created_at) or "",
+        updated_at=iso(job.updated_at) or "",
+        next_attempt_at=iso(job.not_before) if job.state is State.DEFERRED else None,
+    )
+
+
+@v1.get(
+    "/campaigns/{campaign}",
+    response_model=CampaignStatus,
+    responses={**AUTH, **NOT_FOUND},
+    summary="A campaign's counts by state, current rate and ETA",
+)
+async def get_campaign(svc: Svc, campaign: Annotated[str, PathParam(max_length=200)]) -> Any:
+    st = await svc.q.stats(campaign)
+    if st.total == 0:
+        raise HTTPException(404, "no such campaign")
+    rate = svc.rates.rate(campaign, st.get(State.SENT) + st.get(State.DEAD))
+    eta: float | None = None
+    if st.pending == 0:
+        eta = 0.0
+    elif rate:
+        eta = round(st.pending / rate, 1)
+    return CampaignStatus(
+        campaign=campaign,
+        counts={s.value: st.get(s) for s in State},
+        total=st.total,
+        pending=st.pending,
+        ambiguous=st.ambiguous,
+        rate_per_s=None if rate is None else round(rate, 2),
+        eta_s=eta,
+        next_due_at=iso(st.next_due) if st.pending else None,
+    )
+
+
+@v1.post(
+    "/dead-letters/retry",
+    response_model=RetryResult,
+    responses={**AUTH, **INVALID},
+    summary="Queue dead letters again (the filters of mailspool dlq retry)",
+)
+async def retry_dead(svc: Svc, flt: RetryFilter) -> Any:
+    since = None
+    if flt.since:
+        try:
+            since = time.time() - parse_duration(flt.since)
+        except ValueError as exc:
+            return invalid([error(None, "since", str(exc))])
+    reason = flt.reason.value if flt.reason else None
+    n = await svc.q.retry_dead(DeadFilter(flt.campaign or None, reason, since, tuple(flt.ids)))
+    svc.log.info("dead letters queued again", count=n, campaign=flt.campaign, reason=reason)
+    return RetryResult(retry=n)
+
+
+def template_out(stored: StoredTemplate) -> TemplateOut:
+    return TemplateOut(
+        name=stored.name,
+        version=stored.version,
+        text=stored.text,
+        html=stored.html,
+        created_at=iso(stored.created_at) or "",
+    )
+
+
+@v1.put(
+    "/templates/{name}",
+    response_model=TemplateOut,
+    responses={**AUTH, **INVALID, 201: {"model": TemplateOut, "description": "a new version"}},
+    summary="Register a template (a new version when it differs from the latest)",
+)
+async def put_template(
+    svc: Svc, name: Annotated[str, PathParam(pattern=NAME_PATTERN)], body: TemplateIn
+) -> Any:
+    try:
+        stored, created = await svc.templates.put(name, body.text, body.html)
+    except TemplateError as exc:
+        return invalid([error(None, "text", str(exc))])
+    if created:
+        svc.log.info("template stored", template=name, version=stored.version)
+    return JSONResponse(template_out(stored).model_dump(), status_code=201 if created else 200)
+
+
+@v1.get(
+    "/templates/{name}",
+    response_model=TemplateOut,
+    responses={**AUTH, **NOT_FOUND},
+    summary="The latest version of a template",
+)
+async def get_template(svc: Svc, name: Annotated[str, PathParam(pattern=NAME_PATTERN)]) -> Any:
+    stored = await svc.templates.get(name)
+    if stored is None:
+        raise HTTPException(404, "no such template")
+    return template_out(stored)
+
+
+@ops.get("/healthz", response_model=Health, summary="The process is up")
+async def healthz() -> Any:
+    return Health(status="ok")
+
+
+@ops.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"model": Health}},
+    summary="The queue and job store answer, and the in-process workers run",
+)
+async def readyz(svc: Svc) -> Any:
+    try:
+        await asyncio.wait_for(svc.q.stats("\x00readyz"), READY_TIMEOUT_S)
+    except (QueueError, TimeoutError, OSError) as exc:
+        svc.log.warning("not ready: the queue does not answer", kind=type(exc).__name__)
+        return JSONResponse({"status": "queue unavailable"}, status_code=503)
+    if not svc.workers_alive:
+        return JSONResponse({"status": "worker stopped"}, status_code=503)
+    return Health(status="ready")
+
+
+@ops.get(
+    "/metrics",
+    dependencies=[Depends(authorized)],
+    response_class=Response,
+    responses={**AUTH, 200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    summary="Prometheus metrics",
+)
+async def metrics(svc: Svc) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    await svc.refresh_depth()
+    return Response(generate_latest(svc.scrape), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,229 @@
+"""What the routes share: the queue, templates, renderers, in-process workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections import OrderedDict, deque
+from pathlib import Path
+from typing import Any
+
+from mailspool.api.bodies import FieldError, MessageIn
+from mailspool.api.intake import (
+    DEFAULT_CAMPAIGN,
+    KEY_FIELD,
+    GroupCommit,
+    Invalid,
+    NoAttachments,
+    build_jobs,
+    direct_values,
+    error,
+)
+from mailspool.api.templates import TemplateStore
+from mailspool.config import Settings
+from mailspool.errors import QueueError
+from mailspool.limits import LocalLimits
+from mailspool.logs import get_logger
+from mailspool.metrics import Metrics, QueueDepth, process_metrics, scrape_registry
+from mailspool.models import Enqueued, Job
+from mailspool.producer import Producer, Rejects
+from mailspool.queue import Queue
+from mailspool.render import Renderer
+from mailspool.tracing import span, tracer
+from mailspool.wiring import limits, make_transport, observers, open_queue, worker_config
+from mailspool.worker import Worker, reclaim_dead_leases
+
+#: batches at least this large are rendered on a thread, off the event loop
+THREAD_RENDER_AT = 16
+MAX_PRODUCERS = 4096
+
+
+class RateSampler:
+    """A campaign's current rate from the counts seen by successive reads: final jobs
+    (sent + dead) per second over the last minute; None until two reads a second apart."""
+
+    def __init__(self, window: float = 60.0, campaigns: int = 1000) -> None:
+        self.window = window
+        self.max_campaigns = campaigns
+        self._samples: OrderedDict[str, deque[tuple[float, int]]] = OrderedDict()
+
+    def rate(self, campaign: str, done: int, now: float | None = None) -> float | None:
+        now = time.monotonic() if now is None else now
+        samples = self._samples.get(campaign)
+        if samples is None:
+            samples = self._samples[campaign] = deque(maxlen=256)
+            while len(self._samples) > self.max_campaigns:
+                self._samples.popitem(last=False)
+        self._samples.move_to_end(campaign)
+        samples.append((now, done))
+        # keep the newest sample that is at least a window old, and everything after it
+        while len(samples) > 2 and now - samples[1][0] >= self.window:
+            samples.popleft()
+        first_t, first_done = samples[0]
+        if now - first_t < 1.0:
+            return None
+        return max(0.0, (done - first_done) / (now - first_t))
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        queue: Queue | None = None,
+        workers: int | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self._own_queue = queue is None
+        self.queue: Queue | None = queue
+        self.n_workers = settings.workers if workers is None else workers
+        self.metrics = metrics or process_metrics()
+        self.log = get_logger("mailspool.api")
+        self.rates = RateSampler()
+        self.tracer = tracer()
+        self.direct = Renderer.build(None, settings.from_addr, settings.subject)
+        self.workers: list[Worker] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.scrape: Any = None
+        self._templates: TemplateStore | None = None
+        self._commit: GroupCommit | None = None
+        self._depth: QueueDepth | None = None
+        self._producers: dict[tuple[str, str, int], Producer] = {}
+
+    @property
+    def q(self) -> Queue:
+        if self.queue is None:
+            raise QueueError("the queue is not open")
+        return self.queue
+
+    @property
+    def templates(self) -> TemplateStore:
+        if self._templates is None:
+            raise QueueError("the queue is not open")
+        return self._templates
+
+    async def start(self) -> None:
+        if self.queue is None:
+            self.queue = await open_queue(self.settings)
+        queue = self.queue
+        self._templates = TemplateStore(queue, self.settings)
+        self._commit = GroupCommit(queue)
+        self._depth = QueueDepth(queue, asyncio.get_running_loop())
+        self.scrape = scrape_registry(self.metrics, self._depth)
+        if self.n_workers:
+            await self._start_workers(queue)
+
+    async def _start_workers(self, queue: Queue) -> None:
+        reclaimed = await reclaim_dead_leases(queue)
+        if reclaimed:
+            self.log.info("reclaimed leases of a worker that died", jobs=reclaimed)
+        # one set of limits for every worker loop of this process
+        shared = limits(self.settings) or (
+            LocalLimits(self.settings.limits) if self.settings.limits.any else None
+        )
+        for _ in range(self.n_workers):
+            transport = make_transport(self.settings)
+            self.metrics.watch_transport(transport)
+            worker = Worker(
+                queue, transport, worker_config(self.settings), observers(self.settings), shared
+            )
+            self.workers.append(worker)
+            self.tasks.append(asyncio.create_task(self._run_worker(worker)))
+        self.log.info(
+            "workers started",
+            workers=len(self.workers),
+            concurrency=self.settings.concurrency,
+            relay=self.workers[0].transport.description,
+        )
+
+    async def _run_worker(self, worker: Worker) -> None:
+        try:
+            await worker.run()
+        except Exception as exc:
+            self.log.error("worker stopped on an error", error=str(exc), kind=type(exc).__name__)
+            raise
+
+    async def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.queue is not None and self._own_queue:
+            await self.queue.close()
+
+    @property
+    def workers_alive(self) -> bool:
+        return all(not t.done() for t in self.tasks)
+
+    async def refresh_depth(self) -> None:
+        if self._depth is not None:
+            await self._depth.refresh()
+
+    def _producer(self, campaign: str, renderer: Renderer, name: str, version: int) -> Producer:
+        key = (campaign, name, version)
+        producer = self._producers.get(key)
+        if producer is None:
+            if len(self._producers) >= MAX_PRODUCERS:
+                self._producers.clear()
+            producer = self._producers[key] = Producer(
+                self.q, renderer, campaign, Rejects(Path(os.devnull)),
+                NoAttachments(Path(), self.q), KEY_FIELD,
+            )  # fmt: skip
+        return producer
+
+    async def _rows(
+        self, messages: list[MessageIn], key: str | None
+    ) -> tuple[list[tuple[int, Producer, dict[str, Any]]], list[FieldError]]:
+        items: list[tuple[int, Producer, dict[str, Any]]] = []
+        errors: list[FieldError] = []
+        batch = len(messages) > 1
+        for i, msg in enumerate(messages):
+            campaign = msg.campaign or DEFAULT_CAMPAIGN
+            if msg.template is not None:
+                stored = await self.templates.get(msg.template)
+                if stored is None:
+                    errors.append(error(i, "template", f"no template named {msg.template!r}"))
+                    continue
+                producer = self._producer(campaign, stored.renderer, stored.name, stored.version)
+                values: dict[str, Any] = dict(msg.variables or {})
+            else:
+                producer = self._producer(campaign, self.direct, "", 0)
+                values = direct_values(msg)
+            if key is None:
+                values[KEY_FIELD] = uuid.uuid4().hex
+            else:
+                values[KEY_FIELD] = f"{key}#{i}" if batch else key
+            items.append((i, producer, values))
+        return items, errors
+
+    async def accept(self, messages: list[MessageIn], key: str | None) -> list[Job]:
+        """Render, validate and enqueue; raises Invalid listing every failing message."""
+        items, errors = await self._rows(messages, key)
+        with span(self.tracer, "mailspool.render", messages=len(messages)):
+            now = time.time()
+            if len(items) >= THREAD_RENDER_AT:
+                built = await asyncio.to_thread(build_jobs, items, now)
+            else:
+                built = build_jobs(items, now)
+        errors += built.errors
+        if errors:
+            raise Invalid(sorted(errors, key=lambda e: e.index or 0))
+        if self._commit is None:
+            raise QueueError("the queue is not open")
+        with span(self.tracer, "mailspool.enqueue", messages=len(built.jobs)):
+            results = await self._commit.enqueue(built.jobs)
+        self.metrics.api_accepted.inc(len(built.jobs))
+        for job, res in zip(built.jobs, results, strict=True):
+            if res is Enqueued.NEW:
+                self.log.info(
+                    "message queued", state="queued", job_id=job.id, campaign=job.campaign,
+                    domain=job.domain,
+                )  # fmt: skip
+            else:
+                self.log.info(
+                    "message known already", result=res.value, job_id=job.id,
+                    campaign=job.campaign, domain=job.domain,
+                )  # fmt: skip
+        return built.jobs
