@@ -16,6 +16,8 @@ Examples:
   python bench/bench_send.py                          # N=20000, 3 rounds, SQLite queue
   python bench/bench_send.py -n 2000 --runs 1         # quick smoke
   python bench/bench_send.py --queue-url-template 'redis://127.0.0.1:6379/0'
+  python bench/bench_send.py --queue-url-template 'amqp://guest:guest@127.0.0.1:5672/' \
+      --store 'postgresql://postgres@127.0.0.1:5432/test?schema=bench'
 
 --queue-url-template placeholders: {tmp} (the temp dir), {run} (round number), {uuid}
 (fresh per run). With an sqlite:// queue each run gets a fresh file (deleted after the run);
@@ -196,6 +198,8 @@ def run_mailspool(rnd: int, sink: Sink, args: argparse.Namespace) -> RunResult:
     ]  # fmt: skip
     if not url.startswith("sqlite:"):
         cmd += ["--campaign", f"bench-{run_id}"]
+    if args.store:
+        cmd += ["--store", args.store.format(tmp=args.tmp, run=rnd, uuid=run_id)]
     try:
         run, res = timed(f"mailspool send -c {args.concurrency}", rnd, cmd, sink, args)
     finally:
@@ -335,6 +339,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="sqlite:///{tmp}/queue-{uuid}.db",
         help="queue URL for each mailspool run; {tmp}, {run}, {uuid} are substituted"
         " (default sqlite:///{tmp}/queue-{uuid}.db)",
+    )
+    ap.add_argument(
+        "--store",
+        help="job store URL for queues that keep job state apart (amqp:// needs one:"
+        " postgresql://...); {tmp}, {run}, {uuid} are substituted as in --queue-url-template",
     )
     ap.add_argument("--mailspool", help="mailspool executable (default: beside this Python)")
     ap.add_argument("--timeout", type=float, help="kill a run after this many seconds")

@@ -450,7 +450,7 @@ class RabbitMQQueue(Queue):
             if self._prefetch:
                 return
             # enough messages to fill the next claims, not so many that they wait long
-            self._prefetch = max(4, math.ceil(3 * limit / self.cfg.batch))
+            self._prefetch = max(4, math.ceil(8 * limit / self.cfg.batch))
             conn = self._conn
             if conn is not None and self._ready.is_set():
                 try:

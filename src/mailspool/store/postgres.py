@@ -171,6 +171,28 @@ class PostgresStore(JobStore):
         self.url = redact(url)
         self._pool: Any = None
         self._t = f"{self.schema}.jobs"
+        self._insert_sql = (
+            f'INSERT INTO {self._t} (id, campaign, key, "row", message_id, sender,'
+            " recipients, message, body_offset, attachments, ready_at, created_at,"
+            " updated_at, state)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],"
+            " $5::text[], $6::text[], $7::text[], $8::bytea[], $9::int[], $10::text[],"
+            " $11::float8[], $12::float8[], $13::float8[], $14::text[])"
+            " ON CONFLICT (id) DO NOTHING RETURNING id"
+        )
+        # Statements on many jobs run once per job (asyncpg fetchmany: one round trip,
+        # one transaction): "id = $1" always plans as a primary-key look-up, where an
+        # "id = ANY($1)" joined with a state filter can be planned as a scan of every
+        # leased job (statistics lag behind a queue's churn).
+        self._record_sql = (
+            f"UPDATE {self._t} SET state = $2, ready_at = $3, updated_at = $7, last_reply = $4,"
+            " dead_reason = $5, ambiguous = ambiguous + $6, lease_owner = NULL"
+            " WHERE id = $1 AND lease_owner = $8 AND state = 'sending' RETURNING id"
+        )
+        self._extend_sql = (
+            f"UPDATE {self._t} SET ready_at = $2 WHERE id = $1 AND lease_owner = $3"
+            " AND state = 'sending'"
+        )
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -189,23 +211,37 @@ class PostgresStore(JobStore):
         return rows
 
     async def open(self) -> None:
+        pg = self._asyncpg
         try:
-            self._pool = await self._asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._pool_size, command_timeout=120
+            con = await pg.connect(self._dsn)
+            try:
+                async with con.transaction():
+                    # one process creates the tables; the others wait, then find them
+                    await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._t)
+                    # the table created last: its presence means every other one is there
+                    last = f"{self.schema}.campaigns"
+                    if await con.fetchval("SELECT to_regclass($1)", last) is None:
+                        await con.execute(DDL.format(s=self.schema))
+            finally:
+                await con.close()
+            self._pool = await pg.create_pool(
+                self._dsn,
+                min_size=min(2, self._pool_size),
+                max_size=self._pool_size,
+                command_timeout=120,
+                init=self._prepare,
             )
-        except (self._asyncpg.PostgresError, self._asyncpg.InterfaceError, OSError) as exc:
+        except (pg.PostgresError, pg.InterfaceError, OSError) as exc:
             raise QueueError(f"cannot open the job store {self.url}: {exc}") from exc
 
-        async def _ddl(con: Any) -> None:
-            async with con.transaction():
-                # one process creates the tables; the others wait, then find them
-                await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._t)
-                # the table created last: its presence means every other one is there
-                last = f"{self.schema}.campaigns"
-                if await con.fetchval("SELECT to_regclass($1)", last) is None:
-                    await con.execute(DDL.format(s=self.schema))
-
-        await self._call(_ddl)
+    async def _prepare(self, con: Any) -> None:
+        """Prepare the frequent statements on a new connection (run each once, changing
+        nothing): the first batch then goes out in one round trip, without waiting for
+        a Parse to come back while the producer is busy rendering."""
+        await con.fetch(self._insert_sql, *[[]] * 14)
+        await con.fetch(self._record_sql, "", "", 0.0, "", "", 0, 0.0, "")
+        await con.fetch(self._claim_ids_sql(False), "", 0.0, 0.0, "", [])
+        await con.fetch(self._claim_ids_sql(True), "", 0.0, 0.0, "", [], "")
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -215,63 +251,49 @@ class PostgresStore(JobStore):
     # -- producer side ----------------------------------------------------------------
 
     async def insert(self, jobs: Sequence[Job]) -> tuple[list[Enqueued], list[Ref]]:
+        # One statement in the common case (every job new), so that a producer renders
+        # its next batch while the database writes this one; ids that existed already
+        # are looked up afterwards.
         now = time.time()
-        ids = [j.id for j in jobs]
-        existing = {
-            r["id"]: (r["row"], r["state"])
-            for r in await self._fetch(
-                f'SELECT id, "row", state FROM {self._t} WHERE id = ANY($1::text[])', ids
-            )
-        }
         fresh: dict[str, Job] = {}
         for j in jobs:
-            if j.id not in existing and j.id not in fresh:
-                fresh[j.id] = j
-        added: set[str] = set()
-        if fresh:
-            cols: list[list[Any]] = [[] for _ in range(14)]
-            for j in fresh.values():
-                created = j.created_at or now
-                state = State.DEFERRED if j.not_before > now else State.QUEUED
-                for col, value in zip(
-                    cols,
-                    (
-                        j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
-                        "\n".join(j.recipients), j.message, j.body_offset,
-                        _attachments_json(j.attachments), j.not_before or created, created, now,
-                        state.value,
-                    ),
-                    strict=True,
-                ):  # fmt: skip
-                    col.append(value)
-            rows = await self._fetch(
-                f'INSERT INTO {self._t} (id, campaign, key, "row", message_id, sender,'
-                " recipients, message, body_offset, attachments, ready_at, created_at,"
-                " updated_at, state)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],"
-                " $5::text[], $6::text[], $7::text[], $8::bytea[], $9::int[], $10::text[],"
-                " $11::float8[], $12::float8[], $13::float8[], $14::text[])"
-                " ON CONFLICT (id) DO NOTHING RETURNING id",
-                *cols,
-            )
-            added = {r["id"] for r in rows}
-            lost = [jid for jid in fresh if jid not in added]  # another producer was first
-            if lost:
-                for r in await self._fetch(
-                    f'SELECT id, "row", state FROM {self._t} WHERE id = ANY($1::text[])', lost
-                ):
-                    existing[r["id"]] = (r["row"], r["state"])
+            fresh.setdefault(j.id, j)
+        cols: list[list[Any]] = [[] for _ in range(14)]
+        for j in fresh.values():
+            created = j.created_at or now
+            state = State.DEFERRED if j.not_before > now else State.QUEUED
+            for col, value in zip(
+                cols,
+                (
+                    j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
+                    "\n".join(j.recipients), j.message, j.body_offset,
+                    _attachments_json(j.attachments), j.not_before or created, created, now,
+                    state.value,
+                ),
+                strict=True,
+            ):  # fmt: skip
+                col.append(value)
+        rows = await self._fetch(self._insert_sql, *cols)
+        added = {r["id"] for r in rows}
+        existing: dict[str, tuple[int, str]] = {}
+        if len(added) < len(fresh):
+            lost = [jid for jid in fresh if jid not in added]
+            for r in await self._fetch(
+                f'SELECT id, "row", state FROM {self._t} WHERE id = ANY($1::text[])', lost
+            ):
+                existing[r["id"]] = (r["row"], r["state"])
         results: list[Enqueued] = []
         seen: set[str] = set()
         for j in jobs:
-            if j.id in added and j.id not in seen:
-                seen.add(j.id)
+            if j.id in seen:
+                results.append(Enqueued.DUPLICATE)  # the same key twice in this batch
+            elif j.id in added:
                 results.append(Enqueued.NEW)
-            elif j.id in added:  # the same id twice in one batch: another row, same key
-                results.append(resumed(fresh[j.id].row, State.QUEUED.value, j.row))
-            else:
-                row, state = existing[j.id]
-                results.append(resumed(row, state, j.row))
+            elif j.id in existing:
+                results.append(resumed(*existing[j.id], j.row))
+            else:  # added and purged by another process in between
+                results.append(Enqueued.DEAD)
+            seen.add(j.id)
         due = [fresh[jid] for jid in fresh if jid in added and fresh[jid].not_before <= now]
         return results, [Ref(j.id, j.campaign) for j in due]
 
@@ -309,17 +331,20 @@ class PostgresStore(JobStore):
         if not ids:
             return []
         now = time.time()
-        scope = " AND campaign = $6" if campaign else ""
-        args: list[Any] = [owner, now + lease, now, list(ids), _CLAIMABLE]
-        if campaign:
-            args.append(campaign)
-        rows = await self._fetch(
-            f"UPDATE {self._t} SET {self._lease_set()}"
-            f" WHERE id = ANY($4::text[]) AND state = ANY($5::text[]) AND ready_at <= $3{scope}"
-            f" RETURNING {JOB_COLUMNS}",
-            *args,
+        tail: tuple[Any, ...] = (_CLAIMABLE, campaign) if campaign else (_CLAIMABLE,)
+        sql = self._claim_ids_sql(bool(campaign))
+        rows = await self._call(
+            lambda con: con.fetchmany(sql, [(owner, now + lease, now, i, *tail) for i in ids])
         )
         return [_job(r) for r in rows]
+
+    def _claim_ids_sql(self, scoped: bool) -> str:
+        scope = " AND campaign = $6" if scoped else ""
+        return (
+            f"UPDATE {self._t} SET {self._lease_set()}"
+            f" WHERE id = $4 AND state = ANY($5::text[]) AND ready_at <= $3{scope}"
+            f" RETURNING {JOB_COLUMNS}"
+        )
 
     async def claim_due(
         self,
@@ -358,42 +383,22 @@ class PostgresStore(JobStore):
         if not outcomes:
             return 0
         now = time.time()
-        cols: list[list[Any]] = [[], [], [], [], [], []]
-        for o in outcomes:
-            for col, value in zip(
-                cols,
-                (
-                    o.job_id, o.state.value, o.not_before if o.state is State.DEFERRED else now,
-                    o.reply, o.reason, int(o.ambiguous),
-                ),
-                strict=True,
-            ):  # fmt: skip
-                col.append(value)
-        rows = await self._fetch(
-            f"UPDATE {self._t} j SET state = o.state, ready_at = o.ready_at, updated_at = $7,"
-            " last_reply = o.reply, dead_reason = o.reason, ambiguous = j.ambiguous + o.amb,"
-            " lease_owner = NULL"
-            " FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[],"
-            " $6::int[]) AS o(id, state, ready_at, reply, reason, amb)"
-            " WHERE j.id = o.id AND j.lease_owner = $8 AND j.state = 'sending' RETURNING j.id",
-            *cols,
-            now,
-            owner,
-        )
+        args = [
+            (
+                o.job_id, o.state.value, o.not_before if o.state is State.DEFERRED else now,
+                o.reply, o.reason, int(o.ambiguous), now, owner,
+            )
+            for o in outcomes
+        ]  # fmt: skip
+        rows = await self._call(lambda con: con.fetchmany(self._record_sql, args))
         return len(rows)
 
     async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None:
         if not job_ids:
             return
-        await self._call(
-            lambda con: con.execute(
-                f"UPDATE {self._t} SET ready_at = $1 WHERE id = ANY($2::text[])"
-                " AND lease_owner = $3 AND state = 'sending'",
-                time.time() + lease,
-                list(job_ids),
-                owner,
-            )
-        )
+        until = time.time() + lease
+        args = [(jid, until, owner) for jid in job_ids]
+        await self._call(lambda con: con.executemany(self._extend_sql, args))
 
     async def release(
         self, owner: str, job_ids: Sequence[str], not_before: float | None
@@ -401,13 +406,14 @@ class PostgresStore(JobStore):
         if not job_ids:
             return []
         state = "'deferred'" if not_before else _HANDED_BACK
-        rows = await self._fetch(
-            f"UPDATE {self._t} SET state = {state}, ready_at = $1, attempts = attempts - 1,"
-            " lease_owner = NULL WHERE id = ANY($2::text[]) AND lease_owner = $3"
-            " AND state = 'sending' RETURNING id, campaign",
-            not_before or time.time(),
-            list(job_ids),
-            owner,
+        sql = (
+            f"UPDATE {self._t} SET state = {state}, ready_at = $2, attempts = attempts - 1,"
+            " lease_owner = NULL WHERE id = $1 AND lease_owner = $3 AND state = 'sending'"
+            " RETURNING id, campaign"
+        )
+        due = not_before or time.time()
+        rows = await self._call(
+            lambda con: con.fetchmany(sql, [(jid, due, owner) for jid in job_ids])
         )
         return _refs(rows)
 
