@@ -103,7 +103,10 @@ def parse_redis_url(url: str) -> RedisTarget:
     ours: dict[str, str] = {}
     rest: list[tuple[str, str]] = []
     for k, v in parse_qsl(parts.query, keep_blank_values=True):
-        (ours.__setitem__(k, v) if k in _OUR_PARAMS else rest.append((k, v)))
+        if k in _OUR_PARAMS:
+            ours[k] = v
+        else:
+            rest.append((k, v))
     prefix = ours.get("prefix", DEFAULT_PREFIX)
     if not prefix or set(prefix) & _BAD_PREFIX_CHARS:
         raise ConfigError(f"bad Redis key prefix {prefix!r}: no spaces, *, ?, [ or ]")
