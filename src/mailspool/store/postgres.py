@@ -12,7 +12,9 @@ claims, as in the SQLite queue: keep the workers' clocks synchronised (NTP).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import re
 import time
 from collections.abc import Sequence
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 DEFAULT_SCHEMA = "mailspool"
 DEFAULT_POOL = 5
+DEADLOCK_RETRIES = 5
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -197,14 +200,23 @@ class PostgresStore(JobStore):
     # -- plumbing -------------------------------------------------------------------
 
     async def _call(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
-        """Run ``fn(connection)``; database and connection errors become QueueError."""
-        if self._pool is None:
-            raise QueueError("the PostgreSQL job store is not open")
-        try:
-            async with self._pool.acquire() as con:
-                return await fn(con)
-        except (self._asyncpg.PostgresError, self._asyncpg.InterfaceError, OSError) as exc:
-            raise QueueError(f"job store {self.url}: {exc}") from exc
+        """Run ``fn(connection)`` (one transaction); database and connection errors become
+        QueueError. A transaction the server aborted to break a deadlock (two processes
+        leasing the same jobs) changed nothing: it is run again."""
+        pg = self._asyncpg
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            if self._pool is None:
+                raise QueueError("the PostgreSQL job store is not open")
+            try:
+                async with self._pool.acquire() as con:
+                    return await fn(con)
+            except pg.DeadlockDetectedError as exc:
+                if attempt == DEADLOCK_RETRIES:
+                    raise QueueError(f"job store {self.url}: {exc}") from exc
+                await asyncio.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+            except (pg.PostgresError, pg.InterfaceError, OSError) as exc:
+                raise QueueError(f"job store {self.url}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         rows: list[Any] = await self._call(lambda con: con.fetch(sql, *args))
@@ -333,9 +345,9 @@ class PostgresStore(JobStore):
         now = time.time()
         tail: tuple[Any, ...] = (_CLAIMABLE, campaign) if campaign else (_CLAIMABLE,)
         sql = self._claim_ids_sql(bool(campaign))
-        rows = await self._call(
-            lambda con: con.fetchmany(sql, [(owner, now + lease, now, i, *tail) for i in ids])
-        )
+        # rows are locked in id order in every transaction, so two never wait on each other
+        args = [(owner, now + lease, now, i, *tail) for i in sorted(ids)]
+        rows = await self._call(lambda con: con.fetchmany(sql, args))
         return [_job(r) for r in rows]
 
     def _claim_ids_sql(self, scoped: bool) -> str:
@@ -388,7 +400,7 @@ class PostgresStore(JobStore):
                 o.job_id, o.state.value, o.not_before if o.state is State.DEFERRED else now,
                 o.reply, o.reason, int(o.ambiguous), now, owner,
             )
-            for o in outcomes
+            for o in sorted(outcomes, key=lambda o: o.job_id)  # stable: repeats keep their order
         ]  # fmt: skip
         rows = await self._call(lambda con: con.fetchmany(self._record_sql, args))
         return len(rows)
@@ -397,7 +409,7 @@ class PostgresStore(JobStore):
         if not job_ids:
             return
         until = time.time() + lease
-        args = [(jid, until, owner) for jid in job_ids]
+        args = [(jid, until, owner) for jid in sorted(job_ids)]
         await self._call(lambda con: con.executemany(self._extend_sql, args))
 
     async def release(
@@ -413,7 +425,7 @@ class PostgresStore(JobStore):
         )
         due = not_before or time.time()
         rows = await self._call(
-            lambda con: con.fetchmany(sql, [(jid, due, owner) for jid in job_ids])
+            lambda con: con.fetchmany(sql, [(jid, due, owner) for jid in sorted(job_ids)])
         )
         return _refs(rows)
 
