@@ -5,9 +5,11 @@ strands it, and configuration mistakes are reported clearly."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ from mailspool.queue import make_queue
 from mailspool.queue.rabbitmq import RabbitMQQueue, parse_amqp_url
 from mailspool.store.postgres import parse_store_url
 
-from .conftest import RabbitMQNamespace
+from .conftest import TEMPLATE, RabbitMQNamespace, write_csv
 from .test_queue_contract import make_job
 
 OpenQueue = Callable[..., Any]
@@ -213,3 +215,31 @@ async def test_enqueue_waits_for_a_reconnection(open_queue: OpenQueue) -> None:
     assert await q.enqueue([make_job(1)]) == [Enqueued.NEW]
     (job,) = await q.claim("w", 10, 30)
     assert job.id == make_job(1).id
+
+
+# -- through the command line -------------------------------------------------------------------
+
+
+def test_cli_without_a_store_says_what_to_add(cli: Callable[..., Any]) -> None:
+    res = cli("status", "--queue", "amqp://guest:guest@127.0.0.1:5672/")
+    assert res.returncode == 2
+    assert "--store postgresql://" in res.stderr
+
+
+def test_send_twice_through_rabbitmq(
+    tmp_path: Path, cli: Callable[..., Any], rabbitmq: RabbitMQNamespace, smtpd: Any
+) -> None:
+    write_csv(tmp_path / "r.csv", [(f"n{i}", f"user{i}@example.com") for i in range(20)])
+    (tmp_path / "t.txt").write_text(TEMPLATE)
+    args = [
+        "send", "r.csv", "--template", "t.txt", "--smtp", f"smtp://127.0.0.1:{smtpd.port}",
+        "--queue", rabbitmq.amqp(), "--store", rabbitmq.store, "--json",
+    ]  # fmt: skip
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["sent"] == 20
+    again = cli(*args)  # the same campaign: everything is already sent
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["sent"], summary["skipped_already_sent"]) == (0, 20)
+    assert len(smtpd.messages) == 20

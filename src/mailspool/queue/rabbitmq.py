@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import math
 import random
 import re
@@ -62,6 +63,20 @@ RECONNECT_FIRST = 0.1  # seconds before the first reconnection attempt
 RECONNECT_MAX = 5.0  # cap of the exponential backoff between attempts
 CONNECT_TIMEOUT = 10.0
 log = structlog.get_logger("mailspool")
+
+
+class _QuietConnectErrors(logging.Filter):
+    """aiormq logs each failed connection attempt as an error; while reconnecting the
+    queue says so itself (on the first attempt, then every tenth)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error when creating transport")
+
+
+def _quiet_aiormq() -> None:
+    logger = logging.getLogger("aiormq.connection")
+    if not any(isinstance(f, _QuietConnectErrors) for f in logger.filters):
+        logger.addFilter(_QuietConnectErrors())
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +179,7 @@ class RabbitMQQueue(Queue):
                 " (or MAILSPOOL_STORE)"
             )
         self._pika = aio_pika
+        _quiet_aiormq()
         self._errors: tuple[type[BaseException], ...] = (*CONNECTION_EXCEPTIONS, TimeoutError)
         self.cfg = parse_amqp_url(url)
         self.store = make_store(store) if isinstance(store, str) else store
@@ -188,14 +204,14 @@ class RabbitMQQueue(Queue):
     # -- connection -----------------------------------------------------------------
 
     async def open(self) -> None:
-        await self.store.open()
         try:
             await self._connect()
         except self._errors as exc:
-            await self.store.close()
             raise QueueError(f"cannot connect to RabbitMQ at {self._broker}: {exc!r}") from exc
+        try:
+            await self.store.open()
         except BaseException:
-            await self.store.close()
+            await self.close()
             raise
 
     async def _connect(self) -> None:
