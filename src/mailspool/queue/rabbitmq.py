@@ -329,9 +329,9 @@ class RabbitMQQueue(Queue):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         try:
-            await self._stop_consuming()
-            if self._background:
+            if self._background:  # acknowledgements first, while the channel is open
                 await asyncio.gather(*self._background, return_exceptions=True)
+            await self._stop_consuming()
             if self._conn is not None:
                 with contextlib.suppress(*self._errors):
                     await asyncio.wait_for(self._conn.close(), CONNECT_TIMEOUT)
@@ -565,9 +565,13 @@ class RabbitMQQueue(Queue):
                 owner, limit - len(jobs), lease, campaign, (State.DEFERRED, State.SENDING)
             )
         if len(jobs) < limit and await self.store.has_due(campaign, (State.QUEUED,)):
+            delivered: list[Job] = []
             if self._ready.is_set() and await self._wait_delivery():
-                jobs += await self._claim_delivered(owner, limit - len(jobs), lease, campaign)
-            else:  # no delivery came: lost, held by another worker, or the broker is down
+                delivered = await self._claim_delivered(owner, limit - len(jobs), lease, campaign)
+                jobs += delivered
+            if not delivered:
+                # none came, or none for us: the messages of these jobs were lost, sit with
+                # another worker, or the broker is down; the store has them
                 jobs += await self.store.claim_due(
                     owner, limit - len(jobs), lease, campaign, (State.QUEUED,)
                 )
