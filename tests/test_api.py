@@ -1,0 +1,531 @@
+"""``mailspool serve`` run as a user runs it (a subprocess on a free loopback port), with
+workers in the server process delivering to a real aiosmtpd server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mailspool.api.auth import Tokens
+from mailspool.api.service import RateSampler
+from mailspool.api.templates import TemplateStore
+from mailspool.config import Settings
+from mailspool.errors import ConfigError
+from mailspool.queue import MemoryQueue
+from mailspool.testing import RecordingSMTPServer, free_port, wait_listening
+
+from .conftest import Result
+
+TOKEN = "test-token-0123456789abcdef"
+ROOT = Path(__file__).resolve().parent.parent
+FINAL = ("sent", "dead")
+
+
+class ApiServer:
+    """``python -m mailspool serve`` in a subprocess; its stderr goes to a file."""
+
+    def __init__(
+        self, tmp: Path, *args: str, env: dict[str, str] | None = None, token: str = TOKEN
+    ) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = token
+        self.log_path = tmp / f"serve-{self.port}.log"
+        self.db = tmp / "queue.db"
+        full_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("MAILSPOOL_", "OTEL_"))
+        }
+        full_env["MAILSPOOL_API_TOKENS"] = token
+        full_env.update(env or {})
+        cmd = [
+            sys.executable, "-m", "mailspool", "serve", "--port", str(self.port),
+            "--queue", f"sqlite:///{self.db}", "--log-format", "json", *args,
+        ]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, cwd=tmp, env=full_env, stdout=log, stderr=subprocess.STDOUT
+            )
+        if not wait_listening(self.port, 30):
+            self.stop()
+            pytest.fail(f"mailspool serve did not start:\n{self.log()}")
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def wait_final(client: httpx.Client, job_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll until the job is sent or dead (the bound only keeps a broken run from hanging)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = client.get(f"/v1/messages/{job_id}").json()
+        if body["state"] in FINAL:
+            return body
+        assert time.monotonic() < deadline, f"job {job_id} still {body['state']}"
+        time.sleep(0.05)
+
+
+def message(to: str = "bob@example.com", **extra: Any) -> dict[str, Any]:
+    return {"from": "App <app@example.com>", "to": to, "subject": "Hello", "text": "Hi."} | extra
+
+
+@pytest.fixture(scope="module")
+def smtpd_module() -> Iterator[RecordingSMTPServer]:
+    with RecordingSMTPServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, smtpd_module: RecordingSMTPServer
+) -> Iterator[ApiServer]:
+    tmp = tmp_path_factory.mktemp("api")
+    srv = ApiServer(
+        tmp, "--smtp", f"smtp://127.0.0.1:{smtpd_module.port}", "--workers", "1",
+        "--max-body", str(256 * 1024), "--retry-first", "1s",
+    )  # fmt: skip
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def api(server: ApiServer) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
+
+
+def delivered_to(smtpd: RecordingSMTPServer, address: str) -> list[Any]:
+    return [m for m in smtpd.messages if address in m.recipients]
+
+
+# -- access ----------------------------------------------------------------------------
+
+
+def test_probes_and_openapi_need_no_token(server: ApiServer) -> None:
+    with httpx.Client(base_url=server.url) as anon:
+        assert anon.get("/healthz").json() == {"status": "ok"}
+        assert anon.get("/readyz").json() == {"status": "ready"}
+        doc = anon.get("/openapi.json").json()
+    paths = set(doc["paths"])
+    assert {
+        "/v1/messages", "/v1/messages/{job_id}", "/v1/campaigns/{campaign}",
+        "/v1/dead-letters/retry", "/v1/templates/{name}", "/healthz", "/readyz", "/metrics",
+    } <= paths  # fmt: skip
+    body = doc["paths"]["/v1/messages"]["post"]["requestBody"]["content"]["application/json"]
+    assert {r["$ref"].rsplit("/", 1)[1] for r in body["schema"]["anyOf"]} == {
+        "MessageIn",
+        "BatchIn",
+    }
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Basic {TOKEN}"}],
+)
+def test_v1_and_metrics_need_a_valid_token(server: ApiServer, headers: dict[str, str]) -> None:
+    with httpx.Client(base_url=server.url, headers=headers) as c:
+        for method, path in (
+            ("POST", "/v1/messages"),
+            ("GET", "/v1/messages/x"),
+            ("GET", "/v1/campaigns/api"),
+            ("POST", "/v1/dead-letters/retry"),
+            ("PUT", "/v1/templates/t"),
+            ("GET", "/metrics"),
+        ):
+            r = c.request(method, path, json=message())
+            assert r.status_code == 401, (method, path, r.text)
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert TOKEN not in r.text
+
+
+def test_a_body_over_the_limit_is_413(api: httpx.Client) -> None:
+    big = message(text="x" * 300_000)
+    r = api.post("/v1/messages", json=big)
+    assert r.status_code == 413
+    assert "body over" in r.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while reading
+        data = json.dumps(big).encode()
+        for i in range(0, len(data), 16384):
+            yield data[i : i + 16384]
+
+    r = api.post("/v1/messages", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+
+# -- messages --------------------------------------------------------------------------
+
+
+def test_one_message_is_queued_and_sent(
+    api: httpx.Client, smtpd_module: RecordingSMTPServer
+) -> None:
+    r = api.post("/v1/messages", json=message("one@example.com", cc=["c1@example.org"]))
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    body = wait_final(api, job_id)
+    assert body["state"] == "sent" and body["attempts"] == 1
+    assert body["last_reply"].startswith("250")
+    assert body["campaign"] == "api" and body["dead_reason"] is None
+    assert body["created_at"].endswith("+00:00") and body["updated_at"] >= body["created_at"]
+    assert body["message_id"] == f"<{job_id}@example.com>"
+    (got,) = delivered_to(smtpd_module, "one@example.com")
+    assert sorted(got.recipients) == ["c1@example.org", "one@example.com"]
+    assert got.message["Subject"] == "Hello" and got.message["Message-ID"] == body["message_id"]
+
+
+def test_a_batch_with_a_bad_message_reports_each_and_queues_nothing(
+    api: httpx.Client, smtpd_module: RecordingSMTPServer
+) -> None:
+    msgs = [
+        message("ok-batch@example.com", campaign="batch-bad"),
+        message("not an address", campaign="batch-bad"),
+        message("x@example.com", subject="hi\r\nBcc: eve@example.net", campaign="batch-bad"),
+        message("y@example.com", headers={"Received": "forged"}, campaign="batch-bad"),
+    ]
+    r = api.post("/v1/messages", json={"messages": msgs})
+    assert r.status_code == 422
+    errors = r.json()["errors"]
+    assert [(e["index"], e["field"]) for e in errors] == [
+        (1, "to"),
+        (2, "subject"),
+        (3, "headers.Received"),
+    ]
+    assert "injection" in errors[1]["reason"]
+    assert api.get("/v1/campaigns/batch-bad").status_code == 404  # nothing queued
+    assert not delivered_to(smtpd_module, "ok-batch@example.com")
+
+
+def test_a_good_batch_is_queued_and_sent(
+    api: httpx.Client, smtpd_module: RecordingSMTPServer
+) -> None:
+    msgs = [message(f"b{i}@example.com", campaign="batch-ok") for i in range(20)]
+    r = api.post("/v1/messages", json={"messages": msgs})
+    assert r.status_code == 202
+    ids = r.json()["ids"]
+    assert len(set(ids)) == 20
+    assert all(wait_final(api, i)["state"] == "sent" for i in ids)
+    c = api.get("/v1/campaigns/batch-ok").json()
+    assert c["counts"] == {"queued": 0, "sending": 0, "sent": 20, "deferred": 0, "dead": 0}
+    assert c["total"] == 20 and c["pending"] == 0 and c["eta_s"] == 0.0
+    assert c["rate_per_s"] is None  # the first read has nothing to compare with
+    assert api.get("/v1/campaigns/no-such-campaign").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (message(to=7), "to"),
+        (message(unknown="x"), "unknown"),
+        (message(template="welcome"), "from"),
+        ({"to": "a@example.com", "variables": {"a": 1}}, "variables"),
+        (message(**{"from": None}), "from"),
+        (message(to=None), "to"),
+        (message(campaign="spaces are not allowed"), "campaign"),
+        ({"messages": []}, "messages"),
+        ({"messages": [message()] * 1001}, "messages"),
+        ({"messages": [message()], "extra": 1}, "extra"),
+        ([message()], "body"),
+    ],
+)
+def test_invalid_messages_get_field_level_errors(api: httpx.Client, body: Any, field: str) -> None:
+    r = api.post("/v1/messages", json=body)
+    assert r.status_code == 422, r.text
+    assert field in [e["field"] for e in r.json()["errors"]]
+
+
+def test_invalid_json_is_422(api: httpx.Client) -> None:
+    r = api.post("/v1/messages", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["errors"] == [{"index": None, "field": "body", "reason": "not valid JSON"}]
+
+
+def test_idempotency_key_returns_the_same_job_and_sends_once(
+    api: httpx.Client, smtpd_module: RecordingSMTPServer
+) -> None:
+    key = {"Idempotency-Key": "order-1234"}
+    first = api.post("/v1/messages", json=message("idem@example.com"), headers=key).json()["id"]
+    wait_final(api, first)
+    again = api.post("/v1/messages", json=message("idem@example.com"), headers=key)
+    assert again.status_code == 202 and again.json()["id"] == first
+    other = api.post("/v1/messages", json=message("idem@example.com")).json()["id"]
+    assert other != first  # without a key, each POST is a new message
+    wait_final(api, other)
+    assert len(delivered_to(smtpd_module, "idem@example.com")) == 2
+    batch = {"messages": [message("i1@example.com"), message("i2@example.com")]}
+    ids = api.post("/v1/messages", json=batch, headers={"Idempotency-Key": "b-1"}).json()["ids"]
+    assert api.post("/v1/messages", json=batch, headers={"Idempotency-Key": "b-1"}).json() == {
+        "ids": ids
+    }
+    r = api.post("/v1/messages", json=message(), headers={"Idempotency-Key": "has space"})
+    assert r.status_code == 422
+
+
+def test_unknown_message_is_404(api: httpx.Client) -> None:
+    assert api.get("/v1/messages/0123456789abcdef").status_code == 404
+
+
+# -- templates -------------------------------------------------------------------------
+
+WELCOME = """From: News <news@example.com>
+To: {{ name }} <{{ email }}>
+Subject: Welcome, {{ name }}
+
+Hello {{ name }}, your plan is {{ plan | upper }}.
+"""
+
+
+def test_templates_are_versioned_and_rendered(
+    api: httpx.Client, smtpd_module: RecordingSMTPServer
+) -> None:
+    r = api.put("/v1/templates/welcome", json={"text": WELCOME})
+    assert r.status_code == 201 and r.json()["version"] == 1
+    assert api.put("/v1/templates/welcome", json={"text": WELCOME}).status_code == 200
+    changed = WELCOME.replace("your plan", "the plan")
+    r = api.put("/v1/templates/welcome", json={"text": changed})
+    assert r.status_code == 201 and r.json()["version"] == 2
+    got = api.get("/v1/templates/welcome").json()
+    assert got["version"] == 2 and got["text"] == changed and got["html"] is None
+    assert api.get("/v1/templates/nothing-here").status_code == 404
+
+    variables = {"name": "Smith, John", "email": "john@example.com", "plan": "pro"}
+    r = api.post("/v1/messages", json={"template": "welcome", "variables": variables})
+    assert r.status_code == 202, r.text
+    assert wait_final(api, r.json()["id"])["state"] == "sent"
+    (m,) = delivered_to(smtpd_module, "john@example.com")
+    assert m.recipients == ["john@example.com"]  # the comma in the name added nobody
+    assert m.message["Subject"] == "Welcome, Smith, John"
+    assert "the plan is PRO" in m.message.get_payload()
+
+    r = api.post("/v1/messages", json={"template": "welcome", "variables": {"name": "x"}})
+    assert r.status_code == 422
+    assert "undefined" in r.json()["errors"][0]["reason"]
+    r = api.post("/v1/messages", json={"template": "nope", "variables": {}})
+    assert r.json()["errors"][0]["field"] == "template"
+
+
+def test_templates_render_in_a_sandbox(api: httpx.Client) -> None:
+    escape = WELCOME + "{{ name.__class__.__mro__[1].__subclasses__() }}\n"
+    assert api.put("/v1/templates/evil", json={"text": escape}).status_code == 201
+    variables = {"name": "x", "email": "x@example.com", "plan": "a"}
+    r = api.post("/v1/messages", json={"template": "evil", "variables": variables})
+    assert r.status_code == 422
+    assert "unsafe" in r.json()["errors"][0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("From: a@example.com\nAttachment: /etc/passwd\n\nbody\n", "Attachment"),
+        ("From: a@example.com\nSubject: {{ oops\n\nbody\n", "line 2"),
+        ("Message-ID: <x@y>\n\nbody\n", "set by mailspool"),
+    ],
+)
+def test_bad_templates_are_refused(api: httpx.Client, text: str, reason: str) -> None:
+    r = api.put("/v1/templates/bad", json={"text": text})
+    assert r.status_code == 422
+    assert reason in r.json()["errors"][0]["reason"]
+    assert api.put("/v1/templates/bad name", json={"text": "x"}).status_code in (404, 422)
+
+
+async def test_template_versions_are_shared_between_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two stores on one queue stand for two API processes: neither overwrites the other,
+    and each sees the other's newer version once it looks again."""
+    monkeypatch.setattr("mailspool.api.templates.RECHECK_S", 0.0)
+    queue = MemoryQueue()
+    a, b = TemplateStore(queue, Settings()), TemplateStore(queue, Settings())
+    v1, created = await a.put("t", "Subject: one\n\nbody\n", None)
+    assert (v1.version, created) == (1, True)
+    v2, _ = await b.put("t", "Subject: two\n\nbody\n", None)
+    assert v2.version == 2
+    latest = await a.get("t")
+    assert latest is not None and latest.version == 2 and "two" in latest.text
+    assert await a.get("missing") is None
+
+
+# -- dead letters, campaigns, metrics --------------------------------------------------
+
+
+def test_dead_letters_can_be_retried(api: httpx.Client, smtpd_module: RecordingSMTPServer) -> None:
+    smtpd_module.handler.rcpt_replies["gone@example.com"] = "550 5.1.1 no such user"
+    job_id = api.post("/v1/messages", json=message("gone@example.com", campaign="dlq")).json()["id"]
+    body = wait_final(api, job_id)
+    assert body["state"] == "dead" and body["dead_reason"] == "rejected_permanent"
+    assert body["last_reply"].startswith("550")
+    bad = api.post("/v1/dead-letters/retry", json={"reason": "no-such-reason"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "reason"
+    bad = api.post("/v1/dead-letters/retry", json={"since": "yesterday"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
+    none = api.post("/v1/dead-letters/retry", json={"campaign": "dlq", "reason": "expired"})
+    assert none.json() == {"retry": 0}
+    del smtpd_module.handler.rcpt_replies["gone@example.com"]
+    r = api.post(
+        "/v1/dead-letters/retry",
+        json={"campaign": "dlq", "reason": "rejected_permanent", "since": "1h"},
+    )
+    assert r.json() == {"retry": 1}
+    assert wait_final(api, job_id)["state"] == "sent"
+    assert len(delivered_to(smtpd_module, "gone@example.com")) == 1
+
+
+def test_metrics_count_outcomes_with_fixed_labels(api: httpx.Client) -> None:
+    job_id = api.post("/v1/messages", json=message("metrics@example.com")).json()["id"]
+    wait_final(api, job_id)
+    api.get(f"/v1/messages/{job_id}")
+    r = api.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples['mailspool_messages_total{outcome="sent"}'] >= 1
+    assert samples['mailspool_smtp_replies_total{class="2xx"}'] >= 1
+    assert samples["mailspool_queue_up"] == 1
+    assert samples['mailspool_queue_depth{state="sent"}'] >= 1
+    assert samples['mailspool_send_duration_seconds_count{outcome="sent"}'] >= 1
+    assert samples["mailspool_api_messages_accepted_total"] >= 1
+    assert any(k.startswith("mailspool_smtp_connections_open") for k in samples)
+    assert any('route="/v1/messages/{job_id}"' in k for k in samples)
+    assert job_id not in text  # routes are templates, never paths
+    assert all(k.startswith("mailspool_") for k in samples)
+
+
+def test_in_process_workers_log_each_state_change(server: ApiServer, api: httpx.Client) -> None:
+    job_id = api.post("/v1/messages", json=message("logged@example.com")).json()["id"]
+    wait_final(api, job_id)
+    deadline = time.monotonic() + 10
+    while True:
+        mine = [e for e in server.events() if e.get("job_id") == job_id]
+        if {e["event"] for e in mine} >= {"message queued", "message sent"}:
+            break
+        assert time.monotonic() < deadline, mine
+        time.sleep(0.05)
+    sent = next(e for e in mine if e["event"] == "message sent")
+    assert sent["domain"] == "example.com" and sent["code"] == 250
+    assert sent["campaign"] == "api" and sent["level"] == "info"
+    assert "logged@example.com" not in server.log()  # the full address only at debug
+
+
+# -- the process -----------------------------------------------------------------------
+
+
+def test_workers_zero_leaves_delivery_to_worker_processes(
+    tmp_path: Path, smtpd: RecordingSMTPServer
+) -> None:
+    srv = ApiServer(tmp_path, "--workers", "0")
+    try:
+        with srv.client() as c:
+            job_id = c.post("/v1/messages", json=message("later@example.com")).json()["id"]
+            assert c.get(f"/v1/messages/{job_id}").json()["state"] == "queued"
+            worker = subprocess.run(
+                [
+                    sys.executable, "-m", "mailspool", "worker", "--drain",
+                    "--queue", f"sqlite:///{srv.db}", "--smtp", f"smtp://127.0.0.1:{smtpd.port}",
+                ],
+                cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                env={k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")},
+            )  # fmt: skip
+            assert worker.returncode == 0, worker.stderr
+            assert c.get(f"/v1/messages/{job_id}").json()["state"] == "sent"
+    finally:
+        srv.stop()
+    assert [m.recipients for m in smtpd.messages] == [["later@example.com"]]
+    assert "Application shutdown complete" in srv.log()
+
+
+def test_serve_needs_tokens(cli: Callable[..., Result], tmp_path: Path) -> None:
+    res = cli("serve", "--port", str(free_port()))
+    assert res.returncode == 2
+    assert "MAILSPOOL_API_TOKENS" in res.stderr
+    res = cli("serve", "--port", str(free_port()), env={"MAILSPOOL_API_TOKENS": "short"})
+    assert res.returncode == 2 and "at least 16" in res.stderr and "short" not in res.stderr
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# API clients\nfirst-token-0123456789, second-token-0123456789\n")
+    t = Tokens.from_environment({"MAILSPOOL_API_TOKENS_FILE": str(tokens)})
+    assert t.check("second-token-0123456789") and not t.check("first-token-012345678")
+    assert "0123" not in repr(t)
+    with pytest.raises(ConfigError, match="cannot read"):
+        Tokens.from_environment({"MAILSPOOL_API_TOKENS_FILE": str(tmp_path / "missing")})
+
+
+def test_serve_binds_loopback_by_default(tmp_path: Path) -> None:
+    srv = ApiServer(tmp_path, "--workers", "0")
+    try:
+        listening = [e for e in srv.events() if e.get("event") == "api listening"]
+        deadline = time.monotonic() + 10
+        while not listening:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+            listening = [e for e in srv.events() if e.get("event") == "api listening"]
+        assert listening[0]["host"] == "127.0.0.1"
+    finally:
+        srv.stop()
+
+
+def test_rate_sampler() -> None:
+    s = RateSampler(window=60)
+    assert s.rate("c", 0, now=100.0) is None
+    assert s.rate("c", 10, now=100.5) is None  # under a second: no rate yet
+    assert s.rate("c", 50, now=110.0) == pytest.approx(5.0)
+    assert s.rate("c", 650, now=170.0) == pytest.approx(10.0)  # the window moved on
+    assert s.rate("c", 650, now=300.0) == pytest.approx(0.0)
+
+
+def test_group_commit_shares_one_enqueue() -> None:
+    from mailspool.api.intake import GroupCommit
+    from mailspool.models import Enqueued, Job
+
+    class Counting(MemoryQueue):
+        calls = 0
+
+        async def enqueue(self, jobs: Any) -> list[Enqueued]:
+            Counting.calls += 1
+            return await super().enqueue(jobs)
+
+    def job(i: int) -> Job:
+        return Job(f"id{i}", "c", f"k{i}", "<m>", "a@example.com", ("b@example.com",), b"x")
+
+    async def run() -> list[list[Enqueued]]:
+        commit = GroupCommit(Counting())
+        return await asyncio.gather(*(commit.enqueue([job(i)]) for i in range(10)))
+
+    results = asyncio.run(run())
+    assert results == [[Enqueued.NEW]] * 10
+    assert Counting.calls == 1
