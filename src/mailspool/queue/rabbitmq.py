@@ -194,6 +194,7 @@ class RabbitMQQueue(Queue):
         self._reconnect_task: asyncio.Task[None] | None = None
         self._maintain_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._announcing: asyncio.Future[bool] | None = None
         # consuming starts with the first claim: producers never hold deliveries
         self._prefetch = 0
         self._consume_lock = asyncio.Lock()
@@ -323,6 +324,12 @@ class RabbitMQQueue(Queue):
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
+        try:
+            await self._announced()
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
         self._closing = True
         for task in (self._reconnect_task, self._maintain_task):
             if task is not None:
@@ -550,8 +557,19 @@ class RabbitMQQueue(Queue):
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[Enqueued]:
         results, added = await self.store.insert(jobs)
-        await self._announce(added, wait=True)
+        # The messages of one batch are confirmed while the producer prepares the next:
+        # the store already holds the jobs, and a failure is raised by the next enqueue
+        # (or close) all the same.
+        await self._announced()
+        if added:
+            self._announcing = asyncio.ensure_future(self._announce(added, wait=True))
         return results
+
+    async def _announced(self) -> None:
+        """Wait for the previous batch's messages to be confirmed; raise if they were not."""
+        task, self._announcing = self._announcing, None
+        if task is not None:
+            await task
 
     async def claim(
         self, owner: str, limit: int, lease: float, campaign: str | None = None
@@ -575,7 +593,20 @@ class RabbitMQQueue(Queue):
                 jobs += await self.store.claim_due(
                     owner, limit - len(jobs), lease, campaign, (State.QUEUED,)
                 )
+        elif not jobs and await self._idle_wait(campaign):
+            jobs += await self._claim_delivered(owner, limit, lease, campaign)
         return jobs
+
+    async def _idle_wait(self, campaign: str | None) -> bool:
+        """Nothing to do yet: wait a little for new work (True when some came), so that it
+        starts at once instead of at the caller's next poll. Not once the campaign has
+        jobs: then the caller learns at once that it is complete."""
+        if not self._ready.is_set() or await self._campaign_started(campaign):
+            return False
+        return await self._wait_delivery()
+
+    async def _campaign_started(self, campaign: str | None) -> bool:
+        return campaign is not None and await self.store.exists(campaign)
 
     async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int:
         applied = await self.store.record(owner, outcomes)

@@ -73,6 +73,10 @@ class JobStore(abc.ABC):
     async def has_due(self, campaign: str | None, states: Sequence[State]) -> bool: ...
 
     @abc.abstractmethod
+    async def exists(self, campaign: str) -> bool:
+        """Whether the campaign has any job, in any state."""
+
+    @abc.abstractmethod
     async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int: ...
 
     @abc.abstractmethod

@@ -57,8 +57,6 @@ CREATE TABLE IF NOT EXISTS {s}.jobs (
     dead_reason text NOT NULL DEFAULT '',
     ambiguous integer NOT NULL DEFAULT 0
 );
--- the message out of line and uncompressed: a state change rewrites a small row only
-ALTER TABLE {s}.jobs ALTER COLUMN message SET STORAGE EXTERNAL;
 CREATE INDEX IF NOT EXISTS jobs_due ON {s}.jobs (state, ready_at);
 CREATE INDEX IF NOT EXISTS jobs_campaign ON {s}.jobs (campaign, state, ready_at);
 CREATE TABLE IF NOT EXISTS {s}.blobs (digest text PRIMARY KEY, data bytea NOT NULL);
@@ -183,10 +181,10 @@ class PostgresStore(JobStore):
             " $11::float8[], $12::float8[], $13::float8[], $14::text[])"
             " ON CONFLICT (id) DO NOTHING RETURNING id"
         )
-        # Statements on many jobs run once per job (asyncpg fetchmany: one round trip,
-        # one transaction): "id = $1" always plans as a primary-key look-up, where an
-        # "id = ANY($1)" joined with a state filter can be planned as a scan of every
-        # leased job (statistics lag behind a queue's churn).
+        # Outcomes and heartbeats run once per job (asyncpg fetchmany: one round trip, one
+        # transaction, rows locked in id order): "id = $1" always plans as a primary-key
+        # look-up, where a join of the outcomes with the table can be planned as a scan of
+        # every leased job (statistics lag behind a queue's churn).
         self._record_sql = (
             f"UPDATE {self._t} SET state = $2, ready_at = $3, updated_at = $7, last_reply = $4,"
             " dead_reason = $5, ambiguous = ambiguous + $6, lease_owner = NULL"
@@ -242,6 +240,7 @@ class PostgresStore(JobStore):
                 max_size=self._pool_size,
                 command_timeout=120,
                 init=self._prepare,
+                reset=_keep_session,
             )
         except (pg.PostgresError, pg.InterfaceError, OSError) as exc:
             raise QueueError(f"cannot open the job store {self.url}: {exc}") from exc
@@ -252,8 +251,8 @@ class PostgresStore(JobStore):
         a Parse to come back while the producer is busy rendering."""
         await con.fetch(self._insert_sql, *[[]] * 14)
         await con.fetch(self._record_sql, "", "", 0.0, "", "", 0, 0.0, "")
-        await con.fetch(self._claim_ids_sql(False), "", 0.0, 0.0, "", [])
-        await con.fetch(self._claim_ids_sql(True), "", 0.0, 0.0, "", [], "")
+        await con.fetch(self._claim_ids_sql(False), "", 0.0, 0.0, [], [])
+        await con.fetch(self._claim_ids_sql(True), "", 0.0, 0.0, [], [], "")
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -343,18 +342,19 @@ class PostgresStore(JobStore):
         if not ids:
             return []
         now = time.time()
-        tail: tuple[Any, ...] = (_CLAIMABLE, campaign) if campaign else (_CLAIMABLE,)
-        sql = self._claim_ids_sql(bool(campaign))
-        # rows are locked in id order in every transaction, so two never wait on each other
-        args = [(owner, now + lease, now, i, *tail) for i in sorted(ids)]
-        rows = await self._call(lambda con: con.fetchmany(sql, args))
+        args: list[Any] = [owner, now + lease, now, sorted(ids), _CLAIMABLE]
+        if campaign:
+            args.append(campaign)
+        rows = await self._fetch(self._claim_ids_sql(bool(campaign)), *args)
         return [_job(r) for r in rows]
 
     def _claim_ids_sql(self, scoped: bool) -> str:
+        # "(...) IS TRUE" is no index condition: the rows are found by their ids alone,
+        # never by a scan of every job in a claimable state
         scope = " AND campaign = $6" if scoped else ""
         return (
-            f"UPDATE {self._t} SET {self._lease_set()}"
-            f" WHERE id = $4 AND state = ANY($5::text[]) AND ready_at <= $3{scope}"
+            f"UPDATE {self._t} SET {self._lease_set()} WHERE id = ANY($4::text[])"
+            f" AND (state = ANY($5::text[]) AND ready_at <= $3{scope}) IS TRUE"
             f" RETURNING {JOB_COLUMNS}"
         )
 
@@ -390,6 +390,10 @@ class PostgresStore(JobStore):
             f" WHERE state = ANY($1::text[]) AND ready_at <= $2{scope})"
         )
         return bool(await self._call(lambda con: con.fetchval(sql, *args)))
+
+    async def exists(self, campaign: str) -> bool:
+        sql = f"SELECT EXISTS (SELECT 1 FROM {self._t} WHERE campaign = $1)"
+        return bool(await self._call(lambda con: con.fetchval(sql, campaign)))
 
     async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int:
         if not outcomes:
@@ -539,6 +543,12 @@ class PostgresStore(JobStore):
         where, args = _dead_where(flt, 1)
         rows = await self._fetch(f"DELETE FROM {self._t} WHERE {where} RETURNING id", *args)
         return len(rows)
+
+
+async def _keep_session(con: Any) -> None:
+    """Nothing to reset when a connection goes back to the pool: the store changes no
+    session state (a transaction left open is rolled back by asyncpg itself). The default
+    reset costs a round trip after every statement."""
 
 
 # a handed-back job: deferred if it was tried before, else queued
