@@ -110,7 +110,9 @@ def redis_url() -> Iterator[str]:
 
 
 AMQP_URL = os.environ.get("MAILSPOOL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
-POSTGRES_URL = os.environ.get("MAILSPOOL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "MAILSPOOL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 @dataclass(frozen=True)
