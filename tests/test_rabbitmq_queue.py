@@ -207,6 +207,28 @@ async def test_past_the_delivery_limit_jobs_are_announced_again(
     assert await ready_messages(rabbitmq, "dead") == 0  # acknowledged
 
 
+async def test_no_delivery_is_held_past_max_hold(
+    rabbitmq: RabbitMQNamespace, open_queue: OpenQueue
+) -> None:
+    q = await open_queue("&max_hold=1")
+    await q.enqueue([make_job(i) for i in range(3)])
+    (job,) = await q.claim("w", 1, lease=60)  # one job held, two delivered but unclaimed
+    (delivery,) = q._inbox
+
+    async def let_go() -> bool:
+        return delivery.acked
+
+    await wait_until(let_go, "the delivery to be acknowledged")
+    assert not q._held
+    await q.close()
+    # the two unclaimed jobs were announced again; the held one is still leased (store)
+    other = await open_queue()
+    assert sorted(j.id for j in await other.claim("other", 10, 60)) == sorted(
+        make_job(i).id for i in range(3) if make_job(i).id != job.id
+    )
+    assert await other.record("w", [Outcome(job.id, State.SENT, "250 ok")]) == 1
+
+
 async def test_enqueue_waits_for_a_reconnection(open_queue: OpenQueue) -> None:
     q = await open_queue()
     conn = q._conn

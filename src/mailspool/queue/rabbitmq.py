@@ -48,7 +48,7 @@ from mailspool.errors import ConfigError, MissingExtra, QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, Queue
 from mailspool.store import JobStore, Ref, make_store
-from mailspool.store.postgres import redact
+from mailspool.store.base import redact
 
 if TYPE_CHECKING:
     from aio_pika.abc import (

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from mailspool.errors import ConfigError, MissingExtra, QueueError
 from mailspool.models import AttachmentRef, CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, resumed
-from mailspool.store.base import CLAIMABLE, JobStore, Ref
+from mailspool.store.base import CLAIMABLE, JobStore, Ref, redact
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -150,15 +150,6 @@ def parse_store_url(url: str) -> tuple[str, str, int]:
             f"schema={schema!r} in the store URL: use lowercase letters, digits and _"
         )
     return urlunsplit(parts._replace(query=urlencode(rest))), schema, pool
-
-
-def redact(url: str) -> str:
-    """The URL with its password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 class PostgresStore(JobStore):
