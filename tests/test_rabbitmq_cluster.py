@@ -211,10 +211,11 @@ def test_producer_and_three_workers_one_killed_midway(
     assert set(got) == set(emails)  # nobody missed
     twice = {r: ids for r, ids in got.items() if len(ids) > 1}
     # only jobs the killed worker held (handed to the relay, not yet recorded) went twice,
-    # with the same Message-ID, and each was counted as an ambiguous delivery
+    # with the same Message-ID, and each was counted as an ambiguous delivery; it held at
+    # most its claims (8 x concurrency a batch, a batch and a half buffered) and what it
+    # had sent but not yet recorded
     assert all(len(ids) == 2 and ids[0] == ids[1] for ids in twice.values())
-    assert len(twice) <= final.ambiguous
-    assert len(twice) <= 2 * concurrency
+    assert len(twice) <= final.ambiguous <= 4 * 8 * concurrency
 
 
 # -- RabbitMQ restarted mid-run ------------------------------------------------------------------
