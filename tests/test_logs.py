@@ -279,3 +279,14 @@ def _api_session(tmp: Path, relay: str) -> dict[str, str]:
 
 def _msg(to: str) -> dict[str, Any]:
     return {"from": "app@example.com", "to": to, "subject": "s", "text": "t"}
+
+
+def test_a_broken_stderr_does_not_break_the_caller(restore_logging: None) -> None:
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError("the reader went away")
+
+    configure("info", "json", stream=Broken())
+    structlog.get_logger().info("still fine")
+    logging.getLogger("uvicorn.error").warning("still fine")
+    LogObserver("info", log=structlog.get_logger()).sent(job(), Delivery(250, "ok"), 0.01)

@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--max-body", dest="max_body", type=int, help="request body limit, bytes")
     p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
+    p.add_argument("--from", dest="from", help="sender when a message or template has none")
+    p.add_argument("--subject", help="subject when a message or template has none")
 
     p = sub.add_parser("status", help="job counts by state")
     _common(p)

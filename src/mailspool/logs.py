@@ -18,6 +18,7 @@ level. Tracebacks are rendered without local variables, which could hold secrets
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -47,8 +48,32 @@ def resolve_format(fmt: str, stream: TextIO | None = None) -> str:
     return "console" if (stream or sys.stderr).isatty() else "json"
 
 
+class _SafeStream:
+    """Writes that never raise: a closed or broken stderr (a pipe whose reader went away)
+    must not turn a delivery or an API request into an error."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError):
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    out = stream or sys.stderr
+    out: Any = _SafeStream(stream or sys.stderr)
     fmt = resolve_format(fmt, out)
     renderer: Any
     if fmt == "json":
@@ -115,7 +140,9 @@ class LogObserver(Observer):
 
     @classmethod
     def for_settings(cls, level: str, fmt: str) -> LogObserver:
-        per_message = "debug" if resolve_format(fmt) == "console" else "info"
+        """Per-message events at info, except on a terminal, where ``send`` shows a
+        progress bar that log lines would break up (they are at debug there)."""
+        per_message = "debug" if sys.stderr.isatty() else "info"
         return cls(level, per_message)
 
     def _fields(self, job: Job) -> dict[str, Any]:
