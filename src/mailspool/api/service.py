@@ -26,7 +26,13 @@ from mailspool.config import Settings
 from mailspool.errors import QueueError
 from mailspool.limits import LocalLimits
 from mailspool.logs import get_logger
-from mailspool.metrics import Metrics, QueueDepth, process_metrics, scrape_registry
+from mailspool.metrics import (
+    Metrics,
+    MetricsObserver,
+    QueueDepth,
+    process_metrics,
+    scrape_registry,
+)
 from mailspool.models import Enqueued, Job
 from mailspool.producer import Producer, Rejects
 from mailspool.queue import Queue
@@ -126,9 +132,10 @@ class Service:
         for _ in range(self.n_workers):
             transport = make_transport(self.settings)
             self.metrics.watch_transport(transport)
-            worker = Worker(
-                queue, transport, worker_config(self.settings), observers(self.settings), shared
-            )
+            found = observers(self.settings)
+            if not any(isinstance(o, MetricsObserver) for o in found):
+                found.append(self.metrics.observer())  # /metrics serves them
+            worker = Worker(queue, transport, worker_config(self.settings), found, shared)
             self.workers.append(worker)
             self.tasks.append(asyncio.create_task(self._run_worker(worker)))
         self.log.info(
