@@ -139,7 +139,7 @@ class LogObserver(Observer):
         self._warn_on = threshold <= logging.WARNING
 
     @classmethod
-    def for_settings(cls, level: str, fmt: str) -> LogObserver:
+    def for_level(cls, level: str) -> LogObserver:
         """Per-message events at info, except on a terminal, where ``send`` shows a
         progress bar that log lines would break up (they are at debug there)."""
         per_message = "debug" if sys.stderr.isatty() else "info"

@@ -114,7 +114,7 @@ def observers(settings: Settings) -> list[Observer]:
     from mailspool.metrics import process_metrics
     from mailspool.tracing import tracing_observer
 
-    found: list[Observer] = [LogObserver.for_settings(settings.log_level, settings.log_format)]
+    found: list[Observer] = [LogObserver.for_level(settings.log_level)]
     if settings.metrics_port is not None:  # counted only where they are served
         found.append(process_metrics().observer())
     tracing = tracing_observer()  # None unless OTEL_* asks for it (and it is installed)
