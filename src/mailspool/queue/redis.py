@@ -311,12 +311,18 @@ for i = 4, #ARGV, 7 do
     local due, state = nb, 'deferred'
     if nb <= now then state = 'queued' end
     if nb <= 0 then due = tonumber(ARGV[i + 3]) end
+    if not touched[c] then ensure(c); touched[c] = true end
+    local entry = ''
+    if due > now then
+      redis.call('ZADD', ckey('delayed', c), num(due), id)
+    else
+      entry = redis.call('XADD', ckey('stream', c), '*', 'id', id)
+    end
     redis.call('HSET', k, 'campaign', c, 'row', ARGV[i + 2], 'meta', ARGV[i + 5],
       'message', ARGV[i + 6], 'state', state, 'attempts', 0, 'updated_at', ARGV[2],
-      'last_reply', '', 'dead_reason', '', 'lease_owner', '', 'ambiguous', 0, 'token', token)
-    if not touched[c] then ensure(c); touched[c] = true end
+      'last_reply', '', 'dead_reason', '', 'lease_owner', '', 'ambiguous', 0, 'token', token,
+      'entry', entry, 'ready_at', num(due))
     count(c, nil, state)
-    push(c, id, due, now)
     out[#out + 1] = 'new'
   end
   mine[id] = true
@@ -336,7 +342,7 @@ local out, taken = {}, 0
 -- lease the job of entry e, or acknowledge and delete e if its job must not be sent
 local function take(c, s, e, id, reclaimed)
   local k = jkey(id)
-  local v = redis.call('HMGET', k, 'state', 'entry')
+  local v = redis.call('HMGET', k, 'state', 'entry', 'attempts')
   local ok
   if reclaimed then ok = v[1] == 'sending' else ok = v[1] == 'queued' or v[1] == 'deferred' end
   if not ok or v[2] ~= e then
@@ -350,9 +356,9 @@ local function take(c, s, e, id, reclaimed)
     redis.call('HINCRBY', k, 'ambiguous', 1)
     redis.call('HINCRBY', ckey('counts', c), 'ambiguous', 1)
   end
-  local attempts = redis.call('HINCRBY', k, 'attempts', 1)
+  local attempts = (tonumber(v[3]) or 0) + 1
   redis.call('HSET', k, 'state', 'sending', 'lease_owner', owner, 'updated_at', ARGV[2],
-    'ready_at', lease_until)
+    'ready_at', lease_until, 'attempts', attempts)
   redis.call('ZADD', ckey('leases', c), lease_until, id)
   local v2 = redis.call('HMGET', k, 'meta', 'message', 'last_reply')
   out[#out + 1] = v2[1]
