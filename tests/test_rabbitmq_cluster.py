@@ -192,9 +192,12 @@ def test_producer_and_three_workers_one_killed_midway(
     queue, store = rabbitmq.amqp(), rabbitmq.store
     emails = enqueue(tmp_path, n, queue, store)
     sink = smtp_sink(dump=True)
+    # a rate (per process without Redis: 3 x 200/s) keeps the run long enough (about 5 s) to
+    # kill a worker midway however fast the machine is
     w = Workers(
-        tmp_path, queue, store, sink.port, "--concurrency", str(concurrency), "--lease", "3s", n=3
-    )
+        tmp_path, queue, store, sink.port,
+        "--concurrency", str(concurrency), "--lease", "3s", "--rate", "200/s", n=3,
+    )  # fmt: skip
     workers.append(w)
     wait_for(lambda: sent(store) >= n // 3, 60, "a third sent", w)
     w.procs[0].kill()

@@ -244,7 +244,12 @@ def test_producer_and_three_workers_one_killed_midway(
     emails = [f"user{i}@example.com" for i in range(n)]
     csv = write_recipients(tmp_path / "r.csv", emails)
     sink = smtp_sink(dump=True)
-    w = Workers(tmp_path, redis_url, sink.port, "--concurrency", str(concurrency), "--lease", "2s")
+    # a cluster-wide rate keeps the run long enough (about 7 s) to kill a worker midway
+    # however fast the machine is
+    w = Workers(
+        tmp_path, redis_url, sink.port,
+        "--concurrency", str(concurrency), "--lease", "2s", "--rate", "400/s",
+    )  # fmt: skip
     workers.append(w)
     producer = enqueue(tmp_path, csv, redis_url)  # while the workers already wait for work
     wait_for(lambda: sent(redis_url) >= n // 3, 60, "a third sent")
