@@ -113,8 +113,12 @@ async def test_a_paused_relay_is_counted_and_shown() -> None:
         await run_worker(queue, relay.port, [m.observer()])
     assert value(m, "mailspool_relay_pauses_total") == 1
     assert value(m, "mailspool_smtp_replies_total", **{"class": "4xx"}) >= 1
-    assert value(m, "mailspool_messages_total", outcome="deferred") >= 1
+    # the jobs are handed back to wait for the relay, not charged an outcome of their own
+    assert value(m, "mailspool_messages_total", outcome="deferred") == 0
     assert value(m, "mailspool_messages_total", outcome="sent") == 0
+    st = await queue.stats()
+    assert st.counts == {"deferred": 3}
+    assert st.last_error == "relay paused: 421 4.3.2 try again later"
 
 
 def test_label_values_come_from_fixed_sets() -> None:

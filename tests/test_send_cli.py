@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -239,7 +240,10 @@ def test_authentication_failure_is_loud_and_never_dead_letters(
     assert s["dead"] == 0 and s["deferred"] == 40
     st = json.loads(cli("status", "--json").stdout)[0]
     assert "535" in st["last_error"] and st.get("dead", 0) == 0
-    assert "last error: 535" in cli("status").stdout
+    assert "last error: relay paused: 535 5.7.8" in cli("status").stdout
+    # the relay's fault, not the jobs': no attempt is charged to any of them
+    db = sqlite3.connect(job / "mailspool.db")
+    assert db.execute("SELECT DISTINCT attempts FROM jobs").fetchall() == [(0,)]
 
 
 def test_some_recipients_refused(tmp_path: Path, cli: Callable[..., Result]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from mailspool.config import Settings, parse_duration
 from mailspool.errors import ConfigError, RejectedRow
+from mailspool.leases import reclaim_dead_leases
 from mailspool.logs import get_logger
 from mailspool.models import Job
 from mailspool.queue import DeadFilter
@@ -30,7 +31,7 @@ from mailspool.wiring import (
     open_queue,
     worker_config,
 )
-from mailspool.worker import Worker, reclaim_dead_leases
+from mailspool.worker import Worker
 
 
 async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -103,12 +104,13 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         reclaimed = await reclaim_dead_leases(queue, args.campaign)
         if reclaimed:
             log.info("reclaimed leases of a worker that died", jobs=reclaimed)
+        shared = limits(settings)
         worker = Worker(
             queue,
             make_transport(settings),
             worker_config(settings, args.campaign),
             observers(settings),
-            limits(settings),
+            shared,
         )
         if settings.metrics_port is not None:
             from mailspool.metrics import serve_metrics
@@ -129,7 +131,11 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
         transport = worker.transport.description
         log.info("worker started", owner=worker.owner, queue=queue.url, relay=transport)
-        await worker.run(idle)
+        try:
+            await worker.run(idle)
+        finally:
+            if shared is not None:
+                await shared.close()
         log.info("worker stopped", owner=worker.owner)
     finally:
         if metrics_server is not None:

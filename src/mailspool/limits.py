@@ -50,12 +50,19 @@ class Limits(Protocol):
         """The message to ``domain`` is done (frees a per-domain concurrency slot)."""
         ...
 
+    async def close(self) -> None:
+        """Hand back whatever is held elsewhere (slots in Redis) and disconnect."""
+        ...
+
 
 class NoLimits:
     async def acquire(self, domain: str) -> float:
         return 0.0
 
     def release(self, domain: str) -> None:
+        pass
+
+    async def close(self) -> None:
         pass
 
 
@@ -93,3 +100,6 @@ class LocalLimits:
         slot = self._slots.get(domain)
         if slot is not None:
             slot.release()
+
+    async def close(self) -> None:
+        pass

@@ -14,6 +14,7 @@ from typing import Any
 
 from mailspool.config import Settings
 from mailspool.errors import AuthFailure, DeliveryError, TLSFailure
+from mailspool.leases import reclaim_dead_leases
 from mailspool.logs import get_logger
 from mailspool.models import State
 from mailspool.observe import Counter, Observer
@@ -32,7 +33,7 @@ from mailspool.wiring import (
     open_queue,
     worker_config,
 )
-from mailspool.worker import Worker, reclaim_dead_leases
+from mailspool.worker import Worker
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 75
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -73,12 +74,13 @@ class SendRun:
         counter = Counter()
         progress = Progress(f"{campaign}", enabled=True)
         relay = StopOnRelayMisconfiguration(log)
+        shared = limits(settings)
         worker = Worker(
             queue,
             transport,
             worker_config(settings, campaign),
             [counter, progress, relay, *observers(settings)],
-            limits(settings),
+            shared,
         )
         relay.worker = worker
         deadline: list[float] = []
@@ -108,6 +110,8 @@ class SendRun:
             if not worker_task.done():
                 worker.stop()
                 await asyncio.gather(worker_task, return_exceptions=True)
+            if shared is not None:
+                await shared.close()
         stats = await queue.stats(campaign)
         elapsed = time.monotonic() - started
         summary = self._summary(campaign, report, counter, stats, elapsed, transport)

@@ -15,54 +15,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
-import socket
+import logging
+import operator
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailspool.classify import Action, Verdict, classify
 from mailspool.compose import attachment_part, wrap_mixed
-from mailspool.errors import DeliveryError, MailspoolError, QueueError, ReplyError
+from mailspool.errors import DeliveryError, MailspoolError, QueueError
+from mailspool.leases import make_owner
 from mailspool.limits import Limits, LimitSettings, LocalLimits, NoLimits
-from mailspool.models import DeadReason, Job, Outcome, State, job_id
+from mailspool.models import DeadReason, Job, Outcome, State
 from mailspool.observe import Observer
+from mailspool.outcomes import interrupted, refused_retry, sent_reply, transient
 from mailspool.queue.base import Queue
 from mailspool.relay import RelayGate
 from mailspool.retry import RetryPolicy
 from mailspool.transport.base import Delivery, Envelope, Transport
 
-
-def owner_is_dead_here(owner: str) -> bool:
-    """True when ``owner`` was a process on this host that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return not owner.endswith(WORKER_TOKEN)  # same pid, earlier process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-WORKER_TOKEN = uuid.uuid4().hex[:8]
-
-
-async def reclaim_dead_leases(queue: Queue, campaign: str | None = None) -> int:
-    """Hand back at once the leases of processes on this host that no longer exist (a
-    SIGKILLed run), instead of waiting for their leases to expire."""
-    reclaimed = 0
-    for owner in await queue.lease_owners(campaign):
-        if owner_is_dead_here(owner):
-            reclaimed += await queue.release_owner(owner)
-    return reclaimed
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,8 +61,7 @@ class Worker:
         self.queue = queue
         self.transport = transport
         self.config = config
-        # host:pid:token - lets a later run on this host reclaim a dead process's leases
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{WORKER_TOKEN}"
+        self.owner = make_owner()
         self.observers = observers or []
         # limits shared across processes are passed in; otherwise this process holds them
         self.limits: Limits = limits or (
@@ -107,6 +79,9 @@ class Worker:
         self._parked: list[str] = []
         self._park_task: asyncio.Task[None] | None = None
         self._parts: dict[str, bytes] = {}
+        self._handed: set[str] = set()  # given to the transport, no outcome yet
+        self._unrecorded: set[str] = set()  # outcomes the store never took
+        self._record_failing = False
         self.lost_leases = 0
         self.error: BaseException | None = None
 
@@ -122,32 +97,67 @@ class Worker:
 
     async def run(self, idle: Callable[[], Awaitable[bool]] | None = None) -> None:
         """Run until stopped, or until ``idle()`` (asked when nothing is due) says so."""
-        senders = [asyncio.create_task(self._sender()) for _ in range(self.config.concurrency)]
-        recorder = asyncio.create_task(self._recorder())
-        heartbeat = asyncio.create_task(self._heartbeat())
+        senders = [self._task(self._sender()) for _ in range(self.config.concurrency)]
+        recorder = self._task(self._recorder())
+        heartbeat = self._task(self._heartbeat())
         try:
             await self._feeder(idle)
         except QueueError as exc:
-            self.error = exc
+            self._fail(exc)
         finally:
-            for _ in senders:
-                self._buffer.put_nowait(None)
-            grace = self.config.shutdown_grace if self._stopping.is_set() else None
-            _, late = await asyncio.wait(senders, timeout=grace)
-            for t in late:
-                t.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            # each step runs whatever happened in the one before it
+            await self._step(self._stop_senders(senders))
             if self._park_task is not None:
                 await asyncio.gather(self._park_task, return_exceptions=True)
             self._closing = True
             self._outcome_ready.set()
-            await recorder
+            await self._step(recorder)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
-            await self._release_unsent()
-            await self.transport.close()
+            await self._step(self._release_unsent())
+            await self._step(self.transport.close())
         if self.error is not None:
             raise self.error
+
+    def _task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task whose unexpected death stops the worker instead of leaving it hanging."""
+        task = asyncio.create_task(coro)
+
+        def done(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                self._fail(t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    def _fail(self, exc: BaseException | None) -> None:
+        if exc is not None and self.error is None:
+            self.error = exc
+        self._stopping.set()
+
+    async def _step(self, aw: Awaitable[None]) -> None:
+        try:
+            await aw
+        except Exception as exc:
+            log.exception("worker shutdown step failed")
+            self._fail(exc)
+
+    async def _stop_senders(self, senders: list[asyncio.Task[None]]) -> None:
+        for _ in senders:
+            self._buffer.put_nowait(None)
+        grace = self.config.shutdown_grace if self._stopping.is_set() else None
+        _, late = await asyncio.wait(senders, timeout=grace)
+        for t in late:
+            t.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+    def _tell(self, call: Callable[[Observer], object]) -> None:
+        """Tell every observer; a failing observer must not stop delivery."""
+        for obs in self.observers:
+            try:
+                call(obs)
+            except Exception:
+                log.exception("observer %s failed", type(obs).__name__)
 
     async def _release_unsent(self) -> None:
         """Hand back at once (no waiting for lease expiry) what was claimed but not tried."""
@@ -169,6 +179,9 @@ class Worker:
         batch = self._batch_size()
         wait = self.config.poll_interval
         while not self._stopping.is_set():
+            if self._record_failing:  # claim nothing until the outcomes are durable
+                await self._sleep(self.config.poll_interval)
+                continue
             if self.gate.paused:
                 # claim nothing while the relay is paused, but let the caller decide to stop
                 if not self.busy and idle is not None and await idle():
@@ -213,8 +226,10 @@ class Worker:
         while self._parked:
             ids, self._parked = self._parked, []
             until = time.time() + max(1.0, self.gate.remaining())
+            why = self.gate.last_error
+            reply = f"relay paused: {why.reply}" if why is not None else None
             with contextlib.suppress(QueueError):
-                await self.queue.release(self.owner, ids, not_before=until)
+                await self.queue.release(self.owner, ids, not_before=until, reply=reply)
             self._held.difference_update(ids)
 
     def _drain_buffer(self) -> list[str]:
@@ -246,22 +261,35 @@ class Worker:
             self._in_flight += 1
             try:
                 outcome = await self._attempt(job)
+            except asyncio.CancelledError:
+                if job.id in self._handed:  # the relay may have it: never hand it back untried
+                    self._outcomes.append(interrupted(job))
+                    self._outcome_ready.set()
+                raise
+            except Exception as exc:  # a defect here must not lose the job nor the sender
+                log.exception("unexpected error sending job %s", job.id)
+                outcome = self._unexpected(job, exc)
             finally:
                 self._in_flight -= 1
-            self._outcomes.append(outcome)
-            self._outcome_ready.set()
+                self._handed.discard(job.id)
+            if outcome is not None:
+                self._outcomes.append(outcome)
+                self._outcome_ready.set()
 
-    async def _attempt(self, job: Job) -> Outcome:
+    async def _attempt(self, job: Job) -> Outcome | None:
+        """Send one job; its outcome, or None when it was handed back (relay paused)."""
         try:
             data = await self._message_bytes(job)
+        except QueueError as exc:  # the store is unreachable, the job is fine
+            return self._unexpected(job, exc)
         except MailspoolError as exc:
             return self._dead(job, DeadReason.INVALID_MESSAGE, str(exc))
         domain = job.domain
         waited = await self.limits.acquire(domain)
         if waited:
-            for obs in self.observers:
-                obs.rate_limited(waited)
+            self._tell(lambda obs: obs.rate_limited(waited))
         started = time.monotonic()
+        self._handed.add(job.id)
         try:
             delivery = await self.transport.send(Envelope(job.sender, job.recipients, data, job.id))
         except DeliveryError as err:
@@ -269,36 +297,33 @@ class Worker:
         finally:
             self.limits.release(domain)
         self.gate.success()
-        for obs in self.observers:
-            obs.sent(job, delivery, time.monotonic() - started)
-        reply = _sent_reply(delivery)
+        self._tell(lambda obs: obs.sent(job, delivery, time.monotonic() - started))
+        reply = sent_reply(delivery)
         if delivery.refused:
             reply += await self._retry_refused(job, delivery)
         return Outcome(job.id, State.SENT, reply[:1000])
+
+    def _unexpected(self, job: Job, exc: Exception) -> Outcome:
+        """Not the relay's answer nor the job's fault: try again on the usual schedule."""
+        reply = f"{type(exc).__name__}: {exc}"[:1000]
+        policy = self._policies.get(job.campaign, self.config.retry)
+        decision = policy.next_attempt(job.attempts, job.created_at, time.time())
+        if isinstance(decision, DeadReason):
+            return self._dead(job, decision, reply, job.id in self._handed)
+        return Outcome(job.id, State.DEFERRED, reply, decision, ambiguous=job.id in self._handed)
 
     async def _retry_refused(self, job: Job, delivery: Delivery) -> str:
         """Recipients refused with a temporary reply get the same message (same
         Message-ID) later, as a job of their own; permanent refusals stay recorded in the
         reply. Returns a note for the reply."""
-        later = sorted(r for r, why in delivery.refused.items() if _transient(why))
+        later = sorted(r for r, why in delivery.refused.items() if transient(why))
         if not later:
             return ""
         policy = self._policies.get(job.campaign, self.config.retry)
         decision = policy.next_attempt(job.attempts, job.created_at, time.time())
         if isinstance(decision, DeadReason):
             return f" | not retried ({decision.value}): {', '.join(later)}"
-        key = f"{job.key}|retry:{','.join(later)}"
-        child = dataclasses.replace(
-            job,
-            id=job_id(job.campaign, key),
-            key=key,
-            recipients=tuple(later),
-            state=State.QUEUED,
-            attempts=0,
-            not_before=decision,
-            lease_owner="",
-            last_reply="",
-        )
+        child = refused_retry(job, later, decision)
         try:
             await self.queue.enqueue([child])
         except QueueError as exc:
@@ -319,37 +344,39 @@ class Worker:
             parts.append(part)
         return wrap_mixed(job.message, job.body_offset, parts, "mix-" + job.id[:16])
 
-    def _failed(self, job: Job, err: DeliveryError, verdict: Verdict, elapsed: float) -> Outcome:
+    def _failed(
+        self, job: Job, err: DeliveryError, verdict: Verdict, elapsed: float
+    ) -> Outcome | None:
         if verdict.action is Action.PAUSE:
             pauses = self.gate.pauses
             delay = self.gate.pause(err)
             self._park(self._drain_buffer())
             if self.gate.pauses != pauses:  # tell once per pause, not once per sender
-                for obs in self.observers:
-                    obs.relay_paused(err, delay)
+                self._tell(lambda obs: obs.relay_paused(err, delay))
         if verdict.action is Action.DEAD:
             assert verdict.reason is not None
             return self._dead(job, verdict.reason, err.reply, verdict.ambiguous)
         now = time.time()
-        decision: float | DeadReason
         if verdict.action is Action.PAUSE:
-            # the relay's fault, not the job's: no attempt is charged against max_attempts,
-            # and the job is due again when the relay is expected back
-            decision = now + max(1.0, self.gate.remaining())
-            if decision - job.created_at > self.config.retry.max_age:
-                decision = DeadReason.EXPIRED
-        else:
-            policy = self._policies.get(job.campaign, self.config.retry)
-            decision = policy.next_attempt(job.attempts, job.created_at, now)
-        if isinstance(decision, DeadReason):
-            return self._dead(job, decision, err.reply, verdict.ambiguous)
-        for obs in self.observers:
-            obs.deferred(job, err, verdict, decision, elapsed)
-        return Outcome(job.id, State.DEFERRED, err.reply, decision, ambiguous=verdict.ambiguous)
+            # the relay's fault, not the job's: handed back (the claim's attempt not
+            # counted), due when the relay is expected back
+            reopen = now + max(1.0, self.gate.remaining())
+            if reopen - job.created_at > self.config.retry.max_age:
+                return self._dead(job, DeadReason.EXPIRED, err.reply, verdict.ambiguous)
+            self._tell(lambda obs: obs.deferred(job, err, verdict, reopen, elapsed))
+            if not verdict.ambiguous:
+                self._park([job.id])
+                return None
+            return Outcome(job.id, State.DEFERRED, err.reply, reopen, ambiguous=True)
+        policy = self._policies.get(job.campaign, self.config.retry)
+        next_try = policy.next_attempt(job.attempts, job.created_at, now)
+        if isinstance(next_try, DeadReason):
+            return self._dead(job, next_try, err.reply, verdict.ambiguous)
+        self._tell(lambda obs: obs.deferred(job, err, verdict, next_try, elapsed))
+        return Outcome(job.id, State.DEFERRED, err.reply, next_try, ambiguous=verdict.ambiguous)
 
     def _dead(self, job: Job, reason: DeadReason, reply: str, ambiguous: bool = False) -> Outcome:
-        for obs in self.observers:
-            obs.dead(job, reason, reply)
+        self._tell(lambda obs: obs.dead(job, reason, reply))
         return Outcome(job.id, State.DEAD, reply, reason=reason.value, ambiguous=ambiguous)
 
     # -- recorder and heartbeat -----------------------------------------------------
@@ -364,17 +391,41 @@ class Worker:
                 await self._outcome_ready.wait()
                 continue
             batch, self._outcomes = self._outcomes, []
+            applied = await self._record(batch)
+            ids = [o.job_id for o in batch]
+            if applied is None:
+                # the store stayed unreachable: these keep their leases (they expire and
+                # the jobs come back, a sent one counted as ambiguous) and so does every
+                # outcome still to come; none is handed back as if never tried
+                self._unrecorded.update(ids)
+                self._held.difference_update(ids)
+                continue
+            self.lost_leases += len(batch) - applied
+            self._held.difference_update(ids)
+            self._tell(operator.methodcaller("recorded", batch))
+
+    async def _record(self, batch: list[Outcome]) -> int | None:
+        """Record with backoff while the store is unreachable; None when giving up (only
+        once the worker is closing and the grace has run out)."""
+        delay, deadline = 0.1, None
+        while True:
+            if self._unrecorded:  # an earlier batch failed: keep the order, fail these too
+                return None
             try:
                 applied = await self.queue.record(self.owner, batch)
             except QueueError as exc:
-                self.error = exc
-                self._stopping.set()
-                self._held.difference_update(o.job_id for o in batch)
-                return
-            self.lost_leases += len(batch) - applied
-            self._held.difference_update(o.job_id for o in batch)
-            for obs in self.observers:
-                obs.recorded(batch)
+                if self._closing:
+                    deadline = deadline or time.monotonic() + self.config.shutdown_grace
+                    if time.monotonic() > deadline:
+                        self._fail(exc)
+                        return None
+                log.warning("could not record %d outcomes, retrying: %s", len(batch), exc)
+                self._record_failing = True
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+            else:
+                self._record_failing = False
+                return applied
 
     async def _heartbeat(self) -> None:
         interval = max(0.5, self.config.lease / 3)
@@ -383,16 +434,3 @@ class Worker:
             if self._held:
                 with contextlib.suppress(QueueError):
                     await self.queue.extend(self.owner, list(self._held), self.config.lease)
-
-
-def _transient(reply: str) -> bool:
-    """A refused recipient's reply ("451 4.2.1 ...") worth trying again."""
-    code = int(reply[:3]) if reply[:3].isdigit() else 0
-    return classify(ReplyError(reply[4:], code=code, stage="rcpt")).action is not Action.DEAD
-
-
-def _sent_reply(d: Delivery) -> str:
-    if not d.refused:
-        return d.reply
-    refused = "; ".join(f"{r}: {why}" for r, why in d.refused.items())
-    return f"{d.reply} | refused: {refused}"[:1000]

@@ -24,7 +24,8 @@ from mailspool.api.intake import (
 from mailspool.api.templates import TemplateStore
 from mailspool.config import Settings
 from mailspool.errors import QueueError
-from mailspool.limits import LocalLimits
+from mailspool.leases import reclaim_dead_leases
+from mailspool.limits import Limits, LocalLimits
 from mailspool.logs import get_logger
 from mailspool.metrics import (
     Metrics,
@@ -39,7 +40,7 @@ from mailspool.queue import Queue
 from mailspool.render import Renderer
 from mailspool.tracing import span, tracer
 from mailspool.wiring import limits, make_transport, observers, open_queue, worker_config
-from mailspool.worker import Worker, reclaim_dead_leases
+from mailspool.worker import Worker
 
 #: batches at least this large are rendered on a thread, off the event loop
 THREAD_RENDER_AT = 16
@@ -92,6 +93,7 @@ class Service:
         self.direct = Renderer.build(None, settings.from_addr, settings.subject)
         self.workers: list[Worker] = []
         self.tasks: list[asyncio.Task[None]] = []
+        self._limits: Limits | None = None
         self.scrape: Any = None
         self._templates: TemplateStore | None = None
         self._commit: GroupCommit | None = None
@@ -126,7 +128,7 @@ class Service:
         if reclaimed:
             self.log.info("reclaimed leases of a worker that died", jobs=reclaimed)
         # one set of limits for every worker loop of this process
-        shared = limits(self.settings) or (
+        shared = self._limits = limits(self.settings) or (
             LocalLimits(self.settings.limits) if self.settings.limits.any else None
         )
         for _ in range(self.n_workers):
@@ -157,6 +159,8 @@ class Service:
             w.stop()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self._limits is not None:
+            await self._limits.close()
         if self.queue is not None and self._own_queue:
             await self.queue.close()
 

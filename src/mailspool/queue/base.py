@@ -66,9 +66,16 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     async def release(
-        self, owner: str, job_ids: Sequence[str], not_before: float | None = None
+        self,
+        owner: str,
+        job_ids: Sequence[str],
+        not_before: float | None = None,
+        reply: str | None = None,
     ) -> None:
-        """Hand leased jobs back, not counting the attempt; due at once or at ``not_before``."""
+        """Hand leased jobs back, not counting the attempt; due at once or at ``not_before``.
+
+        ``reply`` (a paused relay's answer) becomes the jobs' last reply, so that status
+        says why they wait."""
 
     @abc.abstractmethod
     async def lease_owners(self, campaign: str | None = None) -> list[str]:

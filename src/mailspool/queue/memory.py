@@ -101,13 +101,19 @@ class MemoryQueue(Queue):
         self._ready_at[j.id] = not_before or now
 
     async def release(
-        self, owner: str, job_ids: Sequence[str], not_before: float | None = None
+        self,
+        owner: str,
+        job_ids: Sequence[str],
+        not_before: float | None = None,
+        reply: str | None = None,
     ) -> None:
         now = time.time()
         for jid in job_ids:
             j = self._held(owner, jid)
             if j is not None:
                 j.attempts -= 1
+                if reply is not None:
+                    j.last_reply = reply
                 self._hand_back(j, now, not_before)
 
     async def lease_owners(self, campaign: str | None = None) -> list[str]:

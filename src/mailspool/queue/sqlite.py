@@ -298,7 +298,11 @@ class SQLiteQueue(Queue):
         )
 
     async def release(
-        self, owner: str, job_ids: Sequence[str], not_before: float | None = None
+        self,
+        owner: str,
+        job_ids: Sequence[str],
+        not_before: float | None = None,
+        reply: str | None = None,
     ) -> None:
         due = not_before or time.time()
         deferred = (
@@ -306,12 +310,12 @@ class SQLiteQueue(Queue):
             if not_before
             else "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
         )
-        rows = [(due, jid, owner) for jid in job_ids]
+        rows = [(due, reply, jid, owner) for jid in job_ids]
         await self._run(
             lambda db: db.executemany(
-                f"UPDATE jobs SET state = {deferred},"
-                " ready_at = ?, attempts = attempts - 1, lease_owner = NULL"
-                " WHERE id = ? AND lease_owner = ? AND state = 'sending'",
+                f"UPDATE jobs SET state = {deferred}, ready_at = ?,"
+                " last_reply = COALESCE(?, last_reply), attempts = attempts - 1,"
+                " lease_owner = NULL WHERE id = ? AND lease_owner = ? AND state = 'sending'",
                 rows,
             )
         )
