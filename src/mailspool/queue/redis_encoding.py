@@ -1,0 +1,100 @@
+"""How the Redis queue encodes jobs and arguments for its scripts, and decodes the jobs
+in their replies and in job hashes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from mailspool.models import AttachmentRef, Job, State
+from mailspool.queue.redis_scripts import MAX_LEASE_S, RECLAIM_IDLE_MS
+
+#: what ``get`` reads of a job hash; ``meta`` is the JSON of what never changes (see _meta)
+JOB_FIELDS = (
+    "meta", "message", "state", "attempts", "ready_at", "updated_at", "last_reply",
+    "dead_reason", "lease_owner",
+)  # fmt: skip
+
+
+def _f(x: float) -> str:
+    return repr(float(x))
+
+
+def _s(b: Any) -> str:
+    if b is None:
+        return ""
+    return b.decode() if isinstance(b, bytes) else str(b)
+
+
+def _meta(j: Job, created: float) -> str:
+    """What never changes about a job, as one JSON array: one field to write and read."""
+    atts = [[r.digest, r.filename, r.content_type] for r in j.attachments]
+    return json.dumps(
+        [j.id, j.campaign, j.key, j.row, j.message_id, j.sender, list(j.recipients),
+         j.body_offset, atts, created],
+        separators=(",", ":"),
+    )  # fmt: skip
+
+
+def _job_args(j: Job, now: float) -> list[str | bytes]:
+    created = j.created_at or now
+    return [
+        j.id, j.campaign, str(j.row), _f(created), _f(j.not_before or 0.0), _meta(j, created),
+        j.message,
+    ]  # fmt: skip
+
+
+def _from_meta(meta: bytes, message: Any, **dynamic: Any) -> Job:
+    jid, campaign, key, row, message_id, sender, rcpts, offset, atts, created = json.loads(meta)
+    return Job(
+        id=jid,
+        campaign=campaign,
+        key=key,
+        message_id=message_id,
+        sender=sender,
+        recipients=tuple(rcpts),
+        message=bytes(message or b""),
+        row=row,
+        body_offset=offset,
+        attachments=tuple(AttachmentRef(*a) for a in atts),
+        created_at=created,
+        **dynamic,
+    )
+
+
+def _claimed(flat: Sequence[Any], owner: str, now: float) -> list[Job]:
+    """Jobs from the claim script's flat reply (meta, message, attempts, last_reply each)."""
+    return [
+        _from_meta(
+            flat[i],
+            flat[i + 1],
+            state=State.SENDING,
+            attempts=int(flat[i + 2]),
+            last_reply=_s(flat[i + 3]),
+            lease_owner=owner,
+            updated_at=now,
+        )
+        for i in range(0, len(flat), 4)
+    ]
+
+
+def _job(values: Sequence[Any]) -> Job:
+    v = dict(zip(JOB_FIELDS, values, strict=True))
+    state = State(_s(v["state"]))
+    return _from_meta(
+        v["meta"],
+        v["message"],
+        state=state,
+        attempts=int(v["attempts"] or 0),
+        not_before=float(v["ready_at"] or 0) if state in (State.QUEUED, State.DEFERRED) else 0.0,
+        updated_at=float(v["updated_at"] or 0),
+        last_reply=_s(v["last_reply"]),
+        dead_reason=_s(v["dead_reason"]),
+        lease_owner=_s(v["lease_owner"]),
+    )
+
+
+def _idle_ms(lease: float) -> int:
+    lease_ms = max(1, round(min(lease, MAX_LEASE_S) * 1000))
+    return RECLAIM_IDLE_MS - lease_ms
