@@ -15,141 +15,38 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from mailspool.errors import ConfigError, MissingExtra, QueueError
-from mailspool.models import AttachmentRef, CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.errors import MissingExtra, QueueError
+from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, resumed
-from mailspool.store.base import CLAIMABLE, JobStore, Ref, redact
+from mailspool.store.base import JobStore, Ref, redact
+from mailspool.store.postgres_schema import (
+    _CLAIMABLE,
+    _HANDED_BACK,
+    DDL,
+    JOB_COLUMNS,
+    LEASE_SET,
+    _attachments_json,
+    _dead_where,
+    _job,
+    _refs,
+    claim_ids_sql,
+    extend_sql,
+    insert_sql,
+    parse_store_url,
+    record_sql,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-DEFAULT_SCHEMA = "mailspool"
-DEFAULT_POOL = 5
+# the store, and the URL parser that the tests import from here
+__all__ = ["PostgresStore", "parse_store_url"]
+
 DEADLOCK_RETRIES = 5
-
-DDL = """
-CREATE SCHEMA IF NOT EXISTS {s};
-CREATE TABLE IF NOT EXISTS {s}.jobs (
-    id text PRIMARY KEY,
-    campaign text NOT NULL,
-    key text NOT NULL,
-    "row" integer NOT NULL,
-    message_id text NOT NULL,
-    sender text NOT NULL,
-    recipients text NOT NULL,
-    message bytea NOT NULL,
-    body_offset integer NOT NULL DEFAULT 0,
-    attachments text,
-    state text NOT NULL,
-    attempts integer NOT NULL DEFAULT 0,
-    ready_at double precision NOT NULL,
-    lease_owner text,
-    created_at double precision NOT NULL,
-    updated_at double precision NOT NULL,
-    last_reply text NOT NULL DEFAULT '',
-    dead_reason text NOT NULL DEFAULT '',
-    ambiguous integer NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS jobs_due ON {s}.jobs (state, ready_at);
-CREATE INDEX IF NOT EXISTS jobs_campaign ON {s}.jobs (campaign, state, ready_at);
-CREATE TABLE IF NOT EXISTS {s}.blobs (digest text PRIMARY KEY, data bytea NOT NULL);
-CREATE TABLE IF NOT EXISTS {s}.campaigns (name text PRIMARY KEY, settings text NOT NULL);
-"""
-
-JOB_COLUMNS = (
-    'id, campaign, key, "row", message_id, sender, recipients, message, body_offset,'
-    " attachments, state, attempts, ready_at, created_at, updated_at, last_reply,"
-    " dead_reason, lease_owner"
-)
-_CLAIMABLE = [s.value for s in CLAIMABLE]
-
-
-def _attachments_json(refs: tuple[AttachmentRef, ...]) -> str | None:
-    if not refs:
-        return None
-    return json.dumps([[r.digest, r.filename, r.content_type] for r in refs])
-
-
-def _job(r: Any) -> Job:
-    atts = (
-        tuple(AttachmentRef(*a) for a in json.loads(r["attachments"])) if r["attachments"] else ()
-    )
-    state = State(r["state"])
-    return Job(
-        id=r["id"],
-        campaign=r["campaign"],
-        key=r["key"],
-        row=r["row"],
-        message_id=r["message_id"],
-        sender=r["sender"],
-        recipients=tuple(r["recipients"].split("\n")),
-        message=bytes(r["message"]),
-        body_offset=r["body_offset"],
-        attachments=atts,
-        state=state,
-        attempts=r["attempts"],
-        not_before=r["ready_at"] if state in (State.QUEUED, State.DEFERRED) else 0.0,
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-        last_reply=r["last_reply"],
-        dead_reason=r["dead_reason"],
-        lease_owner=r["lease_owner"] or "",
-    )
-
-
-def _refs(rows: Sequence[Any]) -> list[Ref]:
-    return [Ref(r["id"], r["campaign"]) for r in rows]
-
-
-def _dead_where(flt: DeadFilter, first: int) -> tuple[str, list[Any]]:
-    """A WHERE clause for dead letters; placeholders numbered from ``first``."""
-    where: list[str] = ["state = 'dead'"]
-    args: list[Any] = []
-    for column, op, value in (
-        ("campaign", "=", flt.campaign or None),
-        ("dead_reason", "=", flt.reason or None),
-        ("updated_at", ">=", flt.since),
-        ("id", "= ANY", list(flt.ids) if flt.ids else None),
-    ):
-        if value is not None:
-            args.append(value)
-            placeholder = f"${first + len(args) - 1}"
-            where.append(
-                f"{column} = ANY({placeholder}::text[])"
-                if op == "= ANY"
-                else f"{column} {op} {placeholder}"
-            )
-    return " AND ".join(where), args
-
-
-def parse_store_url(url: str) -> tuple[str, str, int]:
-    """(the DSN for asyncpg, the schema, the pool size) from a ``postgresql://`` URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigError(f"not a PostgreSQL URL: {redact(url)}")
-    params = parse_qsl(parts.query, keep_blank_values=True)
-    schema, pool, rest = DEFAULT_SCHEMA, DEFAULT_POOL, []
-    for name, value in params:
-        if name == "schema":
-            schema = value
-        elif name == "pool":
-            if not value.isdigit() or int(value) < 1:
-                raise ConfigError(f"pool={value!r} in the store URL: use a positive integer")
-            pool = int(value)
-        else:
-            rest.append((name, value))
-    if not _SCHEMA_NAME.fullmatch(schema):
-        raise ConfigError(
-            f"schema={schema!r} in the store URL: use lowercase letters, digits and _"
-        )
-    return urlunsplit(parts._replace(query=urlencode(rest))), schema, pool
 
 
 class PostgresStore(JobStore):
@@ -163,28 +60,9 @@ class PostgresStore(JobStore):
         self.url = redact(url)
         self._pool: Any = None
         self._t = f"{self.schema}.jobs"
-        self._insert_sql = (
-            f'INSERT INTO {self._t} (id, campaign, key, "row", message_id, sender,'
-            " recipients, message, body_offset, attachments, ready_at, created_at,"
-            " updated_at, state)"
-            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],"
-            " $5::text[], $6::text[], $7::text[], $8::bytea[], $9::int[], $10::text[],"
-            " $11::float8[], $12::float8[], $13::float8[], $14::text[])"
-            " ON CONFLICT (id) DO NOTHING RETURNING id"
-        )
-        # Outcomes and heartbeats run once per job (asyncpg fetchmany: one round trip, one
-        # transaction, rows locked in id order): "id = $1" always plans as a primary-key
-        # look-up, where a join of the outcomes with the table can be planned as a scan of
-        # every leased job (statistics lag behind a queue's churn).
-        self._record_sql = (
-            f"UPDATE {self._t} SET state = $2, ready_at = $3, updated_at = $7, last_reply = $4,"
-            " dead_reason = $5, ambiguous = ambiguous + $6, lease_owner = NULL"
-            " WHERE id = $1 AND lease_owner = $8 AND state = 'sending' RETURNING id"
-        )
-        self._extend_sql = (
-            f"UPDATE {self._t} SET ready_at = $2 WHERE id = $1 AND lease_owner = $3"
-            " AND state = 'sending'"
-        )
+        self._insert_sql = insert_sql(self._t)
+        self._record_sql = record_sql(self._t)
+        self._extend_sql = extend_sql(self._t)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -242,8 +120,8 @@ class PostgresStore(JobStore):
         a Parse to come back while the producer is busy rendering."""
         await con.fetch(self._insert_sql, *[[]] * 14)
         await con.fetch(self._record_sql, "", "", 0.0, "", "", 0, 0.0, "")
-        await con.fetch(self._claim_ids_sql(False), "", 0.0, 0.0, [], [])
-        await con.fetch(self._claim_ids_sql(True), "", 0.0, 0.0, [], [], "")
+        await con.fetch(claim_ids_sql(self._t, False), "", 0.0, 0.0, [], [])
+        await con.fetch(claim_ids_sql(self._t, True), "", 0.0, 0.0, [], [], "")
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -319,14 +197,6 @@ class PostgresStore(JobStore):
 
     # -- consumer side ----------------------------------------------------------------
 
-    def _lease_set(self) -> str:
-        return (
-            "state = 'sending', lease_owner = $1, ready_at = $2, attempts = attempts + 1,"
-            " updated_at = $3,"
-            # a lease that expired: its worker may have delivered before it died
-            " ambiguous = ambiguous + (state = 'sending')::int"
-        )
-
     async def claim_ids(
         self, owner: str, ids: Sequence[str], lease: float, campaign: str | None
     ) -> list[Job]:
@@ -336,18 +206,8 @@ class PostgresStore(JobStore):
         args: list[Any] = [owner, now + lease, now, sorted(ids), _CLAIMABLE]
         if campaign:
             args.append(campaign)
-        rows = await self._fetch(self._claim_ids_sql(bool(campaign)), *args)
+        rows = await self._fetch(claim_ids_sql(self._t, bool(campaign)), *args)
         return [_job(r) for r in rows]
-
-    def _claim_ids_sql(self, scoped: bool) -> str:
-        # "(...) IS TRUE" is no index condition: the rows are found by their ids alone,
-        # never by a scan of every job in a claimable state
-        scope = " AND campaign = $6" if scoped else ""
-        return (
-            f"UPDATE {self._t} SET {self._lease_set()} WHERE id = ANY($4::text[])"
-            f" AND (state = ANY($5::text[]) AND ready_at <= $3{scope}) IS TRUE"
-            f" RETURNING {JOB_COLUMNS}"
-        )
 
     async def claim_due(
         self,
@@ -364,7 +224,7 @@ class PostgresStore(JobStore):
             args.append(campaign)
         due = f"state = ANY($5::text[]) AND ready_at <= $3{scope}"
         rows = await self._fetch(
-            f"UPDATE {self._t} SET {self._lease_set()} WHERE id IN"
+            f"UPDATE {self._t} SET {LEASE_SET} WHERE id IN"
             f" (SELECT id FROM {self._t} WHERE {due} ORDER BY ready_at LIMIT $4"
             f" FOR UPDATE SKIP LOCKED) AND {due} RETURNING {JOB_COLUMNS}",
             *args,
@@ -540,7 +400,3 @@ async def _keep_session(con: Any) -> None:
     """Nothing to reset when a connection goes back to the pool: the store changes no
     session state (a transaction left open is rolled back by asyncpg itself). The default
     reset costs a round trip after every statement."""
-
-
-# a handed-back job: deferred if it was tried before, else queued
-_HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
