@@ -217,8 +217,9 @@ class StopOnRelayMisconfiguration(Observer):
         self.error: DeliveryError | None = None
 
     def relay_paused(self, err: DeliveryError, delay: float) -> None:
-        self.log.error("relay paused", error=str(err), stage=err.stage, retry_in_s=round(delay, 1))
+        # the pause itself is logged by the log observer; this says why the run stops
         if isinstance(err, AuthFailure | TLSFailure) and self.error is None:
+            self.log.error("relay misconfigured, stopping", error=str(err), stage=err.stage)
             self.error = err
             if self.worker is not None:
                 self.worker.stop()
