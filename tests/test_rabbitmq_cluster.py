@@ -29,9 +29,11 @@ import pytest
 
 from mailspool.models import CampaignStats
 from mailspool.store.postgres import PostgresStore
-from mailspool.testing import SMTPSink, free_port, wait_listening
+from mailspool.testing import RecordingSMTPServer, SMTPSink, free_port, wait_listening
 
 from .conftest import TEMPLATE, RabbitMQNamespace, need
+from .test_redis_cluster import ArrivalTimes
+from .test_redis_limits import max_in_window
 
 T = TypeVar("T")
 CAMPAIGN = "cluster"
@@ -176,6 +178,35 @@ def per_recipient(sink: SMTPSink) -> dict[str, list[str]]:
         for r in rcpts:
             got[r].append(message_id)
     return got
+
+
+# -- rate limits across processes, held in Redis ---------------------------------------------------
+
+
+def test_three_workers_share_one_global_rate_held_in_redis(
+    tmp_path: Path,
+    rabbitmq: RabbitMQNamespace,
+    redis_url: str,
+    workers: list[Workers],
+) -> None:
+    """The queue in RabbitMQ, the jobs in PostgreSQL, the limits in Redis
+    (``--limits-redis``): three workers together stay under one 50/s rate."""
+    n = 300  # six seconds at 50/s
+    queue, store = rabbitmq.amqp(), rabbitmq.store
+    enqueue(tmp_path, n, queue, store)
+    with RecordingSMTPServer() as server:
+        arrivals = ArrivalTimes(server)
+        w = Workers(
+            tmp_path, queue, store, server.port,
+            "--rate", "50/s", "--concurrency", "8", "--limits-redis", redis_url, n=3,
+        )  # fmt: skip
+        workers.append(w)
+        wait_for(lambda: len(arrivals.seen) >= n, 60, "every message", w)
+        assert all(w.alive())
+        assert w.stop() == [0, 0, 0]
+    times = arrivals.times()
+    assert len(times) == n
+    assert max_in_window(times) <= 55, max_in_window(times)  # 50/s, +10%
 
 
 # -- a worker killed midway ---------------------------------------------------------------------

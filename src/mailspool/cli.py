@@ -35,6 +35,11 @@ def _delivery(p: argparse.ArgumentParser) -> None:
         "--domain-concurrency", dest="domain_concurrency", type=int,
         help="messages in flight per recipient domain",
     )  # fmt: skip
+    p.add_argument(
+        "--limits-redis", dest="limits_redis",
+        help="Redis URL holding the limits shared by every worker (default: the queue's or"
+        " store's Redis, else per process)",
+    )  # fmt: skip
     p.add_argument("--lease", help="lease (visibility timeout), e.g. 60s")
     _retry(p)
     p.add_argument("--connect-timeout", dest="connect_timeout")
@@ -128,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 SETTING_KEYS = (
     "queue", "store", "log_level", "log_format", "smtp", "concurrency", "rate", "domain_rate",
-    "default_domain_rate", "domain_concurrency", "lease",
+    "default_domain_rate", "domain_concurrency", "limits_redis", "lease",
     "retry_first", "retry_factor", "retry_max_delay", "max_age", "max_attempts", "connect_timeout",
     "command_timeout", "data_timeout", "template", "html", "from", "subject", "campaign",
     "key_column", "attachment_dir", "max_wait", "outbox",

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     smtp: str | None = None
     queue: str = "sqlite:///mailspool.db"
     store: str | None = None
+    limits_redis: str | None = None
     concurrency: int = Field(default=8, ge=1, le=1000)
     rate: str | None = None
     domain_rate: list[str] = Field(default_factory=list)
@@ -134,6 +135,13 @@ class Settings(BaseSettings):
                 parse_rate(v)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("limits_redis")
+    @classmethod
+    def _limits_redis(cls, v: str | None) -> str | None:
+        if v is not None and not v.lower().startswith(("redis://", "rediss://")):
+            raise ValueError("shared limits live in Redis: give a redis:// or rediss:// URL")
         return v
 
     @field_validator("campaign")

@@ -126,13 +126,14 @@ def observers(settings: Settings) -> list[Observer]:
 def limits(settings: Settings) -> Limits | None:
     """Limits shared by every worker of a cluster, or None for this process's own.
 
-    With a Redis queue (or ``--store``) and any limit set, the limits live in that Redis
-    under the same key prefix, so every worker using it shares them."""
+    With any limit set, the limits live in the Redis of ``--limits-redis``, else in the
+    Redis queue's or store's (under the same key prefix), so every worker using it shares
+    them."""
     from urllib.parse import urlsplit
 
     if not settings.limits.any:
         return None
-    for url in (settings.queue, settings.store):
+    for url in (settings.limits_redis, settings.queue, settings.store):
         if url and urlsplit(url).scheme.lower() in ("redis", "rediss"):
             from mailspool.limits_redis import RedisLimits  # optional extra: mailspool[redis]
 
