@@ -213,6 +213,7 @@ def test_settings_accept_option_spellings_directly() -> None:
         ({"data_timeout": "-600"}, "data_timeout"),
         ({"log_level": "chatty"}, "log_level"),
         ({"log_format": "xml"}, "log_format"),
+        ({"limits_redis": "amqp://127.0.0.1/"}, "limits_redis"),
     ],
 )
 def test_invalid_flags_name_the_field(flags: dict[str, object], field: str) -> None:
