@@ -194,10 +194,14 @@ class RedisQueue(Queue):
             await self._script("extend", [*args, *job_ids[start : start + BATCH]])
 
     async def release(
-        self, owner: str, job_ids: Sequence[str], not_before: float | None = None
+        self,
+        owner: str,
+        job_ids: Sequence[str],
+        not_before: float | None = None,
+        reply: str | None = None,
     ) -> None:
         for start in range(0, len(job_ids), BATCH):
-            args = [_f(time.time()), owner, _f(not_before) if not_before else ""]
+            args = [_f(time.time()), owner, _f(not_before) if not_before else "", reply or ""]
             await self._script("release", [*args, *job_ids[start : start + BATCH]])
 
     async def lease_owners(self, campaign: str | None = None) -> list[str]:

@@ -257,9 +257,9 @@ return 0
 
 # ARGV: prefix, now, owner, not_before or '', ids...
 _RELEASE = """
-local now, owner, nb = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local now, owner, nb, reply = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local n = 0
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local id = ARGV[i]
   local k = jkey(id)
   local v = redis.call('HMGET', k, 'state', 'lease_owner', 'campaign', 'entry', 'attempts')
@@ -270,6 +270,7 @@ for i = 5, #ARGV do
     drop(c, v[4])
     redis.call('ZREM', ckey('leases', c), id)
     redis.call('HSET', k, 'state', st, 'lease_owner', '', 'attempts', attempts - 1)
+    if reply ~= '' then redis.call('HSET', k, 'last_reply', reply) end
     count(c, 'sending', st)
     push(c, id, nb or now, now)
     n = n + 1

@@ -94,9 +94,14 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     async def release(
-        self, owner: str, job_ids: Sequence[str], not_before: float | None
+        self,
+        owner: str,
+        job_ids: Sequence[str],
+        not_before: float | None,
+        reply: str | None = None,
     ) -> list[Ref]:
-        """Hand back leased jobs (not counting the attempt); returns those handed back."""
+        """Hand back leased jobs (not counting the attempt), ``reply`` as their last reply
+        when given; returns those handed back."""
 
     @abc.abstractmethod
     async def lease_owners(self, campaign: str | None) -> list[str]: ...

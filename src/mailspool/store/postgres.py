@@ -268,20 +268,23 @@ class PostgresStore(JobStore):
         await self._call(lambda con: con.executemany(self._extend_sql, args))
 
     async def release(
-        self, owner: str, job_ids: Sequence[str], not_before: float | None
+        self,
+        owner: str,
+        job_ids: Sequence[str],
+        not_before: float | None,
+        reply: str | None = None,
     ) -> list[Ref]:
         if not job_ids:
             return []
         state = "'deferred'" if not_before else _HANDED_BACK
         sql = (
             f"UPDATE {self._t} SET state = {state}, ready_at = $2, attempts = attempts - 1,"
-            " lease_owner = NULL WHERE id = $1 AND lease_owner = $3 AND state = 'sending'"
-            " RETURNING id, campaign"
+            " last_reply = COALESCE($4, last_reply), lease_owner = NULL"
+            " WHERE id = $1 AND lease_owner = $3 AND state = 'sending' RETURNING id, campaign"
         )
         due = not_before or time.time()
-        rows = await self._call(
-            lambda con: con.fetchmany(sql, [(jid, due, owner) for jid in sorted(job_ids)])
-        )
+        args = [(jid, due, owner, reply) for jid in sorted(job_ids)]
+        rows = await self._call(lambda con: con.fetchmany(sql, args))
         return _refs(rows)
 
     async def lease_owners(self, campaign: str | None) -> list[str]:
