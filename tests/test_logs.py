@@ -226,8 +226,9 @@ def _worker_with_metrics(tmp: Path, relay: str, common: tuple[str, ...]) -> dict
     with log.open("wb") as f:
         proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=f, stderr=subprocess.STDOUT)
     try:
-        assert wait_listening(port)
-        deadline = time.monotonic() + 30
+        # generous bounds: they only keep a broken run from hanging, on a loaded machine
+        assert wait_listening(port, 60), log.read_text()[-3000:]
+        deadline = time.monotonic() + 90
         while True:
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
             if 'mailspool_queue_depth{state="sent"} 10.0' in metrics:
