@@ -160,6 +160,16 @@ async def test_release_hands_back_without_counting_an_attempt(queue: Queue) -> N
     assert again.attempts == 1
 
 
+async def test_release_for_a_paused_relay_keeps_its_reply(queue: Queue) -> None:
+    await queue.enqueue([make_job(1)])
+    (job,) = await queue.claim("w1", 1, 300)
+    await queue.release("w1", [job.id], not_before=time.time() + 60, reply="relay paused: 535")
+    got = await queue.get(job.id)
+    assert got is not None and got.state is State.DEFERRED
+    assert got.attempts == 0 and got.last_reply == "relay paused: 535"
+    assert (await queue.stats()).last_error == "relay paused: 535"
+
+
 async def test_release_owner_reclaims_a_dead_workers_jobs(queue: Queue) -> None:
     await queue.enqueue([make_job(i) for i in range(3)])
     await queue.claim("dead-worker", 3, 300)

@@ -191,9 +191,13 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
         await self.store.extend(owner, job_ids, lease)
 
     async def release(
-        self, owner: str, job_ids: Sequence[str], not_before: float | None = None
+        self,
+        owner: str,
+        job_ids: Sequence[str],
+        not_before: float | None = None,
+        reply: str | None = None,
     ) -> None:
-        refs = await self.store.release(owner, job_ids, not_before)
+        refs = await self.store.release(owner, job_ids, not_before, reply)
         if not_before is None:  # due now: a fresh message, rather than a counted return
             await self._announce(refs, wait=False)
         self._settle_held(job_ids)
