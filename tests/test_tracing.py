@@ -58,6 +58,7 @@ async def test_a_span_per_attempt_with_rate_wait_and_smtp_children() -> None:
         assert a.attributes["mailspool.campaign"] == "c"
         assert a.attributes["mailspool.recipient_domain"] == "example.com"
         assert "mailspool.smtp" in by_parent[a.context.span_id]
+        assert "mailspool.render" in by_parent[a.context.span_id]
     smtp = [s for s in spans if s.name == "mailspool.smtp"]
     assert all(s.attributes["smtp.reply_code"] == 250 for s in smtp)
     assert all(s.parent is not None for s in spans if s.name != "mailspool.attempt")
@@ -67,6 +68,10 @@ async def test_a_span_per_attempt_with_rate_wait_and_smtp_children() -> None:
     for w in waits:
         parent = next(a for a in attempts if a.context.span_id == w.parent.span_id)
         assert parent.start_time <= w.start_time <= w.end_time <= parent.end_time
+    # the message is built first, then the wait, then the SMTP session
+    for r in (s for s in spans if s.name == "mailspool.render"):
+        parent = next(a for a in attempts if a.context.span_id == r.parent.span_id)
+        assert parent.start_time == r.start_time <= r.end_time <= parent.end_time
 
 
 async def test_failed_attempts_are_error_spans() -> None:

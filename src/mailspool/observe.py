@@ -27,6 +27,9 @@ class Observer:
     def relay_paused(self, err: DeliveryError, delay: float) -> None:
         pass
 
+    def prepared(self, seconds: float) -> None:
+        """Seconds spent building this attempt's message bytes (attachments wrapped in)."""
+
     def rate_limited(self, waited: float) -> None:
         """Seconds a send waited on rate or concurrency limits (0 when it did not)."""
 

@@ -11,6 +11,8 @@ Spans per job attempt (made by :class:`TracingObserver` from the worker's observ
 calls, with their real start and end times)::
 
     mailspool.attempt            job_id, campaign, attempt, recipient domain, outcome
+    ├── mailspool.render             the message bytes for this attempt (attachments
+    │                                wrapped in; templates were rendered at enqueue)
     ├── mailspool.rate_limit_wait    seconds waited on rate or concurrency limits
     └── mailspool.smtp               the SMTP transaction (reply code, stage on failure)
 
@@ -146,6 +148,9 @@ def span(t: Any | None, name: str, **attributes: Any) -> Iterator[None]:
 
 
 # per sender task: (end of the last rate-limit wait in ns since the epoch, seconds waited)
+_last_prepare: contextvars.ContextVar[tuple[int, float] | None] = contextvars.ContextVar(
+    "mailspool_last_prepare", default=None
+)
 _last_wait: contextvars.ContextVar[tuple[int, float] | None] = contextvars.ContextVar(
     "mailspool_last_wait", default=None
 )
@@ -160,6 +165,9 @@ class TracingObserver(Observer):
 
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
+
+    def prepared(self, seconds: float) -> None:
+        _last_prepare.set((time.time_ns(), seconds))
 
     def rate_limited(self, waited: float) -> None:
         _last_wait.set((time.time_ns(), waited))
@@ -178,6 +186,12 @@ class TracingObserver(Observer):
         if wait is not None and abs(smtp_start - wait[0]) <= _WAIT_SLACK_NS:
             start = min(start, wait[0] - int(wait[1] * 1e9))
             waited_span = (start, wait[0])
+        prep = _last_prepare.get()
+        _last_prepare.set(None)
+        prep_span: tuple[int, int] | None = None
+        if prep is not None and abs(start - prep[0]) <= _WAIT_SLACK_NS:
+            prep_span = (prep[0] - int(prep[1] * 1e9), prep[0])
+            start = min(start, prep_span[0])
         attempt = self.tracer.start_span(
             "mailspool.attempt",
             start_time=start,
@@ -191,6 +205,9 @@ class TracingObserver(Observer):
             },
         )
         ctx = trace.set_span_in_context(attempt)
+        if prep_span is not None:
+            r = self.tracer.start_span("mailspool.render", context=ctx, start_time=prep_span[0])
+            r.end(end_time=prep_span[1])
         if waited_span is not None:
             w = self.tracer.start_span(
                 "mailspool.rate_limit_wait", context=ctx, start_time=waited_span[0]
@@ -222,6 +239,9 @@ class TracingObserver(Observer):
 
     def dead(self, job: Job, reason: DeadReason, reply: str) -> None:
         from opentelemetry.trace import Status, StatusCode
+
+        _last_prepare.set(None)  # not carried over to the next attempt of this task
+        _last_wait.set(None)
 
         from mailspool.logs import reply_code
 

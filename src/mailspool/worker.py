@@ -278,12 +278,15 @@ class Worker:
 
     async def _attempt(self, job: Job) -> Outcome | None:
         """Send one job; its outcome, or None when it was handed back (relay paused)."""
+        began = time.monotonic()
         try:
             data = await self._message_bytes(job)
         except QueueError as exc:  # the store is unreachable, the job is fine
             return self._unexpected(job, exc)
         except MailspoolError as exc:
             return self._dead(job, DeadReason.INVALID_MESSAGE, str(exc))
+        prepared = time.monotonic() - began
+        self._tell(lambda obs: obs.prepared(prepared))
         domain = job.domain
         waited = await self.limits.acquire(domain)
         if waited:
