@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import email
 import email.policy
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -328,13 +331,45 @@ def test_directory_as_attachment_is_rejected(base: Path) -> None:
         attachments(base).resolve("sub")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_attachment_is_rejected(base: Path) -> None:
+_UNREADABLE = """
+import sys
+from pathlib import Path
+from mailspool.errors import RejectedRow
+from mailspool.producer import Attachments
+from mailspool.queue import MemoryQueue
+try:
+    Attachments(Path(sys.argv[1]), MemoryQueue()).resolve("locked.pdf")
+except RejectedRow as exc:
+    print(exc.field, "|", exc.reason)
+else:
+    print("resolved")
+"""
+
+
+def _without_read_override() -> None:
+    """In the child, before exec: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the
+    bounding set (prctl PR_CAPBSET_DROP), so that root, too, is refused a mode-0 file."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):
+        if libc.prctl(24, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_unreadable_attachment_is_rejected(tmp_path: Path) -> None:
+    """A file the producer may not read. Root reads any file, so the check runs in a child
+    process without the capabilities that let it."""
+    base = tmp_path / "attachments"
+    base.mkdir()
     locked = base / "locked.pdf"
     locked.write_bytes(b"x")
     locked.chmod(0)
     try:
-        with pytest.raises(RejectedRow, match="Permission denied"):
-            attachments(base).resolve("locked.pdf")
+        out = subprocess.run(
+            [sys.executable, "-c", _UNREADABLE, str(base)], capture_output=True, text=True,
+            timeout=60, preexec_fn=_without_read_override if os.geteuid() == 0 else None,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("Attachment | cannot read 'locked.pdf'"), out.stdout
+        assert "Permission denied" in out.stdout
     finally:
         locked.chmod(0o644)
