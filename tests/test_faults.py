@@ -1,12 +1,16 @@
 """Every failure a relay can produce, through ``mailspool send`` as a user runs it:
 Postfix's smtp-sink rejecting (-r soft, -f hard) or hanging up (-q silently, -Q with 421)
-at each command, or delaying (-W); a refused connection; a listener that never greets."""
+at each command, or delaying (-W); a refused connection; a listener that never greets; a
+relay that hangs up when the STARTTLS handshake should begin."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,3 +130,85 @@ def test_deferred_job_keeps_message_id_when_retried(
     assert first == second  # the same Message-ID on the retry of an ambiguous delivery
     shown = json.loads(cli("status", "--json").stdout)[0]
     assert shown["sent"] == len(ROWS) and shown["ambiguous"] == len(ROWS)
+
+
+def events(res: Result, name: str) -> list[dict[str, Any]]:
+    """The JSON log events called ``name`` on the run's stderr."""
+    found = []
+    for line in res.stderr.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == name:
+            found.append(event)
+    return found
+
+
+@pytest.mark.parametrize("command", ["mail", "rcpt"])
+def test_421_then_hang_up_mid_pipeline_pauses_the_relay(
+    job: Path, smtp_sink: Callable[..., SMTPSink], cli: Callable[..., Result], command: str
+) -> None:
+    sink = smtp_sink("-Q", command)  # smtp-sink pipelines: the 421 comes mid-batch
+    res, status = run(cli, f"smtp://127.0.0.1:{sink.port}", "--log-format", "json")
+    assert status["deferred"] == len(ROWS) and status["ambiguous"] == 0
+    paused = events(res, "relay paused")
+    assert paused, res.stderr
+    assert {(e["code"], e["stage"]) for e in paused} == {(421, command)}
+
+
+class StartTLSHangUp:
+    """Offers STARTTLS, answers 220 (with ``extra`` in the same write) and closes the
+    socket, so the client's TLS handshake meets EOF."""
+
+    def __init__(self, extra: bytes = b"") -> None:
+        self.extra = extra
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)  # to notice the stop flag
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(10)
+            with conn, conn.makefile("rb") as lines:
+                conn.sendall(b"220 raw ESMTP\r\n")
+                for line in lines:
+                    if line.upper().startswith(b"EHLO"):
+                        conn.sendall(b"250-raw\r\n250-STARTTLS\r\n250 PIPELINING\r\n")
+                    elif line.strip().upper() == b"STARTTLS":
+                        conn.sendall(b"220 ready\r\n" + self.extra)
+                        break
+                    else:
+                        conn.sendall(b"250 OK\r\n")
+
+    def __enter__(self) -> StartTLSHangUp:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture(params=[b"", b"not an SMTP reply\r\n"], ids=["eof", "eof-after-garbage"])
+def starttls_hang_up(request: pytest.FixtureRequest) -> Iterator[StartTLSHangUp]:
+    with StartTLSHangUp(request.param) as srv:
+        yield srv
+
+
+def test_hang_up_at_the_starttls_handshake_stops_the_run_as_a_tls_failure(
+    job: Path, starttls_hang_up: StartTLSHangUp, cli: Callable[..., Result]
+) -> None:
+    url = f"smtp://127.0.0.1:{starttls_hang_up.port}?starttls=required&verify=off"
+    res, status = run(cli, url, "--connect-timeout", "5s")
+    assert res.returncode == 75 and status["deferred"] == len(ROWS), res.stderr
+    # the operator is told it is TLS, not a flaky network
+    (told,) = [line for line in res.stderr.splitlines() if "the relay refused us" in line]
+    assert "TLS handshake" in told and "(stage starttls)" in told

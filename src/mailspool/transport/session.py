@@ -9,162 +9,16 @@ helpers still do EHLO parsing and AUTH encoding.
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
-from collections import deque
-from dataclasses import dataclass
 
 from aiosmtplib.auth import auth_login_encode, auth_plain_encode
 from aiosmtplib.esmtp import parse_esmtp_extensions
 
-from mailspool.errors import (
-    AuthFailure,
-    ConnectError,
-    DeliveryError,
-    ReplyError,
-    SMTPTimeout,
-    TLSFailure,
-)
+from mailspool.errors import AuthFailure, ConnectError, DeliveryError, SMTPTimeout, TLSFailure
 from mailspool.transport.base import Delivery
 from mailspool.transport.url import SMTPSettings
-
-_ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b\s*")
-MAX_REPLY_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    code: int
-    text: str
-
-    @property
-    def enhanced(self) -> str | None:
-        m = _ENHANCED.match(self.text)
-        return m.group(1) if m else None
-
-    def error(self, stage: str, cls: type[DeliveryError] = ReplyError) -> DeliveryError:
-        m = _ENHANCED.match(self.text)
-        text = self.text[m.end() :] if m else self.text
-        return cls(text.replace("\n", " "), code=self.code, enhanced=self.enhanced, stage=stage)
-
-
-class _Protocol(asyncio.Protocol):
-    """Parses replies as they arrive and wakes whoever waits for the n-th one."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.replies: deque[Reply] = deque()
-        self._buf = bytearray()
-        self._lines: list[str] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self._want = 0
-        self.lost: BaseException | None = None
-        self._can_write: asyncio.Future[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
-        end = buf.rfind(b"\n")
-        if end < 0:
-            if len(buf) > MAX_REPLY_BYTES:
-                self._fail(ConnectError("reply line too long", stage="reply"))
-            return
-        chunk = bytes(buf[: end + 1])
-        del buf[: end + 1]
-        for line in chunk.split(b"\n")[:-1]:
-            text = line[4:].rstrip(b"\r").decode("utf-8", "replace")
-            self._lines.append(text)
-            if line[3:4] != b"-":
-                try:
-                    code = int(line[:3])
-                except ValueError:
-                    self._fail(ConnectError(f"malformed reply {line[:80]!r}", stage="reply"))
-                    return
-                self.replies.append(Reply(code, "\n".join(self._lines)))
-                self._lines = []
-        self._wake()
-
-    def _wake(self) -> None:
-        w = self._waiter
-        if w is not None and not w.done() and (len(self.replies) >= self._want or self.lost):
-            w.set_result(None)
-
-    def _fail(self, exc: BaseException) -> None:
-        self.lost = exc
-        if self.transport is not None:
-            self.transport.abort()
-        self._wake()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.lost is None:
-            self.lost = exc or ConnectError("connection closed by the server", stage="reply")
-        self._wake()
-        if self._can_write is not None and not self._can_write.done():
-            self._can_write.set_result(None)
-
-    def eof_received(self) -> bool:
-        return False
-
-    def pause_writing(self) -> None:
-        self._can_write = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self._can_write is not None and not self._can_write.done():
-            self._can_write.set_result(None)
-        self._can_write = None
-
-    async def drain(self) -> None:
-        if self._can_write is not None:
-            await self._can_write
-
-    async def wait_for_replies(self, n: int, timeout: float, stage: str) -> None:
-        if len(self.replies) >= n:
-            return
-        if self.lost is not None:
-            raise _lost(self.lost, stage)
-        loop = asyncio.get_running_loop()
-        self._waiter = waiter = loop.create_future()
-        self._want = n
-        # call_later instead of wait_for: no extra task per reply on the hot path
-        timer = loop.call_later(timeout, _expire, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-        if len(self.replies) < n:
-            if self.lost is not None:
-                raise _lost(self.lost, stage)
-            raise SMTPTimeout(f"no reply within {timeout:g}s", stage=stage)
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-def _lost(exc: BaseException, stage: str) -> DeliveryError:
-    if isinstance(exc, DeliveryError):  # a fresh error: the stored one may be raised again
-        err: DeliveryError = type(exc)(exc.text, code=exc.code, enhanced=exc.enhanced, stage=stage)
-        err.__cause__ = exc
-        return err
-    err = ConnectError(f"connection lost: {exc}", stage=stage)
-    err.__cause__ = exc
-    return err
-
-
-def _stuff(data: bytes) -> bytes:
-    """Dot-stuff and terminate a CRLF message for DATA."""
-    if data.startswith(b"."):
-        data = b"." + data
-    data = data.replace(b"\r\n.", b"\r\n..")
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data + b".\r\n"
+from mailspool.transport.wire import Reply, ReplyProtocol, lost_error, stuff
 
 
 class SMTPSession:
@@ -173,7 +27,7 @@ class SMTPSession:
     def __init__(self, settings: SMTPSettings, tls: ssl.SSLContext | None) -> None:
         self.settings = settings
         self._tls = tls
-        self._proto = _Protocol()
+        self._proto = ReplyProtocol()
         self.extensions: dict[str, str] = {}
         self.auth_methods: list[str] = []
         self.encrypted = False
@@ -181,12 +35,17 @@ class SMTPSession:
         self.messages = 0
 
     @property
+    def connected(self) -> bool:
+        t = self._proto.transport
+        return self._proto.lost is None and t is not None and not t.is_closing()
+
+    @property
     def usable(self) -> bool:
         s = self.settings
         return (
-            self._proto.lost is None
-            and self._proto.transport is not None
-            and not self._proto.transport.is_closing()
+            self.connected
+            # a reply nobody asked for (a 421 while idle) would answer our next command
+            and not self._proto.replies
             and time.monotonic() - self.created < s.max_age
             and (s.max_messages <= 0 or self.messages < s.max_messages)
         )
@@ -196,7 +55,7 @@ class SMTPSession:
     def _write(self, data: bytes) -> None:
         t = self._proto.transport
         if t is None or t.is_closing() or self._proto.lost is not None:
-            raise _lost(self._proto.lost or ConnectionResetError("closed"), "write")
+            raise lost_error(self._proto.lost or ConnectionResetError("closed"), "write")
         t.write(data)
 
     async def _replies(self, n: int, stage: str, timeout: float | None = None) -> list[Reply]:
@@ -266,29 +125,42 @@ class SMTPSession:
                 " (starttls=required); nothing was sent",
                 stage="starttls",
             )
+        proto = self._proto
         reply = await self._command(b"STARTTLS", "starttls")
         if reply.code != 220:
             raise reply.error("starttls", TLSFailure)
-        self._proto.replies.clear()  # RFC 3207: discard anything sent before the handshake
+        proto.discard_buffered()  # whatever came with the 220 was sent before the handshake
+        if not self.connected:
+            # start_tls on a closed transport never completes, not even at its timeout
+            lost = proto.lost or ConnectionResetError("closed")
+            raise TLSFailure(
+                f"connection to {s.host} lost before the TLS handshake: {lost}", stage="starttls"
+            ) from lost
         loop = asyncio.get_running_loop()
-        assert self._tls is not None and self._proto.transport is not None
+        assert self._tls is not None and proto.transport is not None
         try:
-            transport = await loop.start_tls(
-                self._proto.transport,
-                self._proto,
-                self._tls,
-                server_hostname=s.host,
-                ssl_handshake_timeout=s.connect_timeout,
-            )
+            # a bound of our own too, in case the loop's handshake timeout never fires; not
+            # wait_for, whose extra task lets the server's EOF in before start_tls begins
+            async with asyncio.timeout(s.connect_timeout + 1):
+                transport = await loop.start_tls(
+                    proto.transport,
+                    proto,
+                    self._tls,
+                    server_hostname=s.host,
+                    ssl_handshake_timeout=s.connect_timeout,
+                )
         except (ssl.SSLError, ssl.CertificateError) as exc:
             raise TLSFailure(f"TLS handshake with {s.host}: {exc}", stage="starttls") from exc
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:  # reset, EOF or silence mid-handshake
             raise TLSFailure(
                 f"TLS handshake with {s.host} failed: {exc!r}", stage="starttls"
             ) from exc
-        if transport is None:
-            raise TLSFailure("TLS handshake failed", stage="starttls")
-        self._proto.transport = transport
+        if transport is None or transport.is_closing() or proto.lost is not None:
+            # uvloop returns a closed transport when the server hung up mid-handshake
+            raise TLSFailure(
+                f"TLS handshake with {s.host} failed: connection closed", stage="starttls"
+            ) from proto.lost
+        proto.transport = transport
         self.encrypted = True
         await self._ehlo()
 
@@ -332,27 +204,54 @@ class SMTPSession:
     async def _send_pipelined(
         self, sender: str, recipients: tuple[str, ...], data: bytes
     ) -> Delivery:
-        payload = _stuff(data)
+        payload = stuff(data)
         # RSET between messages on a reused connection; pipelined, it costs no round trip
-        cmds = [b"RSET\r\n"] if self.messages else []
+        rset = self.messages > 0
+        cmds = [b"RSET\r\n"] if rset else []
         cmds.append(self._mail_cmd(sender, len(data)))
         cmds += [f"RCPT TO:<{r}>\r\n".encode("ascii") for r in recipients]
         cmds.append(b"DATA\r\n")
         self._write(b"".join(cmds))
-        replies = await self._replies(len(cmds), "mail")
-        if len(cmds) > len(recipients) + 2:
+        try:
+            replies = await self._replies(len(cmds), "mail")
+        except ConnectError as exc:
+            said = self._said_before_hang_up(list(self._proto.replies), rset, recipients)
+            if said is None:
+                raise
+            raise said from exc
+        if rset:
             replies.pop(0)  # RSET: its reply does not matter once MAIL is answered
         mail, rcpts, data_reply = replies[0], replies[1:-1], replies[-1]
         refused = self._check_envelope(mail, recipients, rcpts)
         if data_reply.code != 354:
             raise data_reply.error("data")
-        self._write(payload)
-        await self._proto.drain()
-        return self._finish((await self._replies(1, "dot", self.settings.data_timeout))[0], refused)
+        return await self._transmit(payload, refused)
+
+    def _said_before_hang_up(
+        self, got: list[Reply], rset: bool, recipients: tuple[str, ...]
+    ) -> DeliveryError | None:
+        """The reply that decides a pipelined batch cut short by a hang-up, if one arrived:
+        a 421 (the server is closing: pause the relay), a refused MAIL, or every recipient
+        refused. One refused recipient among several decides nothing."""
+        stages = ["rset"] * rset + ["mail"] + ["rcpt"] * len(recipients)
+        for reply, stage in zip(got, stages, strict=False):
+            if reply.code == 421:
+                return reply.error(stage)
+        got = got[rset:]
+        if got and got[0].code != 250:
+            return got[0].error("mail")
+        if len(got) == len(recipients) + 1:  # every RCPT answered, only DATA's reply missing
+            try:
+                self._check_envelope(got[0], recipients, got[1:])
+            except DeliveryError as err:
+                return err
+        return None
 
     async def _send_serial(self, sender: str, recipients: tuple[str, ...], data: bytes) -> Delivery:
         if self.messages:
-            await self._command(b"RSET", "rset")
+            rset = await self._command(b"RSET", "rset")
+            if rset.code != 250:  # a 421 here must not be lost to the next command's write
+                raise rset.error("rset")
         mail = await self._command(self._mail_cmd(sender, len(data))[:-2], "mail")
         if mail.code != 250:
             raise mail.error("mail")
@@ -361,9 +260,14 @@ class SMTPSession:
         data_reply = await self._command(b"DATA", "data")
         if data_reply.code != 354:
             raise data_reply.error("data")
-        self._write(_stuff(data))
-        await self._proto.drain()
-        return self._finish((await self._replies(1, "dot", self.settings.data_timeout))[0], refused)
+        return await self._transmit(stuff(data), refused)
+
+    async def _transmit(self, payload: bytes, refused: dict[str, str]) -> Delivery:
+        """The message and its final dot, after a 354."""
+        timeout = self.settings.data_timeout
+        self._write(payload)
+        await self._proto.drain(timeout)  # stage "data": the final dot has not left yet
+        return self._finish((await self._replies(1, "dot", timeout))[0], refused)
 
     @staticmethod
     def _check_envelope(
@@ -405,5 +309,11 @@ class SMTPSession:
 
     def abort(self) -> None:
         t = self._proto.transport
-        if t is not None and not t.is_closing():
-            t.close()
+        if t is None or t.is_closing():
+            return
+        if t.get_write_buffer_size():
+            # close() would keep the socket until a server that stopped reading takes the
+            # rest of the message, which may be never
+            t.abort()
+        else:
+            t.close()  # a TLS peer gets its close_notify

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ssl
 
-from mailspool.errors import DeliveryError
 from mailspool.transport.base import Delivery, Envelope, Transport
 from mailspool.transport.session import SMTPSession
 from mailspool.transport.url import SMTPSettings
@@ -22,11 +21,14 @@ class SMTPTransport(Transport):
             settings.tls_context() if settings.implicit_tls or settings.starttls != "off" else None
         )
         self._idle: list[SMTPSession] = []
+        self._busy = 0  # sessions lent to a send right now
         self.opened = 0  # sessions opened, for metrics and tests
 
     @property
     def open_connections(self) -> int:
-        return len(self._idle)
+        """Connections open now, in use or idle: counting only idle ones would show 0 while
+        every connection is busy. May be read from a metrics thread, hence the copy."""
+        return self._busy + sum(1 for s in list(self._idle) if s.connected)
 
     async def _acquire(self) -> SMTPSession:
         while self._idle:
@@ -45,14 +47,14 @@ class SMTPTransport(Transport):
 
     async def send(self, envelope: Envelope) -> Delivery:
         session = await self._acquire()
+        self._busy += 1
         try:
             delivery = await session.send(envelope.sender, envelope.recipients, envelope.data)
-        except DeliveryError:
-            session.abort()
-            raise
         except BaseException:
             session.abort()
             raise
+        finally:
+            self._busy -= 1
         self._idle.append(session)
         return delivery
 
