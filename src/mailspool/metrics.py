@@ -102,7 +102,7 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.open_connections = Gauge(
-            "mailspool_smtp_connections_open", "SMTP connections held open in the pool",
+            "mailspool_smtp_connections_open", "SMTP connections open, in use or idle in the pool",
             registry=r,
         )  # fmt: skip
         self.relays_paused = Gauge(
