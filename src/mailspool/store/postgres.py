@@ -223,10 +223,14 @@ class PostgresStore(JobStore):
         if campaign:
             args.append(campaign)
         due = f"state = ANY($5::text[]) AND ready_at <= $3{scope}"
+        # MATERIALIZED: the jobs are picked once. As a plain "id IN (subquery)" the planner
+        # may rescan the subquery for every row (a nested-loop semi-join), and each rescan,
+        # skipping the rows this statement already leased, picked more: past the limit.
         rows = await self._fetch(
-            f"UPDATE {self._t} SET {LEASE_SET} WHERE id IN"
-            f" (SELECT id FROM {self._t} WHERE {due} ORDER BY ready_at LIMIT $4"
-            f" FOR UPDATE SKIP LOCKED) AND {due} RETURNING {JOB_COLUMNS}",
+            f"WITH picked AS MATERIALIZED (SELECT id FROM {self._t} WHERE {due}"
+            " ORDER BY ready_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            f" UPDATE {self._t} SET {LEASE_SET} WHERE id IN (SELECT id FROM picked)"
+            f" AND {due} RETURNING {JOB_COLUMNS}",
             *args,
         )
         return [_job(r) for r in rows]
