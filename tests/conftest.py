@@ -117,18 +117,20 @@ POSTGRES_URL = os.environ.get(
 
 @dataclass(frozen=True)
 class RabbitMQNamespace:
-    """A queue URL and a store URL with names of their own (queue prefix, schema)."""
+    """A queue URL and a store URL with names of their own (queue prefix, schema, or the
+    key prefix of a Redis store)."""
 
     base_amqp: str
     prefix: str
     schema: str
+    redis_store: str | None = None  # the job store in Redis instead of PostgreSQL
 
     def amqp(self, base: str | None = None) -> str:
         return f"{base or self.base_amqp}?prefix={self.prefix}"
 
     @property
     def store(self) -> str:
-        return f"{POSTGRES_URL}?schema={self.schema}"
+        return self.redis_store or f"{POSTGRES_URL}?schema={self.schema}"
 
 
 def drop_rabbitmq_namespace(ns: RabbitMQNamespace, amqp_base: str | None = None) -> None:
@@ -151,6 +153,8 @@ def drop_rabbitmq_namespace(ns: RabbitMQNamespace, amqp_base: str | None = None)
                 for queue in (f"{ns.prefix}.work", f"{ns.prefix}.dead"):
                     await ch.queue_delete(queue)
                 await ch.exchange_delete(f"{ns.prefix}.dlx")
+        if ns.redis_store is not None:
+            return  # the redis_url fixture deletes the store's keys
         pg = await asyncpg.connect(POSTGRES_URL)
         try:
             await pg.execute(f"DROP SCHEMA IF EXISTS {ns.schema} CASCADE")
@@ -188,6 +192,22 @@ def rabbitmq() -> Iterator[RabbitMQNamespace]:
     need(rabbitmq_available(), "RabbitMQ (127.0.0.1:5672), PostgreSQL (127.0.0.1:5432)")
     token = uuid.uuid4().hex[:12]
     ns = RabbitMQNamespace(AMQP_URL, f"mstest-{token}", f"mstest_{token}")
+    yield ns
+    drop_rabbitmq_namespace(ns)
+
+
+@pytest.fixture
+def rabbitmq_redis(redis_url: str) -> Iterator[RabbitMQNamespace]:
+    """A RabbitMQ queue prefix with its job store in Redis under a key prefix of its own,
+    both deleted afterwards. Skips when RabbitMQ or Redis is absent locally (fails under
+    CI)."""
+    try:
+        import aio_pika  # noqa: F401
+    except ImportError:
+        need(False, "aio-pika (mailspool[rabbitmq])")
+    need(port_open(5672), "RabbitMQ (127.0.0.1:5672)")
+    token = uuid.uuid4().hex[:12]
+    ns = RabbitMQNamespace(AMQP_URL, f"mstest-{token}", "", redis_store=redis_url)
     yield ns
     drop_rabbitmq_namespace(ns)
 

@@ -12,7 +12,7 @@ import pytest
 from mailspool.models import Enqueued, Job, Outcome, State
 from mailspool.queue import DeadFilter, MemoryQueue, Queue, SQLiteQueue
 
-BACKENDS = ["memory", "sqlite", "redis", "rabbitmq"]
+BACKENDS = ["memory", "sqlite", "redis", "rabbitmq", "rabbitmq-redis"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -24,10 +24,11 @@ async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         from mailspool.queue.redis import RedisQueue
 
         q = RedisQueue(request.getfixturevalue("redis_url"))  # a prefix of its own
-    elif request.param == "rabbitmq":
+    elif request.param.startswith("rabbitmq"):
         from mailspool.queue.rabbitmq import RabbitMQQueue
 
-        ns = request.getfixturevalue("rabbitmq")  # a queue prefix and a schema of its own
+        # a queue prefix, and a PostgreSQL schema or a Redis key prefix, of its own
+        ns = request.getfixturevalue(request.param.replace("-", "_"))
         q = RabbitMQQueue(ns.amqp(), ns.store)
     elif request.param == "memory":
         q = MemoryQueue()

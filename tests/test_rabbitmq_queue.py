@@ -1,6 +1,7 @@
 """The RabbitMQ queue beyond the shared contract: what the broker may do (redeliver, lose
 an announcement, dead-letter after the delivery limit) never sends a job twice nor
-strands it, and configuration mistakes are reported clearly."""
+strands it, with the job store in PostgreSQL and in Redis; configuration mistakes are
+reported clearly."""
 
 from __future__ import annotations
 
@@ -26,14 +27,21 @@ from .test_queue_contract import make_job
 OpenQueue = Callable[..., Any]
 
 
+@pytest.fixture(params=["rabbitmq", "rabbitmq_redis"])
+def ns(request: pytest.FixtureRequest) -> RabbitMQNamespace:
+    """The test's RabbitMQ namespace, with its job store in PostgreSQL, then in Redis."""
+    found: RabbitMQNamespace = request.getfixturevalue(request.param)
+    return found
+
+
 @pytest.fixture
-async def open_queue(rabbitmq: RabbitMQNamespace) -> AsyncIterator[OpenQueue]:
+async def open_queue(ns: RabbitMQNamespace) -> AsyncIterator[OpenQueue]:
     """Open RabbitMQ queues on the test's namespace (``params`` are extra URL parameters);
     every one still open is closed afterwards."""
     opened: list[RabbitMQQueue] = []
 
     async def open_(params: str = "") -> RabbitMQQueue:
-        q = RabbitMQQueue(rabbitmq.amqp() + params, rabbitmq.store)
+        q = RabbitMQQueue(ns.amqp() + params, ns.store)
         await q.open()
         opened.append(q)
         return q
@@ -124,20 +132,20 @@ async def test_unreachable_broker_is_a_queue_error(rabbitmq: RabbitMQNamespace) 
 
 
 async def test_a_redelivered_announcement_never_sends_twice(
-    rabbitmq: RabbitMQNamespace, open_queue: OpenQueue
+    ns: RabbitMQNamespace, open_queue: OpenQueue
 ) -> None:
     q = await open_queue()
     await q.enqueue([make_job(1)])
     (job,) = await q.claim("w1", 10, 30)
     assert await q.record("w1", [Outcome(job.id, State.SENT, "250 ok")]) == 1
-    await publish_raw(rabbitmq, "c1", job.id)  # the broker hands the job out again
+    await publish_raw(ns, "c1", job.id)  # the broker hands the job out again
     assert await q.claim("w2", 10, 30) == []
     await q.close()  # acknowledged, not returned: nothing is left in the queue
-    assert await ready_messages(rabbitmq) == 0
+    assert await ready_messages(ns) == 0
 
 
 async def test_a_dead_workers_jobs_come_back_when_their_lease_expires(
-    rabbitmq: RabbitMQNamespace, open_queue: OpenQueue
+    ns: RabbitMQNamespace, open_queue: OpenQueue
 ) -> None:
     a = await open_queue()
     await a.enqueue([make_job(i) for i in range(3)])
@@ -177,21 +185,21 @@ async def test_another_campaigns_announcements_are_left_to_its_workers(
 
 
 async def test_past_the_delivery_limit_jobs_are_announced_again(
-    rabbitmq: RabbitMQNamespace, open_queue: OpenQueue, capsys: pytest.CaptureFixture[str]
+    ns: RabbitMQNamespace, open_queue: OpenQueue, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import aio_pika
 
     q = await open_queue("&delivery_limit=1")
     await q.enqueue([make_job(1)])
     # a consumer that keeps handing the message back (a crash loop)
-    async with await aio_pika.connect(rabbitmq.amqp()) as conn:
+    async with await aio_pika.connect(ns.amqp()) as conn:
         ch = await conn.channel()
-        work = await ch.declare_queue(f"{rabbitmq.prefix}.work", passive=True)
+        work = await ch.declare_queue(f"{ns.prefix}.work", passive=True)
         for _ in range(2):
             msg = await work.get(timeout=10)
             assert msg is not None
             await msg.nack(requeue=True)
-    assert await ready_messages(rabbitmq, "work") == 0  # dead-lettered
+    assert await ready_messages(ns, "work") == 0  # dead-lettered
     # the queue that consumes dead letters asks the store and announces the job again
     (job,) = await q.claim("w", 10, 30)
     assert job.id == make_job(1).id
@@ -204,11 +212,11 @@ async def test_past_the_delivery_limit_jobs_are_announced_again(
 
     await wait_until(logged, "the re-announcement")
     await q.close()
-    assert await ready_messages(rabbitmq, "dead") == 0  # acknowledged
+    assert await ready_messages(ns, "dead") == 0  # acknowledged
 
 
 async def test_no_delivery_is_held_past_max_hold(
-    rabbitmq: RabbitMQNamespace, open_queue: OpenQueue
+    ns: RabbitMQNamespace, open_queue: OpenQueue
 ) -> None:
     q = await open_queue("&max_hold=1")
     await q.enqueue([make_job(i) for i in range(3)])
@@ -249,13 +257,13 @@ def test_cli_without_a_store_says_what_to_add(cli: Callable[..., Any]) -> None:
 
 
 def test_send_twice_through_rabbitmq(
-    tmp_path: Path, cli: Callable[..., Any], rabbitmq: RabbitMQNamespace, smtpd: Any
+    tmp_path: Path, cli: Callable[..., Any], ns: RabbitMQNamespace, smtpd: Any
 ) -> None:
     write_csv(tmp_path / "r.csv", [(f"n{i}", f"user{i}@example.com") for i in range(20)])
     (tmp_path / "t.txt").write_text(TEMPLATE)
     args = [
         "send", "r.csv", "--template", "t.txt", "--smtp", f"smtp://127.0.0.1:{smtpd.port}",
-        "--queue", rabbitmq.amqp(), "--store", rabbitmq.store, "--json",
+        "--queue", ns.amqp(), "--store", ns.store, "--json",
     ]  # fmt: skip
     first = cli(*args)
     assert first.returncode == 0, first.stderr
@@ -265,3 +273,6 @@ def test_send_twice_through_rabbitmq(
     summary = json.loads(again.stdout)
     assert (summary["sent"], summary["skipped_already_sent"]) == (0, 20)
     assert len(smtpd.messages) == 20
+    status = cli("status", "--queue", ns.amqp(), "--store", ns.store)
+    assert status.returncode == 0, status.stderr
+    assert "sent=20" in status.stdout

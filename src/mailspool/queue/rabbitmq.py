@@ -1,4 +1,4 @@
-"""RabbitMQ as the queue, with the job store in PostgreSQL (``--store postgresql://...``).
+"""RabbitMQ as the queue, with the job store in PostgreSQL or Redis (``--store URL``).
 
 ::
 
@@ -62,7 +62,7 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
             raise ConfigError(
                 "the RabbitMQ queue needs a job store for job state (RabbitMQ only carries"
                 " the deliveries): add --store postgresql://user@host:5432/database"
-                " (or MAILSPOOL_STORE)"
+                " or --store redis://host:6379/0 (or MAILSPOOL_STORE)"
             )
         self._pika = aio_pika
         _quiet_aiormq()

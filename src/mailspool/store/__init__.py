@@ -1,4 +1,5 @@
-"""Job stores for queues that keep job state apart from the broker (RabbitMQ)."""
+"""Job stores for queues that keep job state apart from the broker (RabbitMQ): PostgreSQL
+or Redis, chosen by the URL's scheme."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ def make_store(url: str) -> JobStore:
         from mailspool.store.postgres import PostgresStore  # optional: mailspool[postgres]
 
         return PostgresStore(url)
+    if scheme in ("redis", "rediss"):
+        from mailspool.store.redis import RedisJobStore  # optional: mailspool[redis]
+
+        return RedisJobStore(url)
     raise ConfigError(
         f"unsupported job store URL scheme {scheme + '://' if scheme else repr(url)}:"
-        " use postgresql://user@host:5432/database"
+        " use postgresql://user@host:5432/database or redis://host:6379/0"
     )
