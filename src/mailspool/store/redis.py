@@ -164,7 +164,8 @@ class RedisJobStore(JobStore):
             args: list[Arg] = [now, owner]
             for o in outcomes[start : start + BATCH]:
                 ready = _f(o.not_before) if o.state is State.DEFERRED else now
-                args += [o.job_id, o.state.value, ready, str(int(o.ambiguous)), o.reason, o.reply]
+                flags = f"{o.state.value}|{ready}|{int(o.ambiguous)}|{o.reason}"
+                args += [o.job_id, flags, o.reply]
             applied += int(await self._run("record", args))
         return applied
 

@@ -150,22 +150,24 @@ end
 return 0
 """
 
-# ARGV: prefix, now, owner, then per outcome: id, state, ready_at, ambiguous (0 or 1),
-# dead reason, reply. Applies those whose lease the owner still holds; returns how many.
+# ARGV: prefix, now, owner, then per outcome: id, "state|ready_at|ambiguous|dead reason"
+# (one argument rather than four: the client packs every argument, one by one), reply.
+# Applies those whose lease the owner still holds; returns how many.
 _RECORD = """
 local applied, touched = 0, {}
-for i = 4, #ARGV, 6 do
-  local id, st = ARGV[i], ARGV[i + 1]
+for i = 4, #ARGV, 3 do
+  local id = ARGV[i]
+  local st, ready, amb, reason = string.match(ARGV[i + 1], '^(%a+)|([^|]*)|(%d)|(.*)$')
   local k = jkey(id)
   local c = held(k, ARGV[3])
   if c then
-    local at = ARGV[i + 2]
+    local at = ready
     touched[c] = true
     if st == 'dead' then at = ARGV[2] end  -- dead letters are listed by time of death
     move(c, id, 'sending', st, at)
-    redis.call('HSET', k, 'state', st, 'ready_at', ARGV[i + 2], 'updated_at', ARGV[2],
-      'last_reply', ARGV[i + 5], 'dead_reason', ARGV[i + 4], 'lease_owner', '')
-    if ARGV[i + 3] == '1' then ambiguous(k, c) end
+    redis.call('HSET', k, 'state', st, 'ready_at', ready, 'updated_at', ARGV[2],
+      'last_reply', ARGV[i + 2], 'dead_reason', reason, 'lease_owner', '')
+    if amb == '1' then ambiguous(k, c) end
     -- Redis holds everything in memory: a sent job keeps what the ledger needs
     if st == 'sent' then redis.call('HDEL', k, 'message') end
     applied = applied + 1
