@@ -18,6 +18,8 @@ Examples:
   python bench/bench_send.py --queue-url-template 'redis://127.0.0.1:6379/0'
   python bench/bench_send.py --queue-url-template 'amqp://guest:guest@127.0.0.1:5672/' \
       --store 'postgresql://postgres@127.0.0.1:5432/test?schema=bench'
+  python bench/bench_send.py --queue-url-template 'amqp://guest:guest@127.0.0.1:5672/' \
+      --store 'redis://127.0.0.1:6379/0?prefix=bench'
 
 --queue-url-template placeholders: {tmp} (the temp dir), {run} (round number), {uuid}
 (fresh per run). With an sqlite:// queue each run gets a fresh file (deleted after the run);
@@ -343,7 +345,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--store",
         help="job store URL for queues that keep job state apart (amqp:// needs one:"
-        " postgresql://...); {tmp}, {run}, {uuid} are substituted as in --queue-url-template",
+        " postgresql://... or redis://...); {tmp}, {run}, {uuid} are substituted as in"
+        " --queue-url-template",
     )
     ap.add_argument("--mailspool", help="mailspool executable (default: beside this Python)")
     ap.add_argument("--timeout", type=float, help="kill a run after this many seconds")
