@@ -81,6 +81,8 @@ def test_sigkill_halfway_then_resume(tmp_path: Path, smtp_sink: Callable[..., SM
             per_rcpt[r].append(message_id)
     assert set(per_rcpt) == {f"user{i}@example.com" for i in range(N)}  # nobody missed
     twice = {r: ids for r, ids in per_rcpt.items() if len(ids) > 1}
-    # only messages that were in flight (handed to the relay, not yet recorded) at the kill
-    assert len(twice) <= 2 * CONCURRENCY, len(twice)
+    # only messages that were in flight (handed to the relay, not yet recorded) at the kill:
+    # the worker keeps at most 2 * concurrency outcomes unrecorded, plus those in flight
+    assert len(twice) <= 3 * CONCURRENCY, len(twice)
+    assert len(twice) <= s["ambiguous"], (len(twice), s["ambiguous"])  # each one counted
     assert all(len(ids) == 2 and ids[0] == ids[1] for ids in twice.values())

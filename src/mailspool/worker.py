@@ -2,7 +2,10 @@
 
     feeder     claims batches under a lease while the local buffer runs low
     senders    ``concurrency`` tasks: rate limit, relay gate, send, decide the outcome
-    recorder   writes outcomes in batches (one transaction each): sent before anything else
+    recorder   writes outcomes in batches (one transaction each): sent before anything else;
+               senders wait while more than ``2 * concurrency`` outcomes are not yet
+               durable, so a crash can leave at most ``3 * concurrency`` messages
+               delivered but unrecorded (the duplicate window)
     heartbeat  extends the leases of every job held here, so a slow send is never
                handed to a second worker
 
@@ -72,6 +75,10 @@ class Worker:
         self._held: set[str] = set()
         self._outcomes: list[Outcome] = []
         self._outcome_ready = asyncio.Event()
+        self._recording = 0  # outcomes in the write that runs now
+        self._backlog_cap = 2 * max(1, config.concurrency)
+        self._room = asyncio.Event()  # set while the unrecorded backlog is under the cap
+        self._room.set()
         self._in_flight = 0
         self._stopping = asyncio.Event()
         self._closing = False
@@ -258,6 +265,8 @@ class Worker:
             if self.gate.paused:
                 self._park([job.id, *self._drain_buffer()])
                 continue
+            if not self._room.is_set():
+                await self._room.wait()
             self._in_flight += 1
             try:
                 outcome = await self._attempt(job)
@@ -275,6 +284,13 @@ class Worker:
             if outcome is not None:
                 self._outcomes.append(outcome)
                 self._outcome_ready.set()
+                self._check_room()
+
+    def _check_room(self) -> None:
+        if len(self._outcomes) + self._recording >= self._backlog_cap:
+            self._room.clear()
+        else:
+            self._room.set()
 
     async def _attempt(self, job: Job) -> Outcome | None:
         """Send one job; its outcome, or None when it was handed back (relay paused)."""
@@ -394,7 +410,12 @@ class Worker:
                 await self._outcome_ready.wait()
                 continue
             batch, self._outcomes = self._outcomes, []
-            applied = await self._record(batch)
+            self._recording = len(batch)
+            try:
+                applied = await self._record(batch)
+            finally:
+                self._recording = 0
+                self._check_room()
             ids = [o.job_id for o in batch]
             if applied is None:
                 # the store stayed unreachable: these keep their leases (they expire and
