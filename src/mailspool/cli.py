@@ -65,6 +65,10 @@ def _producer(p: argparse.ArgumentParser) -> None:
     p.add_argument("--campaign", help="campaign name (default: derived from source + template)")
     p.add_argument("--key-column", dest="key_column", help="column that identifies a message")
     p.add_argument("--attachment-dir", dest="attachment_dir", help="base directory for attachments")
+    p.add_argument(
+        "--render-processes", dest="render_processes", type=int,
+        help="child processes rendering rows (default: one per core for large files; 0: none)",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +140,7 @@ SETTING_KEYS = (
     "default_domain_rate", "domain_concurrency", "limits_redis", "lease",
     "retry_first", "retry_factor", "retry_max_delay", "max_age", "max_attempts", "connect_timeout",
     "command_timeout", "data_timeout", "template", "html", "from", "subject", "campaign",
-    "key_column", "attachment_dir", "max_wait", "outbox",
+    "key_column", "attachment_dir", "render_processes", "max_wait", "outbox",
     "host", "port", "workers", "max_body", "metrics_port",
 )  # fmt: skip
 

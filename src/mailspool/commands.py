@@ -22,6 +22,7 @@ from mailspool.queue import DeadFilter
 from mailspool.send import SendRun
 from mailspool.sources import Row, open_source
 from mailspool.wiring import (
+    build_pool,
     default_campaign,
     limits,
     load_renderer,
@@ -63,13 +64,18 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     renderer = load_renderer(settings)
     campaign = settings.campaign or default_campaign(path, settings)
     source = open_source(path)
-    queue = await open_queue(settings)
+    pool = build_pool(settings, renderer, campaign, path, delivering=False)
     try:
-        producer = await make_producer(queue, renderer, campaign, settings)
-        started = time.monotonic()
-        rep = await producer.run(source.rows())
+        queue = await open_queue(settings)
+        try:
+            producer = await make_producer(queue, renderer, campaign, settings, pool)
+            started = time.monotonic()
+            rep = await producer.run(source.rows())
+        finally:
+            await queue.close()
     finally:
-        await queue.close()
+        if pool is not None:
+            await pool.aclose()
     out = {
         "campaign": campaign,
         "rows": rep.rows,

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     campaign: str | None = None
     key_column: str | None = None
     attachment_dir: Path | None = None
+    #: child processes that render rows; None: automatic (buildpool.default_processes)
+    render_processes: int | None = Field(default=None, ge=0, le=64)
     outbox: Path = Path("outbox")
     lease: float = Field(default=60.0, gt=0)
     max_wait: float = Field(default=900.0, ge=0)

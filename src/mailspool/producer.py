@@ -11,10 +11,10 @@ import csv
 import hashlib
 import mimetypes
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from mailspool.compose import (
     alternative_entity,
@@ -28,6 +28,9 @@ from mailspool.models import AttachmentRef, Enqueued, Job, job_id
 from mailspool.queue.base import Queue
 from mailspool.render import Rendered, Renderer
 from mailspool.sources.base import Row
+
+if TYPE_CHECKING:
+    from mailspool.buildpool import BuildPool
 
 BATCH = 4000
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
@@ -83,10 +86,11 @@ class Attachments:
     """Resolves attachment paths under one base directory and stores each file once."""
 
     base: Path
-    queue: Queue
+    queue: Queue | None = None  # None in a child process: the parent stores the blobs
     _refs: dict[str, AttachmentRef] = field(default_factory=dict)
     _pending: dict[str, bytes] = field(default_factory=dict)
     _sizes: dict[str, int] = field(default_factory=dict)
+    _stored: set[str] = field(default_factory=set)
 
     def resolve(self, name: str) -> AttachmentRef:
         base = self.base.resolve()
@@ -114,22 +118,37 @@ class Attachments:
         raw = self._sizes.get(ref.digest, 0)
         return (raw + 2) // 3 * 4 * 78 // 76 + 300
 
+    def take_pending(self) -> dict[str, bytes]:
+        """Blobs read since the last call (a child process hands them to its parent)."""
+        pending, self._pending = self._pending, {}
+        return pending
+
+    def adopt(self, blobs: dict[str, bytes]) -> None:
+        """Blobs a child process read, to be stored with the next flush."""
+        for digest, data in blobs.items():
+            if digest not in self._stored:
+                self._pending[digest] = data
+
     async def flush(self) -> None:
         """Store blobs first seen in this batch (before the jobs that reference them)."""
-        pending, self._pending = self._pending, {}
+        pending = self.take_pending()
+        if pending and self.queue is None:
+            raise MailspoolError("attachments cannot be stored without a queue")
         for digest, data in pending.items():
+            assert self.queue is not None
             await self.queue.put_blob(digest, data)
+            self._stored.add(digest)
 
 
 @dataclass
-class Producer:
-    queue: Queue
+class JobBuilder:
+    """Turns a row into a validated job; pure CPU work, also run in child processes
+    (``buildpool``)."""
+
     renderer: Renderer
     campaign: str
-    rejects: Rejects
     attachments: Attachments
     key_column: str | None = None
-    report: ProducerReport = field(default_factory=ProducerReport)
 
     def build(self, row: Row, now: float) -> Job:
         r = self.renderer.render(row.values)
@@ -169,21 +188,48 @@ class Producer:
             raise RejectedRow(self.key_column, "the key column is empty")
         return str(value)
 
+
+@dataclass
+class Producer:
+    queue: Queue
+    renderer: Renderer
+    campaign: str
+    rejects: Rejects
+    attachments: Attachments
+    key_column: str | None = None
+    report: ProducerReport = field(default_factory=ProducerReport)
+    #: builds jobs in child processes when set; else in this one
+    pool: BuildPool | None = None
+
+    def __post_init__(self) -> None:
+        self._builder = JobBuilder(self.renderer, self.campaign, self.attachments, self.key_column)
+
+    def build(self, row: Row, now: float) -> Job:
+        return self._builder.build(row, now)
+
+    async def _built(self, rows: Iterable[Row | RejectedRow]) -> AsyncIterator[Job | RejectedRow]:
+        """Each row's job, or its rejection (with the row number), in row order."""
+        for item in rows:
+            if isinstance(item, RejectedRow):
+                yield item
+                continue
+            try:
+                yield self.build(item, time.time())
+            except RejectedRow as exc:
+                yield exc.at_row(item.number)
+
     async def run(self, rows: Iterable[Row | RejectedRow]) -> ProducerReport:
         batch: list[Job] = []
         # one batch is written (on the queue's thread) while the next one is rendered
         writing: asyncio.Task[None] | None = None
         try:
-            for item in rows:
+            built = self._built(rows) if self.pool is None else self.pool.built(rows, self)
+            async for item in built:
                 self.report.rows += 1
                 if isinstance(item, RejectedRow):
                     self._reject(item)
                     continue
-                try:
-                    batch.append(self.build(item, time.time()))
-                except RejectedRow as exc:
-                    self._reject(exc.at_row(item.number))
-                    continue
+                batch.append(item)
                 if len(batch) >= BATCH:
                     if writing is not None:
                         await writing

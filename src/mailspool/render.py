@@ -1,33 +1,31 @@
-"""Templates and per-row rendering with validation. No I/O besides reading templates.
-
-A template is a header block (``Name: value`` lines up to the first blank line) and a
-body, as in DESIGN section 5. Each header value and the body are compiled separately so
-that a value which renders to a newline is caught instead of becoming a new header.
+"""Per-row rendering with validation: a row's values through a template (template.py)
+or straight from its columns (direct mode), checked into a ``Rendered`` message.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
 from mailspool.addresses import parse_addresses
 from mailspool.errors import RejectedRow, TemplateError
 from mailspool.htmltext import html_to_text
-
-_HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]?(.*)$")
-_FORBIDDEN = re.compile(r"[\r\n\x00]")
-ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply-to")
-# headers we set ourselves; a template may not override them
-RESERVED = frozenset(
-    ("message-id", "date", "mime-version", "content-transfer-encoding", "content-disposition")
+from mailspool.template import (
+    ADDRESS_FIELDS,
+    Template,
+    _compile,
+    _render,
+    make_environment,
+    template_context,
 )
+
+__all__ = ["Rendered", "Renderer", "Template", "check_header_value", "template_context"]
+
+_FORBIDDEN = re.compile(r"[\r\n\x00]")
 # direct mode: column (lowercase) -> (field key, header name used in reject reports)
 DIRECT_COLUMNS = {
     "from": ("from", "From"),
@@ -61,196 +59,6 @@ class Rendered:
         for _, addr in (*self.to, *self.cc, *self.bcc):
             seen.setdefault(addr, None)
         return list(seen)
-
-
-def make_environment(*, html: bool, sandboxed: bool = False) -> jinja2.Environment:
-    cls = SandboxedEnvironment if sandboxed else jinja2.Environment
-    env = cls(
-        undefined=jinja2.StrictUndefined,
-        autoescape=html,
-        keep_trailing_newline=True,
-        trim_blocks=False,
-    )
-    env.filters["mailspool_phrase"] = quote_phrase
-    env.filters["mailspool_qcontent"] = escape_qcontent
-    return env
-
-
-# A variable right before ``<addr>`` in an address header is a display name: its value
-# is data, so a comma in it ("Smith, John") must not split the list, nor may it add a
-# recipient ("Eve <eve@example.net>, Bob"). Such expressions get quoted when rendered.
-_EXPR = r"\{\{(-?)((?:(?!\}\}).)*?)(-?)\}\}"  # {{ expr }}, {{- expr -}}
-_QUOTED_NAME = re.compile(rf'"{_EXPR}"(?=\s*<)', re.DOTALL)
-_BARE_NAME = re.compile(rf"{_EXPR}(?=\s*<)", re.DOTALL)
-_PHRASE_SPECIALS = frozenset('()<>[]:;@\\,."')
-
-
-def escape_qcontent(value: object) -> str:
-    """The inside of a quoted string: backslashes and quotes escaped."""
-    return str(value).replace("\\", "\\\\").replace('"', '\\"')
-
-
-def quote_phrase(value: object) -> str:
-    """A display name, quoted when it holds characters that mean something in an address."""
-    text = str(value)
-    if _PHRASE_SPECIALS.isdisjoint(text):
-        return text
-    return f'"{escape_qcontent(text)}"'
-
-
-def protect_display_names(source: str) -> str:
-    """Rewrite an address header's template so display-name expressions are quoted."""
-    source = _QUOTED_NAME.sub(r'"{{\1 (\2) | mailspool_qcontent \3}}"', source)
-    return _BARE_NAME.sub(r"{{\1 (\2) | mailspool_phrase \3}}", source)
-
-
-@dataclass(slots=True)
-class Template:
-    """A parsed template: compiled header values and body."""
-
-    headers: list[tuple[str, jinja2.Template | str]]  # a str is a constant value
-    attachments: list[jinja2.Template]
-    body: jinja2.Template | None
-    body_is_html: bool
-    html: jinja2.Template | None = None
-    source_text: str = ""
-
-    @classmethod
-    def parse(
-        cls,
-        text: str,
-        *,
-        html_text: str | None = None,
-        name: str = "template",
-        html_name: str = "html template",
-        sandboxed: bool = False,
-    ) -> Template:
-        text = text.replace("\r\n", "\n")
-        head, body = split_header_block(text)
-        headers_src: list[tuple[str, str, int]] = []  # name, value, line number
-        for lineno, line in enumerate(head, start=1):
-            if line[:1] in (" ", "\t") and headers_src:  # folded continuation line
-                hname, value, first = headers_src[-1]
-                headers_src[-1] = (hname, value + " " + line.strip(), first)
-                continue
-            m = _HEADER_LINE.match(line)
-            if not m:
-                raise TemplateError(
-                    f"{name}: line {lineno}: not a 'Name: value' header line: {line!r}"
-                )
-            headers_src.append((m.group(1), m.group(2).strip(), lineno))
-        for h, _, lineno in headers_src:
-            if h.lower() in RESERVED:
-                raise TemplateError(
-                    f"{name}: line {lineno}: header {h} is set by mailspool and cannot be templated"
-                )
-        is_html = any(
-            h.lower() == "content-type" and "text/html" in v.lower() for h, v, _ in headers_src
-        )
-        text_env = make_environment(html=False, sandboxed=sandboxed)
-        html_env = make_environment(html=True, sandboxed=sandboxed)
-        headers: list[tuple[str, jinja2.Template | str]] = []
-        attachments: list[jinja2.Template] = []
-        for h, v, lineno in headers_src:
-            lname = h.lower()
-            if lname == "content-type":
-                continue
-            with _syntax_errors(name, lineno - 1):
-                if lname == "attachment":
-                    attachments.append(text_env.from_string(v))
-                elif lname in ADDRESS_FIELDS:
-                    headers.append((h, _compile(text_env, protect_display_names(v))))
-                else:
-                    headers.append((h, _compile(text_env, v)))
-        compiled_body = None
-        if body.strip():
-            with _syntax_errors(name, len(head) + 1 if head else 0):
-                compiled_body = (html_env if is_html else text_env).from_string(body)
-        compiled_html = None
-        if html_text is not None:
-            with _syntax_errors(html_name, 0):
-                compiled_html = html_env.from_string(html_text)
-        return cls(headers, attachments, compiled_body, is_html, compiled_html, text)
-
-    @classmethod
-    def load(cls, path: Path, html_path: Path | None = None) -> Template:
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-            html_text = html_path.read_text(encoding="utf-8-sig") if html_path else None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TemplateError(f"cannot read template: {exc}") from exc
-        return cls.parse(
-            text,
-            html_text=html_text,
-            name=path.name,
-            html_name=html_path.name if html_path else "html template",
-        )
-
-
-@contextlib.contextmanager
-def _syntax_errors(name: str, line_offset: int) -> Iterator[None]:
-    """Report a Jinja syntax error at its line in the template file."""
-    try:
-        yield
-    except jinja2.TemplateSyntaxError as exc:
-        line = (exc.lineno or 1) + line_offset
-        raise TemplateError(f"{name}: line {line}: {exc.message}") from exc
-
-
-def _compile(env: jinja2.Environment, source: str) -> jinja2.Template | str:
-    """A template, or the string itself when it has no Jinja syntax (rendered for free)."""
-    if "{" not in source:
-        return source
-    return env.from_string(source)
-
-
-def split_header_block(text: str) -> tuple[list[str], str]:
-    """Header lines up to the first blank line (spaces on it are invisible in an editor,
-    so they count as blank), and the body. No header block if the first line is not a
-    header."""
-    lines = text.split("\n")
-    if not _HEADER_LINE.match(lines[0]):
-        return [], text
-    for i, line in enumerate(lines):
-        if not line.strip():
-            return lines[:i], "\n".join(lines[i + 1 :])
-    return lines, ""
-
-
-def template_context(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Row columns as variables, plus a lowercase alias where it does not collide, plus
-    ``row`` for column names that are not identifiers."""
-    ctx: dict[str, Any] = dict(values)
-    aliases: dict[str, list[str]] = {}
-    for k in values:
-        aliases.setdefault(k.lower(), []).append(k)
-    for alias, names in aliases.items():
-        # "EMAIL" and "Email" both want "email": which one it means is a guess, so neither
-        if len(names) == 1 and alias not in ctx:
-            ctx[alias] = values[names[0]]
-    ctx.setdefault("row", dict(values))
-    for name, value in _GLOBALS.items():  # range, dict, namespace...: see _render
-        ctx.setdefault(name, value)
-    return ctx
-
-
-_GLOBALS = dict(jinja2.Environment().globals)
-
-
-def _render(tpl: jinja2.Template | str, ctx: dict[str, Any], field_name: str) -> str:
-    if isinstance(tpl, str):
-        return tpl
-    try:
-        # Template.render() copies the environment's globals into a new dict on every
-        # call; ctx already holds them (template_context), so share it as the parent
-        context = tpl.new_context(ctx, shared=True)
-        return tpl.environment.concat(tpl.root_render_func(context))
-    except jinja2.UndefinedError as exc:
-        raise RejectedRow(field_name, f"template variable {exc.message}") from None
-    except jinja2.TemplateError as exc:
-        raise RejectedRow(field_name, f"template error: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        raise RejectedRow(field_name, f"template error: {exc}") from None
 
 
 def check_header_value(name: str, value: str) -> str:
@@ -289,24 +97,26 @@ class Renderer:
         html: str | None = None
         ctx = template_context(values)
         if self.template is not None:
-            for name, tpl in self.template.headers:
-                value = check_header_value(name, _render(tpl, ctx, name))
+            tpl = self.template
+            rendered = iter(tpl.render(ctx))
+            for name, _ in tpl.headers:
+                value = check_header_value(name, next(rendered))
                 lname = name.lower()
                 if lname in ADDRESS_FIELDS or lname == "subject":
                     fields[lname] = value
                 elif value:
                     extra.append((name, value))
-            for tpl in self.template.attachments:
-                path = check_header_value("Attachment", _render(tpl, ctx, "Attachment"))
+            for _ in tpl.attachments:
+                path = check_header_value("Attachment", next(rendered))
                 if path:
                     attachments.append(path)
-            body = _render(self.template.body, ctx, "body") if self.template.body else ""
-            if self.template.body_is_html:
+            body = next(rendered) if tpl.body is not None else ""
+            if tpl.body_is_html:
                 html = body
             else:
                 text = body
-            if self.template.html is not None:
-                html = _render(self.template.html, ctx, "html")
+            if tpl.html is not None:
+                html = next(rendered)
         else:
             self._direct(values, fields, extra)
             text = _text_value(values, "body") or _text_value(values, "text")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mailspool.buildpool import BuildPool
 from mailspool.config import Settings
 from mailspool.errors import AuthFailure, DeliveryError, TLSFailure
 from mailspool.leases import reclaim_dead_leases
@@ -24,6 +25,7 @@ from mailspool.queue import Queue
 from mailspool.sources import open_source
 from mailspool.transport import Transport
 from mailspool.wiring import (
+    build_pool,
     default_campaign,
     limits,
     load_renderer,
@@ -53,15 +55,22 @@ class SendRun:
         campaign = settings.campaign or default_campaign(self.source, settings)
         source = open_source(self.source)
         transport = make_transport(settings, campaign)
-        queue = await open_queue(settings)
+        pool = build_pool(settings, renderer, campaign, self.source, delivering=True)
         try:
-            return await self._run(queue, transport, renderer, source, campaign, started, log)
+            queue = await open_queue(settings)
+            try:
+                return await self._run(
+                    queue, transport, renderer, source, campaign, started, log, pool
+                )
+            finally:
+                await queue.close()
         finally:
-            await queue.close()
+            if pool is not None:
+                await pool.aclose()
 
     async def _run(
         self, queue: Queue, transport: Transport, renderer: Any, source: Any,
-        campaign: str, started: float, log: Any,
+        campaign: str, started: float, log: Any, pool: BuildPool | None,
     ) -> int:  # fmt: skip
         settings = self.settings
         reclaimed = await reclaim_dead_leases(queue, campaign)
@@ -70,7 +79,7 @@ class SendRun:
         # what earlier runs sent: this run's worker may send pending jobs of the campaign
         # before the producer reaches their rows, so the producer alone cannot tell
         sent_before = (await queue.stats(campaign)).get(State.SENT)
-        producer = await make_producer(queue, renderer, campaign, settings)
+        producer = await make_producer(queue, renderer, campaign, settings, pool)
         counter = Counter()
         progress = Progress(f"{campaign}", enabled=True)
         relay = StopOnRelayMisconfiguration(log)
@@ -102,6 +111,8 @@ class SendRun:
         worker_task = asyncio.create_task(worker.run(idle))
         try:
             report = await self._produce(producer, source, interrupted)
+            if pool is not None:  # its cores are the worker's now
+                await pool.aclose()
             progress.set_total(report.queued)
             produced.set()
             await worker_task

@@ -6,6 +6,7 @@ import hashlib
 import re
 from pathlib import Path
 
+from mailspool.buildpool import BuildPool, BuildSpec, default_processes
 from mailspool.config import Settings
 from mailspool.errors import ConfigError
 from mailspool.limits import Limits
@@ -65,15 +66,36 @@ async def store_campaign_retry(queue: Queue, campaign: str, settings: Settings) 
         await queue.set_campaign_settings(campaign, {"retry": retry})
 
 
+def attachment_base(settings: Settings) -> Path:
+    return settings.attachment_dir or (settings.template.parent if settings.template else Path())
+
+
+def build_pool(
+    settings: Settings, renderer: Renderer, campaign: str, source: Path, *, delivering: bool
+) -> BuildPool | None:
+    """Child processes to render a large source with (started now, so that their
+    start-up overlaps ours), or None to render in this process."""
+    n = settings.render_processes
+    if n is None:
+        n = default_processes(source, delivering=delivering)
+    if n == 0:
+        return None
+    spec = BuildSpec(
+        BuildSpec.template_of(renderer.template), settings.from_addr, settings.subject,
+        campaign, attachment_base(settings), settings.key_column,
+    )  # fmt: skip
+    return BuildPool(spec, n)
+
+
 async def make_producer(
-    queue: Queue, renderer: Renderer, campaign: str, settings: Settings
-) -> Producer:
+    queue: Queue, renderer: Renderer, campaign: str, settings: Settings,
+    pool: BuildPool | None = None,
+) -> Producer:  # fmt: skip
     """The producer for a campaign; stores the campaign's retry schedule first."""
     await store_campaign_retry(queue, campaign, settings)
-    base = settings.attachment_dir or (settings.template.parent if settings.template else Path())
     return Producer(
         queue, renderer, campaign, Rejects(Path(f"{campaign}.rejects.csv")),
-        Attachments(base, queue), settings.key_column,
+        Attachments(attachment_base(settings), queue), settings.key_column, pool=pool,
     )  # fmt: skip
 
 

@@ -1,0 +1,239 @@
+"""Templates: a header block (``Name: value`` lines up to the first blank line) and a
+body, as in DESIGN section 5. No I/O besides reading template files.
+
+Each header value and the body are compiled separately so that a value which renders to
+a newline is caught instead of becoming a new header; all of them are also compiled as
+one template (combined.py) so that a row costs one render.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from mailspool.combined import combine, render_combined
+from mailspool.display_names import escape_qcontent, protect_display_names, quote_phrase
+from mailspool.errors import RejectedRow, TemplateError
+
+_HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]?(.*)$")
+ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply-to")
+# headers we set ourselves; a template may not override them
+RESERVED = frozenset(
+    ("message-id", "date", "mime-version", "content-transfer-encoding", "content-disposition")
+)
+
+
+def make_environment(*, html: bool, sandboxed: bool = False) -> jinja2.Environment:
+    cls = SandboxedEnvironment if sandboxed else jinja2.Environment
+    env = cls(
+        undefined=jinja2.StrictUndefined,
+        autoescape=html,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+    )
+    env.filters["mailspool_phrase"] = quote_phrase
+    env.filters["mailspool_qcontent"] = escape_qcontent
+    return env
+
+
+@dataclass(slots=True)
+class Template:
+    """A parsed template: compiled header values and body."""
+
+    headers: list[tuple[str, jinja2.Template | str]]  # a str is a constant value
+    attachments: list[jinja2.Template]
+    body: jinja2.Template | None
+    body_is_html: bool
+    html: jinja2.Template | None = None
+    source_text: str = ""
+    #: what parse() was given beyond the text, so a child process can parse it again
+    html_text: str | None = None
+    names: tuple[str, str] = ("template", "html template")
+    #: all compiled fields as one template (combined.py), and how many fields it renders
+    combined: jinja2.Template | None = None
+    dynamic: int = 0
+    _fields: list[tuple[str, jinja2.Template | str]] | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        text: str,
+        *,
+        html_text: str | None = None,
+        name: str = "template",
+        html_name: str = "html template",
+        sandboxed: bool = False,
+    ) -> Template:
+        text = text.replace("\r\n", "\n")
+        head, body = split_header_block(text)
+        headers_src: list[tuple[str, str, int]] = []  # name, value, line number
+        for lineno, line in enumerate(head, start=1):
+            if line[:1] in (" ", "\t") and headers_src:  # folded continuation line
+                hname, value, first = headers_src[-1]
+                headers_src[-1] = (hname, value + " " + line.strip(), first)
+                continue
+            m = _HEADER_LINE.match(line)
+            if not m:
+                raise TemplateError(
+                    f"{name}: line {lineno}: not a 'Name: value' header line: {line!r}"
+                )
+            headers_src.append((m.group(1), m.group(2).strip(), lineno))
+        for h, _, lineno in headers_src:
+            if h.lower() in RESERVED:
+                raise TemplateError(
+                    f"{name}: line {lineno}: header {h} is set by mailspool and cannot be templated"
+                )
+        is_html = any(
+            h.lower() == "content-type" and "text/html" in v.lower() for h, v, _ in headers_src
+        )
+        text_env = make_environment(html=False, sandboxed=sandboxed)
+        html_env = make_environment(html=True, sandboxed=sandboxed)
+        headers, attachments, sources = _compile_headers(text_env, headers_src, name)
+        compiled_body = None
+        if body.strip():
+            with _syntax_errors(name, len(head) + 1 if head else 0):
+                compiled_body = (html_env if is_html else text_env).from_string(body)
+            sources.append((body, is_html))
+        compiled_html = None
+        if html_text is not None:
+            with _syntax_errors(html_name, 0):
+                compiled_html = html_env.from_string(html_text)
+            sources.append((html_text, True))
+        return cls(
+            headers, attachments, compiled_body, is_html, compiled_html, text,
+            html_text, (name, html_name), combine(text_env, sources), len(sources),
+        )  # fmt: skip
+
+    def fields(self) -> list[tuple[str, jinja2.Template | str]]:
+        """Every field in render order: headers, attachments, body, html."""
+        out = list(self.headers)
+        out += [("Attachment", a) for a in self.attachments]
+        if self.body is not None:
+            out.append(("body", self.body))
+        if self.html is not None:
+            out.append(("html", self.html))
+        return out
+
+    def render(self, ctx: dict[str, Any]) -> list[str]:
+        """Every field rendered, in the order of fields(): in one render when possible."""
+        fields = self._fields or self.fields()
+        self._fields = fields
+        if self.combined is not None:
+            out = render_combined(self.combined, ctx, self.dynamic)
+            if out is not None:
+                it = iter(out)
+                return [f if isinstance(f, str) else next(it) for _, f in fields]
+        return [_render(f, ctx, name) for name, f in fields]
+
+    @classmethod
+    def load(cls, path: Path, html_path: Path | None = None) -> Template:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+            html_text = html_path.read_text(encoding="utf-8-sig") if html_path else None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TemplateError(f"cannot read template: {exc}") from exc
+        return cls.parse(
+            text,
+            html_text=html_text,
+            name=path.name,
+            html_name=html_path.name if html_path else "html template",
+        )
+
+
+def _compile_headers(
+    env: jinja2.Environment, headers_src: list[tuple[str, str, int]], name: str
+) -> tuple[list[tuple[str, jinja2.Template | str]], list[jinja2.Template], list[tuple[str, bool]]]:
+    """Header values and Attachment lines compiled, and the source of each compiled one
+    (headers first, then attachments: the render order)."""
+    headers: list[tuple[str, jinja2.Template | str]] = []
+    attachments: list[jinja2.Template] = []
+    header_sources: list[tuple[str, bool]] = []
+    attachment_sources: list[tuple[str, bool]] = []
+    for h, value, lineno in headers_src:
+        lname = h.lower()
+        if lname == "content-type":
+            continue
+        with _syntax_errors(name, lineno - 1):
+            if lname == "attachment":
+                attachments.append(env.from_string(value))
+                attachment_sources.append((value, False))
+                continue
+            source = protect_display_names(value) if lname in ADDRESS_FIELDS else value
+            compiled = _compile(env, source)
+            headers.append((h, compiled))
+            if not isinstance(compiled, str):
+                header_sources.append((source, False))
+    return headers, attachments, header_sources + attachment_sources
+
+
+@contextlib.contextmanager
+def _syntax_errors(name: str, line_offset: int) -> Iterator[None]:
+    """Report a Jinja syntax error at its line in the template file."""
+    try:
+        yield
+    except jinja2.TemplateSyntaxError as exc:
+        line = (exc.lineno or 1) + line_offset
+        raise TemplateError(f"{name}: line {line}: {exc.message}") from exc
+
+
+def _compile(env: jinja2.Environment, source: str) -> jinja2.Template | str:
+    """A template, or the string itself when it has no Jinja syntax (rendered for free)."""
+    if "{" not in source:
+        return source
+    return env.from_string(source)
+
+
+def split_header_block(text: str) -> tuple[list[str], str]:
+    """Header lines up to the first blank line (spaces on it are invisible in an editor,
+    so they count as blank), and the body. No header block if the first line is not a
+    header."""
+    lines = text.split("\n")
+    if not _HEADER_LINE.match(lines[0]):
+        return [], text
+    for i, line in enumerate(lines):
+        if not line.strip():
+            return lines[:i], "\n".join(lines[i + 1 :])
+    return lines, ""
+
+
+def template_context(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Row columns as variables, plus a lowercase alias where it does not collide, plus
+    ``row`` for column names that are not identifiers."""
+    ctx: dict[str, Any] = dict(values)
+    aliases: dict[str, list[str]] = {}
+    for k in values:
+        aliases.setdefault(k.lower(), []).append(k)
+    for alias, names in aliases.items():
+        # "EMAIL" and "Email" both want "email": which one it means is a guess, so neither
+        if len(names) == 1 and alias not in ctx:
+            ctx[alias] = values[names[0]]
+    ctx.setdefault("row", dict(values))
+    for name, value in _GLOBALS.items():  # range, dict, namespace...: see _render
+        ctx.setdefault(name, value)
+    return ctx
+
+
+_GLOBALS = dict(jinja2.Environment().globals)
+
+
+def _render(tpl: jinja2.Template | str, ctx: dict[str, Any], field_name: str) -> str:
+    if isinstance(tpl, str):
+        return tpl
+    try:
+        # Template.render() copies the environment's globals into a new dict on every
+        # call; ctx already holds them (template_context), so share it as the parent
+        context = tpl.new_context(ctx, shared=True)
+        return tpl.environment.concat(tpl.root_render_func(context))
+    except jinja2.UndefinedError as exc:
+        raise RejectedRow(field_name, f"template variable {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise RejectedRow(field_name, f"template error: {exc}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise RejectedRow(field_name, f"template error: {exc}") from None

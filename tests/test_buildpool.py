@@ -1,0 +1,170 @@
+"""Jobs built in child processes are the jobs this process would build, in row order."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailspool.buildpool import (
+    CHUNK_ROWS,
+    MIN_SOURCE_BYTES,
+    BuildPool,
+    BuildSpec,
+    default_processes,
+)
+from mailspool.errors import RejectedRow
+from mailspool.models import Job
+from mailspool.producer import Attachments, Producer, Rejects
+from mailspool.queue import MemoryQueue
+from mailspool.render import Renderer, Template
+from mailspool.sources import Row
+from mailspool.testing import SMTPSink
+
+from .conftest import TEMPLATE, write_csv
+
+POOLED_TEMPLATE = TEMPLATE.replace("To: {{ Email }}", "To: {{ Name }} <{{ Email }}>").replace(
+    "Subject:", "Attachment: {{ doc }}\nSubject:"
+)
+
+
+def mixed_rows(n: int) -> list[Row | RejectedRow]:
+    """Good rows with every kind of bad one spread over several chunks."""
+    out: list[Row | RejectedRow] = []
+    for i in range(n):
+        number = i + 2
+        values: dict[str, Any] = {"Name": f"p{i}", "Email": f"p{i}@example.com", "doc": ""}
+        if i % 97 == 5:
+            values["Email"] = "not-an-address"
+        elif i % 89 == 7:
+            values["Name"] = "Eve\nBcc: evil@example.com"
+        elif i % 83 == 3:
+            del values["Name"]  # a missing template variable
+        elif i % 79 == 11:
+            values["Email"] = "p0@example.com"  # a duplicate of row 2
+        elif i % 71 == 13:
+            values["doc"] = "terms.pdf"
+        elif i % 67 == 17:
+            values["doc"] = "missing.pdf"
+        if i % 101 == 19:
+            out.append(RejectedRow("(row)", "expected 2 fields, found 3", number))
+            continue
+        out.append(Row(number, values))
+    return out
+
+
+def producer(tmp_path: Path, queue: MemoryQueue, name: str, pool: BuildPool | None) -> Producer:
+    renderer = Renderer.build(Template.parse(POOLED_TEMPLATE), None, None)
+    return Producer(
+        queue, renderer, "c1", Rejects(tmp_path / name), Attachments(tmp_path, queue), pool=pool
+    )
+
+
+def comparable(job: Job) -> tuple[Any, ...]:
+    # the Date header is the time the row was built
+    message = b"\r\n".join(
+        line for line in job.message.split(b"\r\n") if not line.startswith(b"Date: ")
+    )
+    return (job.id, job.key, job.message_id, job.sender, job.recipients, message, job.row,
+            job.body_offset, job.attachments)  # fmt: skip
+
+
+async def test_pool_builds_what_this_process_builds(tmp_path: Path) -> None:
+    (tmp_path / "terms.pdf").write_bytes(b"%PDF-1.4 " + bytes(range(256)) * 40)
+    rows = mixed_rows(3 * CHUNK_ROWS + 123)
+    inline_q, pooled_q = MemoryQueue(), MemoryQueue()
+    inline = await producer(tmp_path, inline_q, "inline.csv", None).run(rows)
+    spec = BuildSpec(
+        BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path, None
+    )
+    pool = BuildPool(spec, 2)
+    try:
+        pooled = await producer(tmp_path, pooled_q, "pooled.csv", pool).run(rows)
+    finally:
+        pool.close()
+
+    assert pooled.rejects_file == tmp_path / "pooled.csv"
+    assert dataclasses.replace(pooled, rejects_file=inline.rejects_file) == inline
+    assert inline.rejected > 30 and inline.duplicates > 10 and inline.new > 1500
+    assert sorted(map(comparable, pooled_q.jobs.values())) == sorted(
+        map(comparable, inline_q.jobs.values())
+    )
+    assert pooled_q.blobs == inline_q.blobs and len(pooled_q.blobs) == 1
+    # the same rejects, in row order, with the same fields and reasons
+    assert (tmp_path / "pooled.csv").read_text() == (tmp_path / "inline.csv").read_text()
+    # the first of two rows with the same key wins
+    (first,) = [j for j in pooled_q.jobs.values() if j.key == "p0@example.com"]
+    assert first.row == 2
+
+
+def test_small_sources_are_built_in_this_process(tmp_path: Path) -> None:
+    small = tmp_path / "small.csv"
+    small.write_text("Name, Email\na, a@example.com\n")
+    assert default_processes(small, delivering=True) == 0
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"Name, Email\n" + b"x, x@example.com\n" * (MIN_SOURCE_BYTES // 16))
+    expected = 0 if (os.cpu_count() or 1) < 2 else 1
+    assert default_processes(big, delivering=True) >= expected
+    assert default_processes(tmp_path / "absent.csv", delivering=False) == 0
+
+
+def test_ctrl_c_on_the_process_group_stops_a_pooled_send_gracefully(
+    tmp_path: Path, smtp_sink: Callable[..., SMTPSink]
+) -> None:
+    """A terminal's Ctrl-C reaches the render processes too: they must not die of it."""
+    write_csv(tmp_path / "r.csv", [(f"u{i}", f"u{i}@example.com") for i in range(3000)])
+    (tmp_path / "t.txt").write_text(TEMPLATE)
+    sink = smtp_sink()
+    cmd = [
+        sys.executable, "-m", "mailspool", "send", "r.csv", "--template", "t.txt",
+        "--smtp", f"smtp://127.0.0.1:{sink.port}", "--rate", "100/s", "--json",
+        "--render-processes", "2",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
+    p = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    time.sleep(3.0)
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "resume" in err
+    assert "Traceback" not in err
+    s = json.loads(out.strip().splitlines()[-1])
+    assert s["queued"] == 3000  # every row was built and queued
+    assert 0 < int(s["sent"]) < 3000
+
+
+@pytest.mark.parametrize("processes", ["0", "2"])
+def test_send_with_and_without_render_processes(
+    tmp_path: Path, smtp_sink: Callable[..., SMTPSink], processes: str
+) -> None:
+    write_csv(tmp_path / "r.csv", [(f"u{i}", f"u{i}@example.com") for i in range(1500)])
+    with (tmp_path / "r.csv").open("a") as f:
+        f.write("bad, not-an-address\nu3, u3@example.com\n")
+    (tmp_path / "t.txt").write_text(TEMPLATE)
+    sink = smtp_sink(dump=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
+    res = subprocess.run(
+        [sys.executable, "-m", "mailspool", "send", "r.csv", "--template", "t.txt",
+         "--smtp", f"smtp://127.0.0.1:{sink.port}", "--json", "--render-processes", processes],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    s = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (s["rows"], s["sent"], s["rejected"], s["duplicates"]) == (1502, 1500, 1, 1)
+    sink.stop()
+    received = sorted(r for rcpts, _ in sink.received() for r in rcpts)
+    assert received == sorted(f"u{i}@example.com" for i in range(1500))
+    rejects = (tmp_path / s["rejects_file"]).read_text().splitlines()
+    assert rejects[1].startswith("1502,To,")
