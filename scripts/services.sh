@@ -34,5 +34,14 @@ if ! have_port 5432 && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgres
   for _ in $(seq 1 30); do have_port 5432 && break; sleep 1; done
 fi
 
+# the tests' database (postgresql://postgres@127.0.0.1:5432/test), created when missing
+if have_port 5432 && command -v psql >/dev/null; then
+  pg() { if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then su postgres -c "$*"; else sh -c "$*"; fi; }
+  if ! pg "psql -qtAc 'SELECT 1' -d test" >/dev/null 2>&1; then
+    log "creating the PostgreSQL database test"
+    pg "createdb test" >/dev/null 2>&1 || log "could not create the database test"
+  fi
+fi
+
 for _ in $(seq 1 30); do have_port 6379 && break; sleep 0.5; done
 exit 0

@@ -6,15 +6,19 @@ test_redis_cluster.py."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from mailspool.config import load_settings
+from mailspool.errors import ConfigError
 from mailspool.limits import LimitSettings
 from mailspool.limits_redis import RedisLimits
-from mailspool.wiring import limits
+from mailspool.wiring import check_shared_limits, limits
 
 
 def max_in_window(times: list[float], window: float = 1.0) -> int:
@@ -145,3 +149,30 @@ def test_wiring_picks_redis_limits_for_a_redis_queue_or_store() -> None:
     assert isinstance(limits(load_settings(queue=amqp, store=url, rate="5/s")), RedisLimits)
     assert limits(load_settings(queue=url)) is None  # no limits set
     assert limits(load_settings(queue="sqlite:///q.db", rate="50/s")) is None
+
+
+@pytest.mark.parametrize("command", ["worker", "serve"])
+def test_rabbitmq_workers_with_limits_and_no_redis_are_refused(command: str) -> None:
+    """N workers each applying the rate on their own would send N times it: refused at
+    start, before any connection, with what to do instead."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
+    res = subprocess.run(
+        [sys.executable, "-m", "mailspool", command, "--queue", "amqp://guest:guest@127.0.0.1:1/",
+         "--store", "postgresql://postgres@127.0.0.1:1/test", "--rate", "50/s"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert "--limits-redis" in res.stderr
+    assert "N times the rate" in res.stderr
+
+
+def test_shared_limits_check_accepts_redis_or_no_limits() -> None:
+    amqp = "amqp://guest:guest@127.0.0.1:5672/"
+    pg = "postgresql://postgres@127.0.0.1:5432/test"
+    redis = "redis://127.0.0.1:6379/0"
+    check_shared_limits(load_settings(queue=amqp, store=pg))  # no limits: fine
+    check_shared_limits(load_settings(queue=amqp, store=pg, rate="5/s", limits_redis=redis))
+    check_shared_limits(load_settings(queue=amqp, store=redis, rate="5/s"))
+    check_shared_limits(load_settings(queue="sqlite:///q.db", rate="5/s"))  # one machine
+    with pytest.raises(ConfigError, match="limits-redis"):
+        check_shared_limits(load_settings(queue=amqp, store=pg, domain_concurrency=2))

@@ -23,6 +23,7 @@ from mailspool.send import SendRun
 from mailspool.sources import Row, open_source
 from mailspool.wiring import (
     build_pool,
+    check_shared_limits,
     default_campaign,
     limits,
     load_renderer,
@@ -104,6 +105,7 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     log = get_logger()
+    check_shared_limits(settings)
     queue = await open_queue(settings)
     metrics_server = None
     try:
@@ -153,6 +155,8 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from mailspool.api import serve  # optional extra: mailspool[api]
 
+    if settings.workers:
+        check_shared_limits(settings)
     return await serve(settings)
 
 

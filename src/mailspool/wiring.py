@@ -145,19 +145,38 @@ def observers(settings: Settings) -> list[Observer]:
     return found
 
 
+def _limits_redis_url(settings: Settings) -> str | None:
+    from urllib.parse import urlsplit
+
+    for url in (settings.limits_redis, settings.queue, settings.store):
+        if url and urlsplit(url).scheme.lower() in ("redis", "rediss"):
+            return url
+    return None
+
+
+def check_shared_limits(settings: Settings) -> None:
+    """A long-running worker on a RabbitMQ queue with limits and no Redis to hold them
+    is refused before it starts: N such workers would send N times the rate, silently."""
+    from urllib.parse import urlsplit
+
+    amqp = urlsplit(settings.queue).scheme.lower() in ("amqp", "amqps")
+    if amqp and settings.limits.any and _limits_redis_url(settings) is None:
+        raise ConfigError(
+            "--rate, --domain-rate and --domain-concurrency with an amqp:// queue need"
+            " --limits-redis URL: every worker shares the limits held there; without it"
+            " each worker would apply them on its own, N workers sending N times the rate"
+        )
+
+
 def limits(settings: Settings) -> Limits | None:
     """Limits shared by every worker of a cluster, or None for this process's own.
 
     With any limit set, the limits live in the Redis of ``--limits-redis``, else in the
     Redis queue's or store's (under the same key prefix), so every worker using it shares
     them."""
-    from urllib.parse import urlsplit
-
-    if not settings.limits.any:
+    url = _limits_redis_url(settings) if settings.limits.any else None
+    if url is None:
         return None
-    for url in (settings.limits_redis, settings.queue, settings.store):
-        if url and urlsplit(url).scheme.lower() in ("redis", "rediss"):
-            from mailspool.limits_redis import RedisLimits  # optional extra: mailspool[redis]
+    from mailspool.limits_redis import RedisLimits  # optional extra: mailspool[redis]
 
-            return RedisLimits(url, settings.limits)
-    return None
+    return RedisLimits(url, settings.limits)

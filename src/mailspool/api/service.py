@@ -37,6 +37,7 @@ from mailspool.metrics import (
 from mailspool.models import Enqueued, Job
 from mailspool.producer import Producer, Rejects
 from mailspool.queue import Queue
+from mailspool.queue.rabbitmq_connection import BrokerConnection
 from mailspool.render import Renderer
 from mailspool.tracing import span, tracer
 from mailspool.wiring import limits, make_transport, observers, open_queue, worker_config
@@ -45,6 +46,8 @@ from mailspool.worker import Worker
 #: batches at least this large are rendered on a thread, off the event loop
 THREAD_RENDER_AT = 16
 MAX_PRODUCERS = 4096
+#: /readyz: how long the queue and the job store have to answer
+READY_TIMEOUT_S = 2.0
 
 
 class RateSampler:
@@ -167,6 +170,28 @@ class Service:
     @property
     def workers_alive(self) -> bool:
         return all(not t.done() for t in self.tasks)
+
+    async def readiness(self) -> str:
+        """``ready``, ``queue unavailable`` or ``worker stopped`` (for /readyz).
+
+        The queue must answer a read within READY_TIMEOUT_S: for SQLite and Redis that is
+        the queue itself; for RabbitMQ every read goes to the job store, so the broker
+        connection is checked as well (while it is down, a POST's jobs are stored but not
+        announced, and the next POST waits for them, then fails)."""
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                queue = self.q
+                await queue.stats("\x00readyz")
+                if isinstance(queue, BrokerConnection) and not await queue._wait_ready(
+                    READY_TIMEOUT_S
+                ):
+                    raise QueueError("not connected to the broker")
+        except (QueueError, TimeoutError, OSError) as exc:
+            self.log.warning("not ready: the queue does not answer", kind=type(exc).__name__)
+            return "queue unavailable"
+        if not self.workers_alive:
+            return "worker stopped"
+        return "ready"
 
     async def refresh_depth(self) -> None:
         if self._depth is not None:
