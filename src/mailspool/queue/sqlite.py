@@ -31,7 +31,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     message_id TEXT NOT NULL,
     sender TEXT NOT NULL,
     recipients TEXT NOT NULL,
-    message BLOB NOT NULL,
     body_offset INTEGER NOT NULL DEFAULT 0,
     attachments TEXT,
     state TEXT NOT NULL,
@@ -46,21 +45,26 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, ready_at);
 CREATE INDEX IF NOT EXISTS jobs_campaign ON jobs(campaign, state, ready_at);
+-- a job's message bytes, written once: every state change then rewrites only the
+-- small jobs row (many to a page), not pages holding whole messages
+CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, message BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS campaigns (name TEXT PRIMARY KEY, settings TEXT NOT NULL);
 """
 
 JOB_COLUMNS = (
-    "id, campaign, key, row, message_id, sender, recipients, message, body_offset, attachments,"
+    "id, campaign, key, row, message_id, sender, recipients,"
+    " (SELECT message FROM messages WHERE messages.id = jobs.id), body_offset, attachments,"
     " state, attempts, ready_at, created_at, updated_at, last_reply, dead_reason, lease_owner"
 )
 CLAIMABLE = "('deferred', 'queued', 'sending')"
 INSERT_JOBS = (
-    "INSERT OR IGNORE INTO jobs (id, campaign, key, row, message_id, sender, recipients, message,"
+    "INSERT OR IGNORE INTO jobs (id, campaign, key, row, message_id, sender, recipients,"
     " body_offset, attachments, state, ready_at, created_at, updated_at) VALUES "
 )
-_ROW_PARAMS = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-INSERT_ROWS = 2000  # 14 parameters a row, under SQLite's limit of 32766 a statement
+_ROW_PARAMS = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+INSERT_MESSAGES = "INSERT OR IGNORE INTO messages (id, message) VALUES "
+INSERT_ROWS = 2000  # 13 parameters a row, under SQLite's limit of 32766 a statement
 # a handed-back job: deferred if it was tried before, else queued
 HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
 
@@ -94,6 +98,22 @@ def _job_from_row(r: Sequence[Any]) -> Job:
         dead_reason=r[16],
         lease_owner=r[17] or "",
     )
+
+
+def _move_messages_out(db: sqlite3.Connection) -> None:
+    """A queue file from before the messages table kept each message in its jobs row:
+    move them out, once, so the file works (and resumes) as a new one does."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+    if "message" not in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("INSERT OR IGNORE INTO messages (id, message) SELECT id, message FROM jobs")
+        db.execute("ALTER TABLE jobs DROP COLUMN message")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _dead_where(flt: DeadFilter) -> tuple[str, list[Any]]:
@@ -142,13 +162,14 @@ class SQLiteQueue(Queue):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout = 10000")
-            # large pages: a job (the whole message) is a few KB; takes effect on a new file
+            # large pages: a message is a few KB; takes effect on a new file
             db.execute("PRAGMA page_size = 16384")
             db.execute("PRAGMA cache_size = -49152")  # 48 MiB: most of the id index of 1M jobs
             db.execute("PRAGMA journal_mode = WAL")
             # FULL: a commit that returned survives power loss; recording "sent" relies on it
             db.execute("PRAGMA synchronous = FULL")
             db.executescript(SCHEMA)
+            _move_messages_out(db)
         except (sqlite3.Error, OSError) as exc:
             raise QueueError(f"cannot open the SQLite queue {self.path}: {exc}") from exc
         db.isolation_level = "IMMEDIATE"  # a write transaction from its first statement
@@ -179,22 +200,26 @@ class SQLiteQueue(Queue):
         for start in range(0, len(jobs), INSERT_ROWS):
             chunk = jobs[start : start + INSERT_ROWS]
             params: list[Any] = []
+            messages: list[Any] = []
             for j in chunk:
                 created = j.created_at or now
                 params += (
                     j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
-                    "\n".join(j.recipients), j.message, j.body_offset,
+                    "\n".join(j.recipients), j.body_offset,
                     _attachments_json(j.attachments),
                     State.DEFERRED.value if j.not_before > now else State.QUEUED.value,
                     j.not_before or created, created, now,
                 )  # fmt: skip
+                messages += (j.id, j.message)
             statements.append((INSERT_JOBS + ",".join([_ROW_PARAMS] * len(chunk)), params))
+            # ignored with its job when the job exists: the first message of an id stays
+            statements.append((INSERT_MESSAGES + ",".join(["(?,?)"] * len(chunk)), messages))
 
         def _tx(db: sqlite3.Connection) -> dict[str, tuple[int, str, float]] | None:
             before = db.total_changes
             for sql, params in statements:
                 db.execute(sql, params)
-            if db.total_changes - before == len(jobs):
+            if db.total_changes - before == 2 * len(jobs):  # a job row and a message each
                 return None  # all new: the common case needs no look-up
             found: dict[str, tuple[int, str, float]] = {}
             ids = [j.id for j in jobs]
@@ -412,6 +437,11 @@ class SQLiteQueue(Queue):
 
     async def purge_dead(self, flt: DeadFilter) -> int:
         where, args = _dead_where(flt)
-        return await self._run(
-            lambda db: db.execute(f"DELETE FROM jobs WHERE {where}", args).rowcount
-        )
+
+        def _tx(db: sqlite3.Connection) -> int:
+            db.execute(
+                f"DELETE FROM messages WHERE id IN (SELECT id FROM jobs WHERE {where})", args
+            )
+            return int(db.execute(f"DELETE FROM jobs WHERE {where}", args).rowcount)
+
+        return await self._run(_tx)

@@ -1,0 +1,93 @@
+"""The SQLite queue's file: messages apart from the job rows, and files from before that."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from mailspool.models import Enqueued, Job, Outcome, State
+from mailspool.queue import DeadFilter, SQLiteQueue
+
+# the jobs table as it was when each row held its message
+OLD_SCHEMA = """
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY, campaign TEXT NOT NULL, key TEXT NOT NULL, row INTEGER NOT NULL,
+    message_id TEXT NOT NULL, sender TEXT NOT NULL, recipients TEXT NOT NULL,
+    message BLOB NOT NULL, body_offset INTEGER NOT NULL DEFAULT 0, attachments TEXT,
+    state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, ready_at REAL NOT NULL,
+    lease_owner TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    last_reply TEXT NOT NULL DEFAULT '', dead_reason TEXT NOT NULL DEFAULT '',
+    ambiguous INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_due ON jobs(state, ready_at);
+CREATE INDEX jobs_campaign ON jobs(campaign, state, ready_at);
+"""
+
+
+def job(i: int) -> Job:
+    return Job(
+        id=f"id{i}", campaign="c1", key=f"k{i}", message_id=f"<id{i}@example.com>",
+        sender="a@example.com", recipients=(f"r{i}@example.com",),
+        message=b"Subject: hi\r\n\r\nmessage %d\r\n" % i, row=i + 2,
+    )  # fmt: skip
+
+
+async def test_a_file_from_before_the_messages_table_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    for i, state in enumerate(("queued", "sent", "dead")):
+        db.execute(
+            "INSERT INTO jobs (id, campaign, key, row, message_id, sender, recipients, message,"
+            " state, ready_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,0,1,1)",
+            (f"id{i}", "c1", f"k{i}", i + 2, f"<id{i}@example.com>", "a@example.com",
+             f"r{i}@example.com", job(i).message, state),
+        )  # fmt: skip
+    db.commit()
+    db.close()
+
+    q = SQLiteQueue(path)
+    await q.open()
+    try:
+        (claimed,) = await q.claim("w", 10, 60)
+        assert (claimed.id, claimed.message) == ("id0", job(0).message)
+        (dead,) = await q.dead_letters(DeadFilter(campaign="c1"))
+        assert dead.message == job(2).message
+        # the same rows offered again: already there, whatever their state
+        assert await q.enqueue([job(0), job(1), job(2)]) == [
+            Enqueued.PENDING,
+            Enqueued.SENT,
+            Enqueued.DEAD,
+        ]
+        assert await q.record("w", [Outcome("id0", State.SENT, "250 ok")]) == 1
+        assert (await q.stats("c1")).get(State.SENT) == 2
+    finally:
+        await q.close()
+    db = sqlite3.connect(path)
+    assert "message" not in {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+    assert db.execute("SELECT count(*) FROM messages").fetchone() == (3,)
+    db.close()
+
+
+async def test_a_state_change_leaves_the_message_alone(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    await q.open()
+    try:
+        assert await q.enqueue([job(1)]) == [Enqueued.NEW]
+        # offered again with other bytes: the first message of an id stays
+        assert await q.enqueue([Job(**{**_fields(job(1)), "message": b"other"})]) == [
+            Enqueued.PENDING
+        ]
+        (claimed,) = await q.claim("w", 1, 60)
+        assert claimed.message == job(1).message
+        await q.record("w", [Outcome("id1", State.DEAD, "550 no", reason="rejected_permanent")])
+        assert await q.purge_dead(DeadFilter(campaign="c1")) == 1
+    finally:
+        await q.close()
+    db = sqlite3.connect(tmp_path / "q.db")
+    assert db.execute("SELECT count(*) FROM messages").fetchone() == (0,)  # purged with it
+    db.close()
+
+
+def _fields(j: Job) -> dict[str, object]:
+    return {name: getattr(j, name) for name in j.__slots__}  # type: ignore[attr-defined]
