@@ -18,7 +18,9 @@ from mailspool.errors import (
     SMTPTimeout,
     TLSFailure,
 )
-from mailspool.models import DeadReason
+from mailspool.models import DeadReason, Job, State
+from mailspool.outcomes import refused_retry, sent_reply, transient
+from mailspool.transport.base import Delivery
 
 RETRY = Verdict(Action.RETRY)
 PAUSE = Verdict(Action.PAUSE)
@@ -202,3 +204,139 @@ def test_dead_verdicts_always_carry_a_reason() -> None:
 )
 def test_kind_for_metrics(err: DeliveryError, kind: str) -> None:
     assert classify(err).kind == kind
+
+
+# -- every recipient refused: one verdict from every recipient's reply ------------------------
+
+
+def every_rcpt_refused(code: int, enhanced: str | None, **replies: str) -> ReplyError:
+    """What the session raises when every RCPT was refused: the reply it picked, with each
+    recipient's own reply in ``refused``."""
+    err = ReplyError("refused", code=code, enhanced=enhanced, stage="rcpt")
+    err.refused = {f"{name}@example.com": reply for name, reply in replies.items()}
+    return err
+
+
+RECIPIENTS_REFUSED: list[tuple[str, DeliveryError, Verdict]] = [
+    (
+        "all 5xx",
+        every_rcpt_refused(550, "5.1.1", x="550 5.1.1 no such user", y="553 5.1.3 bad address"),
+        dead(DeadReason.REJECTED_PERMANENT),
+    ),
+    (
+        "all 4xx",
+        every_rcpt_refused(450, "4.2.0", x="450 4.2.0 busy", y="451 4.3.0 later"),
+        RETRY,
+    ),
+    (
+        "4xx and 5xx: the temporary one keeps the job",
+        every_rcpt_refused(450, "4.2.0", x="450 4.2.0 busy", y="550 5.1.1 no such user"),
+        RETRY,
+    ),
+    (
+        "4xx and 5xx, the error naming the 5xx",
+        every_rcpt_refused(550, "5.1.1", x="550 5.1.1 no such user", y="452 4.5.3 too many"),
+        RETRY,
+    ),
+    (
+        "a 421 among them",
+        every_rcpt_refused(421, "4.3.2", x="550 5.1.1 no such user", y="421 4.3.2 closing"),
+        PAUSE,
+    ),
+    (
+        "a 421 among them, the error naming a 5xx",
+        every_rcpt_refused(550, "5.1.1", x="550 5.1.1 no such user", y="421 4.3.2 closing"),
+        PAUSE,
+    ),
+    (
+        "a 421 among them, the error naming a 4xx",
+        every_rcpt_refused(450, "4.2.0", x="450 4.2.0 busy", y="421 closing"),
+        PAUSE,
+    ),
+    (
+        "only a 421",
+        every_rcpt_refused(421, None, x="421 4.3.2 closing"),
+        PAUSE,
+    ),
+    (
+        "552 too many recipients with a 550",
+        every_rcpt_refused(550, "5.1.1", x="550 5.1.1 no such user", y="552 5.5.3 too many"),
+        RETRY,
+    ),
+    (
+        "all 5xx: the reason comes from the error's own reply",
+        every_rcpt_refused(554, "5.6.0", x="554 5.6.0 bad content", y="554 5.6.0 bad content"),
+        dead(DeadReason.INVALID_MESSAGE),
+    ),
+    (
+        "an unparsable stored reply decides nothing",
+        every_rcpt_refused(550, "5.1.1", x="550 5.1.1 no such user", y="garbage"),
+        dead(DeadReason.REJECTED_PERMANENT),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("err", "expected"),
+    [(e, v) for _, e, v in RECIPIENTS_REFUSED],
+    ids=[name for name, _, _ in RECIPIENTS_REFUSED],
+)
+def test_every_recipient_refused(err: DeliveryError, expected: Verdict) -> None:
+    check(err, expected)
+
+
+def test_a_421_among_refused_recipients_counts_as_a_relay_failure_for_metrics() -> None:
+    err = every_rcpt_refused(550, "5.1.1", x="550 5.1.1 no such user", y="421 4.3.2 closing")
+    assert classify(err) == Verdict(Action.PAUSE, kind="4xx")
+
+
+# -- some recipients refused: sent to the others, each refusal recorded ---------------------------
+
+#: a refused recipient's reply -> is it tried again later (a job of its own)?
+PARTIAL_REFUSAL = [
+    ("450 4.2.0 mailbox busy", True),
+    ("451 4.3.0 try later", True),
+    ("452 4.5.3 too many recipients", True),
+    ("552 5.5.3 too many recipients", True),  # 552 at RCPT is a 452
+    ("550 5.1.1 no such user", False),
+    ("553 5.1.3 bad address", False),
+    ("554 5.7.1 relay denied", False),
+    ("550 4.1.1 the reply code wins", False),
+    ("450 5.1.1 the reply code wins", True),
+]
+
+
+@pytest.mark.parametrize(("reply", "retried"), PARTIAL_REFUSAL)
+def test_which_refused_recipients_are_retried(reply: str, retried: bool) -> None:
+    assert transient(reply) is retried
+
+
+def test_some_recipients_refused_records_each_and_retries_the_temporary_ones() -> None:
+    job = Job(
+        "j1", "c", "row-2", "<m1@example.com>", "a@example.com",
+        ("ok@example.com", "later@example.com", "bad@example.com"), b"msg",
+        attempts=1, created_at=1000.0,
+    )  # fmt: skip
+    delivery = Delivery(
+        250,
+        "2.0.0 queued",
+        {"later@example.com": "451 4.2.1 mailbox busy", "bad@example.com": "550 5.1.1 no user"},
+    )
+    reply = sent_reply(delivery)
+    assert reply.startswith("250 2.0.0 queued | refused: ")
+    assert "later@example.com: 451 4.2.1 mailbox busy" in reply
+    assert "bad@example.com: 550 5.1.1 no user" in reply
+
+    later = sorted(r for r, why in delivery.refused.items() if transient(why))
+    assert later == ["later@example.com"]
+    child = refused_retry(job, later, not_before=2000.0)
+    assert child.recipients == ("later@example.com",)
+    assert child.message_id == job.message_id  # the same message, the same Message-ID
+    assert child.id != job.id and child.key == "row-2|retry:later@example.com"
+    assert (child.state, child.attempts, child.not_before) == (State.QUEUED, 0, 2000.0)
+    # the same refusal seen twice queues one retry job, not two
+    assert refused_retry(job, later, not_before=3000.0).id == child.id
+
+
+def test_sent_reply_without_refusals_is_the_relays_reply() -> None:
+    assert sent_reply(Delivery(250, "2.0.0 queued")) == "250 2.0.0 queued"

@@ -18,11 +18,18 @@ x.3.4 or x.2.3 (size)             dead                           too_large
 x.6.x (bad content)               dead                           invalid_message
 other 5xx at MAIL/RCPT/DATA/dot   dead                           rejected_permanent
 5xx at RSET, QUIT, elsewhere      retry                          -
+every RCPT refused                the most hopeful reply:        as that reply
+                                  421 pause, 4xx retry, 5xx dead
 ================================  =============================  ==================
 
 The reply code decides the class; the enhanced status code only refines the reason
 (a 450 with 5.1.1 is still a retry, a 550 with 4.x.x is still dead). A specific enhanced
 code beats the reply code for the reason: 552 5.2.2 (mailbox full) is rejected_permanent.
+
+When every recipient was refused, the error carries each recipient's reply (``refused``)
+and the job gets one verdict from all of them, whichever reply the error itself names: a
+421 among them pauses the relay (the server is closing the session), else a temporary
+refusal keeps the job for a retry rather than dead-lettering it with the permanent ones.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from mailspool.errors import (
     AuthFailure,
     ConnectError,
     DeliveryError,
+    ReplyError,
     SMTPTimeout,
     TLSFailure,
 )
@@ -72,7 +80,37 @@ def classify(err: DeliveryError) -> Verdict:
         return Verdict(Action.PAUSE, kind="tls")
     if err.code is None:
         return _without_reply(err)
-    return _with_reply(err.code, err)
+    verdict = _with_reply(err.code, err)
+    if err.refused:
+        return _every_recipient_refused(err, verdict)
+    return verdict
+
+
+def _every_recipient_refused(err: DeliveryError, own: Verdict) -> Verdict:
+    """One verdict for a job whose every RCPT was refused: a pause if any reply says so
+    (a 421), else a retry if any reply is temporary, else the error's own verdict."""
+    verdicts = [own]
+    for reply in err.refused.values():
+        code, enhanced, text = _parse_reply(reply)
+        if code is not None:
+            one = ReplyError(text, code=code, enhanced=enhanced, stage=err.stage)
+            verdicts.append(_with_reply(code, one))
+    for action in (Action.PAUSE, Action.RETRY):
+        for v in verdicts:
+            if v.action is action:
+                return v
+    return own
+
+
+def _parse_reply(reply: str) -> tuple[int | None, str | None, str]:
+    """(code, enhanced code, text) of a stored reply line such as ``550 5.1.1 no user``."""
+    head, _, rest = reply.strip().partition(" ")
+    if not (len(head) == 3 and head.isascii() and head.isdigit()):
+        return None, None, reply
+    word, _, text = rest.partition(" ")
+    if _enhanced(word) is not None:
+        return int(head), word, text
+    return int(head), None, rest
 
 
 def _with_reply(code: int, err: DeliveryError) -> Verdict:
