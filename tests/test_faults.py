@@ -1,12 +1,16 @@
 """Every failure a relay can produce, through ``mailspool send`` as a user runs it:
 Postfix's smtp-sink rejecting (-r soft, -f hard) or hanging up (-q silently, -Q with 421)
 at each command, or delaying (-W); a refused connection; a listener that never greets; a
-relay that hangs up when the STARTTLS handshake should begin."""
+relay that hangs up when the STARTTLS handshake should begin; a tiny asyncio relay for what
+smtp-sink cannot script (a 5xx greeting, a 421 to one RCPT among several without
+PIPELINING)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +18,10 @@ from typing import Any
 
 import pytest
 
+from mailspool.classify import Action, classify
+from mailspool.errors import ReplyError
 from mailspool.testing import LineServer, SMTPSink, free_port
+from mailspool.transport import Envelope, SMTPTransport, parse_smtp_url
 
 from .conftest import TEMPLATE, Result, write_csv
 
@@ -212,3 +219,217 @@ def test_hang_up_at_the_starttls_handshake_stops_the_run_as_a_tls_failure(
     # the operator is told it is TLS, not a flaky network
     (told,) = [line for line in res.stderr.splitlines() if "the relay refused us" in line]
     assert "TLS handshake" in told and "(stage starttls)" in told
+
+
+# -- a tiny asyncio relay: what smtp-sink cannot be made to say ---------------------------------
+
+
+def plain_reply(line: str) -> str:
+    """A relay without ESMTP extensions (so no PIPELINING): one command, one reply."""
+    verb = line.partition(" ")[0].upper()
+    if verb == "EHLO":
+        return "250 tiny"
+    if verb == "QUIT":
+        return "221 2.0.0 bye <close>"
+    return {"DATA": "354 go ahead", ".": "250 2.0.0 queued"}.get(verb, "250 2.1.0 OK")
+
+
+class TinyRelay:
+    """An asyncio SMTP listener on 127.0.0.1, port 0, in a thread of its own. It greets
+    with ``greeting`` (anything but a 220 is sent and the connection closed), then answers
+    each command line with ``respond(line, conn)``; ``conn`` is a dict of the connection's
+    own. A reply ending in " <close>" is sent and the connection closed, as a relay that
+    says 421 and hangs up does. Every line received is kept in ``lines`` ("." for the end
+    of a message)."""
+
+    def __init__(
+        self,
+        greeting: str = "220 tiny ESMTP",
+        respond: Callable[[str, dict[str, int]], str] | None = None,
+    ) -> None:
+        self.greeting = greeting
+        self.respond = respond or (lambda line, conn: plain_reply(line))
+        self.lines: list[str] = []
+        self.connections = 0
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="tinyrelay")
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        conn: dict[str, int] = {}
+        try:
+            writer.write(self.greeting.encode() + b"\r\n")
+            if not self.greeting.startswith("220"):
+                await writer.drain()
+                return
+            in_data = False
+            while line := await reader.readline():
+                text = line.decode("utf-8", "replace").rstrip("\r\n")
+                if in_data and text != ".":
+                    continue
+                in_data = False
+                self.lines.append(text)
+                reply = self.respond(text, conn)
+                close = reply.endswith(" <close>")
+                reply = reply.removesuffix(" <close>")
+                writer.write(reply.encode() + b"\r\n")
+                await writer.drain()
+                if close:
+                    return
+                in_data = text.upper() == "DATA" and reply.startswith("354")
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def _run(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        server = loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        loop.run_forever()
+        server.close()
+        tasks = asyncio.all_tasks(loop)
+        for t in tasks:
+            t.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.close()
+
+    def __enter__(self) -> TinyRelay:
+        self._thread.start()
+        assert self._ready.wait(10), "the tiny relay did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def attempts(cwd: Path) -> set[int]:
+    with sqlite3.connect(cwd / "mailspool.db") as db:
+        return {n for (n,) in db.execute("SELECT DISTINCT attempts FROM jobs")}
+
+
+def test_5xx_greeting_pauses_the_relay_and_dead_letters_nothing(
+    job: Path, cli: Callable[..., Result]
+) -> None:
+    with TinyRelay(greeting="554 5.3.2 not accepting mail") as relay:
+        res, status = run(cli, f"smtp://127.0.0.1:{relay.port}", "--log-format", "json")
+    assert relay.connections >= 1 and relay.lines == []  # greeted, closed, nothing else
+    # stopped with the jobs still queued: exit 75, and told how to continue
+    assert res.returncode == 75, res.stderr
+    assert "Run the same command again, or `mailspool worker`" in res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (summary["sent"], summary["dead"], summary["deferred"]) == (0, 0, len(ROWS))
+    assert status["total"] == len(ROWS) and status.get("dead", 0) == 0
+    assert status.get("deferred", 0) + status.get("queued", 0) == len(ROWS)
+    # the pause is reported, as the relay's failure at the greeting
+    paused = events(res, "relay paused")
+    assert paused, res.stderr
+    assert {(e["code"], e["stage"]) for e in paused} == {(554, "greeting")}
+    assert "554 5.3.2 not accepting mail" in status["last_error"]
+    assert json.loads(cli("dlq", "list", "--json").stdout) == []
+    assert attempts(job) == {0}  # the relay's fault: no attempt charged to any job
+
+
+# -- a 421 to one RCPT among several, without PIPELINING ----------------------------------------
+
+X, Y, Z = "x@example.com", "y@example.com", "z@example.com"
+MSG = b"From: a@example.com\r\nTo: x@example.com\r\nSubject: t\r\n\r\nhello\r\n"
+
+
+def closing_at_second_rcpt(line: str, conn: dict[str, int]) -> str:
+    """No PIPELINING; the second RCPT of a transaction gets a 421 and the hang-up."""
+    if line.upper().startswith("RCPT"):
+        conn["rcpt"] = conn.get("rcpt", 0) + 1
+        if conn["rcpt"] == 2:
+            return "421 4.3.2 service shutting down <close>"
+    return plain_reply(line)
+
+
+async def send_once(port: int, recipients: tuple[str, ...]) -> ReplyError:
+    t = SMTPTransport(parse_smtp_url(f"smtp://127.0.0.1:{port}", connect_timeout=5))
+    try:
+        with pytest.raises(ReplyError) as exc:
+            await t.send(Envelope("a@example.com", recipients, MSG))
+    finally:
+        await t.close()
+    return exc.value
+
+
+def test_421_to_the_second_rcpt_without_pipelining_is_raised_as_the_421() -> None:
+    with TinyRelay(respond=closing_at_second_rcpt) as relay:
+        err = asyncio.run(send_once(relay.port, (X, Y, Z)))
+    assert (err.code, err.enhanced, err.stage) == (421, "4.3.2", "rcpt")
+    assert classify(err).action is Action.PAUSE
+    # nothing was sent after the 421: not the third RCPT, not DATA
+    assert [line.split(":")[0] for line in relay.lines] == [
+        "EHLO localhost",
+        "MAIL FROM",
+        "RCPT TO",
+        "RCPT TO",
+    ]
+
+
+def test_421_to_the_first_of_two_rcpts_at_smtp_sink_without_pipelining(
+    smtp_sink: Callable[..., SMTPSink],
+) -> None:
+    sink = smtp_sink("-p", "-Q", "rcpt")  # no PIPELINING; 421 and hang-up at RCPT
+    err = asyncio.run(send_once(sink.port, (X, Y)))
+    assert (err.code, err.stage) == (421, "rcpt")
+    assert classify(err).action is Action.PAUSE
+
+
+@pytest.fixture
+def two_recipient_rows(tmp_path: Path) -> Path:
+    (tmp_path / "r.csv").write_text(
+        "to,cc,subject,body\n"
+        + "".join(f"u{i}@example.com,c{i}@example.com,Hello,Two recipients\n" for i in range(3))
+    )
+    return tmp_path
+
+
+@pytest.mark.parametrize("relay", ["tiny-421-at-second-rcpt", "smtp-sink-p-Q-rcpt"])
+def test_421_to_one_rcpt_without_pipelining_pauses_the_relay(
+    two_recipient_rows: Path,
+    smtp_sink: Callable[..., SMTPSink],
+    cli: Callable[..., Result],
+    relay: str,
+) -> None:
+    def send(port: int) -> Result:
+        return cli(
+            "send", "r.csv", "--from", "news@example.com", "--json", "--log-format", "json",
+            "--max-wait", "0s", "--retry-first", "1h", "--smtp", f"smtp://127.0.0.1:{port}",
+        )  # fmt: skip
+
+    if relay.startswith("tiny"):
+        with TinyRelay(respond=closing_at_second_rcpt) as tiny:
+            res = send(tiny.port)
+        assert "DATA" not in tiny.lines  # no message went to the first recipient alone
+    else:
+        res = send(smtp_sink("-p", "-Q", "rcpt").port)
+    assert res.returncode == 75, res.stderr
+    paused = events(res, "relay paused")
+    assert paused, res.stderr
+    assert {(e["code"], e["stage"]) for e in paused} == {(421, "rcpt")}
+    status = json.loads(cli("status", "--json").stdout)[0]
+    assert status["total"] == 3 and status.get("sent", 0) == 0 and status.get("dead", 0) == 0
+    assert status.get("deferred", 0) + status.get("queued", 0) == 3
+    assert status["ambiguous"] == 0
+    assert attempts(two_recipient_rows) == {0}  # handed back as the relay's fault
+
+
+def test_421_to_ehlo_is_raised_as_the_421_not_tried_again_as_helo() -> None:
+    def respond(line: str, conn: dict[str, int]) -> str:
+        if line.upper().startswith(("EHLO", "HELO")):
+            return "421 4.3.2 too busy <close>"
+        return plain_reply(line)
+
+    with TinyRelay(respond=respond) as relay:
+        err = asyncio.run(send_once(relay.port, (X,)))
+    assert (err.code, err.stage) == (421, "ehlo")
+    assert classify(err).action is Action.PAUSE
+    assert relay.lines == ["EHLO localhost"]

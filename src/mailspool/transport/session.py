@@ -109,6 +109,8 @@ class SMTPSession:
         if reply.code == 250:
             self.extensions, self.auth_methods = parse_esmtp_extensions(reply.text)
             return
+        if reply.code == 421:  # the server is closing: a HELO would only meet the hang-up
+            raise reply.error("ehlo")
         reply = await self._command(b"HELO " + name, "ehlo")
         if reply.code != 250:
             raise reply.error("ehlo")
@@ -255,7 +257,14 @@ class SMTPSession:
         mail = await self._command(self._mail_cmd(sender, len(data))[:-2], "mail")
         if mail.code != 250:
             raise mail.error("mail")
-        rcpts = [await self._command(f"RCPT TO:<{r}>".encode("ascii"), "rcpt") for r in recipients]
+        rcpts = []
+        for r in recipients:
+            rcpt = await self._command(f"RCPT TO:<{r}>".encode("ascii"), "rcpt")
+            if rcpt.code == 421:
+                # the server is closing the session: not a refusal of this recipient, and
+                # the next command would only meet the hang-up (a retry, no relay pause)
+                raise rcpt.error("rcpt")
+            rcpts.append(rcpt)
         refused = self._check_envelope(mail, recipients, rcpts)
         data_reply = await self._command(b"DATA", "data")
         if data_reply.code != 354:
@@ -273,6 +282,9 @@ class SMTPSession:
     def _check_envelope(
         mail: Reply, recipients: tuple[str, ...], rcpts: list[Reply]
     ) -> dict[str, str]:
+        for rep, stage in ((mail, "mail"), *((rep, "rcpt") for rep in rcpts)):
+            if rep.code == 421:  # the server is closing the session, whatever else it said
+                raise rep.error(stage)
         if mail.code != 250:
             raise mail.error("mail")
         refused = {
