@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -32,11 +31,10 @@ from mailspool.api.intake import Invalid, error, split_body
 from mailspool.api.service import Service
 from mailspool.api.templates import StoredTemplate
 from mailspool.config import parse_duration
-from mailspool.errors import QueueError, TemplateError
+from mailspool.errors import TemplateError
 from mailspool.models import State
 from mailspool.queue import DeadFilter
 
-READY_TIMEOUT_S = 2.0
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationFailed, "description": "field-level errors (per message)"}
 }
@@ -225,14 +223,10 @@ async def healthz() -> Any:
     summary="The queue and job store answer, and the in-process workers run",
 )
 async def readyz(svc: Svc) -> Any:
-    try:
-        await asyncio.wait_for(svc.q.stats("\x00readyz"), READY_TIMEOUT_S)
-    except (QueueError, TimeoutError, OSError) as exc:
-        svc.log.warning("not ready: the queue does not answer", kind=type(exc).__name__)
-        return JSONResponse({"status": "queue unavailable"}, status_code=503)
-    if not svc.workers_alive:
-        return JSONResponse({"status": "worker stopped"}, status_code=503)
-    return Health(status="ready")
+    status = await svc.readiness()
+    if status != "ready":
+        return JSONResponse({"status": status}, status_code=503)
+    return Health(status=status)
 
 
 @ops.get(

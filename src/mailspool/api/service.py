@@ -48,6 +48,9 @@ THREAD_RENDER_AT = 16
 MAX_PRODUCERS = 4096
 #: /readyz: how long the queue and the job store have to answer
 READY_TIMEOUT_S = 2.0
+#: /readyz reads this campaign's stats: cheap, and no API campaign has this name (one
+#: starts with a letter or digit); no NUL either, which PostgreSQL refuses in text
+READY_PROBE_CAMPAIGN = ".readyz"
 
 
 class RateSampler:
@@ -181,7 +184,7 @@ class Service:
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
                 queue = self.q
-                await queue.stats("\x00readyz")
+                await queue.stats(READY_PROBE_CAMPAIGN)
                 if isinstance(queue, BrokerConnection) and not await queue._wait_ready(
                     READY_TIMEOUT_S
                 ):
