@@ -9,10 +9,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -25,7 +27,7 @@ from mailspool.errors import ConfigError
 from mailspool.queue import MemoryQueue
 from mailspool.testing import RecordingSMTPServer, free_port, wait_listening
 
-from .conftest import Result
+from .conftest import RabbitMQNamespace, Result
 
 TOKEN = "test-token-0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,26 +38,35 @@ class ApiServer:
     """``python -m mailspool serve`` in a subprocess; its stderr goes to a file."""
 
     def __init__(
-        self, tmp: Path, *args: str, env: dict[str, str] | None = None, token: str = TOKEN
+        self,
+        tmp: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        token: str = TOKEN,
+        queue: str | None = None,
+        env_tokens: bool = True,
     ) -> None:
+        """``queue``: the queue URL (default a SQLite file in ``tmp``); ``env_tokens``:
+        give ``token`` in MAILSPOOL_API_TOKENS (otherwise only ``env`` names tokens)."""
         self.tmp = tmp
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = token
         self.log_path = tmp / f"serve-{self.port}.log"
         self.db = tmp / "queue.db"
-        full_env = {
+        self.env = {
             k: v for k, v in os.environ.items() if not k.startswith(("MAILSPOOL_", "OTEL_"))
         }
-        full_env["MAILSPOOL_API_TOKENS"] = token
-        full_env.update(env or {})
+        if env_tokens:
+            self.env["MAILSPOOL_API_TOKENS"] = token
+        self.env.update(env or {})
         cmd = [
             sys.executable, "-m", "mailspool", "serve", "--port", str(self.port),
-            "--queue", f"sqlite:///{self.db}", "--log-format", "json", *args,
+            "--queue", queue or f"sqlite:///{self.db}", "--log-format", "json", *args,
         ]  # fmt: skip
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                cmd, cwd=tmp, env=full_env, stdout=log, stderr=subprocess.STDOUT
+                cmd, cwd=tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         if not wait_listening(self.port, 30):
             self.stop()
@@ -76,6 +87,27 @@ class ApiServer:
             except ValueError:
                 continue
         return out
+
+    def readyz(self) -> tuple[int, str]:
+        r = httpx.get(f"{self.url}/readyz", timeout=30)
+        return r.status_code, str(r.json()["status"])
+
+    def wait_readyz(self, code: int, status: str, timeout: float = 30) -> None:
+        """Poll /readyz until it answers ``code`` and ``status`` (the bound only keeps a
+        broken run from hanging)."""
+        deadline = time.monotonic() + timeout
+        while (got := self.readyz()) != (code, status):
+            assert time.monotonic() < deadline, f"/readyz still {got}, not {(code, status)}"
+            time.sleep(0.1)
+
+    def wait_event(self, event: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.events() if e.get("event") == event]
+            if found:
+                return found[0]
+            assert time.monotonic() < deadline, f"no {event!r} in the log:\n{self.log()}"
+            time.sleep(0.1)
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -441,6 +473,189 @@ def test_in_process_workers_log_each_state_change(server: ApiServer, api: httpx.
     assert sent["domain"] == "example.com" and sent["code"] == 250
     assert sent["campaign"] == "api" and sent["level"] == "info"
     assert "logged@example.com" not in server.log()  # the full address only at debug
+
+
+# -- readiness -------------------------------------------------------------------------
+
+
+class Forwarder:
+    """A TCP forwarder from a loopback port to a real server (Redis, RabbitMQ,
+    PostgreSQL), on an event loop in a thread of its own. ``cut()`` closes the port and
+    every connection through it: to its clients the server is gone (connections closed,
+    new ones refused). ``restore()`` listens on the same port again."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.restore()
+
+    def url(self, url: str) -> str:
+        """``url`` with its host and port replaced by the forwarder's."""
+        parts = urlsplit(url)
+        user, at, _ = parts.netloc.rpartition("@")
+        return urlunsplit(parts._replace(netloc=f"{user}{at}127.0.0.1:{self.port}"))
+
+    def cut(self) -> None:
+        self._call(self._cut())
+
+    def restore(self) -> None:
+        self._call(self._listen())
+
+    def close(self) -> None:
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
+
+    async def _listen(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(
+                self._handle, "127.0.0.1", self.port, reuse_address=True
+            )
+
+    async def _cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for w in list(self._writers):
+            w.transport.abort()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=10)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*self.target)
+            except OSError:
+                writer.close()
+                return
+            pair = {writer, up_writer}
+            self._writers |= pair
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            self._writers -= pair
+        finally:
+            self._handlers.discard(task)
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except OSError:  # reset by either side
+            pass
+        finally:
+            dst.close()
+
+
+@pytest.fixture
+def forward() -> Iterator[Callable[[str], Forwarder]]:
+    """``forward(url)``: a Forwarder to the server ``url`` names."""
+    made: list[Forwarder] = []
+    default_ports = {"redis": 6379, "amqp": 5672, "postgresql": 5432}
+
+    def start(url: str) -> Forwarder:
+        parts = urlsplit(url)
+        port = parts.port or default_ports[parts.scheme]
+        made.append(Forwarder(parts.hostname or "127.0.0.1", port))
+        return made[-1]
+
+    yield start
+    for f in made:
+        f.close()
+
+
+def test_readyz_is_503_while_the_redis_queue_is_unreachable(
+    tmp_path: Path, redis_url: str, forward: Callable[[str], Forwarder]
+) -> None:
+    redis = forward(redis_url)
+    srv = ApiServer(tmp_path, "--workers", "0", queue=redis.url(redis_url))
+    try:
+        assert srv.readyz() == (200, "ready")
+        with srv.client() as c:  # the queue is that Redis, through the forwarder
+            assert c.post("/v1/messages", json=message()).status_code == 202
+        redis.cut()
+        started = time.monotonic()
+        srv.wait_readyz(503, "queue unavailable")
+        assert time.monotonic() - started < 10  # the probe answers (within its 2 s bound)
+        assert httpx.get(f"{srv.url}/healthz").status_code == 200  # the process is fine
+        redis.restore()
+        srv.wait_readyz(200, "ready")  # not ready only while Redis is gone
+    finally:
+        redis.restore()
+        srv.stop()
+    unready = [e for e in srv.events() if e.get("event") == "not ready: the queue does not answer"]
+    assert unready and unready[0]["level"] == "warning"
+
+
+def test_readyz_is_503_once_an_in_process_worker_stopped(
+    tmp_path: Path, redis_url: str, forward: Callable[[str], Forwarder], smtpd: RecordingSMTPServer
+) -> None:
+    """Redis gone for longer than the queue's reconnect window (1 s here) stops the worker
+    loop; when Redis is back the queue answers again, but the worker does not come back."""
+    redis = forward(redis_url)
+    srv = ApiServer(
+        tmp_path, "--workers", "1", "--smtp", f"smtp://127.0.0.1:{smtpd.port}",
+        queue=redis.url(redis_url) + "&reconnect_for=1",
+    )  # fmt: skip
+    try:
+        assert srv.readyz() == (200, "ready")
+        redis.cut()
+        srv.wait_event("worker stopped on an error")
+        with srv.client() as c:
+            r = c.post("/v1/messages", json=message())
+            assert (r.status_code, r.json()) == (503, {"detail": "the queue is unavailable"})
+        assert srv.readyz() == (503, "queue unavailable")  # the queue is checked first
+        redis.restore()
+        srv.wait_readyz(503, "worker stopped")
+        with srv.client() as c:  # the queue answers again: only the worker is missing
+            assert c.post("/v1/messages", json=message()).status_code == 202
+        assert srv.readyz() == (503, "worker stopped")
+    finally:
+        redis.restore()
+        srv.stop()
+
+
+def test_readyz_checks_the_rabbitmq_broker_and_the_job_store(
+    tmp_path: Path, rabbitmq: RabbitMQNamespace, forward: Callable[[str], Forwarder]
+) -> None:
+    """With RabbitMQ every read goes to the job store: the broker connection is checked
+    apart from it, and either one gone makes the server unready."""
+    broker, store = forward(rabbitmq.base_amqp), forward(rabbitmq.store)
+    srv = ApiServer(
+        tmp_path, "--workers", "0", "--store", store.url(rabbitmq.store),
+        queue=broker.url(rabbitmq.amqp()),
+    )  # fmt: skip
+    try:
+        assert srv.readyz() == (200, "ready")
+        with srv.client() as c:
+            job_id = c.post("/v1/messages", json=message()).json()["id"]
+            assert c.get(f"/v1/messages/{job_id}").json()["state"] == "queued"
+        broker.cut()
+        srv.wait_readyz(503, "queue unavailable")
+        broker.restore()
+        srv.wait_readyz(200, "ready")  # the queue reconnects
+        store.cut()
+        srv.wait_readyz(503, "queue unavailable")
+        store.restore()
+        srv.wait_readyz(200, "ready")
+    finally:
+        broker.restore()
+        store.restore()
+        srv.stop()
 
 
 # -- the process -----------------------------------------------------------------------
