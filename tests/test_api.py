@@ -277,6 +277,30 @@ def test_a_good_batch_is_queued_and_sent(
     assert api.get("/v1/campaigns/no-such-campaign").status_code == 404
 
 
+def test_a_batch_of_exactly_1000_is_accepted_and_each_sent_once(
+    api: httpx.Client, smtpd_module: RecordingSMTPServer
+) -> None:
+    addresses = [f"thousand{i}@example.com" for i in range(1000)]
+    msgs = [message(a, campaign="batch-1000") for a in addresses]
+    r = api.post("/v1/messages", json={"messages": msgs})
+    assert r.status_code == 202, r.text
+    ids = r.json()["ids"]
+    assert len(ids) == len(set(ids)) == 1000
+    assert api.get("/v1/campaigns/batch-1000").json()["total"] == 1000  # durable at the 202
+    deadline = time.monotonic() + 90
+    while (c := api.get("/v1/campaigns/batch-1000").json())["pending"]:
+        assert time.monotonic() < deadline, c
+        time.sleep(0.2)
+    assert c["counts"]["sent"] == 1000
+    got: dict[str, list[str]] = {}
+    for m in smtpd_module.messages:
+        for rcpt in m.recipients:
+            if rcpt.startswith("thousand"):
+                got.setdefault(rcpt, []).append(str(m.message["Message-ID"]))
+    # the ids are in the order of the batch: message i went to address i, once
+    assert got == {a: [f"<{job_id}@example.com>"] for a, job_id in zip(addresses, ids, strict=True)}
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
