@@ -459,6 +459,42 @@ def test_dead_letters_can_be_retried(api: httpx.Client, smtpd_module: RecordingS
     assert len(delivered_to(smtpd_module, "gone@example.com")) == 1
 
 
+def test_campaign_shows_the_rate_and_eta_while_it_is_delivered(
+    tmp_path: Path, smtpd: RecordingSMTPServer
+) -> None:
+    """The workers send at most 50/s, so 250 messages take about 5 s; two reads 2 s apart
+    in the middle of it see that rate and the time the rest will take at it."""
+    srv = ApiServer(
+        tmp_path, "--smtp", f"smtp://127.0.0.1:{smtpd.port}", "--workers", "1",
+        "--rate", "50/s",
+    )  # fmt: skip
+    try:
+        with srv.client() as c:
+            msgs = [message(f"paced{i}@example.com", campaign="paced") for i in range(250)]
+            assert c.post("/v1/messages", json={"messages": msgs}).status_code == 202
+            t1 = time.monotonic()
+            first = c.get("/v1/campaigns/paced").json()
+            assert first["pending"] > 0
+            assert first["rate_per_s"] is None and first["eta_s"] is None  # nothing to compare
+            time.sleep(2)
+            t2 = time.monotonic()
+            second = c.get("/v1/campaigns/paced").json()
+            assert second["pending"] > 0, "delivered before the second read: not paced"
+            done = second["counts"]["sent"] - first["counts"]["sent"]
+            rate, eta = second["rate_per_s"], second["eta_s"]
+            assert rate is not None and eta is not None
+            assert rate == pytest.approx(done / (t2 - t1), rel=0.15)  # as the client saw it
+            assert 20 <= rate <= 55  # the limit: no burst above 50/s
+            assert eta == pytest.approx(second["pending"] / rate, abs=0.1)
+            deadline = time.monotonic() + 60
+            while (last := c.get("/v1/campaigns/paced").json())["pending"]:
+                assert time.monotonic() < deadline, last
+                time.sleep(0.2)
+            assert last["counts"]["sent"] == 250 and last["eta_s"] == 0.0
+    finally:
+        srv.stop()
+
+
 def test_metrics_count_outcomes_with_fixed_labels(api: httpx.Client) -> None:
     job_id = api.post("/v1/messages", json=message("metrics@example.com")).json()["id"]
     wait_final(api, job_id)
