@@ -760,6 +760,36 @@ def test_serve_needs_tokens(cli: Callable[..., Result], tmp_path: Path) -> None:
         Tokens.from_environment({"MAILSPOOL_API_TOKENS_FILE": str(tmp_path / "missing")})
 
 
+def test_serve_takes_tokens_from_the_file_alone(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(
+        "# API clients\n# retired-token-0123456789\n"
+        "first-token-0123456789, second-token-0123456789\nthird-token-0123456789\n"
+    )
+    srv = ApiServer(
+        tmp_path, "--workers", "0", env={"MAILSPOOL_API_TOKENS_FILE": str(tokens)},
+        env_tokens=False, token="third-token-0123456789",
+    )  # fmt: skip
+    assert "MAILSPOOL_API_TOKENS" not in srv.env
+    try:
+        for good in ("first-token-0123456789", "second-token-0123456789", srv.token):
+            with srv.client(good) as c:
+                r = c.post("/v1/messages", json=message())
+                assert r.status_code == 202, (good, r.text)
+                assert c.get(f"/v1/messages/{r.json()['id']}").status_code == 200
+                assert c.get("/metrics").status_code == 200
+        # commented out, a prefix of a token, a token not in the file
+        for bad in ("retired-token-0123456789", "first-token-012345678", TOKEN):
+            with srv.client(bad) as c:
+                r = c.post("/v1/messages", json=message())
+                assert r.status_code == 401, (bad, r.text)
+                assert r.headers["www-authenticate"] == "Bearer"
+                assert c.get("/metrics").status_code == 401
+    finally:
+        srv.stop()
+    assert "token-0123456789" not in srv.log()
+
+
 def test_serve_binds_loopback_by_default(tmp_path: Path) -> None:
     srv = ApiServer(tmp_path, "--workers", "0")
     try:
