@@ -35,8 +35,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from mailspool.errors import QueueError
 from mailspool.leases import PID_SPACE, WORKER_TOKEN, make_owner, owner_is_dead_here
 from mailspool.models import AttachmentRef, Job, Outcome, State
@@ -373,11 +371,6 @@ def test_worker_facing_an_authentication_failure_says_so_and_never_dead_letters(
     assert {j["attempts"] for j in jobs(tmp_path)} == {0}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/retries.md says an authentication failure is logged as an error; the"
-    " worker logs it only as the 'relay paused' warning (send adds an error line itself)",
-)
 def test_worker_logs_an_authentication_failure_as_an_error(
     tmp_path: Path, cli: Callable[..., Result], server_tls: ssl.SSLContext, ca_file: Path
 ) -> None:

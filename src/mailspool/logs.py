@@ -28,7 +28,7 @@ from typing import Any, TextIO
 import structlog
 
 from mailspool.classify import Verdict
-from mailspool.errors import DeliveryError
+from mailspool.errors import AuthFailure, DeliveryError, TLSFailure
 from mailspool.models import DeadReason, Job
 from mailspool.observe import Observer
 from mailspool.transport.base import Delivery
@@ -194,8 +194,12 @@ class LogObserver(Observer):
         self.log.error("message dead", **fields)
 
     def relay_paused(self, err: DeliveryError, delay: float) -> None:
-        if self._warn_on:
-            self.log.warning(
+        # refused credentials or TLS are a misconfiguration that waiting will not mend:
+        # an error, so that an operator's alerting on errors sees it
+        misconfigured = isinstance(err, AuthFailure | TLSFailure)
+        if self._warn_on or misconfigured:
+            emit = self.log.error if misconfigured else self.log.warning
+            emit(
                 "relay paused",
                 code=err.code,
                 stage=err.stage,
