@@ -433,3 +433,31 @@ def test_421_to_ehlo_is_raised_as_the_421_not_tried_again_as_helo() -> None:
     assert (err.code, err.stage) == (421, "ehlo")
     assert classify(err).action is Action.PAUSE
     assert relay.lines == ["EHLO localhost"]
+
+
+@pytest.mark.parametrize("verb", ["STARTTLS", "AUTH"])
+def test_421_to_starttls_or_auth_is_the_relay_closing_not_a_misconfiguration(
+    verb: str, job: Path, cli: Callable[..., Result]
+) -> None:
+    """A 421 is temporary wherever it comes: the relay is paused and the jobs wait, the
+    run is not stopped as if the TLS or credential settings were wrong."""
+
+    def respond(line: str, conn: dict[str, int]) -> str:
+        if line.upper().startswith(verb):
+            return "421 4.7.0 try again later <close>"
+        if line.upper().startswith("EHLO"):
+            return "250-tiny\r\n250-STARTTLS\r\n250 AUTH PLAIN"
+        return plain_reply(line)
+
+    url = "smtp://bob:pw@127.0.0.1:{port}?starttls=required"
+    with TinyRelay(respond=respond) as relay:
+        if verb == "AUTH":  # loopback: credentials without TLS are allowed
+            url = "smtp://bob:pw@127.0.0.1:{port}?starttls=off"
+        res, status = run(cli, url.format(port=relay.port), "--log-format", "json")
+    err = classify(ReplyError("x", code=421, stage=verb.lower()))
+    assert err.action is Action.PAUSE
+    assert res.returncode == 75, res.stderr
+    assert "relay refused us" not in res.stderr  # not stopped as a misconfiguration
+    paused = events(res, "relay paused")
+    assert {(e["code"], e["error"]) for e in paused} == {(421, "ReplyError")}
+    assert status.get("dead", 0) == 0 and attempts(job) == {0}

@@ -25,6 +25,8 @@ class Reply:
         return m.group(1) if m else None
 
     def error(self, stage: str, cls: type[DeliveryError] = ReplyError) -> DeliveryError:
+        if self.code == 421:  # the server is closing, at STARTTLS or AUTH too: temporary
+            cls = ReplyError
         m = _ENHANCED.match(self.text)
         text = self.text[m.end() :] if m else self.text
         return cls(text.replace("\n", " "), code=self.code, enhanced=self.enhanced, stage=stage)
