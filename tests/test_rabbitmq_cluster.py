@@ -218,16 +218,17 @@ def test_producer_and_three_workers_one_killed_midway(
     rabbitmq: RabbitMQNamespace,
     smtp_sink: Callable[..., SMTPSink],
     workers: list[Workers],
+    redis_url: str,
 ) -> None:
     n, concurrency = 3000, 8
     queue, store = rabbitmq.amqp(), rabbitmq.store
     emails = enqueue(tmp_path, n, queue, store)
     sink = smtp_sink(dump=True)
-    # a rate (per process without Redis: 3 x 200/s) keeps the run long enough (about 5 s) to
-    # kill a worker midway however fast the machine is
+    # a rate shared by the workers keeps the run long enough (about 5 s) to kill a worker
+    # midway however fast the machine is
     w = Workers(
-        tmp_path, queue, store, sink.port,
-        "--concurrency", str(concurrency), "--lease", "3s", "--rate", "200/s", n=3,
+        tmp_path, queue, store, sink.port, "--concurrency", str(concurrency), "--lease", "3s",
+        "--rate", "600/s", "--limits-redis", redis_url, n=3,
     )  # fmt: skip
     workers.append(w)
     wait_for(lambda: sent(store) >= n // 3, 60, "a third sent", w)
@@ -338,12 +339,16 @@ def test_rabbitmq_killed_and_restarted_mid_run_loses_nothing_acknowledged(
     private_rabbitmq: PrivateRabbitMQ,
     smtp_sink: Callable[..., SMTPSink],
     workers: list[Workers],
+    redis_url: str,
 ) -> None:
     n = 2000
     queue, store = rabbitmq.amqp(private_rabbitmq.url), rabbitmq.store
     emails = enqueue(tmp_path, n, queue, store)  # acknowledged: durable from here on
     sink = smtp_sink(dump=True)
-    w = Workers(tmp_path, queue, store, sink.port, "--rate", "300/s", "--lease", "5s", n=2)
+    w = Workers(
+        tmp_path, queue, store, sink.port, "--rate", "600/s", "--limits-redis", redis_url,
+        "--lease", "5s", n=2,
+    )  # fmt: skip
     workers.append(w)
     wait_for(lambda: sent(store) >= n // 4, 60, "a quarter sent", w)
 
