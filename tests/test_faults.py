@@ -461,3 +461,26 @@ def test_421_to_starttls_or_auth_is_the_relay_closing_not_a_misconfiguration(
     paused = events(res, "relay paused")
     assert {(e["code"], e["error"]) for e in paused} == {(421, "ReplyError")}
     assert status.get("dead", 0) == 0 and attempts(job) == {0}
+
+
+def test_the_rate_slot_is_taken_once_connected_and_before_the_transaction() -> None:
+    """A new connection's set-up happens before the worker's rate-limit slot, so it cannot
+    push this message into the next one's slot and bunch them up at the relay."""
+    seen: list[list[str]] = []
+
+    async def main(port: int) -> None:
+        t = SMTPTransport(parse_smtp_url(f"smtp://127.0.0.1:{port}", connect_timeout=5))
+        try:
+            for _ in range(2):
+
+                async def ready() -> None:
+                    seen.append([line.split(":")[0] for line in relay.lines])
+
+                await t.send(Envelope("a@example.com", (X,), MSG), ready)
+        finally:
+            await t.close()
+
+    with TinyRelay() as relay:
+        asyncio.run(main(relay.port))
+    # greeted and EHLO answered before the first slot; nothing of a message before either
+    assert seen == [["EHLO localhost"], ["EHLO localhost", "MAIL FROM", "RCPT TO", "DATA", "."]]

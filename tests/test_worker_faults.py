@@ -42,7 +42,7 @@ from mailspool.observe import Observer
 from mailspool.queue.sqlite import SQLiteQueue
 from mailspool.testing import RecordingSMTPServer, SMTPSink
 from mailspool.transport import SMTPTransport, parse_smtp_url
-from mailspool.transport.base import Delivery, Envelope
+from mailspool.transport.base import Delivery, Envelope, Ready
 from mailspool.worker import Worker, WorkerConfig
 
 from .conftest import TEMPLATE, Result, write_csv
@@ -150,11 +150,13 @@ class DefectOnce(SMTPTransport):
         super().__init__(parse_smtp_url(f"smtp://127.0.0.1:{port}", connect_timeout=5))
         self.victim = victim
 
-    async def send(self, envelope: Envelope) -> Delivery:
+    async def send(self, envelope: Envelope, ready: Ready | None = None) -> Delivery:
         if envelope.job_id == self.victim:
             self.victim = ""
+            if ready is not None:
+                await ready()  # connected, the transaction starting: the hand-over
             raise RuntimeError("transport defect")
-        return await super().send(envelope)
+        return await super().send(envelope, ready)
 
 
 def test_a_defect_while_sending_one_job_retries_that_job(

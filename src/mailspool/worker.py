@@ -304,17 +304,28 @@ class Worker:
         prepared = time.monotonic() - began
         self._tell(lambda obs: obs.prepared(prepared))
         domain = job.domain
-        waited = await self.limits.acquire(domain)
-        if waited:
-            self._tell(lambda obs: obs.rate_limited(waited))
         started = time.monotonic()
-        self._handed.add(job.id)
+        acquired = False
+
+        async def ready() -> None:
+            # the slot is taken once the connection is open: a new connection's set-up
+            # must not delay this message into the next one's slot
+            nonlocal acquired, started
+            waited = await self.limits.acquire(domain)
+            acquired = True
+            if waited:
+                self._tell(lambda obs: obs.rate_limited(waited))
+            started = time.monotonic()
+            self._handed.add(job.id)
+
+        envelope = Envelope(job.sender, job.recipients, data, job.id)
         try:
-            delivery = await self.transport.send(Envelope(job.sender, job.recipients, data, job.id))
+            delivery = await self.transport.send(envelope, ready)
         except DeliveryError as err:
             return self._failed(job, err, classify(err), time.monotonic() - started)
         finally:
-            self.limits.release(domain)
+            if acquired:
+                self.limits.release(domain)
         self.gate.success()
         self._tell(lambda obs: obs.sent(job, delivery, time.monotonic() - started))
         reply = sent_reply(delivery)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+#: awaited by a transport once it can send at once, before any of the message goes out
+Ready = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +38,13 @@ class Transport(abc.ABC):
     description: str = ""
 
     @abc.abstractmethod
-    async def send(self, envelope: Envelope) -> Delivery:
+    async def send(self, envelope: Envelope, ready: Ready | None = None) -> Delivery:
         """Deliver one message or raise a DeliveryError. Raises only when nothing was
-        accepted; a message accepted for some recipients returns with ``refused`` set."""
+        accepted; a message accepted for some recipients returns with ``refused`` set.
+
+        ``ready`` is awaited once a connection is open, just before the transaction: the
+        worker takes its rate-limit slot there, so the time a new connection takes does
+        not bunch messages up at the relay."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Close pooled connections."""

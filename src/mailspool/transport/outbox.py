@@ -6,7 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from mailspool.transport.base import Delivery, Envelope, Transport
+from mailspool.transport.base import Delivery, Envelope, Ready, Transport
 
 
 class OutboxTransport(Transport):
@@ -27,6 +27,8 @@ class OutboxTransport(Transport):
         os.replace(tmp, path)  # a crash never leaves a half-written .eml
         return path
 
-    async def send(self, envelope: Envelope) -> Delivery:
+    async def send(self, envelope: Envelope, ready: Ready | None = None) -> Delivery:
+        if ready is not None:
+            await ready()
         path = await asyncio.to_thread(self._write, envelope)
         return Delivery(250, f"written to {path}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 
-from mailspool.transport.base import Delivery, Envelope, Transport
+from mailspool.transport.base import Delivery, Envelope, Ready, Transport
 from mailspool.transport.session import SMTPSession
 from mailspool.transport.url import SMTPSettings
 
@@ -45,8 +45,17 @@ class SMTPTransport(Transport):
             raise
         return session
 
-    async def send(self, envelope: Envelope) -> Delivery:
+    async def send(self, envelope: Envelope, ready: Ready | None = None) -> Delivery:
         session = await self._acquire()
+        if ready is not None:
+            try:
+                await ready()
+            except BaseException:
+                self._idle.append(session)  # not used: back to the pool
+                raise
+            if not session.usable:  # it waited long enough for the relay to hang up
+                await session.quit()
+                session = await self._acquire()
         self._busy += 1
         try:
             delivery = await session.send(envelope.sender, envelope.recipients, envelope.data)
