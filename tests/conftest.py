@@ -3,6 +3,8 @@ TLS certificates from a throwaway CA, and a helper to run the CLI as a user woul
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import socket
 import ssl
@@ -250,3 +252,17 @@ Subject: Hi {{ Name }}, your update
 
 Hi {{ Name }}, this is your update.
 """
+
+
+@contextlib.contextmanager
+def timing_server() -> Iterator[RecordingSMTPServer]:
+    """A recording SMTP server whose arrival times measure the senders, not this test
+    process: late in a long suite a full garbage collection here pauses the server's
+    thread long enough to bunch the arrivals it timestamps, so none runs meanwhile."""
+    gc.collect()
+    gc.disable()
+    try:
+        with RecordingSMTPServer() as server:
+            yield server
+    finally:
+        gc.enable()

@@ -29,9 +29,9 @@ import pytest
 
 from mailspool.models import CampaignStats
 from mailspool.store.postgres import PostgresStore
-from mailspool.testing import RecordingSMTPServer, SMTPSink, free_port, wait_listening
+from mailspool.testing import SMTPSink, free_port, wait_listening
 
-from .conftest import TEMPLATE, RabbitMQNamespace, need
+from .conftest import TEMPLATE, RabbitMQNamespace, need, timing_server
 from .test_redis_cluster import ArrivalTimes
 from .test_redis_limits import max_in_window
 
@@ -194,7 +194,7 @@ def test_three_workers_share_one_global_rate_held_in_redis(
     n = 300  # six seconds at 50/s
     queue, store = rabbitmq.amqp(), rabbitmq.store
     enqueue(tmp_path, n, queue, store)
-    with RecordingSMTPServer() as server:
+    with timing_server() as server:
         arrivals = ArrivalTimes(server)
         w = Workers(
             tmp_path, queue, store, server.port,

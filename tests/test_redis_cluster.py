@@ -30,7 +30,7 @@ from mailspool.models import CampaignStats, State, job_id
 from mailspool.queue.redis import RedisQueue
 from mailspool.testing import RecordingSMTPServer, SMTPSink, free_port, wait_listening
 
-from .conftest import TEMPLATE, need
+from .conftest import TEMPLATE, need, timing_server
 from .test_redis_limits import max_in_window
 
 CAMPAIGN = "cluster"
@@ -196,7 +196,7 @@ def test_three_workers_share_one_global_rate(
     n = 300  # six seconds at 50/s
     csv = write_recipients(tmp_path / "r.csv", [f"user{i}@example.com" for i in range(n)])
     assert enqueued(enqueue(tmp_path, csv, redis_url)) == n
-    with RecordingSMTPServer() as server:
+    with timing_server() as server:
         arrivals = ArrivalTimes(server)
         w = Workers(tmp_path, redis_url, server.port, "--rate", "50/s", "--concurrency", "8")
         workers.append(w)
@@ -216,7 +216,7 @@ def test_per_domain_rates_hold_across_workers(
     mixed = [e for pair in zip(slow, other[:60], strict=True) for e in pair] + other[60:]
     csv = write_recipients(tmp_path / "r.csv", mixed)
     assert enqueued(enqueue(tmp_path, csv, redis_url)) == len(mixed)
-    with RecordingSMTPServer() as server:
+    with timing_server() as server:
         arrivals = ArrivalTimes(server)
         w = Workers(
             tmp_path, redis_url, server.port, "--concurrency", "8",
