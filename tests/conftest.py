@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import socket
 import ssl
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -266,3 +268,16 @@ def timing_server() -> Iterator[RecordingSMTPServer]:
             yield server
     finally:
         gc.enable()
+
+
+def json_events(text: str, name: str) -> list[dict[str, Any]]:
+    """The JSON log events called ``name`` among the lines of ``text``."""
+    found = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == name:
+            found.append(event)
+    return found

@@ -23,7 +23,7 @@ from mailspool.errors import ReplyError
 from mailspool.testing import LineServer, SMTPSink, free_port
 from mailspool.transport import Envelope, SMTPTransport, parse_smtp_url
 
-from .conftest import TEMPLATE, Result, write_csv
+from .conftest import TEMPLATE, Result, json_events, write_csv
 
 ROWS = [(f"u{i}", f"u{i}@example.com") for i in range(5)]
 
@@ -141,15 +141,7 @@ def test_deferred_job_keeps_message_id_when_retried(
 
 def events(res: Result, name: str) -> list[dict[str, Any]]:
     """The JSON log events called ``name`` on the run's stderr."""
-    found = []
-    for line in res.stderr.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and event.get("event") == name:
-            found.append(event)
-    return found
+    return json_events(res.stderr, name)
 
 
 @pytest.mark.parametrize("command", ["mail", "rcpt"])

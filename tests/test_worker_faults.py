@@ -45,7 +45,7 @@ from mailspool.transport import SMTPTransport, parse_smtp_url
 from mailspool.transport.base import Delivery, Envelope, Ready
 from mailspool.worker import Worker, WorkerConfig
 
-from .conftest import TEMPLATE, Result, write_csv
+from .conftest import TEMPLATE, Result, json_events, write_csv
 
 
 def make_job(i: int, **fields: object) -> Job:
@@ -280,15 +280,7 @@ def start_worker(
 
 
 def log_events(log: Path, name: str) -> list[dict[str, Any]]:
-    found = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and event.get("event") == name:
-            found.append(event)
-    return found
+    return json_events(log.read_text(errors="replace"), name)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
