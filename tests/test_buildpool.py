@@ -25,7 +25,7 @@ from mailspool.buildpool import (
 from mailspool.errors import RejectedRow
 from mailspool.models import Job
 from mailspool.producer import Attachments, Producer, Rejects
-from mailspool.queue import MemoryQueue
+from mailspool.queue import MemoryQueue, SQLiteQueue
 from mailspool.render import Renderer, Template
 from mailspool.sources import Row
 from mailspool.testing import SMTPSink
@@ -104,6 +104,35 @@ async def test_pool_builds_what_this_process_builds(tmp_path: Path) -> None:
     # the first of two rows with the same key wins
     (first,) = [j for j in pooled_q.jobs.values() if j.key == "p0@example.com"]
     assert first.row == 2
+
+
+async def test_messages_packed_by_the_pool_are_stored_as_built_here(tmp_path: Path) -> None:
+    """For the SQLite queue the children pack each message; the queue stores it as it is
+    and a claim gives back the message this process would have built."""
+    rows = mixed_rows(2 * CHUNK_ROWS + 7)
+    (tmp_path / "terms.pdf").write_bytes(b"%PDF-1.4 tiny")
+    claimed: dict[str, list[tuple[Any, ...]]] = {}
+    for name, processes in (("inline", 0), ("pooled", 2)):
+        queue = SQLiteQueue(tmp_path / f"{name}.db")
+        await queue.open()
+        spec = BuildSpec(
+            BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path,
+            None, pack=queue.packs_messages,
+        )  # fmt: skip
+        pool = BuildPool(spec, processes) if processes else None
+        try:
+            renderer = Renderer.build(Template.parse(POOLED_TEMPLATE), None, None)
+            await Producer(
+                queue, renderer, "c1", Rejects(tmp_path / f"{name}.csv"),
+                Attachments(tmp_path, queue), pool=pool,
+            ).run(rows)  # fmt: skip
+            claimed[name] = sorted(map(comparable, await queue.claim("w", 10_000, 60)))
+        finally:
+            if pool is not None:
+                pool.close()
+            await queue.close()
+    assert len(claimed["inline"]) > 900
+    assert claimed["pooled"] == claimed["inline"]
 
 
 def test_small_sources_are_built_in_this_process(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""The SQLite queue's file: messages apart from the job rows, and files from before that."""
+"""The SQLite queue's file: messages apart from the job rows (compressed, keyed by the
+job's sequence number), and files from the two layouts before that."""
 
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from pathlib import Path
 
 from mailspool.models import Enqueued, Job, Outcome, State
@@ -22,6 +24,11 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_due ON jobs(state, ready_at);
 CREATE INDEX jobs_campaign ON jobs(campaign, state, ready_at);
 """
+
+# then: messages in their own table, keyed by job id, uncompressed
+MESSAGES_SCHEMA = OLD_SCHEMA.replace("    message BLOB NOT NULL, ", "    ") + (
+    "CREATE TABLE messages (id TEXT PRIMARY KEY, message BLOB NOT NULL);"
+)
 
 
 def job(i: int) -> Job:
@@ -65,8 +72,62 @@ async def test_a_file_from_before_the_messages_table_resumes(tmp_path: Path) -> 
         await q.close()
     db = sqlite3.connect(path)
     assert "message" not in {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
-    assert db.execute("SELECT count(*) FROM messages").fetchone() == (3,)
+    assert db.execute("SELECT count(*) FROM bodies").fetchone() == (3,)
     db.close()
+
+
+async def test_a_file_with_a_messages_table_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "messages.db"
+    db = sqlite3.connect(path)
+    db.executescript(MESSAGES_SCHEMA)
+    for i, state in enumerate(("queued", "sent", "deferred")):
+        db.execute(
+            "INSERT INTO jobs (id, campaign, key, row, message_id, sender, recipients,"
+            " state, ready_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,0,1,1)",
+            (f"id{i}", "c1", f"k{i}", i + 2, f"<id{i}@example.com>", "a@example.com",
+             f"r{i}@example.com", state),
+        )  # fmt: skip
+        db.execute("INSERT INTO messages (id, message) VALUES (?, ?)", (f"id{i}", job(i).message))
+    db.commit()
+    db.close()
+
+    q = SQLiteQueue(path)
+    await q.open()
+    try:
+        claimed = {j.id: j.message for j in await q.claim("w", 10, 60)}
+        assert claimed == {"id0": job(0).message, "id2": job(2).message}
+        assert await q.enqueue([job(1), job(3)]) == [Enqueued.SENT, Enqueued.NEW]
+        (new,) = await q.claim("w", 10, 60)
+        assert (new.id, new.message) == ("id3", job(3).message)
+    finally:
+        await q.close()
+    db = sqlite3.connect(path)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "messages" not in tables and "jobs_before" not in tables
+    indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"jobs_due", "jobs_campaign"} <= indexes
+    # stored compressed, under the job's sequence number
+    (stored,) = db.execute(
+        "SELECT b.message FROM bodies b JOIN jobs j ON j.seq = b.seq WHERE j.id = 'id3'"
+    ).fetchone()
+    assert stored != job(3).message and zlib.decompress(stored, -15) == job(3).message
+    db.close()
+
+
+async def test_the_first_message_of_an_id_in_one_batch_stays(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    await q.open()
+    try:
+        again = Job(**{**_fields(job(1)), "message": b"Subject: second\r\n\r\nno\r\n", "row": 9})
+        assert await q.enqueue([job(1), again, job(2)]) == [
+            Enqueued.NEW,
+            Enqueued.DUPLICATE,
+            Enqueued.NEW,
+        ]
+        got = {j.id: j.message for j in await q.claim("w", 10, 60)}
+        assert got == {"id1": job(1).message, "id2": job(2).message}
+    finally:
+        await q.close()
 
 
 async def test_a_state_change_leaves_the_message_alone(tmp_path: Path) -> None:
@@ -85,7 +146,7 @@ async def test_a_state_change_leaves_the_message_alone(tmp_path: Path) -> None:
     finally:
         await q.close()
     db = sqlite3.connect(tmp_path / "q.db")
-    assert db.execute("SELECT count(*) FROM messages").fetchone() == (0,)  # purged with it
+    assert db.execute("SELECT count(*) FROM bodies").fetchone() == (0,)  # purged with it
     db.close()
 
 

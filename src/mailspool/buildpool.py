@@ -24,6 +24,7 @@ from typing import Any
 
 from mailspool.errors import MailspoolError, RejectedRow
 from mailspool.models import Job
+from mailspool.packing import Packed, pack
 from mailspool.producer import Attachments, JobBuilder, Producer
 from mailspool.render import Renderer, Template
 from mailspool.sources.base import Row
@@ -54,6 +55,8 @@ class BuildSpec:
     campaign: str
     attachment_dir: Path
     key_column: str | None
+    #: pack each message for a queue that stores them packed (mailspool.packing)
+    pack: bool = False
 
     @staticmethod
     def template_of(tpl: Template | None) -> tuple[str, str | None, tuple[str, str]] | None:
@@ -73,6 +76,7 @@ class _Child:
     """The builder of this child process (set once, by the pool's initializer)."""
 
     builder: JobBuilder | None = None
+    pack: bool = False
 
 
 def _start_child(spec: BuildSpec) -> None:
@@ -81,6 +85,7 @@ def _start_child(spec: BuildSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _Child.builder = spec.builder()
+    _Child.pack = spec.pack
 
 
 def _build_chunk(rows: list[_RowData]) -> tuple[list[_Built], dict[str, bytes]]:
@@ -89,22 +94,24 @@ def _build_chunk(rows: list[_RowData]) -> tuple[list[_Built], dict[str, bytes]]:
     out: list[_Built] = []
     for number, values in rows:
         try:
-            out.append(_job_data(builder.build(Row(number, values), time.time())))
+            out.append(_job_data(builder.build(Row(number, values), time.time()), _Child.pack))
         except RejectedRow as exc:
             out.append((exc.field, exc.reason))
     return out, builder.attachments.take_pending()
 
 
-def _job_data(j: Job) -> _Built:
-    return (j.id, j.key, j.message_id, j.sender, j.recipients, j.message, j.row,
+def _job_data(j: Job, packs: bool) -> _Built:
+    # packed here, in parallel, and a tenth of the bytes to send back
+    message = pack(j.message) if packs else j.message
+    return (j.id, j.key, j.message_id, j.sender, j.recipients, message, j.row,
             j.body_offset, j.attachments, j.created_at)  # fmt: skip
 
 
-def _job(campaign: str, d: _Built) -> Job:
+def _job(campaign: str, d: _Built, packs: bool) -> Job:
     jid, key, message_id, sender, recipients, message, row, body_offset, atts, created = d
     return Job(
-        jid, campaign, key, message_id, sender, recipients, message, row, body_offset, atts,
-        created_at=created,
+        jid, campaign, key, message_id, sender, recipients,
+        Packed(message) if packs else message, row, body_offset, atts, created_at=created,
     )  # fmt: skip
 
 
@@ -129,6 +136,7 @@ def default_processes(source: Path, *, delivering: bool) -> int:
 class BuildPool:
     def __init__(self, spec: BuildSpec, processes: int) -> None:
         self.processes = processes
+        self.spec = spec
         self._executor = ProcessPoolExecutor(
             processes,
             mp_context=multiprocessing.get_context("spawn"),
@@ -150,7 +158,7 @@ class BuildPool:
     ) -> AsyncIterator[Job | RejectedRow]:
         """Each row's job, or its rejection (with the row number), in row order; at most
         a few chunks are out at once, so memory stays constant."""
-        chunks = _Chunks(self._executor, producer.attachments, producer.campaign)
+        chunks = _Chunks(self._executor, producer.attachments, producer.campaign, self.spec.pack)
         window = 2 * self.processes + 1
         try:
             chunk: list[Row | RejectedRow] = []
@@ -180,8 +188,9 @@ class _Chunks:
     """Chunks of rows sent to the children, oldest first."""
 
     def __init__(
-        self, executor: ProcessPoolExecutor, attachments: Attachments, campaign: str
+        self, executor: ProcessPoolExecutor, attachments: Attachments, campaign: str, packs: bool
     ) -> None:
+        self._packs = packs
         self._executor = executor
         self._attachments = attachments
         self._campaign = campaign
@@ -213,7 +222,7 @@ class _Chunks:
             if len(answer) == 2:
                 result.append(RejectedRow(*answer, row=item.number))
             else:
-                result.append(_job(self._campaign, answer))
+                result.append(_job(self._campaign, answer, self._packs))
         return result
 
     def cancel(self) -> None:

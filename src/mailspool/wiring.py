@@ -12,7 +12,7 @@ from mailspool.errors import ConfigError
 from mailspool.limits import Limits
 from mailspool.observe import Observer
 from mailspool.producer import Attachments, Producer, Rejects
-from mailspool.queue import Queue, make_queue
+from mailspool.queue import Queue, make_queue, queue_packs_messages
 from mailspool.render import Renderer, Template
 from mailspool.retry import RetryPolicy
 from mailspool.transport import OutboxTransport, SMTPTransport, Transport, parse_smtp_url
@@ -83,6 +83,7 @@ def build_pool(
     spec = BuildSpec(
         BuildSpec.template_of(renderer.template), settings.from_addr, settings.subject,
         campaign, attachment_base(settings), settings.key_column,
+        pack=queue_packs_messages(settings.queue),
     )  # fmt: skip
     return BuildPool(spec, n)
 

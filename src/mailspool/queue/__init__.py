@@ -9,7 +9,14 @@ from mailspool.queue.base import DeadFilter, Queue
 from mailspool.queue.memory import MemoryQueue
 from mailspool.queue.sqlite import SQLiteQueue
 
-__all__ = ["DeadFilter", "MemoryQueue", "Queue", "SQLiteQueue", "make_queue"]
+__all__ = [
+    "DeadFilter",
+    "MemoryQueue",
+    "Queue",
+    "SQLiteQueue",
+    "make_queue",
+    "queue_packs_messages",
+]
 
 
 def sqlite_path(url: str) -> str:
@@ -20,6 +27,12 @@ def sqlite_path(url: str) -> str:
             f"bad SQLite URL {url!r}: use sqlite:///file.db or sqlite:////abs/path.db"
         )
     return rest[1:]
+
+
+def queue_packs_messages(url: str) -> bool:
+    """Whether the queue for ``url`` stores messages packed (see Queue.packs_messages),
+    known before it is opened: the render processes start first."""
+    return urlsplit(url).scheme.lower() == "sqlite"
 
 
 def make_queue(url: str, store: str | None = None) -> Queue:

@@ -38,6 +38,9 @@ class Queue(abc.ABC):
 
     #: the URL it was opened with, secrets redacted
     url: str = ""
+    #: stores messages packed (mailspool.packing): ``enqueue`` takes a Packed message as
+    #: it is, so a producer may pack in its render processes
+    packs_messages: bool = False
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect and create what is missing (tables, groups)."""

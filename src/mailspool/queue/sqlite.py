@@ -18,43 +18,16 @@ from typing import Any, TypeVar
 
 from mailspool.errors import QueueError
 from mailspool.models import AttachmentRef, CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.packing import packed as stored_form
+from mailspool.packing import unpack
 from mailspool.queue.base import DeadFilter, Queue, resumed
+from mailspool.queue.sqlite_schema import open_schema
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    campaign TEXT NOT NULL,
-    key TEXT NOT NULL,
-    row INTEGER NOT NULL,
-    message_id TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    recipients TEXT NOT NULL,
-    body_offset INTEGER NOT NULL DEFAULT 0,
-    attachments TEXT,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    ready_at REAL NOT NULL,
-    lease_owner TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    last_reply TEXT NOT NULL DEFAULT '',
-    dead_reason TEXT NOT NULL DEFAULT '',
-    ambiguous INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, ready_at);
-CREATE INDEX IF NOT EXISTS jobs_campaign ON jobs(campaign, state, ready_at);
--- a job's message bytes, written once: every state change then rewrites only the
--- small jobs row (many to a page), not pages holding whole messages
-CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, message BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS campaigns (name TEXT PRIMARY KEY, settings TEXT NOT NULL);
-"""
-
 JOB_COLUMNS = (
     "id, campaign, key, row, message_id, sender, recipients,"
-    " (SELECT message FROM messages WHERE messages.id = jobs.id), body_offset, attachments,"
+    " (SELECT message FROM bodies WHERE bodies.seq = jobs.seq), body_offset, attachments,"
     " state, attempts, ready_at, created_at, updated_at, last_reply, dead_reason, lease_owner"
 )
 CLAIMABLE = "('deferred', 'queued', 'sending')"
@@ -63,7 +36,8 @@ INSERT_JOBS = (
     " body_offset, attachments, state, ready_at, created_at, updated_at) VALUES "
 )
 _ROW_PARAMS = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
-INSERT_MESSAGES = "INSERT OR IGNORE INTO messages (id, message) VALUES "
+INSERTED = " RETURNING seq, id"
+INSERT_BODIES = "INSERT INTO bodies (seq, message) VALUES "
 INSERT_ROWS = 2000  # 13 parameters a row, under SQLite's limit of 32766 a statement
 # a handed-back job: deferred if it was tried before, else queued
 HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
@@ -86,7 +60,7 @@ def _job_from_row(r: Sequence[Any]) -> Job:
         message_id=r[4],
         sender=r[5],
         recipients=tuple(r[6].split("\n")),
-        message=r[7],
+        message=unpack(r[7]),
         body_offset=r[8],
         attachments=atts,
         state=state,
@@ -100,20 +74,57 @@ def _job_from_row(r: Sequence[Any]) -> Job:
     )
 
 
-def _move_messages_out(db: sqlite3.Connection) -> None:
-    """A queue file from before the messages table kept each message in its jobs row:
-    move them out, once, so the file works (and resumes) as a new one does."""
-    columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
-    if "message" not in columns:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute("INSERT OR IGNORE INTO messages (id, message) SELECT id, message FROM jobs")
-        db.execute("ALTER TABLE jobs DROP COLUMN message")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+_Statement = tuple[str, list[Any]]
+
+
+def _insert_statements(
+    jobs: Sequence[Job], now: float
+) -> tuple[list[_Statement], dict[str, bytes]]:
+    """The job rows' INSERTs, and each id's message as stored (the first of an id)."""
+    statements: list[_Statement] = []
+    stored: dict[str, bytes] = {}
+    for start in range(0, len(jobs), INSERT_ROWS):
+        chunk = jobs[start : start + INSERT_ROWS]
+        params: list[Any] = []
+        for j in chunk:
+            created = j.created_at or now
+            params += (
+                j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
+                "\n".join(j.recipients), j.body_offset, _attachments_json(j.attachments),
+                State.DEFERRED.value if j.not_before > now else State.QUEUED.value,
+                j.not_before or created, created, now,
+            )  # fmt: skip
+            if j.id not in stored:
+                stored[j.id] = stored_form(j.message)
+        sql = INSERT_JOBS + ",".join([_ROW_PARAMS] * len(chunk)) + INSERTED
+        statements.append((sql, params))
+    return statements, stored
+
+
+def _insert(db: sqlite3.Connection, statements: list[_Statement], stored: dict[str, bytes]) -> int:
+    """Run the INSERTs and store the message of each job inserted; how many were."""
+    inserted = 0
+    for sql, params in statements:
+        # only the rows inserted come back: a job that exists keeps its message
+        bodies: list[Any] = []
+        for seq, jid in db.execute(sql, params).fetchall():
+            bodies += (seq, stored[jid])
+        for at in range(0, len(bodies), 2 * INSERT_ROWS):
+            part = bodies[at : at + 2 * INSERT_ROWS]
+            db.execute(INSERT_BODIES + ",".join(["(?,?)"] * (len(part) // 2)), part)
+        inserted += len(bodies) // 2
+    return inserted
+
+
+def _existing(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[int, str, float]]:
+    found: dict[str, tuple[int, str, float]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        q = f"SELECT id, row, state, updated_at FROM jobs WHERE id IN ({marks})"
+        for jid, row, state, updated in db.execute(q, chunk):
+            found[jid] = (row, state, updated)
+    return found
 
 
 def _dead_where(flt: DeadFilter) -> tuple[str, list[Any]]:
@@ -135,6 +146,8 @@ def _dead_where(flt: DeadFilter) -> tuple[str, list[Any]]:
 
 
 class SQLiteQueue(Queue):
+    packs_messages = True
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
@@ -168,8 +181,7 @@ class SQLiteQueue(Queue):
             db.execute("PRAGMA journal_mode = WAL")
             # FULL: a commit that returned survives power loss; recording "sent" relies on it
             db.execute("PRAGMA synchronous = FULL")
-            db.executescript(SCHEMA)
-            _move_messages_out(db)
+            open_schema(db)
         except (sqlite3.Error, OSError) as exc:
             raise QueueError(f"cannot open the SQLite queue {self.path}: {exc}") from exc
         db.isolation_level = "IMMEDIATE"  # a write transaction from its first statement
@@ -196,42 +208,12 @@ class SQLiteQueue(Queue):
         # only C code (multi-row INSERTs run without the GIL), so a producer renders the
         # next batch while this one is written.
         now = time.time()
-        statements = []
-        for start in range(0, len(jobs), INSERT_ROWS):
-            chunk = jobs[start : start + INSERT_ROWS]
-            params: list[Any] = []
-            messages: list[Any] = []
-            for j in chunk:
-                created = j.created_at or now
-                params += (
-                    j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
-                    "\n".join(j.recipients), j.body_offset,
-                    _attachments_json(j.attachments),
-                    State.DEFERRED.value if j.not_before > now else State.QUEUED.value,
-                    j.not_before or created, created, now,
-                )  # fmt: skip
-                messages += (j.id, j.message)
-            statements.append((INSERT_JOBS + ",".join([_ROW_PARAMS] * len(chunk)), params))
-            # ignored with its job when the job exists: the first message of an id stays
-            statements.append((INSERT_MESSAGES + ",".join(["(?,?)"] * len(chunk)), messages))
+        statements, stored = _insert_statements(jobs, now)
 
         def _tx(db: sqlite3.Connection) -> dict[str, tuple[int, str, float]] | None:
-            before = db.total_changes
-            for sql, params in statements:
-                db.execute(sql, params)
-            if db.total_changes - before == 2 * len(jobs):  # a job row and a message each
+            if _insert(db, statements, stored) == len(jobs):
                 return None  # all new: the common case needs no look-up
-            found: dict[str, tuple[int, str, float]] = {}
-            ids = [j.id for j in jobs]
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                q = (
-                    "SELECT id, row, state, updated_at FROM jobs"
-                    f" WHERE id IN ({','.join('?' * len(chunk))})"
-                )
-                for jid, row, state, updated in db.execute(q, chunk):
-                    found[jid] = (row, state, updated)
-            return found
+            return _existing(db, [j.id for j in jobs])
 
         found = await self._run(_tx)
         if found is None:
@@ -275,7 +257,7 @@ class SQLiteQueue(Queue):
             " attempts = attempts + 1, updated_at = ?,"
             # a lease that expired: its worker may have delivered before dying
             " ambiguous = ambiguous + (state = 'sending')"
-            f" WHERE rowid IN (SELECT rowid FROM jobs WHERE {scope}state IN {CLAIMABLE}"
+            f" WHERE seq IN (SELECT seq FROM jobs WHERE {scope}state IN {CLAIMABLE}"
             f" AND ready_at <= ? LIMIT ?) RETURNING {JOB_COLUMNS}"
         )
         params = [owner, now + lease, now, *args, now, limit]
@@ -440,7 +422,7 @@ class SQLiteQueue(Queue):
 
         def _tx(db: sqlite3.Connection) -> int:
             db.execute(
-                f"DELETE FROM messages WHERE id IN (SELECT id FROM jobs WHERE {where})", args
+                f"DELETE FROM bodies WHERE seq IN (SELECT seq FROM jobs WHERE {where})", args
             )
             return int(db.execute(f"DELETE FROM jobs WHERE {where}", args).rowcount)
 
