@@ -101,7 +101,7 @@ def _build_chunk(rows: list[_RowData]) -> tuple[list[_Built], dict[str, bytes]]:
 
 
 def _job_data(j: Job, packs: bool) -> _Built:
-    # packed here, in parallel, and a tenth of the bytes to send back
+    # packed here, in parallel, and a fifth of the bytes to send back
     message = pack(j.message) if packs else j.message
     return (j.id, j.key, j.message_id, j.sender, j.recipients, message, j.row,
             j.body_offset, j.attachments, j.created_at)  # fmt: skip

@@ -1,13 +1,15 @@
 """How a queue that stores messages compressed packs them.
 
-A message is a few KB of mostly repeated text (the template); deflated it is a tenth of
-that, so the embedded queue writes a tenth of the bytes. The producer's render processes
-pack each message as they build it, in parallel, and hand the queue a :class:`Packed`.
+A message is a few KB of mostly repeated text (the template); compressed it is a fifth
+of that, so the embedded queue writes a fifth of the bytes. LZ4 rather than zlib: about
+2 µs a message against about 18, for a little less compression. The producer's render
+processes pack each message as they build it, in parallel, and hand the queue a
+:class:`Packed`.
 """
 
 from __future__ import annotations
 
-import zlib
+import lz4.block
 
 
 class Packed(bytes):
@@ -15,14 +17,12 @@ class Packed(bytes):
 
 
 def pack(message: bytes) -> bytes:
-    """Raw deflate at level 1. A small hash table (memLevel 5) makes a compressor cheap
-    to set up, which is most of the cost for a few KB."""
-    c = zlib.compressobj(1, zlib.DEFLATED, -15, 5)
-    return c.compress(message) + c.flush()
+    """An LZ4 block with the original size in front (what unpack needs)."""
+    return bytes(lz4.block.compress(message, store_size=True))
 
 
 def unpack(stored: bytes) -> bytes:
-    return zlib.decompress(stored, -15)
+    return bytes(lz4.block.decompress(stored))
 
 
 def packed(message: bytes) -> bytes:
