@@ -22,7 +22,7 @@ from mailspool.buildpool import (
     BuildSpec,
     default_processes,
 )
-from mailspool.errors import RejectedRow
+from mailspool.errors import MailspoolError, RejectedRow
 from mailspool.models import Job
 from mailspool.producer import Attachments, Producer, Rejects
 from mailspool.queue import MemoryQueue, SQLiteQueue
@@ -133,6 +133,23 @@ async def test_messages_packed_by_the_pool_are_stored_as_built_here(tmp_path: Pa
             await queue.close()
     assert len(claimed["inline"]) > 900
     assert claimed["pooled"] == claimed["inline"]
+
+
+async def test_a_render_process_that_dies_ends_the_run_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    spec = BuildSpec(
+        BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path, None
+    )
+    pool = BuildPool(spec, 2)
+    try:
+        victim = pool._links[1].process
+        victim.kill()
+        victim.join()
+        with pytest.raises(MailspoolError, match="a render process died"):
+            await producer(tmp_path, MemoryQueue(), "r.csv", pool).run(mixed_rows(5 * CHUNK_ROWS))
+    finally:
+        pool.close()
 
 
 def test_small_sources_are_built_in_this_process(tmp_path: Path) -> None:

@@ -10,15 +10,18 @@ Small sources are built in this process: starting the children costs more than i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import pickle
 import signal
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -72,29 +75,32 @@ class BuildSpec:
         return JobBuilder(renderer, self.campaign, attachments, self.key_column)
 
 
-class _Child:
-    """The builder of this child process (set once, by the pool's initializer)."""
-
-    builder: JobBuilder | None = None
-    pack: bool = False
-
-
-def _start_child(spec: BuildSpec) -> None:
+def _child_main(spec: BuildSpec, conn: Connection) -> None:
+    """A render process: chunks of rows in, their jobs out, until the parent hangs up."""
     # the parent handles Ctrl-C and SIGTERM (sent to the whole process group) and shuts
     # the pool down in order; a child dying of them would break the pool mid-run
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _Child.builder = spec.builder()
-    _Child.pack = spec.pack
+    builder = spec.builder()
+    while True:
+        try:
+            rows = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        answer = _build_chunk(builder, rows, spec.pack)
+        try:
+            conn.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            return
 
 
-def _build_chunk(rows: list[_RowData]) -> tuple[list[_Built], dict[str, bytes]]:
-    builder = _Child.builder
-    assert builder is not None, "the pool's initializer did not run"
+def _build_chunk(
+    builder: JobBuilder, rows: list[_RowData], packs: bool
+) -> tuple[list[_Built], dict[str, bytes]]:
     out: list[_Built] = []
     for number, values in rows:
         try:
-            out.append(_job_data(builder.build(Row(number, values), time.time()), _Child.pack))
+            out.append(_job_data(builder.build(Row(number, values), time.time()), packs))
         except RejectedRow as exc:
             out.append((exc.field, exc.reason))
     return out, builder.attachments.take_pending()
@@ -115,10 +121,6 @@ def _job(campaign: str, d: _Built, packs: bool) -> Job:
     )  # fmt: skip
 
 
-def _noop() -> None:
-    return None
-
-
 def default_processes(source: Path, *, delivering: bool) -> int:
     """How many children to build with: none for a small source; else one per core
     (less one when this process also delivers), at most MAX_PROCESSES."""
@@ -133,24 +135,80 @@ def default_processes(source: Path, *, delivering: bool) -> int:
     return max(1, min(MAX_PROCESSES, cpus - 1 if delivering else cpus))
 
 
+class _Link:
+    """One render process and the socket pair to it. The child reads and writes
+    ``multiprocessing.Connection`` frames (a 4-byte length, then a pickle); this side
+    speaks the same frames on asyncio streams, so no thread of this process waits on a
+    child (threads here would take the GIL from the event loop for every chunk)."""
+
+    def __init__(self, spec: BuildSpec) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        mine, theirs = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(
+            target=_child_main, args=(spec, theirs), name="mailspool-render", daemon=True
+        )
+        self.process.start()
+        theirs.close()
+        self._sock = socket.socket(fileno=os.dup(mine.fileno()))
+        mine.close()
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._streams is None:
+            self._streams = await asyncio.open_unix_connection(sock=self._sock)
+        return self._streams
+
+    async def send(self, rows: list[_RowData]) -> None:
+        _, writer = await self._open()
+        data = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+        writer.write(struct.pack("!i", len(data)) + data)
+
+    async def receive(self) -> _Answer:
+        reader, _ = await self._open()
+        try:
+            (size,) = struct.unpack("!i", await reader.readexactly(4))
+            answer: _Answer = pickle.loads(await reader.readexactly(size))
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            code = self.process.exitcode
+            raise MailspoolError(
+                f"a render process died (exit code {code})"
+                if code is not None
+                else f"lost the connection to a render process: {exc!r}"
+            ) from exc
+        return answer
+
+    def close(self) -> None:
+        # shut down now: a transport's close waits for the event loop, which a caller
+        # joining the children blocks; the child sees the end of its input and exits
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        if self._streams is not None:
+            self._streams[1].close()
+        else:
+            self._sock.close()
+
+
 class BuildPool:
     def __init__(self, spec: BuildSpec, processes: int) -> None:
         self.processes = processes
         self.spec = spec
-        self._executor = ProcessPoolExecutor(
-            processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_child,
-            initargs=(spec,),
-        )
-        # start the children now: their start-up overlaps with ours (queue, leases)
-        self._warm = [self._executor.submit(_noop) for _ in range(processes)]
+        # started now: their start-up overlaps ours (queue, leases)
+        self._links = [_Link(spec) for _ in range(processes)]
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Hang up on the children (each exits at the end of its chunk) and wait."""
+        for link in self._links:
+            link.close()
+        for link in self._links:
+            link.process.join(timeout=10)
+            if link.process.is_alive():
+                link.process.kill()
+                link.process.join()
 
     async def aclose(self) -> None:
         """Close without blocking the event loop (a worker may be delivering)."""
+        for link in self._links:
+            link.close()
         await asyncio.to_thread(self.close)
 
     async def built(
@@ -158,59 +216,53 @@ class BuildPool:
     ) -> AsyncIterator[Job | RejectedRow]:
         """Each row's job, or its rejection (with the row number), in row order; at most
         a few chunks are out at once, so memory stays constant."""
-        chunks = _Chunks(self._executor, producer.attachments, producer.campaign, self.spec.pack)
+        chunks = _Chunks(self._links, producer.attachments, producer.campaign, self.spec.pack)
         window = 2 * self.processes + 1
-        try:
-            chunk: list[Row | RejectedRow] = []
-            for item in rows:
-                chunk.append(item)
-                if len(chunk) < CHUNK_ROWS:
-                    continue
-                chunks.submit(chunk)
-                chunk = []
-                # hand on what is ready, and wait when the window is full
-                while chunks.ready(window):
-                    for job in await chunks.take():
-                        yield job
-            if chunk:
-                chunks.submit(chunk)
-            while chunks.out:
+        chunk: list[Row | RejectedRow] = []
+        for item in rows:
+            chunk.append(item)
+            if len(chunk) < CHUNK_ROWS:
+                continue
+            await chunks.submit(chunk)
+            chunk = []
+            # hand on what is ready, and wait when the window is full
+            while len(chunks.out) >= window:
                 for job in await chunks.take():
                     yield job
-        finally:
-            chunks.cancel()
+        if chunk:
+            await chunks.submit(chunk)
+        while chunks.out:
+            for job in await chunks.take():
+                yield job
 
 
 _Answer = tuple[list[_Built], dict[str, bytes]]
 
 
 class _Chunks:
-    """Chunks of rows sent to the children, oldest first."""
+    """Chunks of rows sent to the children in turn, oldest first. A child answers its
+    chunks in the order it got them, so reading the oldest chunk's child gets its
+    answer."""
 
     def __init__(
-        self, executor: ProcessPoolExecutor, attachments: Attachments, campaign: str, packs: bool
+        self, links: list[_Link], attachments: Attachments, campaign: str, packs: bool
     ) -> None:
-        self._packs = packs
-        self._executor = executor
+        self._links = links
+        self._next = 0
         self._attachments = attachments
         self._campaign = campaign
-        self._loop = asyncio.get_running_loop()
-        self.out: deque[tuple[list[Row | RejectedRow], asyncio.Future[_Answer]]] = deque()
+        self._packs = packs
+        self.out: deque[tuple[list[Row | RejectedRow], _Link]] = deque()
 
-    def submit(self, items: list[Row | RejectedRow]) -> None:
-        todo = [(r.number, r.values) for r in items if not isinstance(r, RejectedRow)]
-        fut: Future[_Answer] = self._executor.submit(_build_chunk, todo)
-        self.out.append((items, asyncio.wrap_future(fut, loop=self._loop)))
-
-    def ready(self, window: int) -> bool:
-        return bool(self.out) and (len(self.out) >= window or self.out[0][1].done())
+    async def submit(self, items: list[Row | RejectedRow]) -> None:
+        link = self._links[self._next % len(self._links)]
+        self._next += 1
+        await link.send([(r.number, r.values) for r in items if not isinstance(r, RejectedRow)])
+        self.out.append((items, link))
 
     async def take(self) -> list[Job | RejectedRow]:
-        items, fut = self.out.popleft()
-        try:
-            built, blobs = await fut
-        except BrokenProcessPool as exc:
-            raise MailspoolError(f"a render process died: {exc}") from exc
+        items, link = self.out.popleft()
+        built, blobs = await link.receive()
         self._attachments.adopt(blobs)
         answers = iter(built)
         result: list[Job | RejectedRow] = []
@@ -224,7 +276,3 @@ class _Chunks:
             else:
                 result.append(_job(self._campaign, answer, self._packs))
         return result
-
-    def cancel(self) -> None:
-        for _, fut in self.out:
-            fut.cancel()

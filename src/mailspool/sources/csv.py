@@ -90,15 +90,12 @@ class CSVSource(Source):
                     number,
                 )
                 continue
-            values = {}
-            bad = None
-            for name, raw in zip(names, record, strict=True):
-                value = raw.strip()
-                if _has_surrogates(value):
-                    bad = name
-                    break
-                values[name] = value
-            if bad is not None:
-                yield RejectedRow(bad, "not valid UTF-8", number)
-                continue
+            values = dict(zip(names, map(str.strip, record), strict=True))
+            # an undecodable byte became a lone surrogate, never ASCII: one C call checks
+            # the common row, and only a row with other characters is looked at closely
+            if not "".join(record).isascii():
+                bad = next((n for n, v in values.items() if _has_surrogates(v)), None)
+                if bad is not None:
+                    yield RejectedRow(bad, "not valid UTF-8", number)
+                    continue
             yield Row(number, values)
