@@ -8,11 +8,13 @@ transaction (one fsync) per batch keeps the queue far from being the bottleneck.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,12 +34,11 @@ JOB_COLUMNS = (
 )
 CLAIMABLE = "('deferred', 'queued', 'sending')"
 INSERT_JOBS = (
-    "INSERT OR IGNORE INTO jobs (id, campaign, key, row, message_id, sender, recipients,"
+    "INSERT OR IGNORE INTO jobs (seq, id, campaign, key, row, message_id, sender, recipients,"
     " body_offset, attachments, state, ready_at, created_at, updated_at) VALUES "
 )
-_ROW_PARAMS = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
-INSERTED = " RETURNING seq, id"
 INSERT_BODIES = "INSERT INTO bodies (seq, message) VALUES "
+_ROW_PARAMS = "?,?,?,?,?,?,?,?,?,?,?,?,?"
 INSERT_ROWS = 2000  # 13 parameters a row, under SQLite's limit of 32766 a statement
 # a handed-back job: deferred if it was tried before, else queued
 HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
@@ -74,18 +75,23 @@ def _job_from_row(r: Sequence[Any]) -> Job:
     )
 
 
-_Statement = tuple[str, list[Any]]
+@dataclass(slots=True)
+class _Chunk:
+    """The INSERTs of up to INSERT_ROWS jobs. Row k gets the sequence number ?1 + k,
+    ?1 (the next free number) set in the transaction: no row has to come back."""
+
+    jobs_sql: str
+    jobs_params: list[Any]
+    bodies_sql: str
+    bodies_params: list[Any]
 
 
-def _insert_statements(
-    jobs: Sequence[Job], now: float
-) -> tuple[list[_Statement], dict[str, bytes]]:
-    """The job rows' INSERTs, and each id's message as stored (the first of an id)."""
-    statements: list[_Statement] = []
-    stored: dict[str, bytes] = {}
+def _chunks(jobs: Sequence[Job], now: float) -> list[_Chunk]:
+    out: list[_Chunk] = []
     for start in range(0, len(jobs), INSERT_ROWS):
         chunk = jobs[start : start + INSERT_ROWS]
-        params: list[Any] = []
+        params: list[Any] = [0]
+        bodies: list[Any] = [0]
         for j in chunk:
             created = j.created_at or now
             params += (
@@ -94,25 +100,38 @@ def _insert_statements(
                 State.DEFERRED.value if j.not_before > now else State.QUEUED.value,
                 j.not_before or created, created, now,
             )  # fmt: skip
-            if j.id not in stored:
-                stored[j.id] = stored_form(j.message)
-        sql = INSERT_JOBS + ",".join([_ROW_PARAMS] * len(chunk)) + INSERTED
-        statements.append((sql, params))
-    return statements, stored
+            bodies.append(stored_form(j.message))
+        jobs_sql, bodies_sql = _insert_sql(len(chunk))
+        out.append(_Chunk(jobs_sql, params, bodies_sql, bodies))
+    return out
 
 
-def _insert(db: sqlite3.Connection, statements: list[_Statement], stored: dict[str, bytes]) -> int:
-    """Run the INSERTs and store the message of each job inserted; how many were."""
+@functools.lru_cache(maxsize=8)
+def _insert_sql(n: int) -> tuple[str, str]:
+    return (
+        INSERT_JOBS + ",".join(f"(?1+{k},{_ROW_PARAMS})" for k in range(n)),
+        INSERT_BODIES + ",".join(f"(?1+{k},?)" for k in range(n)),
+    )
+
+
+def _insert(db: sqlite3.Connection, chunks: list[_Chunk]) -> int:
+    """Insert the jobs and the message of each one inserted; how many were. A job whose
+    id exists keeps its row and its message (the first message of an id stays)."""
     inserted = 0
-    for sql, params in statements:
-        # only the rows inserted come back: a job that exists keeps its message
-        bodies: list[Any] = []
-        for seq, jid in db.execute(sql, params).fetchall():
-            bodies += (seq, stored[jid])
-        for at in range(0, len(bodies), 2 * INSERT_ROWS):
-            part = bodies[at : at + 2 * INSERT_ROWS]
-            db.execute(INSERT_BODIES + ",".join(["(?,?)"] * (len(part) // 2)), part)
-        inserted += len(bodies) // 2
+    for c in chunks:
+        (base,) = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM jobs").fetchone()
+        c.jobs_params[0] = c.bodies_params[0] = base
+        n = len(c.bodies_params) - 1
+        added = db.execute(c.jobs_sql, c.jobs_params).rowcount
+        if added == n:
+            db.execute(c.bodies_sql, c.bodies_params)
+        elif added:  # some were there already: store only the new ones' messages
+            rows = db.execute(
+                "SELECT seq FROM jobs WHERE seq BETWEEN ? AND ?", (base, base + n - 1)
+            ).fetchall()
+            values = [v for (seq,) in rows for v in (seq, c.bodies_params[1 + seq - base])]
+            db.execute(INSERT_BODIES + ",".join(["(?,?)"] * len(rows)), values)
+        inserted += added
     return inserted
 
 
@@ -208,10 +227,10 @@ class SQLiteQueue(Queue):
         # only C code (multi-row INSERTs run without the GIL), so a producer renders the
         # next batch while this one is written.
         now = time.time()
-        statements, stored = _insert_statements(jobs, now)
+        chunks = _chunks(jobs, now)
 
         def _tx(db: sqlite3.Connection) -> dict[str, tuple[int, str, float]] | None:
-            if _insert(db, statements, stored) == len(jobs):
+            if _insert(db, chunks) == len(jobs):
                 return None  # all new: the common case needs no look-up
             return _existing(db, [j.id for j in jobs])
 
