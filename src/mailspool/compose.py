@@ -43,10 +43,12 @@ def encode_header(name: str, value: str) -> str:
 
 def encode_body(text: str) -> tuple[str, str]:
     """(Content-Transfer-Encoding, encoded body with CRLF line endings)."""
-    normalized = text.replace("\r\n", "\n").replace("\r", "\n")
+    normalized = text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
     if not normalized.endswith("\n"):
         normalized += "\n"
-    if normalized.isascii() and max(map(len, normalized.split("\n"))) <= MAX_LINE:
+    if normalized.isascii() and (
+        len(normalized) <= MAX_LINE or max(map(len, normalized.split("\n"))) <= MAX_LINE
+    ):
         return "7bit", normalized.replace("\n", CRLF)
     latin = normalized.encode("utf-8").decode("latin-1")
     return "quoted-printable", email.quoprimime.body_encode(latin, eol=CRLF)

@@ -156,9 +156,11 @@ class JobBuilder:
         jid = job_id(self.campaign, key)
         domain = r.sender[1].rpartition("@")[2]
         message_id = f"<{jid}@{domain}>"
-        refs = tuple(self.attachments.resolve(a) for a in r.attachments)
+        refs = tuple(self.attachments.resolve(a) for a in r.attachments) if r.attachments else ()
         message, offset = compose(r, message_id, now)
-        size = len(message) + sum(self.attachments.encoded_size(ref) for ref in refs)
+        size = len(message)
+        if refs:
+            size += sum(self.attachments.encoded_size(ref) for ref in refs)
         if size > MAX_MESSAGE_BYTES:
             field_name = "Attachment" if refs else "body"
             raise RejectedRow(

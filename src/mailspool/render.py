@@ -170,9 +170,9 @@ class Renderer:
                 "From", "no sender: set From in the template, a from column, or --from"
             )
         sender = self._sender(fields["from"])
-        to = parse_addresses(fields.get("to", ""), "To")
-        cc = parse_addresses(fields.get("cc", ""), "Cc")
-        bcc = parse_addresses(fields.get("bcc", ""), "Bcc")
+        to = parse_addresses(fields["to"], "To") if "to" in fields else []
+        cc = parse_addresses(fields["cc"], "Cc") if "cc" in fields else []
+        bcc = parse_addresses(fields["bcc"], "Bcc") if "bcc" in fields else []
         if not (to or cc or bcc):
             raise RejectedRow("To", "no recipient address")
         if len(to) + len(cc) + len(bcc) > self.max_recipients:
@@ -186,7 +186,9 @@ class Renderer:
             to=to,
             cc=cc,
             bcc=bcc,
-            reply_to=parse_addresses(fields.get("reply-to", ""), "Reply-To"),
+            reply_to=parse_addresses(fields["reply-to"], "Reply-To")
+            if "reply-to" in fields
+            else [],
             subject=fields.get("subject", ""),
             headers=extra,
             text=text,

@@ -9,6 +9,7 @@ one template (combined.py) so that a row costs one render.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -205,19 +206,32 @@ def split_header_block(text: str) -> tuple[list[str], str]:
 
 def template_context(values: Mapping[str, Any]) -> dict[str, Any]:
     """Row columns as variables, plus a lowercase alias where it does not collide, plus
-    ``row`` for column names that are not identifiers."""
-    ctx: dict[str, Any] = dict(values)
-    aliases: dict[str, list[str]] = {}
-    for k in values:
-        aliases.setdefault(k.lower(), []).append(k)
-    for alias, names in aliases.items():
-        # "EMAIL" and "Email" both want "email": which one it means is a guess, so neither
-        if len(names) == 1 and alias not in ctx:
-            ctx[alias] = values[names[0]]
-    ctx.setdefault("row", dict(values))
-    for name, value in _GLOBALS.items():  # range, dict, namespace...: see _render
-        ctx.setdefault(name, value)
+    ``row`` for column names that are not identifiers. The environment's globals (range,
+    dict, namespace...: see _render) are there too, unless a column or alias has the
+    name."""
+    aliases, row_free = _aliases(tuple(values))
+    ctx: dict[str, Any] = {**_GLOBALS, **values}
+    for alias, name in aliases:
+        ctx[alias] = values[name]
+    if row_free:
+        ctx["row"] = dict(values)
     return ctx
+
+
+@functools.lru_cache(maxsize=64)
+def _aliases(columns: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...], bool]:
+    """(alias, column) pairs for the columns, and whether ``row`` is free. The same for
+    every row of a source, so worked out once."""
+    names: dict[str, list[str]] = {}
+    for k in columns:
+        names.setdefault(k.lower(), []).append(k)
+    # "EMAIL" and "Email" both want "email": which one it means is a guess, so neither
+    pairs = tuple(
+        (alias, found[0])
+        for alias, found in names.items()
+        if len(found) == 1 and alias not in columns
+    )
+    return pairs, "row" not in columns and all(alias != "row" for alias, _ in pairs)
 
 
 _GLOBALS = dict(jinja2.Environment().globals)
