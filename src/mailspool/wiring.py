@@ -134,11 +134,12 @@ def default_campaign(source: Path, settings: Settings) -> str:
 def observers(settings: Settings) -> list[Observer]:
     """Observers every worker gets from the settings (logs, metrics, tracing)."""
     from mailspool.logs import LogObserver
-    from mailspool.metrics import process_metrics
     from mailspool.tracing import tracing_observer
 
     found: list[Observer] = [LogObserver.for_level(settings.log_level)]
     if settings.metrics_port is not None:  # counted only where they are served
+        from mailspool.metrics import process_metrics  # prometheus_client: not at start-up
+
         found.append(process_metrics().observer())
     tracing = tracing_observer()  # None unless OTEL_* asks for it (and it is installed)
     if tracing is not None:
