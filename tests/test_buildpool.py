@@ -86,7 +86,7 @@ async def test_pool_builds_what_this_process_builds(tmp_path: Path) -> None:
     spec = BuildSpec(
         BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path, None
     )
-    pool = BuildPool(spec, 2)
+    pool = BuildPool(spec, 2, head_start=False)  # every chunk to a child
     try:
         pooled = await producer(tmp_path, pooled_q, "pooled.csv", pool).run(rows)
     finally:
@@ -106,6 +106,31 @@ async def test_pool_builds_what_this_process_builds(tmp_path: Path) -> None:
     assert first.row == 2
 
 
+async def test_rows_built_here_while_the_children_start_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    """The first chunks are built in this process until a child is ready; the jobs, the
+    rejects and their order are the same as when every row is built here."""
+    (tmp_path / "terms.pdf").write_bytes(b"%PDF-1.4 tiny")
+    rows = mixed_rows(40 * CHUNK_ROWS)
+    inline_q, pooled_q = MemoryQueue(), MemoryQueue()
+    inline = await producer(tmp_path, inline_q, "inline.csv", None).run(rows)
+    spec = BuildSpec(
+        BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path, None
+    )
+    pool = BuildPool(spec, 2)
+    try:
+        pooled = await producer(tmp_path, pooled_q, "pooled.csv", pool).run(rows)
+    finally:
+        pool.close()
+    assert 0 < pool.rows_built_here < len(rows)  # some here, the rest by the children
+    assert dataclasses.replace(pooled, rejects_file=inline.rejects_file) == inline
+    assert sorted(map(comparable, pooled_q.jobs.values())) == sorted(
+        map(comparable, inline_q.jobs.values())
+    )
+    assert (tmp_path / "pooled.csv").read_text() == (tmp_path / "inline.csv").read_text()
+
+
 async def test_messages_packed_by_the_pool_are_stored_as_built_here(tmp_path: Path) -> None:
     """For the SQLite queue the children pack each message; the queue stores it as it is
     and a claim gives back the message this process would have built."""
@@ -119,7 +144,7 @@ async def test_messages_packed_by_the_pool_are_stored_as_built_here(tmp_path: Pa
             BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path,
             None, pack=queue.packs_messages,
         )  # fmt: skip
-        pool = BuildPool(spec, processes) if processes else None
+        pool = BuildPool(spec, processes, head_start=False) if processes else None
         try:
             renderer = Renderer.build(Template.parse(POOLED_TEMPLATE), None, None)
             await Producer(
@@ -141,7 +166,7 @@ async def test_a_render_process_that_dies_ends_the_run_with_a_clear_error(
     spec = BuildSpec(
         BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path, None
     )
-    pool = BuildPool(spec, 2)
+    pool = BuildPool(spec, 2, head_start=False)
     try:
         victim = pool._links[1].process
         victim.kill()
@@ -195,7 +220,7 @@ def test_ctrl_c_on_the_process_group_stops_a_pooled_send_gracefully(
 def test_send_with_and_without_render_processes(
     tmp_path: Path, smtp_sink: Callable[..., SMTPSink], processes: str
 ) -> None:
-    write_csv(tmp_path / "r.csv", [(f"u{i}", f"u{i}@example.com") for i in range(1500)])
+    write_csv(tmp_path / "r.csv", [(f"u{i}", f"u{i}@example.com") for i in range(9000)])
     with (tmp_path / "r.csv").open("a") as f:
         f.write("bad, not-an-address\nu3, u3@example.com\n")
     (tmp_path / "t.txt").write_text(TEMPLATE)
@@ -208,9 +233,9 @@ def test_send_with_and_without_render_processes(
     )  # fmt: skip
     assert res.returncode == 1, res.stderr
     s = json.loads(res.stdout.strip().splitlines()[-1])
-    assert (s["rows"], s["sent"], s["rejected"], s["duplicates"]) == (1502, 1500, 1, 1)
+    assert (s["rows"], s["sent"], s["rejected"], s["duplicates"]) == (9002, 9000, 1, 1)
     sink.stop()
     received = sorted(r for rcpts, _ in sink.received() for r in rcpts)
-    assert received == sorted(f"u{i}@example.com" for i in range(1500))
+    assert received == sorted(f"u{i}@example.com" for i in range(9000))
     rejects = (tmp_path / s["rejects_file"]).read_text().splitlines()
-    assert rejects[1].startswith("1502,To,")
+    assert rejects[1].startswith("9002,To,")

@@ -209,7 +209,9 @@ class Producer:
     def build(self, row: Row, now: float) -> Job:
         return self._builder.build(row, now)
 
-    async def _built(self, rows: Iterable[Row | RejectedRow]) -> AsyncIterator[Job | RejectedRow]:
+    async def built_here(
+        self, rows: Iterable[Row | RejectedRow]
+    ) -> AsyncIterator[Job | RejectedRow]:
         """Each row's job, or its rejection (with the row number), in row order."""
         for item in rows:
             if isinstance(item, RejectedRow):
@@ -225,7 +227,7 @@ class Producer:
         # one batch is written (on the queue's thread) while the next one is rendered
         writing: asyncio.Task[None] | None = None
         try:
-            built = self._built(rows) if self.pool is None else self.pool.built(rows, self)
+            built = self.built_here(rows) if self.pool is None else self.pool.built(rows, self)
             async for item in built:
                 self.report.rows += 1
                 if isinstance(item, RejectedRow):
