@@ -6,6 +6,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from mailspool.errors import QueueError
 from mailspool.models import Enqueued, Job, Outcome, State
 from mailspool.packing import unpack
 from mailspool.queue import DeadFilter, SQLiteQueue
@@ -152,3 +155,18 @@ async def test_a_state_change_leaves_the_message_alone(tmp_path: Path) -> None:
 
 def _fields(j: Job) -> dict[str, object]:
     return {name: getattr(j, name) for name in j.__slots__}  # type: ignore[attr-defined]
+
+
+async def test_a_damaged_message_is_a_queue_error_naming_the_job(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    await q.open()
+    try:
+        await q.enqueue([job(1)])
+        db = sqlite3.connect(tmp_path / "q.db")
+        db.execute("UPDATE bodies SET message = x'00ff00ff00'")
+        db.commit()
+        db.close()
+        with pytest.raises(QueueError, match="job id1: its stored message cannot be read"):
+            await q.claim("w", 1, 60)
+    finally:
+        await q.close()

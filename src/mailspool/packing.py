@@ -22,7 +22,11 @@ def pack(message: bytes) -> bytes:
 
 
 def unpack(stored: bytes) -> bytes:
-    return bytes(lz4.block.decompress(stored))
+    """The message; ValueError when ``stored`` is not a packed message."""
+    try:
+        return bytes(lz4.block.decompress(stored))
+    except lz4.block.LZ4BlockError as exc:
+        raise ValueError(f"not a packed message: {exc}") from None
 
 
 def packed(message: bytes) -> bytes:

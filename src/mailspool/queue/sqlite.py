@@ -53,6 +53,10 @@ def _attachments_json(refs: tuple[AttachmentRef, ...]) -> str | None:
 def _job_from_row(r: Sequence[Any]) -> Job:
     atts = tuple(AttachmentRef(*a) for a in json.loads(r[9])) if r[9] else ()
     state = State(r[10])
+    try:
+        message = unpack(r[7])
+    except (ValueError, TypeError) as exc:  # a damaged file; SQLite's own checks passed
+        raise QueueError(f"job {r[0]}: its stored message cannot be read ({exc})") from exc
     return Job(
         id=r[0],
         campaign=r[1],
@@ -61,7 +65,7 @@ def _job_from_row(r: Sequence[Any]) -> Job:
         message_id=r[4],
         sender=r[5],
         recipients=tuple(r[6].split("\n")),
-        message=unpack(r[7]),
+        message=message,
         body_offset=r[8],
         attachments=atts,
         state=state,
