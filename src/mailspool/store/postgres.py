@@ -119,7 +119,7 @@ class PostgresStore(JobStore):
         nothing): the first batch then goes out in one round trip, without waiting for
         a Parse to come back while the producer is busy rendering."""
         await con.fetch(self._insert_sql, *[[]] * 14)
-        await con.fetch(self._record_sql, "", "", 0.0, "", "", 0, 0.0, "")
+        await con.fetch(self._record_sql, *[[]] * 6, 0.0, "")
         await con.fetch(claim_ids_sql(self._t, False), "", 0.0, 0.0, [], [])
         await con.fetch(claim_ids_sql(self._t, True), "", 0.0, 0.0, [], [], "")
 
@@ -254,14 +254,21 @@ class PostgresStore(JobStore):
         if not outcomes:
             return 0
         now = time.time()
-        args = [
-            (
-                o.job_id, o.state.value, o.not_before if o.state is State.DEFERRED else now,
-                o.reply, o.reason, int(o.ambiguous), now, owner,
-            )
-            for o in sorted(outcomes, key=lambda o: o.job_id)  # stable: repeats keep their order
-        ]  # fmt: skip
-        rows = await self._call(lambda con: con.fetchmany(self._record_sql, args))
+        first: dict[str, Outcome] = {}
+        for o in outcomes:
+            # one outcome per job: applied one by one, a later one would find the lease
+            # already released and change nothing
+            first.setdefault(o.job_id, o)
+        todo = list(first.values())
+        columns = (
+            [o.job_id for o in todo],
+            [o.state.value for o in todo],
+            [o.not_before if o.state is State.DEFERRED else now for o in todo],
+            [o.reply for o in todo],
+            [o.reason for o in todo],
+            [int(o.ambiguous) for o in todo],
+        )
+        rows = await self._fetch(self._record_sql, *columns, now, owner)
         return len(rows)
 
     async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None:

@@ -106,10 +106,16 @@ def insert_sql(t: str) -> str:
 # look-up, where a join of the outcomes with the table can be planned as a scan of
 # every leased job (statistics lag behind a queue's churn).
 def record_sql(t: str) -> str:
+    """One statement for a batch of outcomes, given as parallel arrays ($1 to $6: id,
+    state, ready_at, reply, reason, ambiguous; $7 now, $8 the owner): one round of the
+    protocol instead of one per outcome. Ids must be distinct."""
     return (
-        f"UPDATE {t} SET state = $2, ready_at = $3, updated_at = $7, last_reply = $4,"
-        " dead_reason = $5, ambiguous = ambiguous + $6, lease_owner = NULL"
-        " WHERE id = $1 AND lease_owner = $8 AND state = 'sending' RETURNING id"
+        f"UPDATE {t} AS j SET state = o.state, ready_at = o.ready_at, updated_at = $7,"
+        " last_reply = o.reply, dead_reason = o.reason, ambiguous = j.ambiguous + o.ambiguous,"
+        " lease_owner = NULL"
+        " FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::int[])"
+        " AS o(id, state, ready_at, reply, reason, ambiguous)"
+        " WHERE j.id = o.id AND j.lease_owner = $8 AND j.state = 'sending' RETURNING j.id"
     )
 
 
