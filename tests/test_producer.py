@@ -17,7 +17,15 @@ import pytest
 
 from mailspool.errors import MailspoolError, RejectedRow
 from mailspool.models import Enqueued, Job, State
-from mailspool.producer import BATCH, MAX_MESSAGE_BYTES, Attachments, Producer, Rejects, job_id
+from mailspool.producer import (
+    BATCH,
+    FIRST_BATCH,
+    MAX_MESSAGE_BYTES,
+    Attachments,
+    Producer,
+    Rejects,
+    job_id,
+)
 from mailspool.queue import MemoryQueue, Queue, SQLiteQueue
 from mailspool.render import Renderer, Template
 from mailspool.sources import Row, open_source
@@ -102,9 +110,10 @@ async def test_rows_are_enqueued_in_batches(tmp_path: Path) -> None:
             return await super().enqueue(jobs)
 
     q = Spy()
-    rep = await make_producer(tmp_path, q).run(people(2 * BATCH + 201))
-    assert rep.new == 2 * BATCH + 201 == len(q.jobs)
-    assert batches == [BATCH, BATCH, 201]
+    rep = await make_producer(tmp_path, q).run(people(FIRST_BATCH + 2 * BATCH + 201))
+    assert rep.new == FIRST_BATCH + 2 * BATCH + 201 == len(q.jobs)
+    # a small first batch, so that a worker beside the producer starts sooner
+    assert batches == [FIRST_BATCH, BATCH, BATCH, 201]
 
 
 async def test_producer_consumes_the_source_lazily(tmp_path: Path) -> None:
@@ -119,12 +128,12 @@ async def test_producer_consumes_the_source_lazily(tmp_path: Path) -> None:
 
     def source() -> Iterable[Row]:
         nonlocal pulled
-        for row in people(2 * BATCH):
+        for row in people(FIRST_BATCH + 2 * BATCH):
             pulled += 1
             yield row
 
     await make_producer(tmp_path, Spy()).run(source())
-    assert enqueued_when == [BATCH, 2 * BATCH]
+    assert enqueued_when == [FIRST_BATCH, FIRST_BATCH + BATCH, FIRST_BATCH + 2 * BATCH]
 
 
 # -- Message-ID and idempotency ---------------------------------------------------------
@@ -278,15 +287,15 @@ async def test_attachment_is_stored_once_per_campaign_as_a_blob(tmp_path: Path) 
             return await super().enqueue(jobs)
 
     q = Spy()
-    rep = await make_producer(tmp_path, q, ATTACHING).run(people(2 * BATCH + 200))
-    assert rep.new == 2 * BATCH + 200
+    rep = await make_producer(tmp_path, q, ATTACHING).run(people(FIRST_BATCH + BATCH + 200))
+    assert rep.new == FIRST_BATCH + BATCH + 200
     assert len(q.blobs) == 1
     ((digest, stored),) = q.blobs.items()
     assert stored == payload
     # one blob write, before the first jobs that reference it
     assert calls == [
         ("blob", digest),
-        ("enqueue", str(BATCH)),
+        ("enqueue", str(FIRST_BATCH)),
         ("enqueue", str(BATCH)),
         ("enqueue", "200"),
     ]

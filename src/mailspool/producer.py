@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from mailspool.buildpool import BuildPool
 
 BATCH = 4000
+#: the first batch is small: a worker in this process starts on it that much sooner
+FIRST_BATCH = 500
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 
 
@@ -234,7 +236,7 @@ class Producer:
                     self._reject(item)
                     continue
                 batch.append(item)
-                if len(batch) >= BATCH:
+                if len(batch) >= (FIRST_BATCH if writing is None else BATCH):
                     if writing is not None:
                         await writing
                     await self.attachments.flush()  # blobs before the jobs that use them
