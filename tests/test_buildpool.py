@@ -177,6 +177,32 @@ async def test_a_render_process_that_dies_ends_the_run_with_a_clear_error(
         pool.close()
 
 
+async def test_an_error_in_a_render_process_is_raised_here(tmp_path: Path) -> None:
+    """An error that is no row's fault stops the run with that error, as it does when
+    the rows are built in this process (not as "a render process died")."""
+    endless = TEMPLATE + "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}\n"
+    spec = BuildSpec(
+        BuildSpec.template_of(Template.parse(endless)), None, None, "c1", tmp_path, None
+    )
+    rows: list[Row | RejectedRow] = [
+        Row(i + 2, {"Name": f"p{i}", "Email": f"p{i}@example.com"}) for i in range(CHUNK_ROWS)
+    ]
+    renderer = Renderer.build(Template.parse(endless), None, None)
+    with pytest.raises(RecursionError):  # in this process
+        await Producer(
+            MemoryQueue(), renderer, "c1", Rejects(tmp_path / "a.csv"), Attachments(tmp_path)
+        ).run(rows)
+    pool = BuildPool(spec, 1, head_start=False)
+    try:
+        with pytest.raises(RecursionError):  # in a child: the same
+            await Producer(
+                MemoryQueue(), renderer, "c1", Rejects(tmp_path / "b.csv"), Attachments(tmp_path),
+                pool=pool,
+            ).run(rows)  # fmt: skip
+    finally:
+        pool.close()
+
+
 def test_small_sources_are_built_in_this_process(tmp_path: Path) -> None:
     small = tmp_path / "small.csv"
     small.write_text("Name, Email\na, a@example.com\n")

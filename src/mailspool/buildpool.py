@@ -88,11 +88,23 @@ def _child_main(spec: BuildSpec, conn: Connection) -> None:
             rows = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
-        answer = _build_chunk(builder, rows, spec.pack)
         try:
-            conn.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+            data = pickle.dumps(_build_chunk(builder, rows, spec.pack), pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # not a row's fault: the run stops on it, as it would here
+            data = pickle.dumps(_failure(exc), pickle.HIGHEST_PROTOCOL)
+        try:
+            conn.send_bytes(data)
         except OSError:
             return
+
+
+def _failure(exc: Exception) -> BaseException:
+    """The exception for the parent to raise: itself when it survives pickling."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return MailspoolError(f"in a render process: {type(exc).__name__}: {exc}")
+    return exc
 
 
 def _build_chunk(
@@ -178,7 +190,9 @@ class _Link:
         await self._open()
         assert self._ready is not None
         await self._ready
-        answer: _Answer = pickle.loads(await self._frame())
+        answer: _Answer | BaseException = pickle.loads(await self._frame())
+        if isinstance(answer, BaseException):
+            raise answer
         return answer
 
     async def _frame(self) -> bytes:
