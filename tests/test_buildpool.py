@@ -203,6 +203,20 @@ async def test_an_error_in_a_render_process_is_raised_here(tmp_path: Path) -> No
         pool.close()
 
 
+def test_children_still_starting_when_the_pool_closes_exit_quietly(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A short source is built here before the children are up; closing the pool then
+    must not make them print a broken-pipe traceback."""
+    spec = BuildSpec(
+        BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path, None
+    )
+    pool = BuildPool(spec, 2)
+    pool.close()  # at once: the children are still importing
+    assert [link.process.exitcode for link in pool._links] == [0, 0]
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_small_sources_are_built_in_this_process(tmp_path: Path) -> None:
     small = tmp_path / "small.csv"
     small.write_text("Name, Email\na, a@example.com\n")

@@ -82,7 +82,10 @@ def _child_main(spec: BuildSpec, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     builder = spec.builder()
-    conn.send_bytes(b"")  # ready: until then the parent builds rows itself
+    try:
+        conn.send_bytes(b"")  # ready: until then the parent builds rows itself
+    except OSError:
+        return  # the parent built every row itself and hung up meanwhile
     while True:
         try:
             rows = pickle.loads(conn.recv_bytes())
