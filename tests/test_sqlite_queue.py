@@ -34,6 +34,30 @@ MESSAGES_SCHEMA = OLD_SCHEMA.replace("    message BLOB NOT NULL, ", "    ") + (
 )
 
 
+def earlier_file(path: Path, states: tuple[str, ...], *, messages_table: bool) -> None:
+    """A queue file in an earlier layout: each message in its jobs row, or (later) in a
+    messages table keyed by job id."""
+    db = sqlite3.connect(path)
+    db.executescript(MESSAGES_SCHEMA if messages_table else OLD_SCHEMA)
+    message_column = "" if messages_table else " message,"
+    for i, state in enumerate(states):
+        inline = () if messages_table else (job(i).message,)
+        values = (f"id{i}", "c1", f"k{i}", i + 2, f"<id{i}@example.com>", "a@example.com",
+                  f"r{i}@example.com", *inline, state)  # fmt: skip
+        db.execute(
+            "INSERT INTO jobs (id, campaign, key, row, message_id, sender, recipients,"
+            f"{message_column} state, ready_at, created_at, updated_at)"
+            f" VALUES ({','.join('?' * len(values))},0,1,1)",
+            values,
+        )
+        if messages_table:
+            db.execute(
+                "INSERT INTO messages (id, message) VALUES (?, ?)", (f"id{i}", job(i).message)
+            )
+    db.commit()
+    db.close()
+
+
 def job(i: int) -> Job:
     return Job(
         id=f"id{i}", campaign="c1", key=f"k{i}", message_id=f"<id{i}@example.com>",
@@ -44,17 +68,7 @@ def job(i: int) -> Job:
 
 async def test_a_file_from_before_the_messages_table_resumes(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.executescript(OLD_SCHEMA)
-    for i, state in enumerate(("queued", "sent", "dead")):
-        db.execute(
-            "INSERT INTO jobs (id, campaign, key, row, message_id, sender, recipients, message,"
-            " state, ready_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,0,1,1)",
-            (f"id{i}", "c1", f"k{i}", i + 2, f"<id{i}@example.com>", "a@example.com",
-             f"r{i}@example.com", job(i).message, state),
-        )  # fmt: skip
-    db.commit()
-    db.close()
+    earlier_file(path, ("queued", "sent", "dead"), messages_table=False)
 
     q = SQLiteQueue(path)
     await q.open()
@@ -81,18 +95,7 @@ async def test_a_file_from_before_the_messages_table_resumes(tmp_path: Path) -> 
 
 async def test_a_file_with_a_messages_table_resumes(tmp_path: Path) -> None:
     path = tmp_path / "messages.db"
-    db = sqlite3.connect(path)
-    db.executescript(MESSAGES_SCHEMA)
-    for i, state in enumerate(("queued", "sent", "deferred")):
-        db.execute(
-            "INSERT INTO jobs (id, campaign, key, row, message_id, sender, recipients,"
-            " state, ready_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,0,1,1)",
-            (f"id{i}", "c1", f"k{i}", i + 2, f"<id{i}@example.com>", "a@example.com",
-             f"r{i}@example.com", state),
-        )  # fmt: skip
-        db.execute("INSERT INTO messages (id, message) VALUES (?, ?)", (f"id{i}", job(i).message))
-    db.commit()
-    db.close()
+    earlier_file(path, ("queued", "sent", "deferred"), messages_table=True)
 
     q = SQLiteQueue(path)
     await q.open()

@@ -170,27 +170,28 @@ class _Link:
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._ready: asyncio.Future[bytes] | None = None
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def start(self) -> None:
+        """Open the streams (on the event loop) and watch for the child's first frame,
+        which is empty: it has started and parsed the template."""
         if self._streams is None:
             self._streams = await asyncio.open_unix_connection(sock=self._sock)
-            # the child's first frame is empty: it has started and parsed the template
             self._ready = asyncio.ensure_future(self._frame())
-        return self._streams
 
     @property
     def ready(self) -> bool:
         return self._ready is not None and self._ready.done()
 
-    async def start(self) -> None:
-        await self._open()
+    def _opened(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        assert self._streams is not None, "start() first"
+        return self._streams
 
     async def send(self, rows: list[_RowData]) -> None:
-        _, writer = await self._open()
+        _, writer = self._opened()
         data = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
         writer.write(struct.pack("!i", len(data)) + data)
 
     async def receive(self) -> _Answer:
-        await self._open()
+        self._opened()
         assert self._ready is not None
         await self._ready
         answer: _Answer | BaseException = pickle.loads(await self._frame())
@@ -199,7 +200,7 @@ class _Link:
         return answer
 
     async def _frame(self) -> bytes:
-        reader, _ = await self._open()
+        reader, _ = self._opened()
         try:
             (size,) = struct.unpack("!i", await reader.readexactly(4))
             return await reader.readexactly(size)
@@ -211,7 +212,8 @@ class _Link:
                 else f"lost the connection to a render process: {exc!r}"
             ) from exc
 
-    def close(self) -> None:
+    def hang_up(self) -> None:
+        """On the event loop's thread, or with no loop running: the streams are its."""
         # shut down now: a transport's close waits for the event loop, which a caller
         # joining the children blocks; the child sees the end of its input and exits
         with contextlib.suppress(OSError):
@@ -222,6 +224,12 @@ class _Link:
             self._streams[1].close()
         else:
             self._sock.close()
+
+    def join(self) -> None:
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
 
 
 class BuildPool:
@@ -237,18 +245,19 @@ class BuildPool:
     def close(self) -> None:
         """Hang up on the children (each exits at the end of its chunk) and wait."""
         for link in self._links:
-            link.close()
-        for link in self._links:
-            link.process.join(timeout=10)
-            if link.process.is_alive():
-                link.process.kill()
-                link.process.join()
+            link.hang_up()
+        self._join()
 
     async def aclose(self) -> None:
-        """Close without blocking the event loop (a worker may be delivering)."""
+        """Close without blocking the event loop (a worker may be delivering): hang up
+        here, wait for the children on a thread."""
         for link in self._links:
-            link.close()
-        await asyncio.to_thread(self.close)
+            link.hang_up()
+        await asyncio.to_thread(self._join)
+
+    def _join(self) -> None:
+        for link in self._links:
+            link.join()
 
     async def built(
         self, rows: Iterable[Row | RejectedRow], producer: Producer

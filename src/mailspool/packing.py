@@ -29,6 +29,6 @@ def unpack(stored: bytes) -> bytes:
         raise ValueError(f"not a packed message: {exc}") from None
 
 
-def packed(message: bytes) -> bytes:
+def stored_form(message: bytes) -> bytes:
     """What a packing queue stores for ``message``."""
     return message if isinstance(message, Packed) else pack(message)

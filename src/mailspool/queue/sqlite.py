@@ -20,8 +20,7 @@ from typing import Any, TypeVar
 
 from mailspool.errors import QueueError
 from mailspool.models import AttachmentRef, CampaignStats, Enqueued, Job, Outcome, State
-from mailspool.packing import packed as stored_form
-from mailspool.packing import unpack
+from mailspool.packing import stored_form, unpack
 from mailspool.queue.base import DeadFilter, Queue, resumed
 from mailspool.queue.sqlite_schema import open_schema
 
