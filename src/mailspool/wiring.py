@@ -83,7 +83,7 @@ def build_pool(
     spec = BuildSpec(
         BuildSpec.template_of(renderer.template), settings.from_addr, settings.subject,
         campaign, attachment_base(settings), settings.key_column,
-        pack=queue_packs_messages(settings.queue),
+        pack=queue_packs_messages(settings.queue, settings.store),
     )  # fmt: skip
     return BuildPool(spec, n)
 

@@ -29,10 +29,17 @@ def sqlite_path(url: str) -> str:
     return rest[1:]
 
 
-def queue_packs_messages(url: str) -> bool:
-    """Whether the queue for ``url`` stores messages packed (see Queue.packs_messages),
-    known before it is opened: the render processes start first."""
-    return urlsplit(url).scheme.lower() == "sqlite"
+def queue_packs_messages(url: str, store: str | None = None) -> bool:
+    """Whether the queue for ``url`` (with its job store) stores messages packed (see
+    Queue.packs_messages), known before it is made: the render processes start first."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        return SQLiteQueue.packs_messages
+    if scheme in ("amqp", "amqps") and store:
+        from mailspool.store import store_packs_messages
+
+        return store_packs_messages(store)
+    return False
 
 
 def make_queue(url: str, store: str | None = None) -> Queue:

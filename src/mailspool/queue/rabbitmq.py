@@ -69,6 +69,7 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
         self._errors = (*CONNECTION_EXCEPTIONS, TimeoutError)
         self.cfg = parse_amqp_url(url)
         self.store = make_store(store) if isinstance(store, str) else store
+        self.packs_messages = self.store.packs_messages
         self._broker = redact(url)
         self.url = f"{self._broker} (store {self.store.url})"
         self._conn = None

@@ -8,7 +8,16 @@ from urllib.parse import urlsplit
 from mailspool.errors import ConfigError
 from mailspool.store.base import JobStore, Ref
 
-__all__ = ["JobStore", "Ref", "make_store"]
+__all__ = ["JobStore", "Ref", "make_store", "store_packs_messages"]
+
+
+def store_packs_messages(url: str) -> bool:
+    """Whether the store for ``url`` stores messages packed, known before it is made."""
+    if urlsplit(url).scheme.lower() in ("postgresql", "postgres"):
+        from mailspool.store.postgres import PostgresStore  # no driver imported yet
+
+        return PostgresStore.packs_messages
+    return False
 
 
 def make_store(url: str) -> JobStore:

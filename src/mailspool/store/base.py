@@ -48,6 +48,8 @@ def redact(url: str) -> str:
 class JobStore(abc.ABC):
     #: the URL it was opened with, secrets redacted
     url: str = ""
+    #: stores messages packed, as Queue.packs_messages
+    packs_messages: bool = False
 
     @abc.abstractmethod
     async def open(self) -> None:

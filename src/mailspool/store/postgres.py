@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from mailspool.errors import MissingExtra, QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.packing import stored_form
 from mailspool.queue.base import DeadFilter, resumed
 from mailspool.store.base import JobStore, Ref, redact
 from mailspool.store.postgres_schema import (
     _CLAIMABLE,
     _HANDED_BACK,
+    ADD_PACKED,
     DDL,
     JOB_COLUMNS,
     LEASE_SET,
@@ -47,9 +49,17 @@ if TYPE_CHECKING:
 __all__ = ["PostgresStore", "parse_store_url"]
 
 DEADLOCK_RETRIES = 5
+_HAS_PACKED = (
+    "SELECT true FROM information_schema.columns"
+    " WHERE table_schema = $1 AND table_name = 'jobs' AND column_name = 'packed'"
+)
 
 
 class PostgresStore(JobStore):
+    # a fifth of the bytes to write, send and read back, and none for the server to
+    # compress (a packed message stays under its TOAST threshold)
+    packs_messages = True
+
     def __init__(self, url: str) -> None:
         try:
             import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
@@ -101,6 +111,8 @@ class PostgresStore(JobStore):
                     last = f"{self.schema}.campaigns"
                     if await con.fetchval("SELECT to_regclass($1)", last) is None:
                         await con.execute(DDL.format(s=self.schema))
+                    elif not await con.fetchval(_HAS_PACKED, self.schema):
+                        await con.execute(ADD_PACKED.format(s=self.schema))
             finally:
                 await con.close()
             self._pool = await pg.create_pool(
@@ -146,7 +158,7 @@ class PostgresStore(JobStore):
                 cols,
                 (
                     j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
-                    "\n".join(j.recipients), j.message, j.body_offset,
+                    "\n".join(j.recipients), stored_form(j.message), j.body_offset,
                     _attachments_json(j.attachments), j.not_before or created, created, now,
                     state.value,
                 ),

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from mailspool.errors import ConfigError
+from mailspool.errors import ConfigError, QueueError
 from mailspool.models import AttachmentRef, Job, State
+from mailspool.packing import unpack
 from mailspool.queue.base import DeadFilter
 from mailspool.store.base import CLAIMABLE, Ref, redact
 
@@ -63,7 +64,8 @@ CREATE TABLE IF NOT EXISTS {s}.jobs (
     updated_at double precision NOT NULL,
     last_reply text NOT NULL DEFAULT '',
     dead_reason text NOT NULL DEFAULT '',
-    ambiguous integer NOT NULL DEFAULT 0
+    ambiguous integer NOT NULL DEFAULT 0,
+    packed boolean NOT NULL DEFAULT false
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON {s}.jobs (state, ready_at);
 CREATE INDEX IF NOT EXISTS jobs_campaign ON {s}.jobs (campaign, state, ready_at);
@@ -74,8 +76,11 @@ CREATE TABLE IF NOT EXISTS {s}.campaigns (name text PRIMARY KEY, settings text N
 JOB_COLUMNS = (
     'id, campaign, key, "row", message_id, sender, recipients, message, body_offset,'
     " attachments, state, attempts, ready_at, created_at, updated_at, last_reply,"
-    " dead_reason, lease_owner"
+    " dead_reason, lease_owner, packed"
 )
+
+# a table created before messages were stored packed: its rows keep plain messages
+ADD_PACKED = "ALTER TABLE {s}.jobs ADD COLUMN packed boolean NOT NULL DEFAULT false"
 _CLAIMABLE = [s.value for s in CLAIMABLE]
 
 # a handed-back job: deferred if it was tried before, else queued
@@ -93,8 +98,9 @@ def insert_sql(t: str) -> str:
     return (
         f'INSERT INTO {t} (id, campaign, key, "row", message_id, sender,'
         " recipients, message, body_offset, attachments, ready_at, created_at,"
-        " updated_at, state)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],"
+        " updated_at, state, packed)"
+        # every message written now is packed (mailspool.packing)
+        " SELECT *, true FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],"
         " $5::text[], $6::text[], $7::text[], $8::bytea[], $9::int[], $10::text[],"
         " $11::float8[], $12::float8[], $13::float8[], $14::text[])"
         " ON CONFLICT (id) DO NOTHING RETURNING id"
@@ -141,6 +147,10 @@ def _attachments_json(refs: tuple[AttachmentRef, ...]) -> str | None:
 
 
 def _job(r: Any) -> Job:
+    try:
+        message = unpack(r["message"]) if r["packed"] else bytes(r["message"])
+    except ValueError as exc:
+        raise QueueError(f"job {r['id']}: its stored message cannot be read ({exc})") from exc
     atts = (
         tuple(AttachmentRef(*a) for a in json.loads(r["attachments"])) if r["attachments"] else ()
     )
@@ -153,7 +163,7 @@ def _job(r: Any) -> Job:
         message_id=r["message_id"],
         sender=r["sender"],
         recipients=tuple(r["recipients"].split("\n")),
-        message=bytes(r["message"]),
+        message=message,
         body_offset=r["body_offset"],
         attachments=atts,
         state=state,

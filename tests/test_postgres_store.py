@@ -1,0 +1,116 @@
+"""The PostgreSQL job store's own layout: messages stored packed, a table from before
+that read as it was written, a damaged message reported with its job."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from mailspool.errors import QueueError
+from mailspool.models import State
+from mailspool.packing import Packed, pack
+from mailspool.store.postgres import PostgresStore
+from mailspool.store.postgres_schema import DDL
+
+from .conftest import POSTGRES_URL, need, port_open
+from .test_queue_contract import make_job
+
+asyncpg = pytest.importorskip("asyncpg")
+
+MESSAGE = b"Subject: hi\r\n\r\n" + b"the same line of a long template, again\r\n" * 60
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    need(port_open(5432), "PostgreSQL (127.0.0.1:5432)")
+    name = f"mstest_{uuid.uuid4().hex[:12]}"
+    yield name
+    con = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await con.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    finally:
+        await con.close()
+
+
+async def sql(query: str, *args: Any) -> list[Any]:
+    con = await asyncpg.connect(POSTGRES_URL)
+    try:
+        if not args:  # a script of several statements
+            await con.execute(query)
+            return []
+        rows: list[Any] = await con.fetch(query, *args)
+        return rows
+    finally:
+        await con.close()
+
+
+async def opened(schema: str) -> PostgresStore:
+    store = PostgresStore(f"{POSTGRES_URL}?schema={schema}")
+    await store.open()
+    return store
+
+
+async def test_messages_are_stored_packed_and_claimed_as_they_were(schema: str) -> None:
+    store = await opened(schema)
+    try:
+        plain = dataclasses.replace(make_job(1), message=MESSAGE)
+        # what a render process hands over: packed already, stored as it is
+        prepacked = dataclasses.replace(make_job(2), message=Packed(pack(MESSAGE + b"2")))
+        await store.insert([plain, prepacked])
+        query = f"SELECT id, packed, message FROM {schema}.jobs WHERE $1 ORDER BY id"
+        rows = await sql(query, True)
+        assert [(r["id"], r["packed"]) for r in rows] == [(plain.id, True), (prepacked.id, True)]
+        assert len(rows[0]["message"]) < len(MESSAGE) / 4
+        assert bytes(rows[1]["message"]) == prepacked.message
+        claimed = await store.claim_ids("w1", [plain.id, prepacked.id], 60.0, "c1")
+        assert {j.id: j.message for j in claimed} == {
+            plain.id: MESSAGE,
+            prepacked.id: MESSAGE + b"2",
+        }
+        got = await store.get(plain.id)
+        assert got is not None and got.message == MESSAGE
+    finally:
+        await store.close()
+
+
+async def test_a_table_from_before_packing_keeps_its_plain_messages(schema: str) -> None:
+    earlier = DDL.replace(",\n    packed boolean NOT NULL DEFAULT false", "")
+    assert "packed" not in earlier
+    await sql(earlier.format(s=schema))
+    await sql(
+        f'INSERT INTO {schema}.jobs (id, campaign, key, "row", message_id, sender,'
+        " recipients, message, state, ready_at, created_at, updated_at)"
+        " VALUES ('old-1', 'c1', 'k', 2, '<old-1@example.com>', 'a@example.com',"
+        " 'b@example.com', $1, 'queued', 0, 0, 0)",
+        MESSAGE,
+    )
+    store = await opened(schema)
+    try:
+        await store.insert([dataclasses.replace(make_job(1), message=MESSAGE)])
+        claimed = await store.claim_due("w1", 10, 60.0, "c1", (State.QUEUED,))
+        assert sorted((j.id, j.message) for j in claimed) == [
+            ("c1-00001", MESSAGE),
+            ("old-1", MESSAGE),
+        ]
+        rows = await sql(f"SELECT id, packed FROM {schema}.jobs WHERE $1 ORDER BY id", True)
+        assert [(r["id"], r["packed"]) for r in rows] == [("c1-00001", True), ("old-1", False)]
+    finally:
+        await store.close()
+    # opened again: the column is there, nothing changes
+    store = await opened(schema)
+    await store.close()
+
+
+async def test_a_damaged_message_names_its_job(schema: str) -> None:
+    store = await opened(schema)
+    try:
+        await store.insert([dataclasses.replace(make_job(7), message=MESSAGE)])
+        await sql(f"UPDATE {schema}.jobs SET message = '\\x00ff'::bytea")
+        with pytest.raises(QueueError, match="job c1-00007: its stored message cannot be read"):
+            await store.get("c1-00007")
+    finally:
+        await store.close()
