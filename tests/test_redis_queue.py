@@ -5,6 +5,8 @@ error translation and reconnecting."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import random
 import sys
 import time
@@ -15,6 +17,7 @@ import pytest
 
 from mailspool.errors import ConfigError, MissingExtra, QueueError
 from mailspool.models import Enqueued, Job, Outcome, State
+from mailspool.packing import Packed, pack
 from mailspool.queue import make_queue
 from mailspool.queue.redis import (
     Reconnect,
@@ -109,6 +112,39 @@ async def test_sent_bodies_are_dropped_but_the_ledger_stays(rq: RedisQueue) -> N
     )
     assert got.message == b""
     assert await rq.enqueue([job(1)]) == [Enqueued.SENT]
+
+
+LONG = b"Subject: hi\r\n\r\n" + b"the same line of a long template, again\r\n" * 60
+
+
+async def test_messages_are_stored_packed_and_claimed_as_they_were(rq: RedisQueue) -> None:
+    plain = dataclasses.replace(job(1), message=LONG)
+    prepacked = dataclasses.replace(job(2), message=Packed(pack(LONG + b"2")))
+    await rq.enqueue([plain, prepacked])
+    stored = [await rq.redis.hget(f"{rq.prefix}:job:{j.id}", "message") for j in (plain, prepacked)]
+    assert len(stored[0]) < len(LONG) / 4 and stored[1] == prepacked.message
+    claimed = await rq.claim("w1", 2, 30)
+    assert {j.id: j.message for j in claimed} == {plain.id: LONG, prepacked.id: LONG + b"2"}
+    got = await rq.get(plain.id)
+    assert got is not None and got.message == LONG
+
+
+async def test_a_job_from_before_packing_keeps_its_plain_message(rq: RedisQueue) -> None:
+    await rq.enqueue([job(1)])
+    key = f"{rq.prefix}:job:c1-1"
+    meta = json.loads(await rq.redis.hget(key, "meta"))
+    assert meta[-1] == 1
+    # as written before messages were packed: no flag, the message as it is
+    await rq.redis.hset(key, mapping={"meta": json.dumps(meta[:-1]), "message": LONG})
+    (j,) = await rq.claim("w1", 1, 30)
+    assert j.message == LONG
+
+
+async def test_a_damaged_message_names_its_job(rq: RedisQueue) -> None:
+    await rq.enqueue([job(1)])
+    await rq.redis.hset(f"{rq.prefix}:job:c1-1", "message", b"\x00\xff")
+    with pytest.raises(QueueError, match="job c1-1: its stored message cannot be read"):
+        await rq.get("c1-1")
 
 
 async def test_leases_of_different_lengths_share_one_group(rq: RedisQueue) -> None:

@@ -35,6 +35,10 @@ def queue_packs_messages(url: str, store: str | None = None) -> bool:
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         return SQLiteQueue.packs_messages
+    if scheme in ("redis", "rediss"):
+        from mailspool.queue.redis import RedisQueue  # no client imported yet
+
+        return RedisQueue.packs_messages
     if scheme in ("amqp", "amqps") and store:
         from mailspool.store import store_packs_messages
 

@@ -91,6 +91,8 @@ BATCH = 500
 class RedisQueue(Queue):
     """Queue and job store in Redis (Streams, a consumer group, hashes and sorted sets)."""
 
+    packs_messages = True  # see redis_encoding
+
     def __init__(self, url: str) -> None:
         self.target = parse_redis_url(url)
         self.url = self.target.redacted

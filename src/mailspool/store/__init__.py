@@ -13,10 +13,15 @@ __all__ = ["JobStore", "Ref", "make_store", "store_packs_messages"]
 
 def store_packs_messages(url: str) -> bool:
     """Whether the store for ``url`` stores messages packed, known before it is made."""
-    if urlsplit(url).scheme.lower() in ("postgresql", "postgres"):
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("postgresql", "postgres"):
         from mailspool.store.postgres import PostgresStore  # no driver imported yet
 
         return PostgresStore.packs_messages
+    if scheme in ("redis", "rediss"):
+        from mailspool.store.redis import RedisJobStore
+
+        return RedisJobStore.packs_messages
     return False
 
 

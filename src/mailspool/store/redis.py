@@ -57,6 +57,8 @@ Arg = str | bytes | float | int
 
 
 class RedisJobStore(JobStore):
+    packs_messages = RedisQueue.packs_messages  # the same encoding of jobs
+
     def __init__(self, url: str) -> None:
         # The Redis queue over the same keys: its connection (with retries while Redis is
         # unreachable), and its reads of what the layouts share. Its claims and enqueues,
