@@ -2,10 +2,10 @@
 
     feeder     claims batches under a lease while the local buffer runs low
     senders    ``concurrency`` tasks: rate limit, relay gate, send, decide the outcome
-    recorder   writes outcomes in batches (one transaction each): sent before anything else;
-               senders wait while more than ``2 * concurrency`` outcomes are not yet
-               durable, so a crash can leave at most ``3 * concurrency`` messages
-               delivered but unrecorded (the duplicate window)
+    recorder   writes outcomes in batches (mailspool.recorder); senders wait while more
+               than ``2 * concurrency`` outcomes are not yet durable, so a crash can leave
+               at most ``3 * concurrency`` messages delivered but unrecorded (the
+               duplicate window)
     heartbeat  extends the leases of every job held here, so a slow send is never
                handed to a second worker
 
@@ -34,6 +34,7 @@ from mailspool.models import DeadReason, Job, Outcome, State
 from mailspool.observe import Observer
 from mailspool.outcomes import interrupted, refused_retry, sent_reply, transient
 from mailspool.queue.base import Queue
+from mailspool.recorder import Recorder
 from mailspool.relay import RelayGate
 from mailspool.retry import RetryPolicy
 from mailspool.transport.base import Delivery, Envelope, Transport
@@ -73,23 +74,17 @@ class Worker:
         self.gate = RelayGate()
         self._buffer: asyncio.Queue[Job | None] = asyncio.Queue()
         self._held: set[str] = set()
-        self._outcomes: list[Outcome] = []
-        self._outcome_ready = asyncio.Event()
-        self._recording = 0  # outcomes in the write that runs now
-        self._backlog_cap = 2 * max(1, config.concurrency)
-        self._room = asyncio.Event()  # set while the unrecorded backlog is under the cap
-        self._room.set()
+        self.recorder = Recorder(
+            queue, self.owner, 2 * max(1, config.concurrency), config.shutdown_grace,
+            self._settled, self._fail,
+        )  # fmt: skip
         self._in_flight = 0
         self._stopping = asyncio.Event()
-        self._closing = False
         self._policies: dict[str, RetryPolicy] = {}
         self._parked: list[str] = []
         self._park_task: asyncio.Task[None] | None = None
         self._parts: dict[str, bytes] = {}
         self._handed: set[str] = set()  # given to the transport, no outcome yet
-        self._unrecorded: set[str] = set()  # outcomes the store never took
-        self._record_failing = False
-        self.lost_leases = 0
         self.error: BaseException | None = None
 
     # -- control ------------------------------------------------------------------
@@ -105,7 +100,7 @@ class Worker:
     async def run(self, idle: Callable[[], Awaitable[bool]] | None = None) -> None:
         """Run until stopped, or until ``idle()`` (asked when nothing is due) says so."""
         senders = [self._task(self._sender()) for _ in range(self.config.concurrency)]
-        recorder = self._task(self._recorder())
+        recorder = self._task(self.recorder.run())
         heartbeat = self._task(self._heartbeat())
         try:
             await self._feeder(idle)
@@ -116,8 +111,7 @@ class Worker:
             await self._step(self._stop_senders(senders))
             if self._park_task is not None:
                 await asyncio.gather(self._park_task, return_exceptions=True)
-            self._closing = True
-            self._outcome_ready.set()
+            self.recorder.close()
             await self._step(recorder)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
@@ -186,7 +180,7 @@ class Worker:
         batch = self._batch_size()
         wait = self.config.poll_interval
         while not self._stopping.is_set():
-            if self._record_failing:  # claim nothing until the outcomes are durable
+            if self.recorder.failing:  # claim nothing until the outcomes are durable
                 await self._sleep(self.config.poll_interval)
                 continue
             if self.gate.paused:
@@ -265,15 +259,13 @@ class Worker:
             if self.gate.paused:
                 self._park([job.id, *self._drain_buffer()])
                 continue
-            if not self._room.is_set():
-                await self._room.wait()
+            await self.recorder.room()
             self._in_flight += 1
             try:
                 outcome = await self._attempt(job)
             except asyncio.CancelledError:
                 if job.id in self._handed:  # the relay may have it: never hand it back untried
-                    self._outcomes.append(interrupted(job))
-                    self._outcome_ready.set()
+                    self.recorder.add(interrupted(job))
                 raise
             except Exception as exc:  # a defect here must not lose the job nor the sender
                 log.exception("unexpected error sending job %s", job.id)
@@ -282,15 +274,7 @@ class Worker:
                 self._in_flight -= 1
                 self._handed.discard(job.id)
             if outcome is not None:
-                self._outcomes.append(outcome)
-                self._outcome_ready.set()
-                self._check_room()
-
-    def _check_room(self) -> None:
-        if len(self._outcomes) + self._recording >= self._backlog_cap:
-            self._room.clear()
-        else:
-            self._room.set()
+                self.recorder.add(outcome)
 
     async def _attempt(self, job: Job) -> Outcome | None:
         """Send one job; its outcome, or None when it was handed back (relay paused)."""
@@ -409,58 +393,12 @@ class Worker:
         self._tell(lambda obs: obs.dead(job, reason, reply))
         return Outcome(job.id, State.DEAD, reply, reason=reason.value, ambiguous=ambiguous)
 
-    # -- recorder and heartbeat -----------------------------------------------------
+    # -- recorded outcomes and heartbeat ------------------------------------------
 
-    async def _recorder(self) -> None:
-        """Record outcomes in batches: whatever accumulated while the last write ran."""
-        while True:
-            if not self._outcomes:
-                if self._closing:
-                    return
-                self._outcome_ready.clear()
-                await self._outcome_ready.wait()
-                continue
-            batch, self._outcomes = self._outcomes, []
-            self._recording = len(batch)
-            try:
-                applied = await self._record(batch)
-            finally:
-                self._recording = 0
-                self._check_room()
-            ids = [o.job_id for o in batch]
-            if applied is None:
-                # the store stayed unreachable: these keep their leases (they expire and
-                # the jobs come back, a sent one counted as ambiguous) and so does every
-                # outcome still to come; none is handed back as if never tried
-                self._unrecorded.update(ids)
-                self._held.difference_update(ids)
-                continue
-            self.lost_leases += len(batch) - applied
-            self._held.difference_update(ids)
+    def _settled(self, batch: list[Outcome], recorded: bool) -> None:
+        self._held.difference_update(o.job_id for o in batch)
+        if recorded:
             self._tell(operator.methodcaller("recorded", batch))
-
-    async def _record(self, batch: list[Outcome]) -> int | None:
-        """Record with backoff while the store is unreachable; None when giving up (only
-        once the worker is closing and the grace has run out)."""
-        delay, deadline = 0.1, None
-        while True:
-            if self._unrecorded:  # an earlier batch failed: keep the order, fail these too
-                return None
-            try:
-                applied = await self.queue.record(self.owner, batch)
-            except QueueError as exc:
-                if self._closing:
-                    deadline = deadline or time.monotonic() + self.config.shutdown_grace
-                    if time.monotonic() > deadline:
-                        self._fail(exc)
-                        return None
-                log.warning("could not record %d outcomes, retrying: %s", len(batch), exc)
-                self._record_failing = True
-                await asyncio.sleep(delay)
-                delay = min(5.0, delay * 2)
-            else:
-                self._record_failing = False
-                return applied
 
     async def _heartbeat(self) -> None:
         interval = max(0.5, self.config.lease / 3)
