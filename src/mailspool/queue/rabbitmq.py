@@ -22,7 +22,7 @@ another worker or unreachable (the broker is down) is claimed from the store as 
 no delivery comes within ``claim_wait``. Workers reconnect with backoff after a broker
 restart; in the meantime they go on from the store.
 
-URL: ``amqp://user:password@host:5672/vhost?prefix=mailspool&batch=50&delivery_limit=20
+URL: ``amqp://user:password@host:5672/vhost?prefix=mailspool&batch=200&delivery_limit=20
 &claim_wait=0.5&max_hold=600&publish_timeout=30``; other parameters go to aio-pika.
 """
 

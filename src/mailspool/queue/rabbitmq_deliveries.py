@@ -161,8 +161,9 @@ class DeliveryConsumer(BrokerConnection):
         async with self._consume_lock:
             if self._prefetch:
                 return
-            # enough messages to fill the next claims, not so many that they wait long
-            self._prefetch = max(4, math.ceil(8 * limit / self.cfg.batch))
+            # enough messages to fill the next claims, and one in reserve; not so many that
+            # a slow worker sits on jobs that others could send
+            self._prefetch = max(2, math.ceil(8 * limit / self.cfg.batch))
             conn = self._conn
             if conn is not None and self._ready.is_set():
                 try:
