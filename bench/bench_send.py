@@ -17,13 +17,15 @@ Examples:
   python bench/bench_send.py -n 2000 --runs 1         # quick smoke
   python bench/bench_send.py --queue-url-template 'redis://127.0.0.1:6379/0'
   python bench/bench_send.py --queue-url-template 'amqp://guest:guest@127.0.0.1:5672/' \
-      --store 'postgresql://postgres@127.0.0.1:5432/test?schema=bench'
+      --store 'postgresql://postgres@127.0.0.1:5432/test'
   python bench/bench_send.py --queue-url-template 'amqp://guest:guest@127.0.0.1:5672/' \
-      --store 'redis://127.0.0.1:6379/0?prefix=bench'
+      --store 'redis://127.0.0.1:6379/0'
 
 --queue-url-template placeholders: {tmp} (the temp dir), {run} (round number), {uuid}
 (fresh per run). With an sqlite:// queue each run gets a fresh file (deleted after the run);
-with any other queue each run uses its own campaign, --campaign bench-<uuid>.
+with any other queue each run uses its own campaign, --campaign bench-<uuid>, and, unless
+the URL names its own, a Redis or RabbitMQ prefix and a PostgreSQL schema of its own,
+removed after the run (bench/_namespace.py).
 Traffic goes to 127.0.0.1 only.
 """
 
@@ -52,6 +54,7 @@ from _common import (
     write_csv,
     write_template,
 )
+from _namespace import namespace
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -190,7 +193,9 @@ def remove_sqlite(url: str) -> None:
 
 def run_mailspool(rnd: int, sink: Sink, args: argparse.Namespace) -> RunResult:
     run_id = uuid.uuid4().hex[:12]
-    url = queue_url(args, rnd, run_id)
+    store = args.store.format(tmp=args.tmp, run=rnd, uuid=run_id) if args.store else None
+    ns = namespace(queue_url(args, rnd, run_id), store, run_id)
+    url = ns.queue
     cmd = [
         args.mailspool, "send", str(args.tmp / "recipients.csv"),
         "--template", str(args.tmp / "t.txt"),
@@ -200,12 +205,13 @@ def run_mailspool(rnd: int, sink: Sink, args: argparse.Namespace) -> RunResult:
     ]  # fmt: skip
     if not url.startswith("sqlite:"):
         cmd += ["--campaign", f"bench-{run_id}"]
-    if args.store:
-        cmd += ["--store", args.store.format(tmp=args.tmp, run=rnd, uuid=run_id)]
+    if ns.store:
+        cmd += ["--store", ns.store]
     try:
         run, res = timed(f"mailspool send -c {args.concurrency}", rnd, cmd, sink, args)
     finally:
         remove_sqlite(url)
+        ns.cleanup()
     summary = res.last_json()
     if summary is not None:
         run.summary = summary
