@@ -14,7 +14,7 @@ from mailspool.errors import QueueError
 from mailspool.models import State
 from mailspool.packing import Packed, pack
 from mailspool.store.postgres import PostgresStore
-from mailspool.store.postgres_schema import DDL
+from mailspool.store.postgres_schema import DDL, record_sql
 
 from .conftest import POSTGRES_URL, need, port_open
 from .test_queue_contract import make_job
@@ -114,3 +114,31 @@ async def test_a_damaged_message_names_its_job(schema: str) -> None:
             await store.get("c1-00007")
     finally:
         await store.close()
+
+
+async def test_outcomes_find_their_rows_by_id_on_a_table_never_analyzed(schema: str) -> None:
+    """A new store has no statistics: recording a batch must still look its jobs up by
+    id, not scan every leased job for each batch."""
+    store = await opened(schema)
+    try:
+        await store.insert([make_job(i) for i in range(5000)])
+        await store.claim_due("w1", 1000, 60.0, "c1", (State.QUEUED,))
+    finally:
+        await store.close()
+    con = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await con.execute("SET plan_cache_mode = force_generic_plan")
+        await con.execute(
+            "PREPARE rec(text[], text[], float8[], text[], text[], int[], float8, text) AS "
+            + record_sql(f"{schema}.jobs")
+        )
+        plan = "\n".join(
+            r[0]
+            for r in await con.fetch(
+                "EXPLAIN EXECUTE rec('{c1-00001}', '{sent}', '{0}', '{ok}', '{\"\"}', '{0}',"
+                " 0, 'w1')"
+            )
+        )
+    finally:
+        await con.close()
+    assert "jobs_pkey" in plan and "jobs_due" not in plan and "Seq Scan on jobs" not in plan, plan

@@ -107,21 +107,23 @@ def insert_sql(t: str) -> str:
     )
 
 
-# Outcomes and heartbeats run once per job (asyncpg fetchmany: one round trip, one
-# transaction, rows locked in id order): "id = $1" always plans as a primary-key
-# look-up, where a join of the outcomes with the table can be planned as a scan of
-# every leased job (statistics lag behind a queue's churn).
 def record_sql(t: str) -> str:
     """One statement for a batch of outcomes, given as parallel arrays ($1 to $6: id,
     state, ready_at, reply, reason, ambiguous; $7 now, $8 the owner): one round of the
-    protocol instead of one per outcome. Ids must be distinct."""
+    protocol instead of one per outcome. Ids must be distinct.
+
+    The rows are found by their ids alone ("id = ANY", the other conditions hidden from
+    the planner by "IS TRUE"): on a table never analyzed (a new store; statistics lag
+    behind a queue's churn) a join of the outcomes with the table is planned as a scan
+    of every leased job, for each batch."""
     return (
         f"UPDATE {t} AS j SET state = o.state, ready_at = o.ready_at, updated_at = $7,"
         " last_reply = o.reply, dead_reason = o.reason, ambiguous = j.ambiguous + o.ambiguous,"
         " lease_owner = NULL"
         " FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::int[])"
         " AS o(id, state, ready_at, reply, reason, ambiguous)"
-        " WHERE j.id = o.id AND j.lease_owner = $8 AND j.state = 'sending' RETURNING j.id"
+        " WHERE j.id = ANY($1::text[]) AND j.id = o.id"
+        " AND (j.lease_owner = $8 AND j.state = 'sending') IS TRUE RETURNING j.id"
     )
 
 
