@@ -25,7 +25,8 @@ Examples:
 (fresh per run). With an sqlite:// queue each run gets a fresh file (deleted after the run);
 with any other queue each run uses its own campaign, --campaign bench-<uuid>, and, unless
 the URL names its own, a Redis or RabbitMQ prefix and a PostgreSQL schema of its own,
-removed after the run (bench/_namespace.py).
+removed after the run (bench/_namespace.py). --with-sqlite also runs the SQLite queue in
+every round and prints the other queue's rate as a fraction of it (target 0.8).
 Traffic goes to 127.0.0.1 only.
 """
 
@@ -59,6 +60,8 @@ from _namespace import namespace
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 TARGET_RATIO = 0.25
+TARGET_OF_SQLITE = 0.8  # the distributed queues, against the SQLite runs beside them
+DEFAULT_QUEUE = "sqlite:///{tmp}/queue-{uuid}.db"
 # signs of a busy machine, which make the ratio unreliable
 NOISY_SPREAD = 1.25  # max/min of smtp-source's rates across rounds
 BUSY_LOAD = 0.5 * (os.cpu_count() or 1)  # 1-minute load average before the start
@@ -179,8 +182,20 @@ def run_smtp_source(rnd: int, sink: Sink, args: argparse.Namespace) -> RunResult
     return run
 
 
-def queue_url(args: argparse.Namespace, rnd: int, run_id: str) -> str:
-    return str(args.queue_url_template.format(tmp=args.tmp, run=rnd, uuid=run_id))
+@dataclass(frozen=True)
+class Target:
+    """Where a mailspool run keeps its jobs: a queue URL template and a store template."""
+
+    queue: str
+    store: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.queue.split(":", 1)[0]
+
+    def urls(self, args: argparse.Namespace, rnd: int, run_id: str) -> tuple[str, str | None]:
+        fill = {"tmp": args.tmp, "run": rnd, "uuid": run_id}
+        return self.queue.format(**fill), self.store.format(**fill) if self.store else None
 
 
 def remove_sqlite(url: str) -> None:
@@ -191,10 +206,9 @@ def remove_sqlite(url: str) -> None:
         Path(path + suffix).unlink(missing_ok=True)
 
 
-def run_mailspool(rnd: int, sink: Sink, args: argparse.Namespace) -> RunResult:
+def run_mailspool(rnd: int, sink: Sink, args: argparse.Namespace, target: Target) -> RunResult:
     run_id = uuid.uuid4().hex[:12]
-    store = args.store.format(tmp=args.tmp, run=rnd, uuid=run_id) if args.store else None
-    ns = namespace(queue_url(args, rnd, run_id), store, run_id)
+    ns = namespace(*target.urls(args, rnd, run_id), run_id)
     url = ns.queue
     cmd = [
         args.mailspool, "send", str(args.tmp / "recipients.csv"),
@@ -208,7 +222,8 @@ def run_mailspool(rnd: int, sink: Sink, args: argparse.Namespace) -> RunResult:
     if ns.store:
         cmd += ["--store", ns.store]
     try:
-        run, res = timed(f"mailspool send -c {args.concurrency}", rnd, cmd, sink, args)
+        client = f"mailspool send -c {args.concurrency} ({target.kind})"
+        run, res = timed(client, rnd, cmd, sink, args)
     finally:
         remove_sqlite(url)
         ns.cleanup()
@@ -304,8 +319,35 @@ def ratios(src: list[RunResult], ms: list[RunResult], load_before: float) -> dic
     return out
 
 
+def versus_sqlite(ms: list[RunResult], lite: list[RunResult]) -> dict[str, Any]:
+    """Print the rate of the queue measured as a fraction of the SQLite runs beside it."""
+    out: dict[str, Any] = {"target_of_sqlite": TARGET_OF_SQLITE}
+    ms_ok = [r.rate for r in ms if r.ok]
+    lite_ok = [r.rate for r in lite if r.ok]
+    if not (ms_ok and lite_ok):
+        print("Of SQLite: no successful pair of runs")
+        return out
+    frac = statistics.median(ms_ok) / statistics.median(lite_ok)
+    rounds = [(m.round, m.rate / q.rate) for m, q in zip(ms, lite, strict=True) if m.ok and q.ok]
+    verdict = "met" if frac >= TARGET_OF_SQLITE else "NOT met"
+    print(
+        f"Of the SQLite runs beside it (median rates): **{frac:.2f}**"
+        f" (target {TARGET_OF_SQLITE}: {verdict}); per round: "
+        + ", ".join(f"round {r}: {x:.2f}" for r, x in rounds)
+    )
+    return out | {
+        "of_sqlite": frac,
+        "of_sqlite_per_round": dict(rounds),
+        "of_sqlite_met": frac >= TARGET_OF_SQLITE,
+    }
+
+
 def report(
-    args: argparse.Namespace, src: list[RunResult], ms: list[RunResult], size: int | None
+    args: argparse.Namespace,
+    src: list[RunResult],
+    ms: list[RunResult],
+    size: int | None,
+    lite: list[RunResult] | None = None,
 ) -> dict[str, Any]:
     queue_kind = args.queue_url_template.split(":", 1)[0]
     size_text = f"~{size} B" if size else "size unknown"
@@ -321,8 +363,12 @@ def report(
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(table_row(src[0].client, src, args.n))
-    print(table_row(f"{ms[0].client} ({queue_kind})", ms, args.n))
+    if lite:
+        print(table_row(lite[0].client, lite, args.n))
+    print(table_row(ms[0].client, ms, args.n))
     out = ratios(src, ms, args.load_before)
+    if lite:
+        out |= versus_sqlite(ms, lite)
     inproc = [r.summary["rate_per_s"] for r in ms if r.ok and "rate_per_s" in r.summary]
     if inproc:
         print(
@@ -344,7 +390,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--size", type=int, default=2048, help="smtp-source -l and body bytes (2048)")
     ap.add_argument(
         "--queue-url-template",
-        default="sqlite:///{tmp}/queue-{uuid}.db",
+        default=DEFAULT_QUEUE,
         help="queue URL for each mailspool run; {tmp}, {run}, {uuid} are substituted"
         " (default sqlite:///{tmp}/queue-{uuid}.db)",
     )
@@ -353,6 +399,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="job store URL for queues that keep job state apart (amqp:// needs one:"
         " postgresql://... or redis://...); {tmp}, {run}, {uuid} are substituted as in"
         " --queue-url-template",
+    )
+    ap.add_argument(
+        "--with-sqlite",
+        action="store_true",
+        help="with another queue: also run the default SQLite queue in every round and"
+        f" print the queue's rate as a fraction of it (target {TARGET_OF_SQLITE})",
     )
     ap.add_argument("--mailspool", help="mailspool executable (default: beside this Python)")
     ap.add_argument("--timeout", type=float, help="kill a run after this many seconds")
@@ -376,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     src: list[RunResult] = []
     ms: list[RunResult] = []
+    lite: list[RunResult] = []
+    target = Target(args.queue_url_template, args.store)
+    beside = args.with_sqlite and target.kind != "sqlite"
     with tempfile.TemporaryDirectory(prefix="mailspool-bench-") as tmp:
         args.tmp = Path(tmp)
         write_csv(args.tmp / "recipients.csv", args.n)
@@ -389,25 +444,31 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             for rnd in range(1, args.runs + 1):
-                for fn, results in ((run_smtp_source, src), (run_mailspool, ms)):
-                    run = fn(rnd, sink, args)
-                    results.append(run)
-                    log_run(run)
+                src.append(run_smtp_source(rnd, sink, args))
+                log_run(src[-1])
+                if beside:
+                    lite.append(run_mailspool(rnd, sink, args, Target(DEFAULT_QUEUE)))
+                    log_run(lite[-1])
+                ms.append(run_mailspool(rnd, sink, args, target))
+                log_run(ms[-1])
         finally:
             sink.stop()
-        summary = report(args, src, ms, size)
+        summary = report(args, src, ms, size, lite)
     if args.json:
         raw = {
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "message_bytes": size,
             "smtp_source": [asdict(r) for r in src],
             "mailspool": [asdict(r) for r in ms],
+            "mailspool_sqlite_beside": [asdict(r) for r in lite],
             **summary,
         }
         args.json.write_text(json.dumps(raw, indent=1) + "\n")
-    if not all(r.ok for r in src + ms):
+    if not all(r.ok for r in src + ms + lite):
         return 1
     if args.check and not summary.get("target_met", False):
+        return 3
+    if args.check and beside and not summary.get("of_sqlite_met", False):
         return 3
     return 0
 
