@@ -22,6 +22,8 @@ import trustme
 
 from mailspool.testing import RecordingSMTPServer, SMTPSink
 
+from .processes import Workers
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -281,3 +283,12 @@ def json_events(text: str, name: str) -> list[dict[str, Any]]:
         if isinstance(event, dict) and event.get("event") == name:
             found.append(event)
     return found
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Workers]]:
+    """Worker process sets a test starts; killed at its end, whatever happened."""
+    started: list[Workers] = []
+    yield started
+    for w in started:
+        w.kill()

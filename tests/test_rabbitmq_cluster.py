@@ -17,7 +17,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,6 +31,7 @@ from mailspool.store.postgres import PostgresStore
 from mailspool.testing import SMTPSink, free_port, wait_listening
 
 from .conftest import TEMPLATE, RabbitMQNamespace, need, timing_server
+from .processes import Workers, env, mailspool
 from .test_redis_cluster import ArrivalTimes
 from .test_redis_limits import max_in_window
 
@@ -80,14 +80,6 @@ def sent(store: str) -> int:
     return stats(store).counts.get("sent", 0)
 
 
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
-
-
-def mailspool(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mailspool", *args]
-
-
 def enqueue(tmp: Path, n: int, queue: str, store: str) -> list[str]:
     """``mailspool enqueue`` of ``n`` recipients in a process of its own."""
     emails = [f"user{i}@example.com" for i in range(n)]
@@ -103,61 +95,6 @@ def enqueue(tmp: Path, n: int, queue: str, store: str) -> list[str]:
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["new"] == n
     return emails
-
-
-class Workers:
-    """``mailspool worker`` processes; the output of each goes to a file."""
-
-    def __init__(
-        self, tmp: Path, queue: str, store: str, smtp_port: int, *opts: str, n: int
-    ) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs = [tmp / f"worker{i}.log" for i in range(n)]
-        cmd = mailspool(
-            "worker", "--queue", queue, "--store", store, "--smtp", f"smtp://127.0.0.1:{smtp_port}",
-            "--campaign", CAMPAIGN, "--log-level", "warning", "--log-format", "json", *opts,
-        )  # fmt: skip
-        for log in self.logs:
-            with log.open("wb") as f:
-                self.procs.append(
-                    subprocess.Popen(cmd, cwd=tmp, env=env(), stdout=f, stderr=subprocess.STDOUT)
-                )
-
-    def alive(self) -> list[bool]:
-        return [p.poll() is None for p in self.procs]
-
-    def stop(self) -> list[int]:
-        """SIGTERM each worker and wait for its exit status."""
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        codes = []
-        for i, p in enumerate(self.procs):
-            try:
-                codes.append(p.wait(45))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                raise AssertionError(
-                    f"worker {i} ignored SIGTERM:\n{self.log(i)[-3000:]}"
-                ) from None
-        return codes
-
-    def kill(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-
-    def log(self, i: int) -> str:
-        return self.logs[i].read_text(errors="replace")
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Workers]]:
-    started: list[Workers] = []
-    yield started
-    for w in started:
-        w.kill()
 
 
 def wait_for(
@@ -197,8 +134,8 @@ def test_three_workers_share_one_global_rate_held_in_redis(
     with timing_server() as server:
         arrivals = ArrivalTimes(server)
         w = Workers(
-            tmp_path, queue, store, server.port,
-            "--rate", "50/s", "--concurrency", "8", "--limits-redis", redis_url, n=3,
+            tmp_path, queue, server.port,
+            "--rate", "50/s", "--concurrency", "8", "--limits-redis", redis_url, store=store, n=3,
         )  # fmt: skip
         workers.append(w)
         wait_for(lambda: len(arrivals.seen) >= n, 60, "every message", w)
@@ -227,8 +164,8 @@ def test_producer_and_three_workers_one_killed_midway(
     # a rate shared by the workers keeps the run long enough (about 5 s) to kill a worker
     # midway however fast the machine is
     w = Workers(
-        tmp_path, queue, store, sink.port, "--concurrency", str(concurrency), "--lease", "3s",
-        "--rate", "600/s", "--limits-redis", redis_url, n=3,
+        tmp_path, queue, sink.port, "--concurrency", str(concurrency), "--lease", "3s",
+        "--rate", "600/s", "--limits-redis", redis_url, store=store, n=3,
     )  # fmt: skip
     workers.append(w)
     wait_for(lambda: sent(store) >= n // 3, 60, "a third sent", w)
@@ -346,8 +283,8 @@ def test_rabbitmq_killed_and_restarted_mid_run_loses_nothing_acknowledged(
     emails = enqueue(tmp_path, n, queue, store)  # acknowledged: durable from here on
     sink = smtp_sink(dump=True)
     w = Workers(
-        tmp_path, queue, store, sink.port, "--rate", "600/s", "--limits-redis", redis_url,
-        "--lease", "5s", n=2,
+        tmp_path, queue, sink.port, "--rate", "600/s", "--limits-redis", redis_url,
+        "--lease", "5s", store=store, n=2,
     )  # fmt: skip
     workers.append(w)
     wait_for(lambda: sent(store) >= n // 4, 60, "a quarter sent", w)

@@ -14,11 +14,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,20 +28,13 @@ from mailspool.queue.redis import RedisQueue
 from mailspool.testing import RecordingSMTPServer, SMTPSink, free_port, wait_listening
 
 from .conftest import TEMPLATE, need, timing_server
+from .processes import Workers, env, mailspool
 from .test_redis_limits import max_in_window
 
 CAMPAIGN = "cluster"
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
-
-
-def mailspool(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mailspool", *args]
 
 
 def write_recipients(path: Path, emails: list[str]) -> Path:
@@ -66,59 +56,6 @@ def enqueued(producer: subprocess.Popen[str]) -> int:
     out, _ = producer.communicate(timeout=60)
     assert producer.returncode == 0
     return int(json.loads(out)["new"])
-
-
-class Workers:
-    """``mailspool worker`` processes; stderr of each goes to a file for the assertions."""
-
-    def __init__(self, tmp: Path, queue: str, smtp_port: int, *options: str, n: int = 3) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs = [tmp / f"worker{i}.log" for i in range(n)]
-        cmd = mailspool(
-            "worker", "--queue", queue, "--smtp", f"smtp://127.0.0.1:{smtp_port}",
-            "--campaign", CAMPAIGN, "--log-level", "warning", "--log-format", "json", *options,
-        )  # fmt: skip
-        for log in self.logs:
-            with log.open("wb") as f:
-                self.procs.append(
-                    subprocess.Popen(cmd, cwd=tmp, env=env(), stdout=f, stderr=subprocess.STDOUT)
-                )
-
-    def alive(self) -> list[bool]:
-        return [p.poll() is None for p in self.procs]
-
-    def stop(self) -> list[int]:
-        """SIGTERM each worker and wait for its exit status."""
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        codes = []
-        for i, p in enumerate(self.procs):
-            try:
-                codes.append(p.wait(45))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                raise AssertionError(
-                    f"worker {i} ignored SIGTERM; its log ends:\n{self.log(i)[-3000:]}"
-                ) from None
-        return codes
-
-    def kill(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-
-    def log(self, i: int) -> str:
-        return self.logs[i].read_text(errors="replace")
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Workers]]:
-    started: list[Workers] = []
-    yield started
-    for w in started:
-        w.kill()
 
 
 def stats(url: str) -> CampaignStats:

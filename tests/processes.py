@@ -1,0 +1,75 @@
+"""mailspool as child processes, for the tests that run several of them (workers on many
+machines, as it were): the command line, a clean environment, and a set of workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+
+def env() -> dict[str, str]:
+    """This environment without MAILSPOOL_ settings, which would change what runs."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
+
+
+def mailspool(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mailspool", *args]
+
+
+class Workers:
+    """``n`` ``mailspool worker`` processes on one queue (and job store), delivering one
+    campaign to a relay on loopback; the output of each goes to a file of its own."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        queue: str,
+        smtp_port: int,
+        *options: str,
+        campaign: str = "cluster",
+        store: str | None = None,
+        n: int = 3,
+    ) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs = [tmp / f"worker{i}.log" for i in range(n)]
+        where = ["--queue", queue, *(["--store", store] if store else [])]
+        cmd = mailspool(
+            "worker", *where, "--smtp", f"smtp://127.0.0.1:{smtp_port}",
+            "--campaign", campaign, "--log-level", "warning", "--log-format", "json", *options,
+        )  # fmt: skip
+        for log in self.logs:
+            with log.open("wb") as f:
+                self.procs.append(
+                    subprocess.Popen(cmd, cwd=tmp, env=env(), stdout=f, stderr=subprocess.STDOUT)
+                )
+
+    def alive(self) -> list[bool]:
+        return [p.poll() is None for p in self.procs]
+
+    def stop(self) -> list[int]:
+        """SIGTERM each worker and wait for its exit status."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        codes = []
+        for i, p in enumerate(self.procs):
+            try:
+                codes.append(p.wait(45))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                raise AssertionError(
+                    f"worker {i} ignored SIGTERM; its log ends:\n{self.log(i)[-3000:]}"
+                ) from None
+        return codes
+
+    def kill(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    def log(self, i: int) -> str:
+        return self.logs[i].read_text(errors="replace")
