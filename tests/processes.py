@@ -3,6 +3,7 @@ machines, as it were): the command line, a clean environment, and a set of worke
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
@@ -73,3 +74,27 @@ class Workers:
 
     def log(self, i: int) -> str:
         return self.logs[i].read_text(errors="replace")
+
+
+def per_recipient(received: list[tuple[list[str], str]]) -> dict[str, list[str]]:
+    """The Message-IDs each recipient got, in order, from a sink's (recipients,
+    Message-ID) pairs."""
+    got: dict[str, list[str]] = collections.defaultdict(list)
+    for rcpts, message_id in received:
+        for r in rcpts:
+            got[r].append(message_id)
+    return got
+
+
+def twice_only_in_the_window(
+    got: dict[str, list[str]], everyone: set[str], ambiguous: int, bound: int | None = None
+) -> dict[str, list[str]]:
+    """Assert that everyone got the message, and that those who got it twice got the same
+    Message-ID, each counted as an ambiguous delivery (the duplicate window: delivered,
+    not yet recorded), and no more than ``bound`` were counted. Returns those."""
+    assert set(got) == everyone  # nobody missed, nobody else
+    twice = {r: ids for r, ids in got.items() if len(ids) > 1}
+    assert all(len(ids) == 2 and ids[0] == ids[1] for ids in twice.values()), twice
+    assert len(twice) <= ambiguous, (len(twice), ambiguous)
+    assert bound is None or ambiguous <= bound, (ambiguous, bound)
+    return twice
