@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 
@@ -40,6 +41,17 @@ class AttachmentRef:
     digest: str
     filename: str
     content_type: str
+
+
+def attachments_json(refs: tuple[AttachmentRef, ...]) -> str | None:
+    """How the queues store a job's attachment references: JSON, or None for none."""
+    if not refs:
+        return None
+    return json.dumps([[r.digest, r.filename, r.content_type] for r in refs])
+
+
+def attachments_from_json(text: str | None) -> tuple[AttachmentRef, ...]:
+    return tuple(AttachmentRef(*a) for a in json.loads(text)) if text else ()
 
 
 @dataclass(slots=True)

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mailspool.errors import QueueError
-from mailspool.models import AttachmentRef, CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.models import (
+    CampaignStats,
+    Enqueued,
+    Job,
+    Outcome,
+    State,
+    attachments_from_json,
+    attachments_json,
+)
 from mailspool.packing import stored_form, unpack
 from mailspool.queue.base import DeadFilter, Queue, resumed
 from mailspool.queue.sqlite_schema import open_schema
@@ -43,14 +51,8 @@ INSERT_ROWS = 2000  # 13 parameters a row, under SQLite's limit of 32766 a state
 HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
 
 
-def _attachments_json(refs: tuple[AttachmentRef, ...]) -> str | None:
-    if not refs:
-        return None
-    return json.dumps([[r.digest, r.filename, r.content_type] for r in refs])
-
-
 def _job_from_row(r: Sequence[Any]) -> Job:
-    atts = tuple(AttachmentRef(*a) for a in json.loads(r[9])) if r[9] else ()
+    atts = attachments_from_json(r[9])
     state = State(r[10])
     try:
         message = unpack(r[7])
@@ -99,7 +101,7 @@ def _chunks(jobs: Sequence[Job], now: float) -> list[_Chunk]:
             created = j.created_at or now
             params += (
                 j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
-                "\n".join(j.recipients), j.body_offset, _attachments_json(j.attachments),
+                "\n".join(j.recipients), j.body_offset, attachments_json(j.attachments),
                 State.DEFERRED.value if j.not_before > now else State.QUEUED.value,
                 j.not_before or created, created, now,
             )  # fmt: skip

@@ -20,7 +20,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mailspool.errors import MissingExtra, QueueError
-from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.models import (
+    CampaignStats,
+    Enqueued,
+    Job,
+    Outcome,
+    State,
+    attachments_json,
+)
 from mailspool.packing import stored_form
 from mailspool.queue.base import DeadFilter, resumed
 from mailspool.store.base import JobStore, Ref, redact
@@ -31,7 +38,6 @@ from mailspool.store.postgres_schema import (
     DDL,
     JOB_COLUMNS,
     LEASE_SET,
-    _attachments_json,
     _dead_where,
     _job,
     _refs,
@@ -159,7 +165,7 @@ class PostgresStore(JobStore):
                 (
                     j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
                     "\n".join(j.recipients), stored_form(j.message), j.body_offset,
-                    _attachments_json(j.attachments), j.not_before or created, created, now,
+                    attachments_json(j.attachments), j.not_before or created, created, now,
                     state.value,
                 ),
                 strict=True,

@@ -3,14 +3,13 @@ the statements prepared on every connection, and how rows become jobs."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from mailspool.errors import ConfigError, QueueError
-from mailspool.models import AttachmentRef, Job, State
+from mailspool.models import Job, State, attachments_from_json
 from mailspool.packing import unpack
 from mailspool.queue.base import DeadFilter
 from mailspool.store.base import CLAIMABLE, Ref, redact
@@ -142,20 +141,12 @@ def claim_ids_sql(t: str, scoped: bool) -> str:
     )
 
 
-def _attachments_json(refs: tuple[AttachmentRef, ...]) -> str | None:
-    if not refs:
-        return None
-    return json.dumps([[r.digest, r.filename, r.content_type] for r in refs])
-
-
 def _job(r: Any) -> Job:
     try:
         message = unpack(r["message"]) if r["packed"] else bytes(r["message"])
     except ValueError as exc:
         raise QueueError(f"job {r['id']}: its stored message cannot be read ({exc})") from exc
-    atts = (
-        tuple(AttachmentRef(*a) for a in json.loads(r["attachments"])) if r["attachments"] else ()
-    )
+    atts = attachments_from_json(r["attachments"])
     state = State(r["state"])
     return Job(
         id=r["id"],
