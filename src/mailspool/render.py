@@ -170,9 +170,7 @@ class Renderer:
                 "From", "no sender: set From in the template, a from column, or --from"
             )
         sender = self._sender(fields["from"])
-        to = parse_addresses(fields["to"], "To") if "to" in fields else []
-        cc = parse_addresses(fields["cc"], "Cc") if "cc" in fields else []
-        bcc = parse_addresses(fields["bcc"], "Bcc") if "bcc" in fields else []
+        to, cc, bcc = (_addresses(fields, name) for name in ("To", "Cc", "Bcc"))
         if not (to or cc or bcc):
             raise RejectedRow("To", "no recipient address")
         if len(to) + len(cc) + len(bcc) > self.max_recipients:
@@ -186,15 +184,19 @@ class Renderer:
             to=to,
             cc=cc,
             bcc=bcc,
-            reply_to=parse_addresses(fields["reply-to"], "Reply-To")
-            if "reply-to" in fields
-            else [],
+            reply_to=_addresses(fields, "Reply-To"),
             subject=fields.get("subject", ""),
             headers=extra,
             text=text,
             html=html,
             attachments=attachments,
         )
+
+
+def _addresses(fields: dict[str, str], header: str) -> list[tuple[str, str]]:
+    """The addresses of one address header, validated; none when it is absent."""
+    value = fields.get(header.lower())
+    return parse_addresses(value, header) if value is not None else []
 
 
 def _text_value(values: Mapping[str, Any], name: str) -> str:
