@@ -57,7 +57,7 @@ __all__ = ["PostgresStore", "parse_store_url"]
 DEADLOCK_RETRIES = 5
 _HAS_PACKED = (
     "SELECT true FROM information_schema.columns"
-    " WHERE table_schema = $1 AND table_name = 'jobs' AND column_name = 'packed'"
+    " WHERE table_schema = $1 AND table_name = 'jobs' AND column_name = 'packed_message'"
 )
 
 

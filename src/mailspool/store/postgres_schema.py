@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS {s}.jobs (
     message_id text NOT NULL,
     sender text NOT NULL,
     recipients text NOT NULL,
-    message bytea NOT NULL,
+    message bytea,
     body_offset integer NOT NULL DEFAULT 0,
     attachments text,
     state text NOT NULL,
@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS {s}.jobs (
     last_reply text NOT NULL DEFAULT '',
     dead_reason text NOT NULL DEFAULT '',
     ambiguous integer NOT NULL DEFAULT 0,
-    packed boolean NOT NULL DEFAULT false
+    packed_message bytea
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON {s}.jobs (state, ready_at);
 CREATE INDEX IF NOT EXISTS jobs_campaign ON {s}.jobs (campaign, state, ready_at);
@@ -75,11 +75,15 @@ CREATE TABLE IF NOT EXISTS {s}.campaigns (name text PRIMARY KEY, settings text N
 JOB_COLUMNS = (
     'id, campaign, key, "row", message_id, sender, recipients, message, body_offset,'
     " attachments, state, attempts, ready_at, created_at, updated_at, last_reply,"
-    " dead_reason, lease_owner, packed"
+    " dead_reason, lease_owner, packed_message"
 )
 
-# a table created before messages were stored packed: its rows keep plain messages
-ADD_PACKED = "ALTER TABLE {s}.jobs ADD COLUMN packed boolean NOT NULL DEFAULT false"
+# A table from before messages were packed: its rows keep their plain ``message``; new
+# rows leave it NULL, so that a mailspool from before, still running somewhere, fails on
+# them instead of sending the packed bytes as the message.
+ADD_PACKED = (
+    "ALTER TABLE {s}.jobs ADD COLUMN packed_message bytea, ALTER COLUMN message DROP NOT NULL"
+)
 _CLAIMABLE = [s.value for s in CLAIMABLE]
 
 # a handed-back job: deferred if it was tried before, else queued
@@ -96,10 +100,10 @@ LEASE_SET = (
 def insert_sql(t: str) -> str:
     return (
         f'INSERT INTO {t} (id, campaign, key, "row", message_id, sender,'
-        " recipients, message, body_offset, attachments, ready_at, created_at,"
-        " updated_at, state, packed)"
         # every message written now is packed (mailspool.packing)
-        " SELECT *, true FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],"
+        " recipients, packed_message, body_offset, attachments, ready_at, created_at,"
+        " updated_at, state)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],"
         " $5::text[], $6::text[], $7::text[], $8::bytea[], $9::int[], $10::text[],"
         " $11::float8[], $12::float8[], $13::float8[], $14::text[])"
         " ON CONFLICT (id) DO NOTHING RETURNING id"
@@ -142,9 +146,10 @@ def claim_ids_sql(t: str, scoped: bool) -> str:
 
 
 def _job(r: Any) -> Job:
+    packed = r["packed_message"]
     try:
-        message = unpack(r["message"]) if r["packed"] else bytes(r["message"])
-    except ValueError as exc:
+        message = unpack(packed) if packed is not None else bytes(r["message"])
+    except (ValueError, TypeError) as exc:
         raise QueueError(f"job {r['id']}: its stored message cannot be read ({exc})") from exc
     atts = attachments_from_json(r["attachments"])
     state = State(r["state"])
