@@ -10,6 +10,7 @@ that names its own ``prefix`` or ``schema`` is used as it is and left alone.
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -34,14 +35,20 @@ class Namespace:
     schemas: list[tuple[str, str]] = field(default_factory=list)  # (url, schema)
 
     def cleanup(self) -> None:
-        if self.redis or self.amqp or self.schemas:
+        """Remove the run's namespace; a failure is reported, not raised, so that it never
+        hides the run's own result."""
+        if not (self.redis or self.amqp or self.schemas):
+            return
+        try:
             asyncio.run(self._cleanup())
+        except Exception as exc:  # a server that went away, a missing client library
+            print(f"warning: could not remove the run's data: {exc!r}", file=sys.stderr)
 
     async def _cleanup(self) -> None:
         for url, prefix in self.redis:
             import redis.asyncio as aioredis
 
-            r = aioredis.Redis.from_url(_without(url, "prefix"))
+            r = aioredis.Redis.from_url(_bare(url))
             try:
                 keys = [k async for k in r.scan_iter(match=f"{prefix}:*", count=1000)]
                 for i in range(0, len(keys), 1000):
@@ -51,7 +58,7 @@ class Namespace:
         for url, prefix in self.amqp:
             import aio_pika
 
-            async with await aio_pika.connect(_without(url, "prefix")) as conn:
+            async with await aio_pika.connect(_bare(url)) as conn:
                 ch = await conn.channel()
                 for name in (f"{prefix}.work", f"{prefix}.dead"):
                     await ch.queue_delete(name)
@@ -59,17 +66,17 @@ class Namespace:
         for url, schema in self.schemas:
             import asyncpg
 
-            con = await asyncpg.connect(_without(url, "schema"))
+            con = await asyncpg.connect(_bare(url))
             try:
                 await con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
             finally:
                 await con.close()
 
 
-def _without(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
-    return urlunsplit(parts._replace(query=urlencode(params)))
+def _bare(url: str) -> str:
+    """The server's address and credentials only: mailspool's own URL parameters (prefix,
+    pool, reconnect_for, ...) mean nothing to the client libraries."""
+    return urlunsplit(urlsplit(url)._replace(query="", fragment=""))
 
 
 def namespace(queue: str, store: str | None, run_id: str) -> Namespace:

@@ -22,7 +22,9 @@ import trustme
 
 from mailspool.testing import RecordingSMTPServer, SMTPSink
 
-from .processes import Workers
+# the shared assertions there report their operands as the tests' own do
+pytest.register_assert_rewrite("tests.processes")
+from .processes import Workers  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ROOT = Path(__file__).resolve().parent.parent

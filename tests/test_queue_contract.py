@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from mailspool.models import Enqueued, Job, Outcome, State
-from mailspool.queue import DeadFilter, MemoryQueue, Queue, SQLiteQueue
+from mailspool.queue import (
+    DeadFilter,
+    MemoryQueue,
+    Queue,
+    SQLiteQueue,
+    make_queue,
+    queue_packs_messages,
+)
 
 BACKENDS = ["memory", "sqlite", "redis", "rabbitmq", "rabbitmq-redis"]
 
@@ -229,3 +236,25 @@ async def test_campaign_settings(queue: Queue) -> None:
     await queue.set_campaign_settings("c1", {"retry": {"first": 20.0}})
     assert await queue.campaign_settings("c1") == {"retry": {"first": 20.0}}
     assert await queue.campaign_settings("c2") == {}
+
+
+@pytest.mark.parametrize(
+    ("url", "store", "packs"),
+    [
+        ("sqlite:///q.db", None, True),
+        ("memory://", None, False),
+        ("redis://127.0.0.1:6379/0", None, True),
+        ("amqp://guest:guest@127.0.0.1:5672/", "postgresql://postgres@127.0.0.1/test", True),
+        ("amqp://guest:guest@127.0.0.1:5672/", "redis://127.0.0.1:6379/0", True),
+    ],
+)
+def test_whether_a_queue_packs_is_known_before_it_is_made(
+    url: str, store: str | None, packs: bool
+) -> None:
+    """The render processes start before the queue is made and pack messages for it:
+    a queue handed packed messages that it does not unpack would send them as they are."""
+    for scheme, module in (("redis:", "redis"), ("amqp:", "aio_pika"), ("postgresql:", "asyncpg")):
+        if scheme in f"{url} {store}":
+            pytest.importorskip(module)
+    assert queue_packs_messages(url, store) is packs
+    assert make_queue(url, store).packs_messages is packs  # made, not opened

@@ -58,7 +58,7 @@ def _from_meta(meta: bytes, message: Any, **dynamic: Any) -> Job:
         meta
     )
     message = bytes(message or b"")
-    if packed and message:  # a sent job's message is dropped
+    if packed[:1] == [1] and message:  # a sent job's message is dropped
         try:
             message = unpack(message)
         except ValueError as exc:
