@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from mailspool.errors import QueueError
 from mailspool.models import State
 from mailspool.packing import Packed, pack
 from mailspool.store.postgres import PostgresStore
@@ -110,13 +109,16 @@ async def test_a_table_from_before_packing_keeps_its_plain_messages(schema: str)
     await store.close()
 
 
-async def test_a_damaged_message_names_its_job(schema: str) -> None:
+async def test_a_damaged_message_is_claimed_marked_unreadable(schema: str) -> None:
     store = await opened(schema)
     try:
-        await store.insert([dataclasses.replace(make_job(7), message=MESSAGE)])
-        await sql(f"UPDATE {schema}.jobs SET packed_message = '\\x00ff'::bytea")
-        with pytest.raises(QueueError, match="job c1-00007: its stored message cannot be read"):
-            await store.get("c1-00007")
+        await store.insert([dataclasses.replace(make_job(i), message=MESSAGE) for i in (7, 8)])
+        await sql(
+            f"UPDATE {schema}.jobs SET packed_message = '\\x00ff'::bytea WHERE id = 'c1-00007'"
+        )
+        got = {j.id: j for j in await store.claim_ids("w1", ["c1-00007", "c1-00008"], 60.0, "c1")}
+        assert "its stored message cannot be read" in got["c1-00007"].unreadable
+        assert (got["c1-00008"].unreadable, got["c1-00008"].message) == ("", MESSAGE)
     finally:
         await store.close()
 

@@ -140,11 +140,14 @@ async def test_a_job_from_before_packing_keeps_its_plain_message(rq: RedisQueue)
     assert j.message == LONG
 
 
-async def test_a_damaged_message_names_its_job(rq: RedisQueue) -> None:
-    await rq.enqueue([job(1)])
+async def test_a_damaged_message_is_claimed_marked_unreadable(rq: RedisQueue) -> None:
+    await rq.enqueue([job(1), job(2)])
     await rq.redis.hset(f"{rq.prefix}:job:c1-1", "message", b"\x00\xff")
-    with pytest.raises(QueueError, match="job c1-1: its stored message cannot be read"):
-        await rq.get("c1-1")
+    got = {j.id: j for j in await rq.claim("w1", 2, 30)}
+    assert "its stored message cannot be read" in got["c1-1"].unreadable
+    assert (got["c1-2"].unreadable, got["c1-2"].message) == ("", job(2).message)
+    listed = await rq.get("c1-1")  # still readable as a job, for status and dead letters
+    assert listed is not None and listed.unreadable
 
 
 async def test_leases_of_different_lengths_share_one_group(rq: RedisQueue) -> None:

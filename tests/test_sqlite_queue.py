@@ -6,9 +6,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import pytest
-
-from mailspool.errors import QueueError
 from mailspool.models import Enqueued, Job, Outcome, State
 from mailspool.packing import unpack
 from mailspool.queue import DeadFilter, SQLiteQueue
@@ -160,16 +157,19 @@ def _fields(j: Job) -> dict[str, object]:
     return {name: getattr(j, name) for name in j.__slots__}  # type: ignore[attr-defined]
 
 
-async def test_a_damaged_message_is_a_queue_error_naming_the_job(tmp_path: Path) -> None:
+async def test_a_damaged_message_is_claimed_marked_unreadable(tmp_path: Path) -> None:
+    """The worker records such a job dead; the claim, and the jobs beside it, go on."""
     q = SQLiteQueue(tmp_path / "q.db")
     await q.open()
     try:
-        await q.enqueue([job(1)])
+        await q.enqueue([job(1), job(2)])
         db = sqlite3.connect(tmp_path / "q.db")
-        db.execute("UPDATE bodies SET message = x'00ff00ff00'")
+        db.execute("UPDATE bodies SET message = x'00ff00ff00' WHERE seq = 1")
         db.commit()
         db.close()
-        with pytest.raises(QueueError, match="job id1: its stored message cannot be read"):
-            await q.claim("w", 1, 60)
+        got = {j.id: j for j in await q.claim("w", 2, 60)}
+        assert "its stored message cannot be read" in got["id1"].unreadable
+        assert got["id1"].message == b""
+        assert (got["id2"].unreadable, got["id2"].message) == ("", job(2).message)
     finally:
         await q.close()

@@ -37,7 +37,7 @@ from typing import Any
 
 from mailspool.errors import QueueError
 from mailspool.leases import PID_SPACE, WORKER_TOKEN, make_owner, owner_is_dead_here
-from mailspool.models import AttachmentRef, Job, Outcome, State
+from mailspool.models import AttachmentRef, DeadReason, Job, Outcome, State
 from mailspool.observe import Observer
 from mailspool.queue.sqlite import SQLiteQueue
 from mailspool.testing import RecordingSMTPServer, SMTPSink
@@ -117,6 +117,33 @@ def test_outcomes_are_recorded_once_the_store_is_back(
     asyncio.run(main())
     got = [m.recipients[0] for m in smtpd.messages]
     assert sorted(got) == sorted({f"user{i}@example.com" for i in range(50)})  # once each
+
+
+def test_a_damaged_stored_message_is_dead_and_the_other_jobs_go_on(
+    tmp_path: Path, smtpd: RecordingSMTPServer
+) -> None:
+    async def main() -> None:
+        queue = await open_queue(tmp_path / "q.db")
+        await queue.enqueue([make_job(i) for i in range(20)])
+        db = sqlite3.connect(tmp_path / "q.db")  # as a damaged disk would leave it
+        db.execute(
+            "UPDATE bodies SET message = x'00ff00ff00'"
+            " WHERE seq = (SELECT seq FROM jobs WHERE id = 'job00007')"
+        )
+        db.commit()
+        db.close()
+        worker = Worker(queue, transport(smtpd.port), config())
+        await drain(worker, queue)
+        assert worker.error is None  # the worker went on
+        st = await queue.stats()
+        assert st.counts == {"sent": 19, "dead": 1}
+        dead = await queue.get("job00007")
+        assert dead is not None and dead.dead_reason == DeadReason.INVALID_MESSAGE.value
+        assert "its stored message cannot be read" in dead.last_reply
+        await queue.close()
+
+    asyncio.run(main())
+    assert len(smtpd.messages) == 19
 
 
 class Broken(Observer):

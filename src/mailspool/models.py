@@ -82,6 +82,9 @@ class Job:
     dead_reason: str = ""
     # set by a claim; a worker records outcomes only for leases it still holds
     lease_owner: str = ""
+    # why the stored message could not be read (a damaged store): the worker records the
+    # job dead instead of sending it
+    unreadable: str = ""
 
     @property
     def domain(self) -> str:

@@ -29,6 +29,16 @@ def unpack(stored: bytes) -> bytes:
         raise ValueError(f"not a packed message: {exc}") from None
 
 
+def read_stored(stored: bytes) -> tuple[bytes, str]:
+    """(the message, "") from what a packing queue stored, or (b"", why) when it cannot
+    be read (a damaged store): the worker records that one job dead, where raising would
+    fail every claim that meets it, and stop each worker in turn."""
+    try:
+        return unpack(stored), ""
+    except (ValueError, TypeError) as exc:
+        return b"", f"its stored message cannot be read ({exc})"
+
+
 def stored_form(message: bytes) -> bytes:
     """What a packing queue stores for ``message``."""
     return message if isinstance(message, Packed) else pack(message)

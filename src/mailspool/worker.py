@@ -345,6 +345,8 @@ class Worker:
         return f" | retrying {', '.join(later)} as job {child.id}"
 
     async def _message_bytes(self, job: Job) -> bytes:
+        if job.unreadable:
+            raise MailspoolError(job.unreadable)
         if not job.attachments:
             return job.message
         parts = []

@@ -12,9 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from mailspool.errors import QueueError
 from mailspool.models import AttachmentRef, Job, State
-from mailspool.packing import stored_form, unpack
+from mailspool.packing import read_stored, stored_form
 from mailspool.queue.redis_scripts import MAX_LEASE_S, RECLAIM_IDLE_MS
 
 #: what ``get`` reads of a job hash; ``meta`` is the JSON of what never changes (see _meta)
@@ -57,12 +56,9 @@ def _from_meta(meta: bytes, message: Any, **dynamic: Any) -> Job:
     jid, campaign, key, row, message_id, sender, rcpts, offset, atts, created, *packed = json.loads(
         meta
     )
-    message = bytes(message or b"")
+    message, unreadable = bytes(message or b""), ""
     if packed[:1] == [1] and message:  # a sent job's message is dropped
-        try:
-            message = unpack(message)
-        except ValueError as exc:
-            raise QueueError(f"job {jid}: its stored message cannot be read ({exc})") from exc
+        message, unreadable = read_stored(message)
     return Job(
         id=jid,
         campaign=campaign,
@@ -71,6 +67,7 @@ def _from_meta(meta: bytes, message: Any, **dynamic: Any) -> Job:
         sender=sender,
         recipients=tuple(rcpts),
         message=message,
+        unreadable=unreadable,
         row=row,
         body_offset=offset,
         attachments=tuple(AttachmentRef(*a) for a in atts),

@@ -28,7 +28,7 @@ from mailspool.models import (
     attachments_from_json,
     attachments_json,
 )
-from mailspool.packing import stored_form, unpack
+from mailspool.packing import read_stored, stored_form
 from mailspool.queue.base import DeadFilter, Queue, resumed
 from mailspool.queue.sqlite_schema import open_schema
 
@@ -54,10 +54,7 @@ HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
 def _job_from_row(r: Sequence[Any]) -> Job:
     atts = attachments_from_json(r[9])
     state = State(r[10])
-    try:
-        message = unpack(r[7])
-    except (ValueError, TypeError) as exc:  # a damaged file; SQLite's own checks passed
-        raise QueueError(f"job {r[0]}: its stored message cannot be read ({exc})") from exc
+    message, unreadable = read_stored(r[7])  # a damaged file; SQLite's own checks passed
     return Job(
         id=r[0],
         campaign=r[1],
@@ -67,6 +64,7 @@ def _job_from_row(r: Sequence[Any]) -> Job:
         sender=r[5],
         recipients=tuple(r[6].split("\n")),
         message=message,
+        unreadable=unreadable,
         body_offset=r[8],
         attachments=atts,
         state=state,

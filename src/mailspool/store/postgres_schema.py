@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from mailspool.errors import ConfigError, QueueError
+from mailspool.errors import ConfigError
 from mailspool.models import Job, State, attachments_from_json
-from mailspool.packing import unpack
+from mailspool.packing import read_stored
 from mailspool.queue.base import DeadFilter
 from mailspool.store.base import CLAIMABLE, Ref, redact
 
@@ -147,10 +147,10 @@ def claim_ids_sql(t: str, scoped: bool) -> str:
 
 def _job(r: Any) -> Job:
     packed = r["packed_message"]
-    try:
-        message = unpack(packed) if packed is not None else bytes(r["message"])
-    except (ValueError, TypeError) as exc:
-        raise QueueError(f"job {r['id']}: its stored message cannot be read ({exc})") from exc
+    if packed is not None:
+        message, unreadable = read_stored(packed)
+    else:  # written before messages were packed
+        message, unreadable = bytes(r["message"] or b""), ""
     atts = attachments_from_json(r["attachments"])
     state = State(r["state"])
     return Job(
@@ -162,6 +162,7 @@ def _job(r: Any) -> Job:
         sender=r["sender"],
         recipients=tuple(r["recipients"].split("\n")),
         message=message,
+        unreadable=unreadable,
         body_offset=r["body_offset"],
         attachments=atts,
         state=state,
