@@ -277,18 +277,29 @@ def table_row(name: str, runs: list[RunResult], n: int) -> str:
     )
 
 
+def rate_ratio(
+    num: list[RunResult], den: list[RunResult]
+) -> tuple[float | None, list[tuple[int, float]]]:
+    """The ratio of two clients' median rates (None without a successful run of each),
+    and each round's ratio."""
+    rounds = [(a.round, a.rate / b.rate) for a, b in zip(num, den, strict=True) if a.ok and b.ok]
+    num_ok = [r.rate for r in num if r.ok]
+    den_ok = [r.rate for r in den if r.ok]
+    if not (num_ok and den_ok):
+        return None, rounds
+    return statistics.median(num_ok) / statistics.median(den_ok), rounds
+
+
 def ratios(src: list[RunResult], ms: list[RunResult], load_before: float) -> dict[str, Any]:
     """Print the ratio mailspool / smtp-source: of the median rates (the headline figure),
     the median of the per-round ratios, each round's, and a warning when the reference
     client's own rate moved so much between rounds that the machine was clearly busy."""
-    rounds = [(s.round, m.rate / s.rate) for s, m in zip(src, ms, strict=True) if s.ok and m.ok]
+    ratio, rounds = rate_ratio(ms, src)
     out: dict[str, Any] = {"target_ratio": TARGET_RATIO, "per_round_ratio": dict(rounds)}
-    src_ok = [r.rate for r in src if r.ok]
-    ms_ok = [r.rate for r in ms if r.ok]
-    if not (src_ok and ms_ok):
+    if ratio is None:
         print("\nRatio: no successful pair of runs")
         return out
-    ratio = statistics.median(ms_ok) / statistics.median(src_ok)
+    src_ok = [r.rate for r in src if r.ok]
     verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
     print(
         f"\nRatio mailspool / smtp-source (median rates): **{ratio:.3f}**"
@@ -322,13 +333,10 @@ def ratios(src: list[RunResult], ms: list[RunResult], load_before: float) -> dic
 def versus_sqlite(ms: list[RunResult], lite: list[RunResult]) -> dict[str, Any]:
     """Print the rate of the queue measured as a fraction of the SQLite runs beside it."""
     out: dict[str, Any] = {"target_of_sqlite": TARGET_OF_SQLITE}
-    ms_ok = [r.rate for r in ms if r.ok]
-    lite_ok = [r.rate for r in lite if r.ok]
-    if not (ms_ok and lite_ok):
+    frac, rounds = rate_ratio(ms, lite)
+    if frac is None:
         print("Of SQLite: no successful pair of runs")
         return out
-    frac = statistics.median(ms_ok) / statistics.median(lite_ok)
-    rounds = [(m.round, m.rate / q.rate) for m, q in zip(ms, lite, strict=True) if m.ok and q.ok]
     verdict = "met" if frac >= TARGET_OF_SQLITE else "NOT met"
     print(
         f"Of the SQLite runs beside it (median rates): **{frac:.2f}**"
