@@ -42,6 +42,17 @@ class Queue(abc.ABC):
     #: it is, so a producer may pack in its render processes
     packs_messages: bool = False
 
+    @classmethod
+    def from_url(cls, url: str, store: str | None) -> Queue:
+        """The queue for ``url`` (its scheme is this class's), not yet opened; ``store``
+        is for queues that keep job state apart (RabbitMQ)."""
+        return cls(url)  # type: ignore[call-arg]  # overridden where the signature differs
+
+    @classmethod
+    def packs_for(cls, store: str | None) -> bool:
+        """``packs_messages`` of the queue ``from_url`` would make with ``store``."""
+        return cls.packs_messages
+
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect and create what is missing (tables, groups)."""
 

@@ -14,6 +14,10 @@ _CLAIMABLE = (State.DEFERRED, State.QUEUED, State.SENDING)
 
 
 class MemoryQueue(Queue):
+    @classmethod
+    def from_url(cls, url: str, store: str | None) -> Queue:
+        return cls()
+
     def __init__(self) -> None:
         self.url = "memory://"
         self.jobs: dict[str, Job] = {}

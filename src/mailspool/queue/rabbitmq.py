@@ -40,7 +40,7 @@ from mailspool.queue.base import DeadFilter, Queue
 from mailspool.queue.rabbitmq_connection import CONNECT_TIMEOUT, _quiet_aiormq
 from mailspool.queue.rabbitmq_deliveries import DeliveryConsumer
 from mailspool.queue.rabbitmq_topology import AMQPSettings, parse_amqp_url
-from mailspool.store import JobStore, make_store
+from mailspool.store import JobStore, make_store, store_class
 from mailspool.store.base import redact
 
 # the queue, and the URL's settings that other modules import from here
@@ -51,6 +51,15 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
     """The queue over a broker and a job store (see above). Connecting, reconnecting and
     publishing are in ``rabbitmq_connection``, deliveries and their claims in
     ``rabbitmq_deliveries``; this class sets up their state and answers the interface."""
+
+    @classmethod
+    def from_url(cls, url: str, store: str | None) -> Queue:
+        return cls(url, store)
+
+    @classmethod
+    def packs_for(cls, store: str | None) -> bool:
+        # the store keeps the messages; without one, __init__ says what to add
+        return store is not None and store_class(store).packs_messages
 
     def __init__(self, url: str, store: str | JobStore | None) -> None:
         try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mailspool.errors import QueueError
+from mailspool.errors import ConfigError, QueueError
 from mailspool.models import (
     CampaignStats,
     Enqueued,
@@ -169,6 +169,17 @@ def _dead_where(flt: DeadFilter) -> tuple[str, list[Any]]:
 
 class SQLiteQueue(Queue):
     packs_messages = True
+
+    @classmethod
+    def from_url(cls, url: str, store: str | None) -> Queue:
+        """``sqlite:///rel.db`` is relative to the working directory, ``sqlite:////abs.db``
+        absolute."""
+        rest = url[len("sqlite://") :]
+        if not rest.startswith("/") or rest == "/":
+            raise ConfigError(
+                f"bad SQLite URL {url!r}: use sqlite:///file.db or sqlite:////abs/path.db"
+            )
+        return cls(rest[1:])
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
