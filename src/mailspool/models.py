@@ -43,15 +43,22 @@ class AttachmentRef:
     content_type: str
 
 
+def attachment_rows(refs: tuple[AttachmentRef, ...]) -> list[list[str]]:
+    """How the queues store a job's attachment references: a list per reference."""
+    return [[r.digest, r.filename, r.content_type] for r in refs]
+
+
+def attachments_from_rows(rows: list[list[str]]) -> tuple[AttachmentRef, ...]:
+    return tuple(AttachmentRef(*a) for a in rows)
+
+
 def attachments_json(refs: tuple[AttachmentRef, ...]) -> str | None:
-    """How the queues store a job's attachment references: JSON, or None for none."""
-    if not refs:
-        return None
-    return json.dumps([[r.digest, r.filename, r.content_type] for r in refs])
+    """The rows as JSON, or None for none."""
+    return json.dumps(attachment_rows(refs)) if refs else None
 
 
 def attachments_from_json(text: str | None) -> tuple[AttachmentRef, ...]:
-    return tuple(AttachmentRef(*a) for a in json.loads(text)) if text else ()
+    return attachments_from_rows(json.loads(text)) if text else ()
 
 
 @dataclass(slots=True)

@@ -48,8 +48,6 @@ class Recorder:
         self._closing = False
         #: the last write failed: claim nothing until the outcomes are durable
         self.failing = False
-        #: outcomes the store did not apply, their lease having moved on
-        self.lost_leases = 0
 
     def add(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
@@ -83,39 +81,37 @@ class Recorder:
             batch, self._outcomes = self._outcomes, []
             self._recording = len(batch)
             try:
-                applied = await self._record(batch)
+                recorded = await self._record(batch)
             finally:
                 self._recording = 0
                 self._check_room()
-            if applied is None:
+            if not recorded:
                 # the store stayed unreachable: these keep their leases (they expire and
                 # the jobs come back, a sent one counted as ambiguous) and so does every
                 # outcome still to come; none is handed back as if never tried
                 self._unrecorded.update(o.job_id for o in batch)
-                self._settled(batch, False)
-                continue
-            self.lost_leases += len(batch) - applied
-            self._settled(batch, True)
+            self._settled(batch, recorded)
 
-    async def _record(self, batch: list[Outcome]) -> int | None:
-        """Record with backoff while the store is unreachable; None when giving up (only
-        once closing and the grace has run out)."""
+    async def _record(self, batch: list[Outcome]) -> bool:
+        """Record with backoff while the store is unreachable; False when giving up (only
+        once closing and the grace has run out). An outcome whose lease has moved on is
+        not applied, and counts as recorded: the job is another's now."""
         delay, deadline = 0.1, None
         while True:
             if self._unrecorded:  # an earlier batch failed: keep the order, fail these too
-                return None
+                return False
             try:
-                applied = await self.queue.record(self.owner, batch)
+                await self.queue.record(self.owner, batch)
             except QueueError as exc:
                 if self._closing:
                     deadline = deadline or time.monotonic() + self.grace
                     if time.monotonic() > deadline:
                         self._fail(exc)
-                        return None
+                        return False
                 log.warning("could not record %d outcomes, retrying: %s", len(batch), exc)
                 self.failing = True
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
             else:
                 self.failing = False
-                return applied
+                return True

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from mailspool.models import AttachmentRef, Job, State
+from mailspool.models import Job, State, attachment_rows, attachments_from_rows
 from mailspool.packing import read_stored, stored_form
 from mailspool.queue.redis_scripts import MAX_LEASE_S, RECLAIM_IDLE_MS
 
@@ -36,10 +36,9 @@ def _s(b: Any) -> str:
 def _meta(j: Job, created: float) -> str:
     """What never changes about a job, as one JSON array: one field to write and read.
     The last element, 1, says that the message is stored packed."""
-    atts = [[r.digest, r.filename, r.content_type] for r in j.attachments]
     return json.dumps(
         [j.id, j.campaign, j.key, j.row, j.message_id, j.sender, list(j.recipients),
-         j.body_offset, atts, created, 1],
+         j.body_offset, attachment_rows(j.attachments), created, 1],
         separators=(",", ":"),
     )  # fmt: skip
 
@@ -70,7 +69,7 @@ def _from_meta(meta: bytes, message: Any, **dynamic: Any) -> Job:
         unreadable=unreadable,
         row=row,
         body_offset=offset,
-        attachments=tuple(AttachmentRef(*a) for a in atts),
+        attachments=attachments_from_rows(atts),
         created_at=created,
         **dynamic,
     )
