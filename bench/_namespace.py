@@ -82,25 +82,22 @@ def _bare(url: str) -> str:
 def namespace(queue: str, store: str | None, run_id: str) -> Namespace:
     """The run's queue and store URLs, each given a prefix or schema of the run's own."""
     ns = Namespace(queue, store)
+    # scheme: (the URL parameter, its value, where the name is kept for the clean-up)
+    redis = ("prefix", f"bench-{run_id}", ns.redis)
+    amqp = ("prefix", f"bench-{run_id}", ns.amqp)
+    postgres = ("schema", f"bench_{run_id}", ns.schemas)
+    names = {"redis": redis, "rediss": redis, "amqp": amqp, "amqps": amqp}
+    names |= {"postgresql": postgres, "postgres": postgres}
     for which in ("queue", "store"):
         url = getattr(ns, which)
         if url is None:
             continue
         scheme = urlsplit(url).scheme
-        if scheme in ("redis", "rediss"):
-            prefix = f"bench-{run_id}"
-            url, added = _with_param(url, "prefix", prefix)
-            if added:
-                ns.redis.append((url, prefix))
-        elif scheme in ("amqp", "amqps"):
-            prefix = f"bench-{run_id}"
-            url, added = _with_param(url, "prefix", prefix)
-            if added:
-                ns.amqp.append((url, prefix))
-        elif scheme in ("postgresql", "postgres"):
-            schema = f"bench_{run_id}"
-            url, added = _with_param(url, "schema", schema)
-            if added:
-                ns.schemas.append((url, schema))
+        if scheme not in names:
+            continue
+        param, value, made = names[scheme]
+        url, added = _with_param(url, param, value)
+        if added:
+            made.append((url, value))
         setattr(ns, which, url)
     return ns
