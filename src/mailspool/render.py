@@ -4,15 +4,16 @@ or straight from its columns (direct mode), checked into a ``Rendered`` message.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
 
-from mailspool.addresses import parse_addresses
+from mailspool.addresses import parse_addresses, single_element
 from mailspool.errors import RejectedRow, TemplateError
+from mailspool.headers import check_name, check_text, valid_name
+from mailspool.headers import check_value as check_header_value
 from mailspool.htmltext import html_to_text
 from mailspool.template import (
     ADDRESS_FIELDS,
@@ -25,7 +26,8 @@ from mailspool.template import (
 
 __all__ = ["Rendered", "Renderer", "Template", "check_header_value", "template_context"]
 
-_FORBIDDEN = re.compile(r"[\r\n\x00]")
+#: direct-mode fields whose list values are lists of addresses
+LIST_FIELDS = frozenset(("to", "cc", "bcc", "reply-to"))
 # direct mode: column (lowercase) -> (field key, header name used in reject reports)
 DIRECT_COLUMNS = {
     "from": ("from", "From"),
@@ -55,16 +57,11 @@ class Rendered:
 
     @property
     def recipients(self) -> list[str]:
-        seen: dict[str, None] = {}
+        """Each address once, however its case differs (one RCPT, as rows are one job)."""
+        seen: dict[str, str] = {}
         for _, addr in (*self.to, *self.cc, *self.bcc):
-            seen.setdefault(addr, None)
-        return list(seen)
-
-
-def check_header_value(name: str, value: str) -> str:
-    if _FORBIDDEN.search(value):
-        raise RejectedRow(name, "header value contains a line break or NUL (header injection)")
-    return value.strip()
+            seen.setdefault(addr.lower(), addr)
+        return list(seen.values())
 
 
 @dataclass(slots=True)
@@ -136,14 +133,34 @@ class Renderer:
             target = DIRECT_COLUMNS.get(column.lower())
             if target is None or value in (None, ""):
                 continue
-            text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
-            fields[target[0]] = check_header_value(target[1], text)
+            key, header = target
+            if isinstance(value, list):
+                text = ", ".join(self._list_items(header, value, key in LIST_FIELDS))
+            else:
+                text = str(value)
+            fields[key] = check_header_value(header, text)
         headers = values.get("headers")
         if isinstance(headers, dict):
-            for name, value in headers.items():
-                if not str(name).lower().startswith("x-"):
-                    raise RejectedRow(f"headers.{name}", "only X- headers may be added")
-                extra.append((str(name), check_header_value(str(name), str(value))))
+            for key, value in headers.items():
+                name = str(key)
+                where = f"headers.{name}" if valid_name(name) else "headers"
+                if not name.lower().startswith("x-"):
+                    raise RejectedRow(where, f"only X- headers may be added, not {name[:80]!r}")
+                check_name(name, where)
+                extra.append((name, check_header_value(where, str(value))))
+
+    def _list_items(self, header: str, items: list[Any], addresses: bool) -> list[str]:
+        """A list of addresses: each item one address, and no more than a message may
+        have (counted before any is parsed)."""
+        if not addresses:
+            return [str(v) for v in items]
+        if len(items) > self.max_recipients:
+            raise RejectedRow(header, f"more than {self.max_recipients} recipients")
+        out = [str(v) for v in items]
+        for item in out:
+            if not single_element(item):
+                raise RejectedRow(header, f"each item of the list must be one address: {item!r}")
+        return out
 
     def _sender(self, value: str) -> tuple[str, str]:
         """The sender, parsed once per distinct value (it is usually the same on every row)."""
@@ -170,21 +187,23 @@ class Renderer:
                 "From", "no sender: set From in the template, a from column, or --from"
             )
         sender = self._sender(fields["from"])
-        to, cc, bcc = (_addresses(fields, name) for name in ("To", "Cc", "Bcc"))
+        limit = self.max_recipients
+        to, cc, bcc = (_addresses(fields, name, limit) for name in ("To", "Cc", "Bcc"))
         if not (to or cc or bcc):
             raise RejectedRow("To", "no recipient address")
-        if len(to) + len(cc) + len(bcc) > self.max_recipients:
-            raise RejectedRow("To", f"more than {self.max_recipients} recipients")
-        if html is not None and not text.strip():
-            text = html_to_text(html)
-        if "\x00" in text or (html is not None and "\x00" in html):
-            raise RejectedRow("body", "body contains a NUL character")
+        if len(to) + len(cc) + len(bcc) > limit:
+            raise RejectedRow("To", f"more than {limit} recipients")
+        if html is not None:
+            check_text("html", html)
+            if not text.strip():
+                text = html_to_text(html)
+        check_text("body", text)
         return Rendered(
             sender=sender,
             to=to,
             cc=cc,
             bcc=bcc,
-            reply_to=_addresses(fields, "Reply-To"),
+            reply_to=_addresses(fields, "Reply-To", limit),
             subject=fields.get("subject", ""),
             headers=extra,
             text=text,
@@ -193,10 +212,10 @@ class Renderer:
         )
 
 
-def _addresses(fields: dict[str, str], header: str) -> list[tuple[str, str]]:
+def _addresses(fields: dict[str, str], header: str, limit: int) -> list[tuple[str, str]]:
     """The addresses of one address header, validated; none when it is absent."""
     value = fields.get(header.lower())
-    return parse_addresses(value, header) if value is not None else []
+    return parse_addresses(value, header, limit) if value is not None else []
 
 
 def _text_value(values: Mapping[str, Any], name: str) -> str:
