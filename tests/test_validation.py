@@ -142,11 +142,19 @@ def test_variable_inside_a_quoted_display_name_cannot_close_the_quotes() -> None
     assert r.to[0] == ('x" <eve@evil.example>, "y', "ann@example.com")
 
 
-def test_address_column_used_as_a_whole_list_still_works() -> None:
+def test_an_address_slot_holds_one_address_and_a_list_must_be_marked() -> None:
     text = "From: news@example.com\nTo: {{ Email }}\nCc: {{ Team }}\n\nb\n"
-    r = render(text, {"Email": "Ann <ann@example.com>", "Team": "a@example.com, B <b@example.com>"})
+    team = "a@example.com, B <b@example.com>"
+    err = rejected(text, {"Email": "Ann <ann@example.com>", "Team": team})
+    assert err.field == "Cc" and "one address" in err.reason
+    listed = text.replace("{{ Team }}", "{{ Team | address_list }}")
+    r = render(listed, {"Email": "Ann <ann@example.com>", "Team": team})
     assert r.to == [("Ann", "ann@example.com")]
     assert r.cc == [("", "a@example.com"), ("B", "b@example.com")]
+    r = render(listed, {"Email": "ann@example.com", "Team": ["a@example.com", "b@example.com"]})
+    assert r.recipients == ["ann@example.com", "a@example.com", "b@example.com"]
+    err = rejected(listed, {"Email": "ann@example.com", "Team": ["a@example.com, x@evil.example"]})
+    assert err.field == "Cc" and "one address" in err.reason
 
 
 @pytest.mark.parametrize(
@@ -195,7 +203,7 @@ def test_no_recipient_is_rejected() -> None:
 def test_too_many_recipients_is_rejected() -> None:
     many = ", ".join(f"r{i}@example.com" for i in range(101))
     err = rejected(template_with("Cc", many), {})
-    assert err.field == "To" and "more than 100" in err.reason
+    assert err.field == "Cc" and "more than 100" in err.reason
 
 
 def test_bcc_is_in_the_envelope_only() -> None:

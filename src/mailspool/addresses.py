@@ -29,12 +29,22 @@ _COMMENTED = re.compile(r"^(?P<addr>[^()\s]+)\s*\((?P<comment>[^()]*)\)$")
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _ESCAPED = re.compile(r"\\(.)")
 MAX_ADDRESS = 254
+MAX_LOCAL_PART = 64  # RFC 5321 section 4.5.3.1.1
 
 
 @lru_cache(maxsize=65536)
 def _domain(domain: str) -> str:
     info = validate_email("postmaster@" + domain, check_deliverability=False, allow_smtputf8=False)
     return str(info.ascii_domain).lower()
+
+
+def normalize_domain(value: str) -> str:
+    """A domain as an operator gives it (``example.com`` or ``@example.com``): validated,
+    IDNA, lowercase; raises ValueError."""
+    try:
+        return _domain(value.strip().removeprefix("@"))
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def normalize(addr: str) -> str:
@@ -50,6 +60,11 @@ def normalize(addr: str) -> str:
         validate_email_local_part(local, allow_smtputf8=False, allow_empty_local=False)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
+    if len(local.encode()) > MAX_LOCAL_PART:
+        raise ValueError(
+            f"the part before the @ is too long ({len(local.encode())} characters,"
+            f" {MAX_LOCAL_PART} max)"
+        )
     normalized = f"{local}@{ascii_domain}"
     if len(normalized) > MAX_ADDRESS:
         raise ValueError(
@@ -63,9 +78,16 @@ def split_list(value: str) -> list[str]:
     string, a comment or angle brackets."""
     if '"' not in value and "(" not in value:
         return _SEPARATORS.split(value)
+    return _scan(value)[0]
+
+
+def _scan(value: str) -> tuple[list[str], bool]:
+    """The pieces of an address list, and whether its quotes, comments and angle
+    brackets all close."""
     pieces: list[str] = []
     start = depth = 0
     quoted = escaped = False
+    balanced = True
     for i, ch in enumerate(value):
         if escaped:
             escaped = False
@@ -78,12 +100,28 @@ def split_list(value: str) -> list[str]:
         elif ch in "(<":
             depth += 1
         elif ch in ")>":
+            balanced = balanced and depth > 0
             depth = max(0, depth - 1)
         elif ch in ",;" and depth == 0:
             pieces.append(value[start:i])
             start = i + 1
     pieces.append(value[start:])
-    return pieces
+    return pieces, balanced and depth == 0 and not quoted and not escaped
+
+
+def single_element(value: str) -> bool:
+    """Whether a value placed in an address list stays one element of it: no separator
+    outside a quoted string, comment or angle brackets, and nothing left open that
+    would swallow the text after it. A value from a row may fill one address slot of a
+    template, never add a recipient."""
+    if not any(c in value for c in ',;"()<>\\'):
+        return True
+    pieces, balanced = _scan(value)
+    return balanced and count_elements(pieces) <= 1
+
+
+def count_elements(pieces: list[str]) -> int:
+    return sum(1 for p in pieces if p.strip())
 
 
 def _unquote(name: str) -> str:
@@ -115,15 +153,19 @@ def _one_address(piece: str, field: str) -> tuple[str, str] | None:
     return "", piece
 
 
-def parse_addresses(value: str, field: str) -> list[tuple[str, str]]:
-    """Parse a header-style address list into (display name, normalized address) pairs."""
+def parse_addresses(value: str, field: str, limit: int | None = None) -> list[tuple[str, str]]:
+    """Parse a header-style address list into (display name, normalized address) pairs;
+    more than ``limit`` elements are refused before any is validated."""
     value = value.strip()
     if not value:
         return []
     if _SPECIAL.isdisjoint(value) and " " not in value:
         pairs: list[tuple[str, str]] = [("", value)]  # one bare address: no parser needed
     else:
-        pairs = [p for p in (_one_address(s, field) for s in split_list(value)) if p is not None]
+        pieces = split_list(value)
+        if limit is not None and len(pieces) > limit and count_elements(pieces) > limit:
+            raise RejectedRow(field, f"more than {limit} recipients")
+        pairs = [p for p in (_one_address(s, field) for s in pieces) if p is not None]
     out: list[tuple[str, str]] = []
     for name, addr in pairs:
         try:

@@ -20,15 +20,14 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailspool.combined import combine, render_combined
-from mailspool.display_names import escape_qcontent, protect_display_names, quote_phrase
+from mailspool.display_names import FILTERS, protect_address_header
 from mailspool.errors import RejectedRow, TemplateError
+from mailspool.headers import is_protected, valid_name
 
 _HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]?(.*)$")
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply-to")
-# headers we set ourselves; a template may not override them
-RESERVED = frozenset(
-    ("message-id", "date", "mime-version", "content-transfer-encoding", "content-disposition")
-)
+#: headers a message has once at most (RFC 5322 section 3.6)
+SINGLE = frozenset((*ADDRESS_FIELDS, "subject", "content-type"))
 
 
 def make_environment(*, html: bool, sandboxed: bool = False) -> jinja2.Environment:
@@ -39,8 +38,7 @@ def make_environment(*, html: bool, sandboxed: bool = False) -> jinja2.Environme
         keep_trailing_newline=True,
         trim_blocks=False,
     )
-    env.filters["mailspool_phrase"] = quote_phrase
-    env.filters["mailspool_qcontent"] = escape_qcontent
+    env.filters.update(FILTERS)
     return env
 
 
@@ -86,11 +84,7 @@ class Template:
                     f"{name}: line {lineno}: not a 'Name: value' header line: {line!r}"
                 )
             headers_src.append((m.group(1), m.group(2).strip(), lineno))
-        for h, _, lineno in headers_src:
-            if h.lower() in RESERVED:
-                raise TemplateError(
-                    f"{name}: line {lineno}: header {h} is set by mailspool and cannot be templated"
-                )
+        _check_header_names(headers_src, name)
         is_html = any(
             h.lower() == "content-type" and "text/html" in v.lower() for h, v, _ in headers_src
         )
@@ -166,12 +160,28 @@ def _compile_headers(
                 attachments.append(env.from_string(value))
                 attachment_sources.append((value, False))
                 continue
-            source = protect_display_names(value) if lname in ADDRESS_FIELDS else value
+            source = protect_address_header(value, h) if lname in ADDRESS_FIELDS else value
             compiled = _compile(env, source)
             headers.append((h, compiled))
             if not isinstance(compiled, str):
                 header_sources.append((source, False))
     return headers, attachments, header_sources + attachment_sources
+
+
+def _check_header_names(headers_src: list[tuple[str, str, int]], name: str) -> None:
+    """No header that only mailspool writes, and no second From, To or Subject."""
+    seen: set[str] = set()
+    for h, _, lineno in headers_src:
+        lname = h.lower()
+        if not valid_name(h):
+            raise TemplateError(f"{name}: line {lineno}: header name too long")
+        if is_protected(h):
+            raise TemplateError(
+                f"{name}: line {lineno}: header {h} is set by mailspool and cannot be templated"
+            )
+        if lname in SINGLE and lname in seen:
+            raise TemplateError(f"{name}: line {lineno}: a second {h} header")
+        seen.add(lname)
 
 
 @contextlib.contextmanager
