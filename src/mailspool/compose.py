@@ -12,7 +12,9 @@ import email.quoprimime
 from email.header import Header
 from email.utils import formataddr, formatdate
 from functools import lru_cache
+from urllib.parse import quote
 
+from mailspool.headers import safe_filename
 from mailspool.models import AttachmentRef
 
 CRLF = "\r\n"
@@ -99,15 +101,27 @@ def header_block(headers: list[tuple[str, str]], message_id: str, date: float) -
     return CRLF.join(lines) + CRLF
 
 
+# RFC 2231 attribute-char: what may stand unencoded in an extended parameter value
+_ATTRIBUTE_CHARS = "!#$&+-.^_`|~"
+
+
+def mime_parameter(name: str, value: str) -> str:
+    """``name="value"`` (quoted-string) for ASCII, else ``name*=utf-8''%XX...``
+    (RFC 2231), never an RFC 2047 word inside quotes, which RFC 2047 forbids."""
+    if value.isascii():
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{name}="{escaped}"'
+    return f"{name}*=utf-8''{quote(value, safe=_ATTRIBUTE_CHARS)}"
+
+
 def attachment_part(ref: AttachmentRef, data: bytes) -> bytes:
     """A base64 MIME part for one attachment; cached by the caller per digest."""
-    name = Header(ref.filename, "utf-8").encode() if not ref.filename.isascii() else ref.filename
-    name = name.replace('"', "'")
+    name = safe_filename(ref.filename)  # checked at intake; jobs stored before were not
     encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
     head = (
-        f'Content-Type: {ref.content_type}; name="{name}"{CRLF}'
+        f"Content-Type: {ref.content_type}; {mime_parameter('name', name)}{CRLF}"
         f"Content-Transfer-Encoding: base64{CRLF}"
-        f'Content-Disposition: attachment; filename="{name}"{CRLF}{CRLF}'
+        f"Content-Disposition: attachment; {mime_parameter('filename', name)}{CRLF}{CRLF}"
     )
     return head.encode("ascii") + encoded
 

@@ -24,6 +24,7 @@ from mailspool.compose import (
     text_entity,
 )
 from mailspool.errors import MailspoolError, RejectedRow
+from mailspool.headers import check_filename
 from mailspool.models import AttachmentRef, Enqueued, Job, job_id
 from mailspool.queue.base import Queue
 from mailspool.render import Rendered, Renderer
@@ -97,6 +98,7 @@ class Attachments:
     def resolve(self, name: str) -> AttachmentRef:
         base = self.base.resolve()
         path = (base / name).resolve()
+        check_filename("Attachment", path.name)
         if not path.is_relative_to(base):
             raise RejectedRow("Attachment", f"{name!r} is outside the attachment directory {base}")
         key = str(path)
