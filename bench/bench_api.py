@@ -207,6 +207,7 @@ def start_server(
         "--queue", f"sqlite:///{tmp}/queue.db", "--smtp", f"smtp://{HOST}:{smtp_port}",
         "--workers", str(args.workers), "--concurrency", str(args.concurrency),
         "--log-level", args.server_log_level, "--log-format", "json",
+        "--allowed-from", "example.com",
     ]  # fmt: skip
     env = child_env() | {"MAILSPOOL_API_TOKENS": token}
     log = (tmp / "server.log").open("wb")

@@ -59,6 +59,8 @@ class ApiServer:
         }
         if env_tokens:
             self.env["MAILSPOOL_API_TOKENS"] = token
+        # the tests' messages come from example.com
+        self.env["MAILSPOOL_ALLOWED_FROM"] = "example.com"
         self.env.update(env or {})
         cmd = [
             sys.executable, "-m", "mailspool", "serve", "--port", str(self.port),

@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
     p.add_argument("--from", dest="from", help="sender when a message or template has none")
     p.add_argument("--subject", help="subject when a message or template has none")
+    p.add_argument(
+        "--allowed-from", dest="allowed_from", action="append",
+        help="a sender domain clients may use besides --from's (repeatable; '*': any)",
+    )  # fmt: skip
 
     p = sub.add_parser("status", help="job counts by state")
     _common(p)
@@ -141,7 +145,7 @@ SETTING_KEYS = (
     "retry_first", "retry_factor", "retry_max_delay", "max_age", "max_attempts", "connect_timeout",
     "command_timeout", "data_timeout", "template", "html", "from", "subject", "campaign",
     "key_column", "attachment_dir", "render_processes", "max_wait", "outbox",
-    "host", "port", "workers", "max_body", "metrics_port",
+    "host", "port", "workers", "max_body", "metrics_port", "allowed_from",
 )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from mailspool.addresses import normalize_domain
 from mailspool.errors import ConfigError
 from mailspool.limits import LimitSettings, parse_domain_rates
 from mailspool.ratelimit import parse_rate
@@ -33,6 +34,8 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*)+", re.ASCII)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.ASCII)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+#: --allowed-from's "any domain"
+ANY_SENDER = "*"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "console", "json")
 
@@ -108,6 +111,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=0, le=64)
     max_body: int = Field(default=10 * 1024 * 1024, ge=1024)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    #: sender domains serve accepts besides --from's (api/senders.py); "*" for any
+    allowed_from: list[str] = Field(default_factory=list)
 
     @field_validator(
         "lease", "max_wait", "retry_first", "retry_max_delay", "max_age",
@@ -128,6 +133,18 @@ class Settings(BaseSettings):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return items
+
+    @field_validator("allowed_from", mode="before")
+    @classmethod
+    def _allowed_from(cls, v: Any) -> list[str]:
+        items = [p.strip() for p in v.split(",")] if isinstance(v, str) else list(v)
+        for item in items:
+            if item and item != ANY_SENDER:
+                try:
+                    normalize_domain(item)
+                except ValueError as exc:
+                    raise ValueError(f"{item!r} is not a domain: {exc}") from None
+        return [i for i in items if i]
 
     @field_validator("rate", "default_domain_rate")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from mailspool.api.bodies import MAX_BATCH, FieldError, MessageIn
+from mailspool.api.senders import SenderDomains
 from mailspool.errors import RejectedRow
 from mailspool.models import AttachmentRef, Enqueued, Job
 from mailspool.producer import Attachments, Producer
@@ -33,6 +34,10 @@ API_FIELDS = {
 DIRECT_FIELDS = ("from", "to", "cc", "bcc", "reply_to", "subject", "text", "html", "headers")
 ADDRESS_FIELDS = frozenset(("to", "cc", "bcc", "reply_to"))
 _ITEMS = TypeAdapter(list[Any])
+
+
+class NotUTF8(Exception):
+    """The request body is not UTF-8 (400, as for every route)."""
 
 
 class Invalid(Exception):
@@ -62,9 +67,14 @@ def pydantic_errors(exc: ValidationError, index: int | None) -> list[FieldError]
 
 
 def split_body(raw: bytes) -> tuple[list[MessageIn], bool]:
-    """The messages of a request body, and whether it was a batch; raises Invalid."""
+    """The messages of a request body, and whether it was a batch; raises Invalid, or
+    NotUTF8 for a body that is not text."""
     try:
-        body = json.loads(raw)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotUTF8 from None
+    try:
+        body = json.loads(text)
     except (ValueError, RecursionError):
         raise Invalid([error(None, "body", "not valid JSON")]) from None
     if not isinstance(body, dict):
@@ -134,12 +144,19 @@ class Built:
     errors: list[FieldError] = field(default_factory=list)
 
 
-def build_jobs(items: Sequence[tuple[int, Producer, dict[str, Any]]], now: float) -> Built:
-    """Render and validate each (index, producer, row values) as the producer does a row."""
+def build_jobs(
+    items: Sequence[tuple[int, Producer, dict[str, Any]]],
+    now: float,
+    senders: SenderDomains,
+) -> Built:
+    """Render and validate each (index, producer, row values) as the producer does a row;
+    a sender whose domain ``senders`` does not allow is refused as invalid."""
     out = Built([])
     for index, producer, values in items:
         try:
-            out.jobs.append(producer.build(Row(index + 1, values), now))
+            job = producer.build(Row(index + 1, values), now)
+            senders.check(job.sender)
+            out.jobs.append(job)
         except RejectedRow as exc:
             out.errors.append(
                 error(index, API_FIELDS.get(exc.field.lower(), exc.field), exc.reason)

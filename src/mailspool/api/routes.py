@@ -27,7 +27,7 @@ from mailspool.api.bodies import (
     TemplateOut,
     ValidationFailed,
 )
-from mailspool.api.intake import Invalid, error, split_body
+from mailspool.api.intake import Invalid, NotUTF8, error, split_body
 from mailspool.api.service import Service
 from mailspool.api.templates import StoredTemplate
 from mailspool.config import parse_duration
@@ -39,9 +39,10 @@ INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationFailed, "description": "field-level errors (per message)"}
 }
 AUTH: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "the body could not be parsed (not UTF-8)"},
+    400: {"model": ErrorBody, "description": "the body is not UTF-8"},
     401: {"model": ErrorBody, "description": "missing or invalid bearer token"},
     413: {"model": ErrorBody, "description": "request body too large"},
+    415: {"model": ErrorBody, "description": "the body is not JSON (Content-Type)"},
     503: {"model": ErrorBody, "description": "the queue is unavailable"},
     **INVALID,
 }
@@ -55,6 +56,19 @@ async def service(request: Request) -> Service:
 
 
 Svc = Annotated[Service, Depends(service)]
+
+
+async def json_body(request: Request) -> None:
+    """415 unless the body is declared JSON: a form or text/plain body must not be read
+    as JSON (a browser may post those across origins without asking)."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise HTTPException(415, "the body must be JSON (Content-Type: application/json)")
+
+
+JSON_BODY = [Depends(json_body)]
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorized)])
 ops = APIRouter()
 
@@ -77,6 +91,7 @@ def iso(ts: float | None) -> str | None:
     responses={**AUTH},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
     summary="Queue one message or a batch",
+    dependencies=JSON_BODY,
 )
 async def post_messages(
     request: Request,
@@ -93,6 +108,8 @@ async def post_messages(
     try:
         messages, batch = split_body(await request.body())
         jobs = await svc.accept(messages, idempotency_key)
+    except NotUTF8:
+        return JSONResponse({"detail": "the body is not UTF-8"}, status_code=400)
     except Invalid as exc:
         return invalid(exc.errors)
     content = {"ids": [j.id for j in jobs]} if batch else {"id": jobs[0].id}
@@ -156,6 +173,7 @@ async def get_campaign(svc: Svc, campaign: Annotated[str, PathParam(max_length=2
     response_model=RetryResult,
     responses={**AUTH},
     summary="Queue dead letters again (the filters of mailspool dlq retry)",
+    dependencies=JSON_BODY,
 )
 async def retry_dead(svc: Svc, flt: RetryFilter) -> Any:
     since = None
@@ -185,6 +203,7 @@ def template_out(stored: StoredTemplate) -> TemplateOut:
     response_model=TemplateOut,
     responses={**AUTH, 201: {"model": TemplateOut, "description": "a new version"}},
     summary="Register a template (a new version when it differs from the latest)",
+    dependencies=JSON_BODY,
 )
 async def put_template(
     svc: Svc, name: Annotated[str, PathParam(pattern=NAME_PATTERN)], body: TemplateIn

@@ -21,6 +21,7 @@ from mailspool.api.intake import (
     direct_values,
     error,
 )
+from mailspool.api.senders import SenderDomains
 from mailspool.api.templates import TemplateStore
 from mailspool.config import Settings
 from mailspool.errors import QueueError
@@ -97,6 +98,7 @@ class Service:
         self.rates = RateSampler()
         self.tracer = tracer()
         self.direct = Renderer.build(None, settings.from_addr, settings.subject)
+        self.senders = SenderDomains.from_settings(settings.allowed_from, settings.from_addr)
         self.workers: list[Worker] = []
         self.tasks: list[asyncio.Task[None]] = []
         self._limits: Limits | None = None
@@ -122,6 +124,11 @@ class Service:
         if self.queue is None:
             self.queue = await open_queue(self.settings)
         queue = self.queue
+        if not self.senders.any and not self.senders.domains:
+            self.log.warning(
+                "no sender domain is allowed: every message will be refused;"
+                " give --from or --allowed-from DOMAIN"
+            )
         self._templates = TemplateStore(queue, self.settings)
         self._commit = GroupCommit(queue)
         self._depth = QueueDepth(queue, asyncio.get_running_loop())
@@ -243,9 +250,9 @@ class Service:
         with span(self.tracer, "mailspool.render", messages=len(messages)):
             now = time.time()
             if len(items) >= THREAD_RENDER_AT:
-                built = await asyncio.to_thread(build_jobs, items, now)
+                built = await asyncio.to_thread(build_jobs, items, now, self.senders)
             else:
-                built = build_jobs(items, now)
+                built = build_jobs(items, now, self.senders)
         errors += built.errors
         if errors:
             raise Invalid(sorted(errors, key=lambda e: e.index or 0))
