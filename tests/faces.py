@@ -1,0 +1,161 @@
+"""Every way in, in-process: a value put into one field of a message through a CSV cell, a
+JSONL field, a template variable, a template file, an HTTP message or an HTTP template,
+and what comes out: the row's rejection, or the message as it would go on the wire.
+
+Each face runs the project's own code for it (the source reader, the renderer and job
+builder the producer uses, the API's body parser and template parser), so a test over
+all faces checks the one validation they share.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mailspool.api.intake import Invalid, direct_values, split_body
+from mailspool.api.templates import parse_template
+from mailspool.compose import attachment_part, wrap_mixed
+from mailspool.errors import MailspoolError, RejectedRow
+from mailspool.models import Job
+from mailspool.producer import Attachments, JobBuilder
+from mailspool.render import Renderer, Template
+from mailspool.sources import Row, open_source
+
+FACES = (
+    "csv_cell",
+    "jsonl_field",
+    "template_variable",
+    "template_file",
+    "http_message",
+    "http_template",
+)
+#: the fields a hostile value may be put into, and the faces that can put it there
+FIELDS = {
+    "subject": FACES,
+    "display_name": FACES,
+    "header_value": FACES,
+    "address": FACES,
+    "angle_address": FACES,
+    "header_name": ("jsonl_field", "http_message"),
+}
+#: faces whose address fields come from a template's slots (the others' are lists)
+TEMPLATE_FACES = ("csv_cell", "template_variable", "template_file", "http_template")
+SENDER = "news@example.com"
+RECIPIENT = "ann@example.com"
+
+
+@dataclass
+class Outcome:
+    """A rejection (``field``, ``reason``), or a job and its bytes on the wire."""
+
+    field: str | None = None
+    reason: str | None = None
+    job: Job | None = None
+    wire: bytes = b""
+
+    @property
+    def rejected(self) -> bool:
+        return self.field is not None
+
+
+def template_text(field: str, value: str | None) -> str:
+    """The template of the template faces: ``value`` in ``field`` (a constant in the
+    file) or the variable ``V`` there."""
+    v = "{{ V }}" if value is None else value
+    name = v if field == "display_name" else "Ann"
+    to = {"address": v, "angle_address": f"Ann <{v}>"}.get(field, f"{name} <{{{{ Email }}}}>")
+    subject = v if field == "subject" else "Hello"
+    tag = v if field == "header_value" else "t"
+    return f"From: News <{SENDER}>\nTo: {to}\nSubject: {subject}\nX-Tag: {tag}\n\nHi.\n"
+
+
+def direct_row(field: str, value: str) -> dict[str, Any]:
+    """A direct-mode row (a JSONL line, an HTTP message) with ``value`` in ``field``."""
+    row: dict[str, Any] = {
+        "from": f"News <{SENDER}>",
+        "to": f"Ann <{RECIPIENT}>",
+        "subject": "Hello",
+        "text": "Hi.",
+        "headers": {"X-Tag": "t"},
+    }
+    if field == "subject":
+        row["subject"] = value
+    elif field == "display_name":
+        row["to"] = f'"{value}" <{RECIPIENT}>'
+    elif field == "header_value":
+        row["headers"] = {"X-Tag": value}
+    elif field == "address":
+        row["to"] = value
+    elif field == "angle_address":
+        row["to"] = f"Ann <{value}>"
+    elif field == "header_name":
+        row["headers"] = {value: "v"}
+    return row
+
+
+def build(renderer: Renderer, rows: Iterable[Row | RejectedRow], base: Path) -> Outcome:
+    builder = JobBuilder(renderer, "faces", Attachments(base))
+    for row in rows:
+        if isinstance(row, RejectedRow):
+            return Outcome(row.field, row.reason)
+        try:
+            job = builder.build(row, time.time())
+        except RejectedRow as exc:
+            return Outcome(exc.field, exc.reason)
+        return Outcome(job=job, wire=wire_bytes(job, base))
+    return Outcome("(row)", "no row was read")
+
+
+def wire_bytes(job: Job, base: Path) -> bytes:
+    """The message as the worker sends it: attachments wrapped in."""
+    if not job.attachments:
+        return job.message
+    parts = [attachment_part(ref, (base / ref.filename).read_bytes()) for ref in job.attachments]
+    return wrap_mixed(job.message, job.body_offset, parts, "mix-" + job.id[:16])
+
+
+def through(face: str, field: str, value: str, tmp: Path) -> Outcome:
+    """``value`` in ``field`` of a message that comes in through ``face``."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        return _through(face, field, value, tmp)
+    except MailspoolError as exc:  # a template refused as a whole, a source unreadable
+        return Outcome(type(exc).__name__, str(exc))
+    except Invalid as exc:  # the HTTP body, before any rendering
+        return Outcome(exc.errors[0].field, exc.errors[0].reason)
+
+
+def _through(face: str, field: str, value: str, tmp: Path) -> Outcome:
+    if face == "csv_cell":
+        path = tmp / "rows.csv"
+        with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+            csv.writer(f).writerows([["V", "Email"], [value, RECIPIENT]])
+        tpl = Template.parse(template_text(field, None))
+        return build(Renderer.build(tpl, None, None), open_source(path).rows(), tmp)
+    if face == "jsonl_field":
+        path = tmp / "rows.jsonl"
+        path.write_text(json.dumps(direct_row(field, value)) + "\n", encoding="utf-8")
+        return build(Renderer.build(None, None, None), open_source(path).rows(), tmp)
+    if face == "template_variable":
+        tpl = Template.parse(template_text(field, None))
+        rows = [Row(2, {"V": value, "Email": RECIPIENT})]
+        return build(Renderer.build(tpl, None, None), rows, tmp)
+    if face == "template_file":
+        path = tmp / "message.txt"
+        path.write_text(template_text(field, value), encoding="utf-8", errors="surrogatepass")
+        tpl = Template.load(path)
+        return build(Renderer.build(tpl, None, None), [Row(2, {"Email": RECIPIENT})], tmp)
+    if face == "http_message":
+        body = json.dumps(direct_row(field, value)).encode()
+        (msg,), _ = split_body(body)
+        return build(Renderer.build(None, None, None), [Row(1, direct_values(msg))], tmp)
+    if face == "http_template":
+        tpl = parse_template("faces", template_text(field, None), None)
+        rows = [Row(1, {"V": value, "Email": RECIPIENT})]
+        return build(Renderer.build(tpl, None, None), rows, tmp)
+    raise ValueError(f"no face {face}")
