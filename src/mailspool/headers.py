@@ -99,7 +99,8 @@ def check_text(field: str, value: str) -> None:
 
 
 def check_filename(field: str, name: str) -> str:
-    """An attachment's file name, as it will stand in the part's headers."""
+    """An attachment's file name as it will stand in the part's headers: without the
+    spaces around it, which mail readers drop."""
     problem = control_problem(name)
     if problem is not None or "\t" in name:
         raise RejectedRow(field, f"the file name {name!r} contains a control character")
@@ -109,7 +110,9 @@ def check_filename(field: str, name: str) -> str:
             f"the file name {name!r} contains a bidirectional control character"
             " (it can disguise the file's type)",
         )
-    return name
+    if not name.strip():
+        raise RejectedRow(field, "the file name is blank")
+    return name.strip()
 
 
 def safe_filename(name: str) -> str:

@@ -98,7 +98,7 @@ class Attachments:
     def resolve(self, name: str) -> AttachmentRef:
         base = self.base.resolve()
         path = (base / name).resolve()
-        check_filename("Attachment", path.name)
+        filename = check_filename("Attachment", path.name)
         if not path.is_relative_to(base):
             raise RejectedRow("Attachment", f"{name!r} is outside the attachment directory {base}")
         key = str(path)
@@ -111,7 +111,7 @@ class Attachments:
             reason = f"cannot read {name!r}: {exc.strerror or exc}"
             raise RejectedRow("Attachment", reason) from None
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        ref = AttachmentRef(hashlib.sha256(data).hexdigest(), path.name, ctype)
+        ref = AttachmentRef(hashlib.sha256(data).hexdigest(), filename, ctype)
         self._refs[key] = ref
         self._pending[ref.digest] = data
         self._sizes[ref.digest] = len(data)
