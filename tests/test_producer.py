@@ -249,6 +249,28 @@ async def test_rejects_file_has_row_field_and_reason(tmp_path: Path) -> None:
     assert all("evil" not in r for j in q.jobs.values() for r in j.recipients)
 
 
+async def test_rejects_file_cells_never_start_like_a_formula(tmp_path: Path) -> None:
+    src: list[Row | RejectedRow] = [
+        RejectedRow('=HYPERLINK("http://evil.example","x")', "not valid UTF-8", 2),
+        RejectedRow("@SUM(A1)", "-1+2", 3),
+        RejectedRow("+x", "\tcmd", 4),
+        RejectedRow("Name", "\rx", 5),
+        RejectedRow("k\ud800", "surrogate in the field name", 6),  # written, not a crash
+        RejectedRow("To", "plain reason", 7),
+    ]
+    rep = await make_producer(tmp_path, MemoryQueue()).run(src)
+    assert rep.rejected == 6
+    lines = read_rejects(tmp_path / "rejects.csv")
+    assert lines[1:] == [
+        ["2", '\'=HYPERLINK("http://evil.example","x")', "not valid UTF-8"],
+        ["3", "'@SUM(A1)", "'-1+2"],
+        ["4", "'+x", "'\tcmd"],
+        ["5", "Name", "'\rx"],
+        ["6", "k\\ud800", "surrogate in the field name"],
+        ["7", "To", "plain reason"],
+    ]
+
+
 async def test_rejects_file_is_closed_when_the_queue_fails(tmp_path: Path) -> None:
     class Broken(MemoryQueue):
         async def enqueue(self, jobs: Sequence[Job]) -> list[Enqueued]:
@@ -514,3 +536,85 @@ def test_template_syntax_error_exits_2_naming_the_line(
     res = cli("send", "r.csv", "--template", "t.txt", "--queue", "memory://")
     assert res.returncode == 2
     assert "t.txt: line 2" in res.stderr
+
+
+def test_unclosed_quote_every_data_line_is_sent_or_rejected_naming_it(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    (tmp_path / "r.csv").write_text(
+        "Name,Email\n"
+        "a,a@example.com\n"  # line 2
+        '"b,b@example.com\n'  # line 3: a quote that is never closed
+        "c,c@example.com\n"
+        "d,d@example.com\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "t.txt").write_text(TEMPLATE)
+    res = cli("send", "r.csv", "--template", "t.txt", "--json")
+    assert res.returncode == 1, res.stderr
+    s = summary(res)
+    assert (s["rows"], s["queued"], s["rejected"]) == (2, 1, 1)
+    emls = list((tmp_path / "outbox").rglob("*.eml"))
+    assert [b"To: a@example.com" in e.read_bytes() for e in emls] == [True]
+    lines = read_rejects(tmp_path / s["rejects_file"])
+    assert lines == [
+        ["row", "field", "reason"],
+        [
+            "3",
+            "(row)",
+            "a quoted field opened on line 3 is never closed; lines 3-5 were not read as rows",
+        ],
+    ]
+
+
+def test_formula_text_from_the_input_is_neutralised_in_the_rejects_file(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    # a column name is the field of a rejected row: here one that is a formula
+    (tmp_path / "r.csv").write_bytes(
+        b'Name,Email,"=HYPERLINK(""http://evil.example"",""x"")"\n'
+        b"a,a@example.com,ok\n"
+        b"b,b@example.com,bad\xff\n"
+    )
+    (tmp_path / "t.txt").write_text(TEMPLATE)
+    res = cli("send", "r.csv", "--template", "t.txt", "--json")
+    assert res.returncode == 1, res.stderr
+    s = summary(res)
+    assert (s["queued"], s["rejected"]) == (1, 1)
+    raw = (tmp_path / s["rejects_file"]).read_text(encoding="utf-8")
+    assert "\n=" not in raw and ",=" not in raw
+    assert read_rejects(tmp_path / s["rejects_file"])[1] == [
+        "3",
+        '\'=HYPERLINK("http://evil.example","x")',
+        "not valid UTF-8",
+    ]
+
+
+def test_jsonl_lone_surrogate_rejects_that_line_and_sends_the_rest(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    (tmp_path / "r.jsonl").write_bytes(
+        b'{"Name": "a", "Email": "a@example.com"}\n'
+        b'{"Name": "b\\ud800", "Email": "b@example.com"}\n'
+        b'{"Name": "c", "Email": "c@example.com", "headers": {"X-A": "\\udfff"}}\n'
+        b'{"Name": "d", "Email": "d@example.com", "@k\\udc00": 1}\n'
+        b'{"Name": "e", "Email": "e@example.com"}\n'
+    )
+    (tmp_path / "t.txt").write_text(TEMPLATE)
+    res = cli("send", "r.jsonl", "--template", "t.txt", "--json")
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    s = summary(res)
+    assert (s["rows"], s["queued"], s["rejected"]) == (5, 2, 3)
+    sent = sorted(
+        to for e in (tmp_path / "outbox").rglob("*.eml")
+        for to in ("a@example.com", "e@example.com") if f"To: {to}".encode() in e.read_bytes()
+    )  # fmt: skip
+    assert sent == ["a@example.com", "e@example.com"]
+    lines = read_rejects(tmp_path / s["rejects_file"])
+    assert [line[:2] for line in lines[1:]] == [
+        ["2", "Name"],
+        ["3", "headers.X-A"],
+        ["4", "'@k\\udc00"],
+    ]
+    assert all("lone surrogate" in line[2] for line in lines[1:])

@@ -261,6 +261,121 @@ def test_missing_file_is_a_source_error(tmp_path: Path) -> None:
         read(tmp_path / "nope.jsonl")
 
 
+# -- CSV: quotes that are never closed or stray ------------------------------------
+
+
+def covered(src: CSVSource) -> list[tuple[tuple[int, int], Row | RejectedRow]]:
+    """Each item with the physical lines it was read from."""
+    return [(src.lines, item) for item in src.rows()]
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+@pytest.mark.parametrize("final", [True, False], ids=["final-eol", "no-final-eol"])
+def test_csv_unclosed_quote_rejects_the_lines_it_ran_over(
+    tmp_path: Path, eol: bytes, final: bool
+) -> None:
+    lines = [b"Name,Email", b"a,a@example.com", b'"b,b@example.com', b"c,c@example.com"]
+    lines.append(b"d,d@example.com")
+    data = eol.join(lines) + (eol if final else b"")
+    src = CSVSource(write(tmp_path, data))
+    items = covered(src)
+    assert [(span, r.number) for span, r in items if isinstance(r, Row)] == [((2, 2), 2)]
+    assert good([r for _, r in items]) == [(2, {"Name": "a", "Email": "a@example.com"})]
+    ((span, rejected),) = [(span, r) for span, r in items if isinstance(r, RejectedRow)]
+    assert span == (3, 5)
+    assert (rejected.row, rejected.field) == (3, "(row)")
+    assert rejected.reason == (
+        "a quoted field opened on line 3 is never closed; lines 3-5 were not read as rows"
+    )
+
+
+def test_csv_unclosed_quote_names_the_line_it_opened_on(tmp_path: Path) -> None:
+    # row 3 starts with a closed quoted value over lines 3-4, then opens one on line 4
+    data = b'Name,Email\n"a\nb",a@example.com\n"c\r\nd","c@example.com\r\ne\r\n'
+    src = CSVSource(write(tmp_path, data))
+    items = covered(src)
+    assert [(span, r.number) for span, r in items if isinstance(r, Row)] == [((2, 3), 2)]
+    reason = "a quoted field opened on line 5 is never closed; lines 4-6 were not read as rows"
+    assert bad([r for _, r in items]) == [(3, "(row)", reason)]
+    assert items[-1][0] == (4, 6)
+
+
+def test_csv_unclosed_quote_on_the_last_line(tmp_path: Path) -> None:
+    items = read(write(tmp_path, b'Name,Email\na,a@example.com\nb,"b@example.com'))
+    assert good(items) == [(2, {"Name": "a", "Email": "a@example.com"})]
+    assert bad(items) == [
+        (3, "(row)", "a quoted field opened on line 3 is never closed; line 3 was not read as rows")
+    ]
+
+
+def test_csv_stray_quote_closed_later_names_the_lines_of_its_row(tmp_path: Path) -> None:
+    data = (
+        b"Name,Email\n"
+        b"a,a@example.com\n"
+        b'"b,b@example.com\n'  # opens a quoted value ...
+        b"c,c@example.com\n"
+        b'd,"d@example.com"\n'  # ... which the next quote closes: one field over lines 3-5
+        b"e,e@example.com\n"
+    )
+    src = CSVSource(write(tmp_path, data))
+    items = covered(src)
+    assert good([r for _, r in items]) == [
+        (2, {"Name": "a", "Email": "a@example.com"}),
+        (4, {"Name": "e", "Email": "e@example.com"}),
+    ]
+    ((span, rejected),) = [(span, r) for span, r in items if isinstance(r, RejectedRow)]
+    assert span == (3, 5)
+    assert rejected.row == 3
+    assert rejected.reason.startswith("expected 2 fields as in the header, found 1 (lines 3-5")
+    assert "quote" in rejected.reason
+    # the row after it sits on line 6: the span keeps row numbers and lines apart
+    assert items[-1][0] == (6, 6)
+
+
+def test_csv_rejected_row_names_its_line_when_it_differs_from_its_number(
+    tmp_path: Path,
+) -> None:
+    # a legitimate value with a line break makes row 2 two lines long; row 3 is on line 4
+    data = b'Name,Email\n"Smith\nJohn",john@example.com\nbad,row,here\nok,ok@example.com\n'
+    items = read(write(tmp_path, data))
+    assert good(items) == [
+        (2, {"Name": "Smith\nJohn", "Email": "john@example.com"}),
+        (4, {"Name": "ok", "Email": "ok@example.com"}),
+    ]
+    assert bad(items) == [(3, "(row)", "expected 2 fields as in the header, found 3 (line 4)")]
+
+
+def test_csv_oversized_unclosed_quote_rejects_its_lines_and_reads_on(tmp_path: Path) -> None:
+    # the csv module stops a field at 128 KiB: the lines up to there are one rejected row,
+    # and reading goes on after them
+    body = b"".join(b"r%d,r%d@example.com\n" % (i, i) for i in range(20_000))
+    data = b'Name,Email\na,a@example.com\n"b,b@example.com\n' + body
+    src = CSVSource(write(tmp_path, data))
+    items = covered(src)
+    (rejected,) = [(span, r) for span, r in items if isinstance(r, RejectedRow)]
+    (first, last), err = rejected
+    assert (first, err.row) == (3, 3)
+    assert 3 < last < 20_003
+    assert "field limit" in err.reason and f"lines 3-{last}" in err.reason
+    rows = [(span, r) for span, r in items if isinstance(r, Row)]
+    assert rows[0][0] == (2, 2)
+    assert [span[0] for span, _ in rows[1:]] == list(range(last + 1, 20_004))
+    assert rows[-1][1].values == {"Name": "r19999", "Email": "r19999@example.com"}
+
+
+def test_csv_header_with_an_unclosed_quote_is_a_file_error(tmp_path: Path) -> None:
+    path = write(tmp_path, b'"Name,Email\na,a@example.com\n')
+    with pytest.raises(SourceError, match="quoted field in the header row is never closed"):
+        read(path)
+
+
+def test_csv_header_spanning_lines_is_a_file_error(tmp_path: Path) -> None:
+    # a stray quote would otherwise take the next lines in as column names
+    path = write(tmp_path, b'"Name,Email\na,"a@example.com\nb,b@example.com\n')
+    with pytest.raises(SourceError, match="header row spans lines 1-2"):
+        read(path)
+
+
 # -- JSON lines -------------------------------------------------------------------
 
 
@@ -313,3 +428,36 @@ def test_open_source_chooses_by_extension(tmp_path: Path) -> None:
     assert isinstance(open_source(tmp_path / "a.txt"), CSVSource)
     with pytest.raises(ConfigError, match="jsonl"):
         open_source(tmp_path / "a.json")
+
+
+def test_jsonl_lone_surrogate_rejects_its_line_naming_the_field(tmp_path: Path) -> None:
+    data = (
+        b'{"to": "a@example.com"}\n'
+        b'{"to": "b@example.com", "name": "B\\ud800"}\n'
+        b'{"to": "c@example.com", "headers": {"X-A": "\\udfff"}}\n'
+        b'{"to": "d@example.com", "tags": ["ok", "\\uDC00x"]}\n'
+        b'{"to": "e@example.com", "k\\ud800": 1}\n'
+        b'{"to": "f@example.com", "headers": {"X-\\ud800": "v"}}\n'
+        b'{"to": "g@example.com", "raw": "\xed\xa0\x80"}\n'  # a surrogate in UTF-8 bytes
+        b'{"to": "h@example.com", "smile": "\\ud83d\\ude00"}\n'  # a pair is text
+    )
+    src = JSONLSource(write(tmp_path, data, "in.jsonl"))
+    items = list(src.rows())
+    assert good(items) == [
+        (1, {"to": "a@example.com"}),
+        (8, {"to": "h@example.com", "smile": "\U0001f600"}),
+    ]
+    rejected = bad(items)
+    assert [(row, field) for row, field, _ in rejected] == [
+        (2, "name"),
+        (3, "headers.X-A"),
+        (4, "tags.1"),
+        (5, "k\\ud800"),
+        (6, "headers.X-\\ud800"),
+        (7, "raw"),
+    ]
+    for _, _, reason in rejected:
+        assert "lone surrogate" in reason
+        reason.encode("utf-8")  # the report itself is text
+    assert "the key" in rejected[3][2] and "the value" in rejected[0][2]
+    assert "k\ud800" not in src.columns

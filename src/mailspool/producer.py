@@ -7,15 +7,15 @@ the others go on. Content shared by many jobs (attachments) is stored once as a 
 from __future__ import annotations
 
 import asyncio
-import csv
 import hashlib
 import mimetypes
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from mailspool import csvout
 from mailspool.compose import (
     alternative_entity,
     format_address,
@@ -61,18 +61,19 @@ class Rejects:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._f: TextIO | None = None
-        self._w: Any = None
+        self._w: csvout.SafeWriter | None = None
 
     def add(self, err: RejectedRow) -> None:
         if self._w is None:
             try:
-                self._f = self.path.open("w", newline="", encoding="utf-8")
+                self._f = csvout.create(self.path)
             except OSError as exc:
                 raise MailspoolError(
                     f"cannot write the rejects file {self.path}: {exc.strerror or exc}"
                 ) from exc
-            self._w = csv.writer(self._f)
+            self._w = csvout.SafeWriter(self._f)
             self._w.writerow(["row", "field", "reason"])
+        # field and reason can quote the input: the writer neutralises formula cells
         self._w.writerow([err.row, err.field, err.reason])
 
     def close(self) -> None:
