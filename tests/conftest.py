@@ -12,7 +12,7 @@ import ssl
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import trustme
 
-from mailspool.testing import RecordingSMTPServer, SMTPSink
+from mailspool.testing import RecordingSMTPServer, SMTPSink, Violation, violation_report
 
 # the shared assertions there report their operands as the tests' own do
 pytest.register_assert_rewrite("tests.processes")
@@ -66,25 +66,66 @@ def server_tls(ca: trustme.CA) -> ssl.SSLContext:
     return ctx
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "unchecked_mail(reason): the smtpd and smtp_sink fixtures do not check the messages"
+        " they receive against the wire invariant (for tests that send odd mail on purpose)",
+    )
+
+
+def unchecked_reason(request: pytest.FixtureRequest) -> str | None:
+    """The reason given by the test's ``unchecked_mail`` marker, if it has one."""
+    marker = request.node.get_closest_marker("unchecked_mail")
+    if marker is None:
+        return None
+    reason = marker.args[0] if marker.args else marker.kwargs.get("reason")
+    if not reason:
+        pytest.fail("unchecked_mail needs a reason", pytrace=False)
+    return str(reason)
+
+
+def fail_on(violations: list[Violation]) -> None:
+    if violations:
+        pytest.fail(violation_report(violations), pytrace=False)
+
+
 @pytest.fixture
-def smtpd() -> Iterator[RecordingSMTPServer]:
-    with RecordingSMTPServer() as server:
+def smtpd(request: pytest.FixtureRequest) -> Iterator[RecordingSMTPServer]:
+    """A recording SMTP server; the test fails at teardown if a message it accepted broke
+    the wire invariant (``smtpd.allow_bcc(...)`` before sending declares Bccs)."""
+    server = RecordingSMTPServer(unchecked=unchecked_reason(request)).start()
+    try:
         yield server
+    finally:
+        server.stop()
+    fail_on(server.violations)
 
 
 @pytest.fixture
-def smtp_sink() -> Iterator[Callable[..., SMTPSink]]:
+def smtp_sink(request: pytest.FixtureRequest) -> Iterator[Callable[..., SMTPSink]]:
+    """Starts smtp-sinks; every one dumps its messages, which are checked against the wire
+    invariant at teardown (only those it accepted: not with -f/-r/-q/-Q at ".")."""
     started: list[SMTPSink] = []
+    unchecked = unchecked_reason(request)
 
-    def start(*options: str, dump: bool = False) -> SMTPSink:
+    def start(*options: str, dump: bool = True, bcc: Iterable[str] = ()) -> SMTPSink:
+        del dump  # every sink dumps, so that its messages can be checked
         need(SMTPSink.available(), "Postfix smtp-sink (/usr/sbin/smtp-sink)")
-        sink = SMTPSink(*options, dump=dump).start()
+        sink = SMTPSink(*options, dump=True, bcc=bcc, unchecked=unchecked).start()
         started.append(sink)
         return sink
 
     yield start
-    for s in started:
-        s.cleanup()
+    found: list[Violation] = []
+    try:
+        for sink in started:
+            sink.stop()  # the dump is complete once it has stopped
+            found += sink.violations()
+    finally:
+        for sink in started:
+            sink.cleanup()
+    fail_on(found)
 
 
 REDIS_URL = os.environ.get("MAILSPOOL_TEST_REDIS", "redis://127.0.0.1:6379/0")

@@ -16,7 +16,7 @@ from mailspool.queue import MemoryQueue
 from mailspool.testing import RecordingSMTPServer
 from mailspool.tracing import TracingObserver
 
-from .test_metrics import make_job, run_worker
+from .test_metrics import HAND_MADE, make_job, run_worker
 
 sdk = pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed")
 
@@ -44,7 +44,7 @@ async def test_a_span_per_attempt_with_rate_wait_and_smtp_children() -> None:
     exporter, observer = exporter_and_observer()
     queue = MemoryQueue()
     await queue.enqueue([make_job(i) for i in range(8)])
-    with RecordingSMTPServer() as server:
+    with RecordingSMTPServer(unchecked=HAND_MADE) as server:
         await run_worker(queue, server.port, [observer], LimitSettings(rate=40))
     spans = exporter.get_finished_spans()
     attempts = [s for s in spans if s.name == "mailspool.attempt"]
@@ -80,7 +80,7 @@ async def test_failed_attempts_are_error_spans() -> None:
     exporter, observer = exporter_and_observer()
     queue = MemoryQueue()
     await queue.enqueue([make_job(1, "later@example.com"), make_job(2, "gone@example.com")])
-    with RecordingSMTPServer() as server:
+    with RecordingSMTPServer(unchecked=HAND_MADE) as server:
         server.handler.rcpt_replies["later@example.com"] = "451 4.2.1 try later"
         server.handler.rcpt_replies["gone@example.com"] = "550 5.1.1 no such user"
         await run_worker(queue, server.port, [observer])

@@ -1,41 +1,20 @@
-"""Test helpers shipped with the package: a recording SMTP server (aiosmtpd) that runs in
-a background thread on a free loopback port, with optional STARTTLS and AUTH, and a
-wrapper around Postfix's ``smtp-sink`` for fault injection.
-
-Needs the ``dev`` extra (aiosmtpd, trustme).
-"""
+"""In-process servers for tests: a recording SMTP server (aiosmtpd) in a background
+thread on a free loopback port, with optional STARTTLS and AUTH, and a scripted line
+server for what aiosmtpd cannot be made to do."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import socket
 import ssl
-import subprocess
-import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
+from functools import lru_cache
 from typing import Any
 
-SMTP_SINK = "/usr/sbin/smtp-sink"
-SMTP_SOURCE = "/usr/sbin/smtp-source"
-
-
-@dataclass
-class Received:
-    sender: str
-    recipients: list[str]
-    data: bytes
-    auth: str | None = None
-    tls: bool = False
-
-    @property
-    def message(self) -> Message:
-        return message_from_bytes(self.data)
+from mailspool.testing.invariant import Received, Violation, violation_of, violation_report
 
 
 @dataclass
@@ -45,6 +24,9 @@ class _Handler:
     data_replies: list[str] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    bcc: set[str] = field(default_factory=set)  # recipients that may be missing from To/Cc
+    unchecked: str | None = None  # why messages are not checked; None: they are
+    violations: list[Violation] = field(default_factory=list)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -59,17 +41,34 @@ class _Handler:
         with self.lock:
             if self.data_replies:
                 return self.data_replies.pop(0)
-            login = session.auth_data
-            self.messages.append(
-                Received(
-                    envelope.mail_from,
-                    list(envelope.rcpt_tos),
-                    envelope.content,
-                    login.decode() if isinstance(login, bytes) else login,
-                    session.ssl is not None,
-                )
-            )
+            bcc = tuple(self.bcc)
+        login = session.auth_data
+        received = Received(
+            envelope.mail_from,
+            list(envelope.rcpt_tos),
+            envelope.content,
+            login.decode() if isinstance(login, bytes) else login,
+            session.ssl is not None,
+        )
+        # checked here, on the server's loop: recorded, never raised (see assert_clean)
+        violation = violation_of(received, bcc) if self.unchecked is None else None
+        with self.lock:
+            self.messages.append(received)
+            if violation is not None:
+                self.violations.append(violation)
         return "250 2.0.0 OK queued"
+
+
+@lru_cache(maxsize=1)
+def _smtp_class() -> Any:
+    from aiosmtpd.smtp import SMTP
+
+    class LongLines(SMTP):
+        # aiosmtpd refuses a line over 1001 octets with a 500 that a test may take for any
+        # permanent failure; let it through to the invariant check, which fails the test
+        line_length_limit = 1 << 20
+
+    return LongLines
 
 
 class RecordingSMTPServer:
@@ -77,6 +76,12 @@ class RecordingSMTPServer:
 
     ``tls``: an ssl.SSLContext to offer STARTTLS with; ``credentials``: (user, password)
     to require AUTH; ``require_starttls``: refuse commands before STARTTLS.
+
+    Every accepted message is checked with ``check_message`` as it arrives; ``bcc``
+    (or ``allow_bcc`` before the message is sent) names recipients that may be absent
+    from To/Cc, ``unchecked`` (the reason) turns the check off. Leaving the ``with``
+    block raises AssertionError if any message broke the invariant. Lines of any length
+    are taken (aiosmtpd would refuse one over 1001 octets) so that the check sees them.
     """
 
     def __init__(
@@ -85,8 +90,10 @@ class RecordingSMTPServer:
         tls: ssl.SSLContext | None = None,
         credentials: tuple[str, str] | None = None,
         require_starttls: bool = False,
+        bcc: Iterable[str] = (),
+        unchecked: str | None = None,
     ) -> None:
-        self.handler = _Handler()
+        self.handler = _Handler(bcc={a.lower() for a in bcc}, unchecked=unchecked)
         self.tls = tls
         self.credentials = credentials
         self.require_starttls = require_starttls
@@ -103,6 +110,22 @@ class RecordingSMTPServer:
         with self.handler.lock:
             return list(self.handler.messages)
 
+    @property
+    def violations(self) -> list[Violation]:
+        """The messages received so far that broke the invariant."""
+        with self.handler.lock:
+            return list(self.handler.violations)
+
+    def allow_bcc(self, *addresses: str) -> None:
+        """Let messages sent from now on have these envelope recipients outside To/Cc."""
+        with self.handler.lock:
+            self.handler.bcc.update(a.lower() for a in addresses)
+
+    def assert_clean(self) -> None:
+        """Raise AssertionError if any message received broke the invariant."""
+        if found := self.violations:
+            raise AssertionError(violation_report(found))
+
     def _authenticator(
         self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
     ) -> Any:
@@ -117,9 +140,7 @@ class RecordingSMTPServer:
         return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
 
     def _factory(self) -> Any:
-        from aiosmtpd.smtp import SMTP
-
-        proto = SMTP(
+        proto = _smtp_class()(
             self.handler,
             hostname="mailspool-test",
             ident="mailspool-test",
@@ -173,8 +194,10 @@ class RecordingSMTPServer:
     def __enter__(self) -> RecordingSMTPServer:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.stop()
+        if exc_type is None:  # a failing block's own error says more
+            self.assert_clean()
 
 
 def free_port() -> int:
@@ -192,75 +215,6 @@ def wait_listening(port: int, timeout: float = 30.0) -> bool:
         except OSError:
             time.sleep(0.05)
     return False
-
-
-class SMTPSink:
-    """Postfix's smtp-sink on a free loopback port. ``options`` are passed through, e.g.
-    ``["-r", "rcpt"]`` to reject RCPT, ``["-Q", "data"]`` to hang up after DATA."""
-
-    def __init__(self, *options: str, backlog: int = 256, dump: bool = False) -> None:
-        self.options = list(options)
-        self.backlog = backlog
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        # a file smtp-sink appends every message to (-D); in a directory of its own that
-        # the unprivileged smtp-sink can reach (pytest's tmp_path is private to root)
-        self._dump_dir = tempfile.mkdtemp(prefix="mailspool-sink-") if dump else None
-        self.dump = os.path.join(self._dump_dir, "messages") if self._dump_dir else None
-
-    def received(self) -> list[tuple[list[str], str]]:
-        """(recipients, Message-ID) of every message in the dump file, in order."""
-        if self.dump is None or not os.path.exists(self.dump):
-            return []
-        out: list[tuple[list[str], str]] = []
-        rcpts: list[str] = []
-        with open(self.dump, "rb") as f:
-            for line in f:
-                if line.startswith(b"X-Client-Addr:"):
-                    rcpts = []
-                elif line.startswith(b"X-Rcpt-Args:"):
-                    rcpts.append(line.split(b":", 1)[1].strip().strip(b"<>").decode())
-                elif line.lower().startswith(b"message-id:"):
-                    out.append((rcpts, line.split(b":", 1)[1].strip().decode()))
-        return out
-
-    @staticmethod
-    def available() -> bool:
-        return shutil.which(SMTP_SINK) is not None or os.path.exists(SMTP_SINK)
-
-    def start(self) -> SMTPSink:
-        cmd = [SMTP_SINK, *self.options]
-        if self._dump_dir is not None and self.dump is not None:
-            os.chmod(self._dump_dir, 0o777)
-            cmd += ["-D", self.dump]
-        if os.geteuid() == 0:
-            cmd += ["-u", "nobody"]  # smtp-sink refuses to run as root otherwise
-        cmd += [f"127.0.0.1:{self.port}", str(self.backlog)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_listening(self.port):
-            self.stop()
-            raise RuntimeError(f"smtp-sink did not start: {' '.join(cmd)}")
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self._dump_dir is not None:
-            shutil.rmtree(self._dump_dir, ignore_errors=True)
-
-    def __enter__(self) -> SMTPSink:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
 
 
 class LineServer:
