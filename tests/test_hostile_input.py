@@ -21,15 +21,7 @@ from mailspool.models import AttachmentRef
 from mailspool.producer import Attachments
 from mailspool.render import Renderer, Template
 from mailspool.sources import Row
-from mailspool.testing import RecordingSMTPServer
-
-try:
-    from mailspool.testing import check_message
-except ImportError:  # TEMPORARY until the checker lands
-
-    def check_message(*a: object, **k: object) -> list[str]:
-        return []
-
+from mailspool.testing import RecordingSMTPServer, check_message
 
 from .conftest import Result
 from .faces import FACES, FIELDS, RECIPIENT, SENDER, TEMPLATE_FACES, Outcome, build, through
