@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
+from mailspool.budget import begin, end
 from mailspool.combined import combine, render_combined
 from mailspool.display_names import escape_qcontent, protect_display_names, quote_phrase
 from mailspool.errors import RejectedRow, TemplateError
+from mailspool.sandbox import Sandbox
+from mailspool.sandbox_checks import checked_filters
 
 _HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]?(.*)$")
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply-to")
@@ -31,16 +33,21 @@ RESERVED = frozenset(
 )
 
 
-def make_environment(*, html: bool, sandboxed: bool = False) -> jinja2.Environment:
-    cls = SandboxedEnvironment if sandboxed else jinja2.Environment
-    env = cls(
+_FILTERS = checked_filters(
+    {"mailspool_phrase": quote_phrase, "mailspool_qcontent": escape_qcontent}
+)
+
+
+def make_environment(*, html: bool) -> jinja2.Environment:
+    """Every template is compiled in the sandbox (sandbox.py), whoever wrote it: a
+    template file is often someone else's work too."""
+    env = Sandbox(
         undefined=jinja2.StrictUndefined,
         autoescape=html,
         keep_trailing_newline=True,
         trim_blocks=False,
     )
-    env.filters["mailspool_phrase"] = quote_phrase
-    env.filters["mailspool_qcontent"] = escape_qcontent
+    env.filters.update(_FILTERS)
     return env
 
 
@@ -70,7 +77,6 @@ class Template:
         html_text: str | None = None,
         name: str = "template",
         html_name: str = "html template",
-        sandboxed: bool = False,
     ) -> Template:
         text = text.replace("\r\n", "\n")
         head, body = split_header_block(text)
@@ -94,8 +100,8 @@ class Template:
         is_html = any(
             h.lower() == "content-type" and "text/html" in v.lower() for h, v, _ in headers_src
         )
-        text_env = make_environment(html=False, sandboxed=sandboxed)
-        html_env = make_environment(html=True, sandboxed=sandboxed)
+        text_env = make_environment(html=False)
+        html_env = make_environment(html=True)
         headers, attachments, sources = _compile_headers(text_env, headers_src, name)
         compiled_body = None
         if body.strip():
@@ -131,7 +137,11 @@ class Template:
             if out is not None:
                 it = iter(out)
                 return [f if isinstance(f, str) else next(it) for _, f in fields]
-        return [_render(f, ctx, name) for name, f in fields]
+        token = begin()  # the fields of one row share a budget, as in the combined render
+        try:
+            return [_render(f, ctx, name) for name, f in fields]
+        finally:
+            end(token)
 
     @classmethod
     def load(cls, path: Path, html_path: Path | None = None) -> Template:
@@ -182,6 +192,8 @@ def _syntax_errors(name: str, line_offset: int) -> Iterator[None]:
     except jinja2.TemplateSyntaxError as exc:
         line = (exc.lineno or 1) + line_offset
         raise TemplateError(f"{name}: line {line}: {exc.message}") from exc
+    except RecursionError:  # Jinja's parser and compiler recurse into nested expressions
+        raise TemplateError(f"{name}: line {line_offset + 1}: nested too deeply") from None
 
 
 def _compile(env: jinja2.Environment, source: str) -> jinja2.Template | str:
@@ -206,9 +218,9 @@ def split_header_block(text: str) -> tuple[list[str], str]:
 
 def template_context(values: Mapping[str, Any]) -> dict[str, Any]:
     """Row columns as variables, plus a lowercase alias where it does not collide, plus
-    ``row`` for column names that are not identifiers. The environment's globals (range,
-    dict, namespace...: see _render) are there too, unless a column or alias has the
-    name."""
+    ``row`` for column names that are not identifiers. The sandbox's globals (its
+    range, dict, namespace...: see _render) are there too, unless a column or alias has
+    the name."""
     aliases, row_free = _aliases(tuple(values))
     ctx: dict[str, Any] = {**_GLOBALS, **values}
     for alias, name in aliases:
@@ -234,12 +246,14 @@ def _aliases(columns: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...], boo
     return pairs, "row" not in columns and all(alias != "row" for alias, _ in pairs)
 
 
-_GLOBALS = dict(jinja2.Environment().globals)
+# the sandbox's, not a plain environment's: its range() is the one that refuses huge ranges
+_GLOBALS = dict(make_environment(html=False).globals)
 
 
 def _render(tpl: jinja2.Template | str, ctx: dict[str, Any], field_name: str) -> str:
     if isinstance(tpl, str):
         return tpl
+    token = begin()
     try:
         # Template.render() copies the environment's globals into a new dict on every
         # call; ctx already holds them (template_context), so share it as the parent
@@ -251,3 +265,5 @@ def _render(tpl: jinja2.Template | str, ctx: dict[str, Any], field_name: str) ->
         raise RejectedRow(field_name, f"template error: {exc}") from None
     except (TypeError, ValueError, ArithmeticError) as exc:
         raise RejectedRow(field_name, f"template error: {exc}") from None
+    finally:
+        end(token)
