@@ -4,6 +4,7 @@ workers in the server process delivering to a real aiosmtpd server."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import signal
@@ -402,6 +403,35 @@ def test_templates_render_in_a_sandbox(api: httpx.Client) -> None:
     r = api.post("/v1/messages", json={"template": "evil", "variables": variables})
     assert r.status_code == 422
     assert "unsafe" in r.json()["errors"][0]["reason"]
+
+
+def test_a_template_that_renders_too_long_is_refused_while_the_server_answers(
+    server: ApiServer, api: httpx.Client
+) -> None:
+    """Rendering runs on a thread, within the render's limits: the message gets a 422 for
+    its field, and /healthz answers all the while."""
+    slow = WELCOME + (
+        "{% set s = 'x' * 10000000 %}"  # each `in` scans 10 MB: the loop would take minutes
+        "{% for i in range(100000) %}{% if 'y' in s %}{% endif %}{% endfor %}\n"
+    )
+    assert api.put("/v1/templates/slow", json={"text": slow}).status_code == 201
+    variables = {"name": "x", "email": "x@example.com", "plan": "a"}
+    message = {"template": "slow", "variables": variables}
+    answered = 0
+    with (
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+        httpx.Client(base_url=server.url, timeout=30) as probe,
+    ):
+        posted = pool.submit(api.post, "/v1/messages", json=message)
+        while not posted.done():
+            if probe.get("/healthz").status_code == 200 and not posted.done():
+                answered += 1
+        r = posted.result()
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["errors"]
+    assert err["field"] == "text"
+    assert err["reason"] == "template error: render limit exceeded: took longer than 1 s"
+    assert answered > 0
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,8 @@ from typing import Any
 
 import jinja2
 
+from mailspool.budget import begin, end
+
 SEP = "\x00"
 # statements that behave the same inside a {% with %} scope; a field using any other
 # (block, extends, macro, import, include, call, filter, autoescape) is rendered alone
@@ -47,16 +49,19 @@ def combine(env: jinja2.Environment, parts: list[tuple[str, bool]]) -> jinja2.Te
         pieces.append("{% with %}" + scoped + "{% endwith %}")
     try:
         return env.from_string(SEP.join(pieces))
-    except jinja2.TemplateError:
+    except (jinja2.TemplateError, RecursionError):  # the fields compiled one by one
         return None
 
 
 def render_combined(tpl: jinja2.Template, ctx: dict[str, Any], parts: int) -> list[str] | None:
     """Each part's output, or None when the per-field renders must decide."""
+    token = begin()  # one budget for the whole render (budget.py)
     try:
         # ctx already holds the environment's globals (render.template_context)
         out: str = tpl.environment.concat(tpl.root_render_func(tpl.new_context(ctx, shared=True)))
     except Exception:  # the per-field render raises it again, naming the field
         return None
+    finally:
+        end(token)
     fields = out.split(SEP)
     return fields if len(fields) == parts else None

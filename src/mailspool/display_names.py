@@ -22,6 +22,7 @@ A template that means a value to be a whole list says so: ``{{ Team | address_li
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from mailspool.addresses import single_element
 from mailspool.errors import RejectedRow
@@ -76,7 +77,7 @@ def address_list(value: object) -> str:
 
 
 #: filter name -> function, for the template environment
-FILTERS = {
+FILTERS: dict[str, Callable[..., str]] = {
     "mailspool_phrase": quote_phrase,
     "mailspool_qcontent": escape_qcontent,
     "mailspool_comment": comment_text,

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
+from mailspool.budget import begin, end
 from mailspool.combined import combine, render_combined
 from mailspool.display_names import FILTERS, protect_address_header
 from mailspool.errors import RejectedRow, TemplateError
 from mailspool.headers import is_protected, valid_name
+from mailspool.sandbox import Sandbox
+from mailspool.sandbox_checks import checked_filters
 
 _HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]?(.*)$")
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply-to")
@@ -30,15 +32,19 @@ ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply-to")
 SINGLE = frozenset((*ADDRESS_FIELDS, "subject", "content-type"))
 
 
-def make_environment(*, html: bool, sandboxed: bool = False) -> jinja2.Environment:
-    cls = SandboxedEnvironment if sandboxed else jinja2.Environment
-    env = cls(
+_FILTERS = checked_filters(FILTERS)
+
+
+def make_environment(*, html: bool) -> jinja2.Environment:
+    """Every template is compiled in the sandbox (sandbox.py), whoever wrote it: a
+    template file is often someone else's work too."""
+    env = Sandbox(
         undefined=jinja2.StrictUndefined,
         autoescape=html,
         keep_trailing_newline=True,
         trim_blocks=False,
     )
-    env.filters.update(FILTERS)
+    env.filters.update(_FILTERS)
     return env
 
 
@@ -68,7 +74,6 @@ class Template:
         html_text: str | None = None,
         name: str = "template",
         html_name: str = "html template",
-        sandboxed: bool = False,
     ) -> Template:
         text = text.replace("\r\n", "\n")
         head, body = split_header_block(text)
@@ -88,8 +93,8 @@ class Template:
         is_html = any(
             h.lower() == "content-type" and "text/html" in v.lower() for h, v, _ in headers_src
         )
-        text_env = make_environment(html=False, sandboxed=sandboxed)
-        html_env = make_environment(html=True, sandboxed=sandboxed)
+        text_env = make_environment(html=False)
+        html_env = make_environment(html=True)
         headers, attachments, sources = _compile_headers(text_env, headers_src, name)
         compiled_body = None
         if body.strip():
@@ -125,7 +130,11 @@ class Template:
             if out is not None:
                 it = iter(out)
                 return [f if isinstance(f, str) else next(it) for _, f in fields]
-        return [_render(f, ctx, name) for name, f in fields]
+        token = begin()  # the fields of one row share a budget, as in the combined render
+        try:
+            return [_render(f, ctx, name) for name, f in fields]
+        finally:
+            end(token)
 
     @classmethod
     def load(cls, path: Path, html_path: Path | None = None) -> Template:
@@ -192,6 +201,8 @@ def _syntax_errors(name: str, line_offset: int) -> Iterator[None]:
     except jinja2.TemplateSyntaxError as exc:
         line = (exc.lineno or 1) + line_offset
         raise TemplateError(f"{name}: line {line}: {exc.message}") from exc
+    except RecursionError:  # Jinja's parser and compiler recurse into nested expressions
+        raise TemplateError(f"{name}: line {line_offset + 1}: nested too deeply") from None
 
 
 def _compile(env: jinja2.Environment, source: str) -> jinja2.Template | str:
@@ -216,9 +227,9 @@ def split_header_block(text: str) -> tuple[list[str], str]:
 
 def template_context(values: Mapping[str, Any]) -> dict[str, Any]:
     """Row columns as variables, plus a lowercase alias where it does not collide, plus
-    ``row`` for column names that are not identifiers. The environment's globals (range,
-    dict, namespace...: see _render) are there too, unless a column or alias has the
-    name."""
+    ``row`` for column names that are not identifiers. The sandbox's globals (its
+    range, dict, namespace...: see _render) are there too, unless a column or alias has
+    the name."""
     aliases, row_free = _aliases(tuple(values))
     ctx: dict[str, Any] = {**_GLOBALS, **values}
     for alias, name in aliases:
@@ -244,12 +255,14 @@ def _aliases(columns: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...], boo
     return pairs, "row" not in columns and all(alias != "row" for alias, _ in pairs)
 
 
-_GLOBALS = dict(jinja2.Environment().globals)
+# the sandbox's, not a plain environment's: its range() is the one that refuses huge ranges
+_GLOBALS = dict(make_environment(html=False).globals)
 
 
 def _render(tpl: jinja2.Template | str, ctx: dict[str, Any], field_name: str) -> str:
     if isinstance(tpl, str):
         return tpl
+    token = begin()
     try:
         # Template.render() copies the environment's globals into a new dict on every
         # call; ctx already holds them (template_context), so share it as the parent
@@ -261,3 +274,5 @@ def _render(tpl: jinja2.Template | str, ctx: dict[str, Any], field_name: str) ->
         raise RejectedRow(field_name, f"template error: {exc}") from None
     except (TypeError, ValueError, ArithmeticError) as exc:
         raise RejectedRow(field_name, f"template error: {exc}") from None
+    finally:
+        end(token)

