@@ -1,0 +1,1 @@
+"""Claim, limit, send, record: the worker and what it decides with."""

@@ -1,0 +1,1 @@
+"""Rows to jobs: sources, the job builder, the render processes, the producer."""

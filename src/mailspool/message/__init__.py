@@ -1,0 +1,1 @@
+"""The message: templates, rendering and validation, addresses, MIME composition (pure)."""

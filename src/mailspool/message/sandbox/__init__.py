@@ -1,0 +1,1 @@
+"""The Jinja2 sandbox every template renders in, and the budget of one render."""

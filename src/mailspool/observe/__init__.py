@@ -1,0 +1,1 @@
+"""What observers see: progress, logs, metrics, tracing."""

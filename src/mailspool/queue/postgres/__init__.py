@@ -1,0 +1,1 @@
+"""PostgreSQL: a job store for the RabbitMQ queue."""

@@ -1,0 +1,1 @@
+"""RabbitMQ: the queue (job ids on a broker), with its job store in PostgreSQL or Redis."""

@@ -1,0 +1,1 @@
+"""Redis Streams: the queue, and a job store for the RabbitMQ queue."""

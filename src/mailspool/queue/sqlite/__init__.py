@@ -1,0 +1,1 @@
+"""The embedded queue: one SQLite file holds the queue and the job store."""
