@@ -19,12 +19,12 @@ from typing import Any
 
 from mailspool.api.intake import Invalid, direct_values, split_body
 from mailspool.api.templates import parse_template
-from mailspool.compose import attachment_part, wrap_mixed
 from mailspool.errors import MailspoolError, RejectedRow
+from mailspool.intake.producer import Attachments, JobBuilder
+from mailspool.intake.sources import Row, open_source
+from mailspool.message.compose import attachment_part, wrap_mixed
+from mailspool.message.render import Renderer, Template
 from mailspool.models import Job
-from mailspool.producer import Attachments, JobBuilder
-from mailspool.render import Renderer, Template
-from mailspool.sources import Row, open_source
 
 FACES = (
     "csv_cell",

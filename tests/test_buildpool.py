@@ -15,19 +15,19 @@ from typing import Any
 
 import pytest
 
-from mailspool.buildpool import (
+from mailspool.errors import MailspoolError, RejectedRow
+from mailspool.intake.pool import (
     CHUNK_ROWS,
     MIN_SOURCE_BYTES,
     BuildPool,
     BuildSpec,
     default_processes,
 )
-from mailspool.errors import MailspoolError, RejectedRow
+from mailspool.intake.producer import Attachments, Producer, Rejects
+from mailspool.intake.sources import Row
+from mailspool.message.render import Renderer, Template
 from mailspool.models import Job
-from mailspool.producer import Attachments, Producer, Rejects
 from mailspool.queue import MemoryQueue, SQLiteQueue
-from mailspool.render import Renderer, Template
-from mailspool.sources import Row
 from mailspool.testing import SMTPSink
 
 from .conftest import TEMPLATE, write_csv

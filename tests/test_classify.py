@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailspool.classify import Action, Verdict, classify
+from mailspool.delivery.classify import Action, Verdict, classify
+from mailspool.delivery.outcomes import refused_retry, sent_reply, transient
 from mailspool.errors import (
     AuthFailure,
     ConnectError,
@@ -19,7 +20,6 @@ from mailspool.errors import (
     TLSFailure,
 )
 from mailspool.models import DeadReason, Job, State
-from mailspool.outcomes import refused_retry, sent_reply, transient
 from mailspool.transport.base import Delivery
 
 RETRY = Verdict(Action.RETRY)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from mailspool.errors import RejectedRow
-from mailspool.render import Renderer, Template, template_context
-from mailspool.template import _render
+from mailspool.message.render import Renderer, Template, template_context
+from mailspool.message.template import _render
 
 ROW = {"Name": "Ann <b>", "Email": "ann@example.com", "n": 3, "tags": ["x", "y"]}
 

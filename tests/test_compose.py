@@ -8,16 +8,16 @@ from email.message import EmailMessage
 
 import pytest
 
-from mailspool.compose import (
+from mailspool.intake.producer import compose
+from mailspool.message.compose import (
     MAX_LINE,
     attachment_part,
     encode_body,
     encode_header,
     wrap_mixed,
 )
+from mailspool.message.render import Rendered, Renderer, Template
 from mailspool.models import AttachmentRef
-from mailspool.producer import compose
-from mailspool.render import Rendered, Renderer, Template
 
 MESSAGE_ID = "<0123456789abcdef0123456789abcdef@example.com>"
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from mailspool.classify import Action, classify
+from mailspool.delivery.classify import Action, classify
 from mailspool.errors import ReplyError
 from mailspool.testing import LineServer, SMTPSink, free_port
 from mailspool.transport import Envelope, SMTPTransport, parse_smtp_url

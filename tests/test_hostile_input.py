@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from mailspool.addresses import MAX_LOCAL_PART
 from mailspool.api.templates import parse_template
-from mailspool.compose import attachment_part, mime_parameter
 from mailspool.errors import RejectedRow, TemplateError
-from mailspool.headers import PROTECTED
+from mailspool.intake.producer import Attachments
+from mailspool.intake.sources import Row
+from mailspool.message.addresses import MAX_LOCAL_PART
+from mailspool.message.compose import attachment_part, mime_parameter
+from mailspool.message.headers import PROTECTED
+from mailspool.message.render import Renderer, Template
 from mailspool.models import AttachmentRef
-from mailspool.producer import Attachments
-from mailspool.render import Renderer, Template
-from mailspool.sources import Row
 from mailspool.testing import RecordingSMTPServer, check_message
 
 from .conftest import Result

@@ -13,9 +13,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mailspool.compose import attachment_part
 from mailspool.errors import RejectedRow
-from mailspool.producer import Attachments
+from mailspool.intake.producer import Attachments
+from mailspool.message.compose import attachment_part
 from mailspool.testing import check_message
 
 from .faces import FIELDS, TEMPLATE_FACES, through

@@ -28,10 +28,10 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from mailspool.classify import classify
+from mailspool.delivery.classify import classify
 from mailspool.errors import ReplyError
-from mailspool.logs import LogObserver, configure
 from mailspool.models import DeadReason, Job
+from mailspool.observe.logs import LogObserver, configure
 from mailspool.testing import RecordingSMTPServer, free_port, wait_listening
 from mailspool.transport.base import Delivery
 

@@ -16,10 +16,13 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from mailspool.classify import Action, Verdict
+from mailspool.delivery.classify import Action, Verdict
+from mailspool.delivery.limits.base import LimitSettings
+from mailspool.delivery.observer import Observer
+from mailspool.delivery.worker import Worker, WorkerConfig
 from mailspool.errors import ConnectError, ReplyError
-from mailspool.limits import LimitSettings
-from mailspool.metrics import (
+from mailspool.models import CampaignStats, DeadReason, Job, Outcome, State
+from mailspool.observe.metrics import (
     DEAD_REASONS,
     REPLY_CLASSES,
     STATES,
@@ -28,13 +31,10 @@ from mailspool.metrics import (
     reply_class,
     scrape_registry,
 )
-from mailspool.models import CampaignStats, DeadReason, Job, Outcome, State
-from mailspool.observe import Observer
 from mailspool.queue import MemoryQueue
 from mailspool.testing import LineServer, RecordingSMTPServer, free_port, wait_listening
 from mailspool.transport import SMTPTransport, parse_smtp_url
 from mailspool.transport.base import Delivery
-from mailspool.worker import Worker, WorkerConfig
 
 from .conftest import write_csv
 
@@ -227,7 +227,7 @@ def test_worker_serves_metrics_on_its_port(tmp_path: Path, smtpd: RecordingSMTPS
 
 
 def test_metrics_port_binds_loopback_only(tmp_path: Path) -> None:
-    from mailspool.metrics import serve_metrics
+    from mailspool.observe.metrics import serve_metrics
 
     async def start() -> tuple[str, int]:
         server = serve_metrics("127.0.0.1", 0, MemoryQueue())

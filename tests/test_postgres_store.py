@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from mailspool.models import State
-from mailspool.packing import Packed, pack
-from mailspool.store.postgres import PostgresStore
-from mailspool.store.postgres_schema import DDL, record_sql
+from mailspool.queue.packing import Packed, pack
+from mailspool.queue.postgres.schema import DDL, record_sql
+from mailspool.queue.postgres.store import PostgresStore
 
 from .conftest import POSTGRES_URL, need, port_open
 from .test_queue_contract import make_job

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from mailspool.errors import MailspoolError, RejectedRow
-from mailspool.models import Enqueued, Job, State
-from mailspool.producer import (
+from mailspool.intake.producer import (
     BATCH,
     FIRST_BATCH,
     MAX_MESSAGE_BYTES,
@@ -26,9 +25,10 @@ from mailspool.producer import (
     Rejects,
     job_id,
 )
+from mailspool.intake.sources import Row, open_source
+from mailspool.message.render import Renderer, Template
+from mailspool.models import Enqueued, Job, State
 from mailspool.queue import MemoryQueue, Queue, SQLiteQueue
-from mailspool.render import Renderer, Template
-from mailspool.sources import Row, open_source
 from mailspool.testing import RecordingSMTPServer
 
 from .conftest import TEMPLATE, Result, write_csv

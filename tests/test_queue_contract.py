@@ -28,11 +28,11 @@ async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     an isolated namespace per test, and skip (fail under CI) when their server is absent."""
     q: Queue
     if request.param == "redis":
-        from mailspool.queue.redis import RedisQueue
+        from mailspool.queue.redis.queue import RedisQueue
 
         q = RedisQueue(request.getfixturevalue("redis_url"))  # a prefix of its own
     elif request.param.startswith("rabbitmq"):
-        from mailspool.queue.rabbitmq import RabbitMQQueue
+        from mailspool.queue.rabbitmq.queue import RabbitMQQueue
 
         # a queue prefix, and a PostgreSQL schema or a Redis key prefix, of its own
         ns = request.getfixturevalue(request.param.replace("-", "_"))

@@ -18,8 +18,8 @@ import pytest
 from mailspool.errors import ConfigError, MissingExtra, QueueError
 from mailspool.models import Enqueued, Outcome, State
 from mailspool.queue import make_queue
-from mailspool.queue.rabbitmq import RabbitMQQueue, parse_amqp_url
-from mailspool.store.postgres import parse_store_url
+from mailspool.queue.postgres.store import parse_store_url
+from mailspool.queue.rabbitmq.queue import RabbitMQQueue, parse_amqp_url
 
 from .conftest import TEMPLATE, RabbitMQNamespace, write_csv
 from .test_queue_contract import make_job

@@ -11,8 +11,8 @@ import random
 
 import pytest
 
+from mailspool.delivery.limits.local import RateLimiter, parse_rate
 from mailspool.errors import ConfigError
-from mailspool.ratelimit import RateLimiter, parse_rate
 
 # -- parse_rate -------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from mailspool.models import CampaignStats, State, job_id
-from mailspool.queue.redis import RedisQueue
+from mailspool.queue.redis.queue import RedisQueue
 from mailspool.testing import RecordingSMTPServer, SMTPSink, free_port, wait_listening
 
 from .conftest import TEMPLATE, need, timing_server

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from mailspool.config import load_settings
+from mailspool.delivery.limits.base import LimitSettings
+from mailspool.delivery.limits.redis import RedisLimits
 from mailspool.errors import ConfigError
-from mailspool.limits import LimitSettings
-from mailspool.limits_redis import RedisLimits
 from mailspool.wiring import check_shared_limits, limits
 
 

@@ -17,9 +17,9 @@ import pytest
 
 from mailspool.errors import ConfigError, MissingExtra, QueueError
 from mailspool.models import Enqueued, Job, Outcome, State
-from mailspool.packing import Packed, pack
 from mailspool.queue import make_queue
-from mailspool.queue.redis import (
+from mailspool.queue.packing import Packed, pack
+from mailspool.queue.redis.queue import (
     Reconnect,
     RedisQueue,
     backoff_delays,

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from mailspool.delivery.relay_gate import RelayGate
 from mailspool.errors import ConnectError, ReplyError
-from mailspool.relay import RelayGate
 
 
 class FakeClock:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from mailspool.errors import RejectedRow, TemplateError
-from mailspool.producer import compose
-from mailspool.render import Rendered, Renderer, Template, template_context
+from mailspool.intake.producer import compose
+from mailspool.message.render import Rendered, Renderer, Template, template_context
 
 from .conftest import TEMPLATE
 

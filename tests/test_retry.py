@@ -6,9 +6,9 @@ import random
 
 import pytest
 
+from mailspool.delivery.retry import RetryPolicy
 from mailspool.errors import ConfigError
 from mailspool.models import DeadReason
-from mailspool.retry import RetryPolicy
 
 MIN, HOUR, DAY = 60.0, 3600.0, 86400.0
 

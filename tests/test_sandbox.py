@@ -19,14 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2.sandbox import safe_range
 
-from mailspool import budget
-from mailspool.buildpool import BuildPool, BuildSpec
 from mailspool.errors import RejectedRow, TemplateError
-from mailspool.producer import MAX_MESSAGE_BYTES, Attachments, Producer, Rejects
+from mailspool.intake.pool import BuildPool, BuildSpec
+from mailspool.intake.producer import MAX_MESSAGE_BYTES, Attachments, Producer, Rejects
+from mailspool.intake.sources import Row
+from mailspool.message.render import Renderer, Template, template_context
+from mailspool.message.sandbox import budget
+from mailspool.message.sandbox.checks import _LINE_BREAKS, _WHITESPACE
 from mailspool.queue import MemoryQueue
-from mailspool.render import Renderer, Template, template_context
-from mailspool.sandbox_checks import _LINE_BREAKS, _WHITESPACE
-from mailspool.sources import Row
 
 from .conftest import Result, write_csv
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mailspool.classify import Action, classify
+from mailspool.delivery.classify import Action, classify
 from mailspool.errors import AuthFailure, ConnectError, ReplyError, SMTPTimeout, TLSFailure
 from mailspool.testing import LineServer, RecordingSMTPServer, SMTPSink, free_port
 from mailspool.transport import Envelope, SMTPTransport, parse_smtp_url

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from mailspool.csvout import FORMULA_START, SafeWriter, safe_cell
 from mailspool.errors import RejectedRow, SourceError
-from mailspool.sources import CSVSource, Row
+from mailspool.intake.csvout import FORMULA_START, SafeWriter, safe_cell
+from mailspool.intake.sources import CSVSource, Row
 
 LEAN = settings(max_examples=150, deadline=None)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mailspool.errors import ConfigError, RejectedRow, SourceError
-from mailspool.sources import CSVSource, JSONLSource, Row, open_source
+from mailspool.intake.sources import CSVSource, JSONLSource, Row, open_source
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = Path("/work/shared/fixtures/seed-recipients.csv")

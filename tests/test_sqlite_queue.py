@@ -7,8 +7,8 @@ import sqlite3
 from pathlib import Path
 
 from mailspool.models import Enqueued, Job, Outcome, State
-from mailspool.packing import unpack
 from mailspool.queue import DeadFilter, SQLiteQueue
+from mailspool.queue.packing import unpack
 
 # the jobs table as it was when each row held its message
 OLD_SCHEMA = """

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from mailspool.limits import LimitSettings
+from mailspool.delivery.limits.base import LimitSettings
+from mailspool.observe.tracing import TracingObserver
 from mailspool.queue import MemoryQueue
 from mailspool.testing import RecordingSMTPServer
-from mailspool.tracing import TracingObserver
 
 from .test_metrics import HAND_MADE, make_job, run_worker
 
@@ -118,7 +118,7 @@ def test_a_library_importing_opentelemetry_does_not_turn_tracing_on() -> None:
     res = python(
         """
         import opentelemetry.trace  # as redis does on its own
-        from mailspool.tracing import tracer, wanted
+        from mailspool.observe.tracing import tracer, wanted
         assert not wanted() and tracer() is None
         print("ok")
         """
@@ -131,9 +131,9 @@ def test_otel_variables_without_the_package_only_warn() -> None:
         """
         import sys
         sys.modules["opentelemetry"] = None  # as if the otel extra were not installed
-        from mailspool.logs import configure
+        from mailspool.observe.logs import configure
         configure("info", "json")
-        from mailspool.tracing import tracing_observer
+        from mailspool.observe.tracing import tracing_observer
         assert tracing_observer() is None
         print("ok")
         """,
@@ -148,7 +148,7 @@ def test_otel_variables_install_the_sdk() -> None:
         """
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
-        from mailspool.tracing import tracer, tracing_observer
+        from mailspool.observe.tracing import tracer, tracing_observer
         assert tracing_observer() is not None
         assert isinstance(trace.get_tracer_provider(), TracerProvider)
         with tracer().start_as_current_span("probe"):
@@ -161,7 +161,7 @@ def test_otel_variables_install_the_sdk() -> None:
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
     assert '"name": "probe"' in res.stderr and "mailspool-test" in res.stderr
     off = python(
-        "from mailspool.tracing import tracer; assert tracer() is None; print('ok')",
+        "from mailspool.observe.tracing import tracer; assert tracer() is None; print('ok')",
         OTEL_TRACES_EXPORTER="console",
         OTEL_SDK_DISABLED="true",
     )

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from mailspool.addresses import parse_addresses
 from mailspool.errors import RejectedRow
-from mailspool.producer import Attachments, compose
+from mailspool.intake.producer import Attachments, compose
+from mailspool.message.addresses import parse_addresses
+from mailspool.message.render import Rendered, Renderer, Template
 from mailspool.queue import MemoryQueue
-from mailspool.render import Rendered, Renderer, Template
 
 from .conftest import TEMPLATE
 
@@ -343,7 +343,7 @@ _UNREADABLE = """
 import sys
 from pathlib import Path
 from mailspool.errors import RejectedRow
-from mailspool.producer import Attachments
+from mailspool.intake.producer import Attachments
 from mailspool.queue import MemoryQueue
 try:
     Attachments(Path(sys.argv[1]), MemoryQueue()).resolve("locked.pdf")

@@ -37,15 +37,15 @@ from typing import Any
 
 import pytest
 
+from mailspool.delivery.leases import PID_SPACE, WORKER_TOKEN, make_owner, owner_is_dead_here
+from mailspool.delivery.observer import Observer
+from mailspool.delivery.worker import Worker, WorkerConfig
 from mailspool.errors import QueueError
-from mailspool.leases import PID_SPACE, WORKER_TOKEN, make_owner, owner_is_dead_here
 from mailspool.models import AttachmentRef, DeadReason, Job, Outcome, State
-from mailspool.observe import Observer
-from mailspool.queue.sqlite import SQLiteQueue
+from mailspool.queue.sqlite.queue import SQLiteQueue
 from mailspool.testing import RecordingSMTPServer, SMTPSink
 from mailspool.transport import SMTPTransport, parse_smtp_url
 from mailspool.transport.base import Delivery, Envelope, Ready
-from mailspool.worker import Worker, WorkerConfig
 
 from .conftest import TEMPLATE, Result, json_events, write_csv
 
@@ -290,7 +290,7 @@ def test_lease_owners_of_this_pid_space_only() -> None:
 
 
 def test_another_process_here_shares_the_pid_space() -> None:
-    code = "from mailspool.leases import PID_SPACE; print(PID_SPACE)"
+    code = "from mailspool.delivery.leases import PID_SPACE; print(PID_SPACE)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == PID_SPACE
 

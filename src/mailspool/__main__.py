@@ -1,5 +1,5 @@
 import sys
 
-from mailspool.cli import main
+from mailspool.cli.parser import main
 
 sys.exit(main())

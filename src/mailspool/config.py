@@ -20,10 +20,10 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from mailspool.addresses import normalize_domain
+from mailspool.delivery.limits.base import LimitSettings, parse_domain_rates
+from mailspool.delivery.limits.local import parse_rate
 from mailspool.errors import ConfigError
-from mailspool.limits import LimitSettings, parse_domain_rates
-from mailspool.ratelimit import parse_rate
+from mailspool.message.addresses import normalize_domain
 
 ENV_PREFIX = "MAILSPOOL_"
 #: option names that differ from the field name

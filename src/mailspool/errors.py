@@ -16,7 +16,7 @@
         ├── TLSFailure              handshake or certificate failure, or STARTTLS unavailable
         └── AuthFailure             535 and friends, or credentials refused over plaintext
 
-Delivery errors carry structured fields so that :mod:`mailspool.classify` can decide
+Delivery errors carry structured fields so that :mod:`mailspool.delivery.classify` can decide
 what happens to the job without parsing text.
 """
 

@@ -6,17 +6,17 @@ import hashlib
 import re
 from pathlib import Path
 
-from mailspool.buildpool import BuildPool, BuildSpec, default_processes
 from mailspool.config import Settings
+from mailspool.delivery.limits.base import Limits
+from mailspool.delivery.observer import Observer
+from mailspool.delivery.retry import RetryPolicy
+from mailspool.delivery.worker import WorkerConfig
 from mailspool.errors import ConfigError
-from mailspool.limits import Limits
-from mailspool.observe import Observer
-from mailspool.producer import Attachments, Producer, Rejects
+from mailspool.intake.pool import BuildPool, BuildSpec, default_processes
+from mailspool.intake.producer import Attachments, Producer, Rejects
+from mailspool.message.render import Renderer, Template
 from mailspool.queue import Queue, make_queue, queue_packs_messages
-from mailspool.render import Renderer, Template
-from mailspool.retry import RetryPolicy
 from mailspool.transport import OutboxTransport, SMTPTransport, Transport, parse_smtp_url
-from mailspool.worker import WorkerConfig
 
 
 async def open_queue(settings: Settings) -> Queue:
@@ -133,12 +133,12 @@ def default_campaign(source: Path, settings: Settings) -> str:
 
 def observers(settings: Settings) -> list[Observer]:
     """Observers every worker gets from the settings (logs, metrics, tracing)."""
-    from mailspool.logs import LogObserver
-    from mailspool.tracing import tracing_observer
+    from mailspool.observe.logs import LogObserver
+    from mailspool.observe.tracing import tracing_observer
 
     found: list[Observer] = [LogObserver.for_level(settings.log_level)]
     if settings.metrics_port is not None:  # counted only where they are served
-        from mailspool.metrics import process_metrics  # prometheus_client: not at start-up
+        from mailspool.observe.metrics import process_metrics  # prometheus_client: not at start-up
 
         found.append(process_metrics().observer())
     tracing = tracing_observer()  # None unless OTEL_* asks for it (and it is installed)
@@ -179,6 +179,6 @@ def limits(settings: Settings) -> Limits | None:
     url = _limits_redis_url(settings) if settings.limits.any else None
     if url is None:
         return None
-    from mailspool.limits_redis import RedisLimits  # optional extra: mailspool[redis]
+    from mailspool.delivery.limits.redis import RedisLimits  # optional extra: mailspool[redis]
 
     return RedisLimits(url, settings.limits)

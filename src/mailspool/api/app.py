@@ -22,8 +22,8 @@ from mailspool.api.routes import invalid, ops, v1
 from mailspool.api.service import Service
 from mailspool.config import Settings
 from mailspool.errors import QueueError
-from mailspool.logs import get_logger
-from mailspool.metrics import Metrics
+from mailspool.observe.logs import get_logger
+from mailspool.observe.metrics import Metrics
 from mailspool.queue import Queue
 from mailspool.transport.url import is_loopback
 

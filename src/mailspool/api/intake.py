@@ -17,10 +17,10 @@ from pydantic import TypeAdapter, ValidationError
 from mailspool.api.bodies import MAX_BATCH, FieldError, MessageIn
 from mailspool.api.senders import SenderDomains
 from mailspool.errors import RejectedRow
+from mailspool.intake.producer import Attachments, Producer
+from mailspool.intake.sources.base import Row
 from mailspool.models import AttachmentRef, Enqueued, Job
-from mailspool.producer import Attachments, Producer
 from mailspool.queue import Queue
-from mailspool.sources.base import Row
 
 DEFAULT_CAMPAIGN = "api"
 #: the row value that carries a message's idempotency key to the producer (its

@@ -7,8 +7,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from mailspool.logs import get_logger
-from mailspool.metrics import Metrics
+from mailspool.observe.logs import get_logger
+from mailspool.observe.metrics import Metrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

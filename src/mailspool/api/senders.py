@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from mailspool.addresses import normalize_domain, parse_addresses
 from mailspool.config import ANY_SENDER as ANY
 from mailspool.errors import MailspoolError, RejectedRow
+from mailspool.message.addresses import normalize_domain, parse_addresses
 
 
 class SenderDomains:

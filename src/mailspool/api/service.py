@@ -24,25 +24,25 @@ from mailspool.api.intake import (
 from mailspool.api.senders import SenderDomains
 from mailspool.api.templates import TemplateStore
 from mailspool.config import Settings
+from mailspool.delivery.leases import reclaim_dead_leases
+from mailspool.delivery.limits.base import Limits, LocalLimits
+from mailspool.delivery.worker import Worker
 from mailspool.errors import QueueError
-from mailspool.leases import reclaim_dead_leases
-from mailspool.limits import Limits, LocalLimits
-from mailspool.logs import get_logger
-from mailspool.metrics import (
+from mailspool.intake.producer import Producer, Rejects
+from mailspool.message.render import Renderer
+from mailspool.models import Enqueued, Job
+from mailspool.observe.logs import get_logger
+from mailspool.observe.metrics import (
     Metrics,
     MetricsObserver,
     QueueDepth,
     process_metrics,
     scrape_registry,
 )
-from mailspool.models import Enqueued, Job
-from mailspool.producer import Producer, Rejects
+from mailspool.observe.tracing import span, tracer
 from mailspool.queue import Queue
-from mailspool.queue.rabbitmq_connection import BrokerConnection
-from mailspool.render import Renderer
-from mailspool.tracing import span, tracer
+from mailspool.queue.rabbitmq.connection import BrokerConnection
 from mailspool.wiring import limits, make_transport, observers, open_queue, worker_config
-from mailspool.worker import Worker
 
 #: batches at least this large are rendered on a thread, off the event loop (as is any
 #: message using a registered template)

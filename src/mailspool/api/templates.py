@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from mailspool.config import Settings
 from mailspool.errors import TemplateError
+from mailspool.message.render import Renderer, Template
 from mailspool.queue import Queue
-from mailspool.render import Renderer, Template
 
 #: how often a process looks for a version that another process stored
 RECHECK_S = 1.0

@@ -13,14 +13,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mailspool.cli.send import SendRun
 from mailspool.config import Settings, parse_duration
+from mailspool.delivery.leases import reclaim_dead_leases
+from mailspool.delivery.worker import Worker
 from mailspool.errors import ConfigError, RejectedRow
-from mailspool.leases import reclaim_dead_leases
-from mailspool.logs import get_logger
+from mailspool.intake.sources import Row, open_source
 from mailspool.models import Job
+from mailspool.observe.logs import get_logger
 from mailspool.queue import DeadFilter
-from mailspool.send import SendRun
-from mailspool.sources import Row, open_source
 from mailspool.wiring import (
     build_pool,
     check_shared_limits,
@@ -33,7 +34,6 @@ from mailspool.wiring import (
     open_queue,
     worker_config,
 )
-from mailspool.worker import Worker
 
 
 async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -121,7 +121,7 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             shared,
         )
         if settings.metrics_port is not None:
-            from mailspool.metrics import serve_metrics
+            from mailspool.observe.metrics import serve_metrics
 
             metrics_server = serve_metrics(
                 settings.host, settings.metrics_port, queue, worker.transport
@@ -193,7 +193,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
-    from mailspool.producer import compose
+    from mailspool.intake.producer import compose
 
     renderer = load_renderer(settings)
     for item in open_source(_source_path(args)).rows():

@@ -160,9 +160,9 @@ def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mailspool.commands import dispatch
+    from mailspool.cli.commands import dispatch
     from mailspool.config import load_settings
-    from mailspool.logs import configure
+    from mailspool.observe.logs import configure
 
     try:
         settings = load_settings(**{k: getattr(args, k, None) for k in SETTING_KEYS})

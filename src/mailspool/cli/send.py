@@ -12,17 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mailspool.buildpool import BuildPool
 from mailspool.config import Settings
+from mailspool.delivery.leases import reclaim_dead_leases
+from mailspool.delivery.observer import Counter, Observer
+from mailspool.delivery.worker import Worker
 from mailspool.errors import AuthFailure, DeliveryError, TLSFailure
-from mailspool.leases import reclaim_dead_leases
-from mailspool.logs import get_logger
+from mailspool.intake.pool import BuildPool
+from mailspool.intake.producer import Producer, ProducerReport
+from mailspool.intake.sources import open_source
 from mailspool.models import State
-from mailspool.observe import Counter, Observer
-from mailspool.producer import Producer, ProducerReport
-from mailspool.progress import Progress
+from mailspool.observe.logs import get_logger
+from mailspool.observe.progress import Progress
 from mailspool.queue import Queue
-from mailspool.sources import open_source
 from mailspool.transport import Transport
 from mailspool.wiring import (
     build_pool,
@@ -35,7 +36,6 @@ from mailspool.wiring import (
     open_queue,
     worker_config,
 )
-from mailspool.worker import Worker
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 75
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143

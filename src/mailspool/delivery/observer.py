@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mailspool.classify import Verdict
+from mailspool.delivery.classify import Verdict
 from mailspool.errors import DeliveryError
 from mailspool.models import DeadReason, Job, Outcome
 from mailspool.transport.base import Delivery

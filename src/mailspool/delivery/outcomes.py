@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from mailspool.classify import Action, classify
+from mailspool.delivery.classify import Action, classify
 from mailspool.errors import ReplyError
 from mailspool.models import Job, Outcome, State, job_id
 from mailspool.transport.base import Delivery

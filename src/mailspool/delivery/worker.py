@@ -2,7 +2,7 @@
 
     feeder     claims batches under a lease while the local buffer runs low
     senders    ``concurrency`` tasks: rate limit, relay gate, send, decide the outcome
-    recorder   writes outcomes in batches (mailspool.recorder); senders wait while more
+    recorder   writes outcomes in batches (mailspool.delivery.recorder); senders wait while more
                than ``2 * concurrency`` outcomes are not yet durable, so a crash can leave
                at most ``3 * concurrency`` messages delivered but unrecorded (the
                duplicate window)
@@ -25,18 +25,18 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailspool.classify import Action, Verdict, classify
-from mailspool.compose import attachment_part, wrap_mixed
+from mailspool.delivery.classify import Action, Verdict, classify
+from mailspool.delivery.leases import make_owner
+from mailspool.delivery.limits.base import Limits, LimitSettings, LocalLimits, NoLimits
+from mailspool.delivery.observer import Observer
+from mailspool.delivery.outcomes import interrupted, refused_retry, sent_reply, transient
+from mailspool.delivery.recorder import Recorder
+from mailspool.delivery.relay_gate import RelayGate
+from mailspool.delivery.retry import RetryPolicy
 from mailspool.errors import DeliveryError, MailspoolError, QueueError
-from mailspool.leases import make_owner
-from mailspool.limits import Limits, LimitSettings, LocalLimits, NoLimits
+from mailspool.message.compose import attachment_part, wrap_mixed
 from mailspool.models import DeadReason, Job, Outcome, State
-from mailspool.observe import Observer
-from mailspool.outcomes import interrupted, refused_retry, sent_reply, transient
 from mailspool.queue.base import Queue
-from mailspool.recorder import Recorder
-from mailspool.relay import RelayGate
-from mailspool.retry import RetryPolicy
 from mailspool.transport.base import Delivery, Envelope, Transport
 
 log = logging.getLogger(__name__)

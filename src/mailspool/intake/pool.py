@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from mailspool.errors import MailspoolError, RejectedRow
+from mailspool.intake.producer import Attachments, JobBuilder, Producer
+from mailspool.intake.sources.base import Row
+from mailspool.message.render import Renderer, Template
 from mailspool.models import Job
-from mailspool.packing import Packed, pack
-from mailspool.producer import Attachments, JobBuilder, Producer
-from mailspool.render import Renderer, Template
-from mailspool.sources.base import Row
+from mailspool.queue.packing import Packed, pack
 
 CHUNK_ROWS = 500
 #: below this size a source is built in this process
@@ -58,7 +58,7 @@ class BuildSpec:
     campaign: str
     attachment_dir: Path
     key_column: str | None
-    #: pack each message for a queue that stores them packed (mailspool.packing)
+    #: pack each message for a queue that stores them packed (mailspool.queue.packing)
     pack: bool = False
 
     @staticmethod

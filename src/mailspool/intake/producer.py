@@ -15,23 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from mailspool import csvout
-from mailspool.compose import (
+from mailspool.errors import MailspoolError, RejectedRow
+from mailspool.intake import csvout
+from mailspool.intake.sources.base import Row
+from mailspool.message.compose import (
     alternative_entity,
     format_address,
     format_sender,
     header_block,
     text_entity,
 )
-from mailspool.errors import MailspoolError, RejectedRow
-from mailspool.headers import check_filename
+from mailspool.message.headers import check_filename
+from mailspool.message.render import Rendered, Renderer
 from mailspool.models import AttachmentRef, Enqueued, Job, job_id
 from mailspool.queue.base import Queue
-from mailspool.render import Rendered, Renderer
-from mailspool.sources.base import Row
 
 if TYPE_CHECKING:
-    from mailspool.buildpool import BuildPool
+    from mailspool.intake.pool import BuildPool
 
 BATCH = 4000
 #: the first batch is small: a worker in this process starts on it that much sooner

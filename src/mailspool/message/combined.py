@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from mailspool.budget import begin, end
+from mailspool.message.sandbox.budget import begin, end
 
 SEP = "\x00"
 # statements that behave the same inside a {% with %} scope; a field using any other

@@ -14,7 +14,7 @@ from email.utils import formataddr, formatdate
 from functools import lru_cache
 from urllib.parse import quote
 
-from mailspool.headers import safe_filename
+from mailspool.message.headers import safe_filename
 from mailspool.models import AttachmentRef
 
 CRLF = "\r\n"

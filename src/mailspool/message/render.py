@@ -10,12 +10,12 @@ from typing import Any
 
 import jinja2
 
-from mailspool.addresses import parse_addresses, single_element
 from mailspool.errors import RejectedRow, TemplateError
-from mailspool.headers import check_name, check_text, valid_name
-from mailspool.headers import check_value as check_header_value
-from mailspool.htmltext import html_to_text
-from mailspool.template import (
+from mailspool.message.addresses import parse_addresses, single_element
+from mailspool.message.headers import check_name, check_text, valid_name
+from mailspool.message.headers import check_value as check_header_value
+from mailspool.message.htmltext import html_to_text
+from mailspool.message.template import (
     ADDRESS_FIELDS,
     Template,
     _compile,

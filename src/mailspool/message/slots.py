@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from mailspool.addresses import single_element
 from mailspool.errors import RejectedRow
+from mailspool.message.addresses import single_element
 
 _EXPR = re.compile(r"\{\{(-?)((?:(?!\}\}).)*?)(-?)\}\}", re.DOTALL)  # {{ expr }}, {{- x -}}
 _BEFORE_ANGLE = re.compile(r"\s*<")

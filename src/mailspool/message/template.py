@@ -18,13 +18,13 @@ from typing import Any
 
 import jinja2
 
-from mailspool.budget import begin, end
-from mailspool.combined import combine, render_combined
-from mailspool.display_names import FILTERS, protect_address_header
 from mailspool.errors import RejectedRow, TemplateError
-from mailspool.headers import is_protected, valid_name
-from mailspool.sandbox import Sandbox
-from mailspool.sandbox_checks import checked_filters
+from mailspool.message.combined import combine, render_combined
+from mailspool.message.headers import is_protected, valid_name
+from mailspool.message.sandbox.budget import begin, end
+from mailspool.message.sandbox.checks import checked_filters
+from mailspool.message.sandbox.environment import Sandbox
+from mailspool.message.slots import FILTERS, protect_address_header
 
 _HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]?(.*)$")
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply-to")

@@ -27,10 +27,10 @@ from typing import Any, TextIO
 
 import structlog
 
-from mailspool.classify import Verdict
+from mailspool.delivery.classify import Verdict
+from mailspool.delivery.observer import Observer
 from mailspool.errors import AuthFailure, DeliveryError, TLSFailure
 from mailspool.models import DeadReason, Job
-from mailspool.observe import Observer
 from mailspool.transport.base import Delivery
 
 LEVELS = {

@@ -49,11 +49,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from mailspool.classify import Verdict
+from mailspool.delivery.classify import Verdict
+from mailspool.delivery.observer import Observer
 from mailspool.errors import DeliveryError
-from mailspool.logs import reply_code
 from mailspool.models import DeadReason, Job, Outcome, State
-from mailspool.observe import Observer
+from mailspool.observe.logs import reply_code
 from mailspool.queue.base import Queue
 from mailspool.transport.base import Delivery, Transport
 

@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from mailspool.delivery.observer import Observer
 from mailspool.models import Outcome, State
-from mailspool.observe import Observer
 
 
 class Progress(Observer):

@@ -11,7 +11,7 @@ Spans per job attempt (made by :class:`TracingObserver` from the worker's observ
 calls, with their real start and end times)::
 
     mailspool.attempt            job_id, campaign, attempt, recipient domain, outcome
-    ├── mailspool.render             the message bytes for this attempt (attachments
+    ├── mailspool.render         the message bytes for this attempt (attachments
     │                                wrapped in; templates were rendered at enqueue)
     ├── mailspool.rate_limit_wait    seconds waited on rate or concurrency limits
     └── mailspool.smtp               the SMTP transaction (reply code, stage on failure)
@@ -30,10 +30,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from mailspool.classify import Verdict
+from mailspool.delivery.classify import Verdict
+from mailspool.delivery.observer import Observer
 from mailspool.errors import DeliveryError
 from mailspool.models import DeadReason, Job
-from mailspool.observe import Observer
 from mailspool.transport.base import Delivery
 
 OTEL_SWITCHES = (
@@ -82,7 +82,7 @@ def tracer() -> Any | None:
     try:
         from opentelemetry import trace
     except ImportError:
-        from mailspool.logs import get_logger
+        from mailspool.observe.logs import get_logger
 
         get_logger().warning(
             "OTEL_* tracing variables are set but OpenTelemetry is not installed:"
@@ -243,7 +243,7 @@ class TracingObserver(Observer):
         _last_prepare.set(None)  # not carried over to the next attempt of this task
         _last_wait.set(None)
 
-        from mailspool.logs import reply_code
+        from mailspool.observe.logs import reply_code
 
         code = reply_code(reply)
         attrs: dict[str, Any] = {

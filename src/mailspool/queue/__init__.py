@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from mailspool.errors import ConfigError
 from mailspool.queue.base import DeadFilter, Queue
 from mailspool.queue.memory import MemoryQueue
-from mailspool.queue.sqlite import SQLiteQueue
+from mailspool.queue.sqlite.queue import SQLiteQueue
 
 __all__ = [
     "DeadFilter",
@@ -27,11 +27,11 @@ def queue_class(url: str) -> type[Queue]:
     if scheme == "memory":
         return MemoryQueue
     if scheme in ("redis", "rediss"):
-        from mailspool.queue.redis import RedisQueue  # optional extra: mailspool[redis]
+        from mailspool.queue.redis.queue import RedisQueue  # optional extra: mailspool[redis]
 
         return RedisQueue
     if scheme in ("amqp", "amqps"):
-        from mailspool.queue.rabbitmq import RabbitMQQueue  # optional: mailspool[rabbitmq]
+        from mailspool.queue.rabbitmq.queue import RabbitMQQueue  # optional: mailspool[rabbitmq]
 
         return RabbitMQQueue
     raise ConfigError(

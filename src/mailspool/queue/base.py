@@ -38,7 +38,7 @@ class Queue(abc.ABC):
 
     #: the URL it was opened with, secrets redacted
     url: str = ""
-    #: stores messages packed (mailspool.packing): ``enqueue`` takes a Packed message as
+    #: stores messages packed (mailspool.queue.packing): ``enqueue`` takes a Packed message as
     #: it is, so a producer may pack in its render processes
     packs_messages: bool = False
 

@@ -3,7 +3,7 @@
 A broker such as RabbitMQ moves messages but cannot answer "what state is job X in", list
 dead letters or count a campaign. A :class:`JobStore` holds all of that: each job's state,
 attempts, last reply and lease, the sent ledger, dead letters, blobs. The broker-backed
-queue (:mod:`mailspool.queue.rabbitmq`) hands out job ids; the store decides, under a
+queue (:mod:`mailspool.queue.rabbitmq.queue`) hands out job ids; the store decides, under a
 lease, which worker may send which job. It is the source of truth: whatever the broker
 loses or delivers twice, a job is claimed only when the store says it is due.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from mailspool.errors import ConfigError
-from mailspool.store.base import JobStore, Ref
+from mailspool.queue.store import JobStore, Ref
 
 __all__ = ["JobStore", "Ref", "make_store", "store_class"]
 
@@ -15,11 +15,11 @@ def store_class(url: str) -> type[JobStore]:
     """The job store class for ``url``'s scheme, its driver not yet imported."""
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("postgresql", "postgres"):
-        from mailspool.store.postgres import PostgresStore  # optional: mailspool[postgres]
+        from mailspool.queue.postgres.store import PostgresStore  # optional: mailspool[postgres]
 
         return PostgresStore
     if scheme in ("redis", "rediss"):
-        from mailspool.store.redis import RedisJobStore  # optional: mailspool[redis]
+        from mailspool.queue.redis.store import RedisJobStore  # optional: mailspool[redis]
 
         return RedisJobStore
     raise ConfigError(

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mailspool.delivery.limits.local import RateLimiter, parse_rate
 from mailspool.errors import ConfigError
-from mailspool.ratelimit import RateLimiter, parse_rate
 
 
 @dataclass(frozen=True)

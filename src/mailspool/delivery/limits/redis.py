@@ -1,7 +1,7 @@
 """Sending limits shared by every worker of a cluster, held in Redis.
 
-The same :class:`~mailspool.limits.Limits` interface as ``LocalLimits``, enforced across
-processes and machines that use the same Redis and key prefix:
+The same :class:`~mailspool.delivery.limits.base.Limits` interface as ``LocalLimits``,
+enforced across processes and machines that use the same Redis and key prefix:
 
 - **Rates** (global, per domain, and the default for other domains) are virtual schedules
   (GCRA): Redis keeps each schedule's next free instant, in the Redis server's clock. A
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from mailspool.limits import LimitSettings
-from mailspool.queue.redis import Reconnect, connect, parse_redis_url
+from mailspool.delivery.limits.base import LimitSettings
+from mailspool.queue.redis.queue import Reconnect, connect, parse_redis_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

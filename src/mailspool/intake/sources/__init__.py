@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mailspool.errors import ConfigError
-from mailspool.sources.base import Row, Source
-from mailspool.sources.csv import CSVSource
-from mailspool.sources.jsonl import JSONLSource
+from mailspool.intake.sources.base import Row, Source
+from mailspool.intake.sources.csv import CSVSource
+from mailspool.intake.sources.jsonl import JSONLSource
 
 __all__ = ["CSVSource", "JSONLSource", "Row", "Source", "open_source"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from mailspool.errors import RejectedRow, SourceError
-from mailspool.sources.base import Row, Source
+from mailspool.intake.sources.base import Row, Source
 
 if TYPE_CHECKING:
     from _csv import Reader

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mailspool.errors import RejectedRow, SourceError
-from mailspool.sources.base import Row, Source
+from mailspool.intake.sources.base import Row, Source
 
 
 def _is_text(value: str) -> bool:

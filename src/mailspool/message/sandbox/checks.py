@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2.filters import FILTERS
 
-from mailspool.budget import (
+from mailspool.message.sandbox.budget import (
     ITEM_CHARS,
     MAX_CHARS,
     MAX_INT_BITS,

@@ -33,8 +33,8 @@ from jinja2.sandbox import (
 from jinja2.utils import generate_lorem_ipsum
 from markupsafe import Markup, escape
 
-from mailspool.budget import begin, current, end, text_size
-from mailspool.sandbox_checks import (
+from mailspool.message.sandbox.budget import begin, current, end, text_size
+from mailspool.message.sandbox.checks import (
     METHOD_CHECKS,
     check_add,
     check_mul,

@@ -10,9 +10,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from mailspool.errors import ConfigError
 from mailspool.models import Job, State, attachments_from_json
-from mailspool.packing import read_stored
 from mailspool.queue.base import DeadFilter
-from mailspool.store.base import CLAIMABLE, Ref, redact
+from mailspool.queue.packing import read_stored
+from mailspool.queue.store import CLAIMABLE, Ref, redact
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 DEFAULT_SCHEMA = "mailspool"
@@ -100,7 +100,7 @@ LEASE_SET = (
 def insert_sql(t: str) -> str:
     return (
         f'INSERT INTO {t} (id, campaign, key, "row", message_id, sender,'
-        # every message written now is packed (mailspool.packing)
+        # every message written now is packed (mailspool.queue.packing)
         " recipients, packed_message, body_offset, attachments, ready_at, created_at,"
         " updated_at, state)"
         " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],"

@@ -28,10 +28,9 @@ from mailspool.models import (
     State,
     attachments_json,
 )
-from mailspool.packing import stored_form
 from mailspool.queue.base import DeadFilter, resumed
-from mailspool.store.base import JobStore, Ref, redact
-from mailspool.store.postgres_schema import (
+from mailspool.queue.packing import stored_form
+from mailspool.queue.postgres.schema import (
     _CLAIMABLE,
     _HANDED_BACK,
     ADD_PACKED,
@@ -47,6 +46,7 @@ from mailspool.store.postgres_schema import (
     parse_store_url,
     record_sql,
 )
+from mailspool.queue.store import JobStore, Ref, redact
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

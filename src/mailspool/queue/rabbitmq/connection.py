@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from mailspool.errors import QueueError
-from mailspool.queue.rabbitmq_topology import AMQPSettings, declare
-from mailspool.store import Ref
+from mailspool.queue.rabbitmq.topology import AMQPSettings, declare
+from mailspool.queue.stores import Ref
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -53,7 +53,7 @@ def _chunks(refs: Sequence[Ref], size: int) -> Iterator[tuple[str, list[str]]]:
 
 
 class BrokerConnection(abc.ABC):
-    """The connection half of :class:`~mailspool.queue.rabbitmq.RabbitMQQueue`, which sets
+    """The connection half of :class:`~mailspool.queue.rabbitmq.queue.RabbitMQQueue`, which sets
     these attributes up. Deliveries are the consumer's (see ``rabbitmq_deliveries``): the
     connection asks it for their channel, and tells it when they are lost."""
 

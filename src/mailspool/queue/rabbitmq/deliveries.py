@@ -18,8 +18,8 @@ import structlog
 
 from mailspool.errors import QueueError
 from mailspool.models import Job
-from mailspool.queue.rabbitmq_connection import CONNECT_TIMEOUT, BrokerConnection
-from mailspool.store import JobStore, Ref
+from mailspool.queue.rabbitmq.connection import CONNECT_TIMEOUT, BrokerConnection
+from mailspool.queue.stores import JobStore, Ref
 
 if TYPE_CHECKING:
     from aio_pika.abc import (
@@ -57,7 +57,7 @@ class _Delivery:
 
 
 class DeliveryConsumer(BrokerConnection):
-    """The consumer half of :class:`~mailspool.queue.rabbitmq.RabbitMQQueue`, which sets
+    """The consumer half of :class:`~mailspool.queue.rabbitmq.queue.RabbitMQQueue`, which sets
     these attributes up: consuming starts with the first claim."""
 
     store: JobStore

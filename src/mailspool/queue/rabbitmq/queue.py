@@ -37,11 +37,11 @@ from typing import Any
 from mailspool.errors import ConfigError, MissingExtra, QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, Queue
-from mailspool.queue.rabbitmq_connection import CONNECT_TIMEOUT, _quiet_aiormq
-from mailspool.queue.rabbitmq_deliveries import DeliveryConsumer
-from mailspool.queue.rabbitmq_topology import AMQPSettings, parse_amqp_url
-from mailspool.store import JobStore, make_store, store_class
-from mailspool.store.base import redact
+from mailspool.queue.rabbitmq.connection import CONNECT_TIMEOUT, _quiet_aiormq
+from mailspool.queue.rabbitmq.deliveries import DeliveryConsumer
+from mailspool.queue.rabbitmq.topology import AMQPSettings, parse_amqp_url
+from mailspool.queue.store import redact
+from mailspool.queue.stores import JobStore, make_store, store_class
 
 # the queue, and the URL's settings that other modules import from here
 __all__ = ["AMQPSettings", "RabbitMQQueue", "parse_amqp_url"]

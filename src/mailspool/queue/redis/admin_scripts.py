@@ -1,6 +1,6 @@
 """The Redis queue's Lua scripts for inspection and repair: lease owners, handing back a
 dead worker's jobs, stats, dead letters, and the sweep of idle consumers. Each runs after
-the prelude of :mod:`mailspool.queue.redis_scripts` (``jkey``, ``ckey``, ``count``, ...).
+the prelude of :mod:`mailspool.queue.redis.scripts` (``jkey``, ``ckey``, ``count``, ...).
 """
 
 from __future__ import annotations

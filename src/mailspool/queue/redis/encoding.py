@@ -1,7 +1,7 @@
 """How the Redis queue encodes jobs and arguments for its scripts, and decodes the jobs
 in their replies and in job hashes.
 
-Messages are stored packed (mailspool.packing): Redis holds everything in memory, and a
+Messages are stored packed (mailspool.queue.packing): Redis holds everything in memory, and a
 packed message is a fifth of the bytes. A job's ``meta`` ends with ``1`` when its message
 is packed; jobs written before messages were packed have no such element and keep their
 plain message."""
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from mailspool.models import Job, State, attachment_rows, attachments_from_rows
-from mailspool.packing import read_stored, stored_form
-from mailspool.queue.redis_scripts import MAX_LEASE_S, RECLAIM_IDLE_MS
+from mailspool.queue.packing import read_stored, stored_form
+from mailspool.queue.redis.scripts import MAX_LEASE_S, RECLAIM_IDLE_MS
 
 #: what ``get`` reads of a job hash; ``meta`` is the JSON of what never changes (see _meta)
 JOB_FIELDS = (

@@ -57,7 +57,7 @@ import structlog
 from mailspool.errors import QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, Queue, resumed
-from mailspool.queue.redis_connection import (
+from mailspool.queue.redis.connection import (
     Reconnect,
     RedisTarget,
     backoff_delays,
@@ -65,8 +65,8 @@ from mailspool.queue.redis_connection import (
     parse_redis_url,
     redact,
 )
-from mailspool.queue.redis_encoding import JOB_FIELDS, _claimed, _f, _idle_ms, _job, _job_args, _s
-from mailspool.queue.redis_scripts import _SCRIPTS, MAX_LEASE_S
+from mailspool.queue.redis.encoding import JOB_FIELDS, _claimed, _f, _idle_ms, _job, _job_args, _s
+from mailspool.queue.redis.scripts import _SCRIPTS, MAX_LEASE_S
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

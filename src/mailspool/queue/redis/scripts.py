@@ -1,14 +1,14 @@
-"""The Lua scripts of the Redis queue (the key layout is in :mod:`mailspool.queue.redis`).
+"""The Lua scripts of the Redis queue (the key layout is in :mod:`mailspool.queue.redis.queue`).
 
 Every operation is one script, so each is atomic. This module holds the prelude every
 script starts with (key names, counters, making a job ready) and the scripts of a job's
 life: enqueue, claim, record, extend, release; those for inspection and repair are in
-:mod:`mailspool.queue.redis_admin_scripts`. ``_SCRIPTS`` has them all, prelude included.
+:mod:`mailspool.queue.redis.admin_scripts`. ``_SCRIPTS`` has them all, prelude included.
 """
 
 from __future__ import annotations
 
-from mailspool.queue.redis_admin_scripts import (
+from mailspool.queue.redis.admin_scripts import (
     _LEASE_OWNERS,
     _PURGE_DEAD,
     _RELEASE_OWNER,

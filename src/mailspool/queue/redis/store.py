@@ -1,18 +1,18 @@
 """The job store in Redis, for the RabbitMQ queue (``--store redis://...``, ``rediss://``).
 
 URL: the Redis queue's, ``redis://[:password@]host:6379/0?prefix=mailspool&reconnect_for=120``
-(see :mod:`mailspool.queue.redis_connection`): ``prefix`` namespaces every key, so several
+(see :mod:`mailspool.queue.redis.connection`): ``prefix`` namespaces every key, so several
 deployments (or test runs) share one Redis; ``reconnect_for`` is how long an operation
 keeps retrying, with backoff, while Redis is unreachable or loading its data.
 
-The semantics are those of the PostgreSQL store (:mod:`mailspool.store.postgres`), call
-for call. Each change is one Lua script (:mod:`mailspool.store.redis_scripts`) per batch
+The semantics are those of the PostgreSQL store (:mod:`mailspool.queue.postgres.store`), call
+for call. Each change is one Lua script (:mod:`mailspool.queue.redis.store_scripts`) per batch
 of 500 jobs, so it is applied whole or not at all; leases are compared with the clock of
 the process that claims, as there: keep the workers' clocks synchronised (NTP).
 
 Keys (``P`` is the prefix, ``C`` a campaign). The store keeps the Redis queue's layout for
 what the two share, so that the queue's own code reads jobs, dead letters, campaigns,
-blobs and settings here and purges dead letters (see :mod:`mailspool.queue.redis`)::
+blobs and settings here and purges dead letters (see :mod:`mailspool.queue.redis.queue`)::
 
     P:job:ID          hash   the job: message, recipients, state, attempts, last reply, ...
     P:counts:C        hash   jobs per state, and ambiguous deliveries
@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING, Any
 from mailspool.errors import QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, resumed
-from mailspool.queue.redis import BATCH, RedisQueue
-from mailspool.queue.redis_encoding import _claimed, _f, _job_args, _s
-from mailspool.store.base import JobStore, Ref
-from mailspool.store.redis_scripts import SCRIPTS
+from mailspool.queue.redis.encoding import _claimed, _f, _job_args, _s
+from mailspool.queue.redis.queue import BATCH, RedisQueue
+from mailspool.queue.redis.store_scripts import SCRIPTS
+from mailspool.queue.store import JobStore, Ref
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript

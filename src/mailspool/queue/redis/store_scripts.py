@@ -1,18 +1,18 @@
-"""The Lua scripts of the Redis job store (the key layout is in :mod:`mailspool.store.redis`).
+"""The Lua scripts of the Redis job store (the key layout is in :mod:`mailspool.queue.redis.store`).
 
 Every change is one script, so each is atomic. Each script runs after the Redis queue's
 prelude (``P``, ``jkey``, ``ckey``, ``count``, ``refresh``: the store keeps the
-queue's job hashes, counts and campaign sets, see :mod:`mailspool.queue.redis_scripts`)
+queue's job hashes, counts and campaign sets, see :mod:`mailspool.queue.redis.scripts`)
 and this module's own: the index of claimable jobs (``P:due:C:STATE``) and leasing. The
 queue's stream helpers in that prelude (``ensure``, ``push``, ``drop``) are never called.
 
-The statements mirror those of the PostgreSQL store (:mod:`mailspool.store.postgres_schema`):
+The statements mirror those of the PostgreSQL store (:mod:`mailspool.queue.postgres.schema`):
 the same conditions, the same fields set; times come from the calling process's clock.
 """
 
 from __future__ import annotations
 
-from mailspool.queue.redis_scripts import _PRELUDE
+from mailspool.queue.redis.scripts import _PRELUDE
 
 _STORE_PRELUDE = """
 local CLAIMABLE = {queued = true, deferred = true, sending = true}

@@ -28,9 +28,9 @@ from mailspool.models import (
     attachments_from_json,
     attachments_json,
 )
-from mailspool.packing import read_stored, stored_form
 from mailspool.queue.base import DeadFilter, Queue, resumed
-from mailspool.queue.sqlite_schema import open_schema
+from mailspool.queue.packing import read_stored, stored_form
+from mailspool.queue.sqlite.schema import open_schema
 
 T = TypeVar("T")
 

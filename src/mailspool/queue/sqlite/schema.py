@@ -5,7 +5,7 @@ Jobs are keyed by a sequence number in insertion order; the job id (a hash of ca
 and key) has its own unique index. A message lives in ``bodies`` under its job's number,
 compressed: each insert then appends to the end of both tables instead of landing on a
 random page of an id-ordered tree, and a batch writes a fifth of the bytes (see
-mailspool.packing). Written
+mailspool.queue.packing). Written
 once, a message is never rewritten by a state change.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from mailspool.packing import pack
+from mailspool.queue.packing import pack
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, ready_at);
 CREATE INDEX IF NOT EXISTS jobs_campaign ON jobs(campaign, state, ready_at);
--- a job's message, compressed (mailspool.packing)
+-- a job's message, compressed (mailspool.queue.packing)
 CREATE TABLE IF NOT EXISTS bodies (seq INTEGER PRIMARY KEY, message BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS campaigns (name TEXT PRIMARY KEY, settings TEXT NOT NULL);
