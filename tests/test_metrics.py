@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mailspool.delivery.classify import Action, Verdict
-from mailspool.delivery.limits.base import LimitSettings
+from mailspool.delivery.limits import LimitSettings
 from mailspool.delivery.observer import Observer
 from mailspool.delivery.worker import Worker, WorkerConfig
 from mailspool.errors import ConnectError, ReplyError

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from mailspool.delivery.limits.local import RateLimiter, parse_rate
+from mailspool.delivery.limits import RateLimiter, parse_rate
 from mailspool.errors import ConfigError
 
 # -- parse_rate -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from mailspool.config import load_settings
-from mailspool.delivery.limits.base import LimitSettings
+from mailspool.delivery.limits import LimitSettings
 from mailspool.delivery.limits.redis import RedisLimits
 from mailspool.errors import ConfigError
 from mailspool.wiring import check_shared_limits, limits

@@ -24,9 +24,9 @@ from mailspool.queue.redis.queue import (
     RedisQueue,
     backoff_delays,
     parse_redis_url,
-    redact,
 )
 from mailspool.testing import free_port
+from mailspool.urls import redact_url as redact
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from urllib.parse import quote
 import pytest
 
 from mailspool.errors import ConfigError
-from mailspool.transport.url import SMTPSettings, is_loopback, parse_smtp_url, redact_url
+from mailspool.transport.url import SMTPSettings, parse_smtp_url
+from mailspool.urls import is_loopback, redact_url
 
 SECRET = "S3cr3t:p@ss/w?rd#1"
 SECRET_Q = quote(SECRET, safe="")

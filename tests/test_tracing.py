@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mailspool.delivery.limits.base import LimitSettings
+from mailspool.delivery.limits import LimitSettings
 from mailspool.observe.tracing import TracingObserver
 from mailspool.queue import MemoryQueue
 from mailspool.testing import RecordingSMTPServer

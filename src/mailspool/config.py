@@ -20,8 +20,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from mailspool.delivery.limits.base import LimitSettings, parse_domain_rates
-from mailspool.delivery.limits.local import parse_rate
+from mailspool.delivery.limits import LimitSettings, parse_domain_rates, parse_rate
 from mailspool.errors import ConfigError
 from mailspool.message.addresses import normalize_domain
 

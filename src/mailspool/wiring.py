@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from mailspool.config import Settings
-from mailspool.delivery.limits.base import Limits
+from mailspool.delivery.limits import Limits, make_limits
 from mailspool.delivery.observer import Observer
 from mailspool.delivery.retry import RetryPolicy
 from mailspool.delivery.worker import WorkerConfig
@@ -16,25 +16,22 @@ from mailspool.intake.pool import BuildPool, BuildSpec, default_processes
 from mailspool.intake.producer import Attachments, Producer, Rejects
 from mailspool.message.render import Renderer, Template
 from mailspool.queue import Queue, make_queue, queue_packs_messages
-from mailspool.transport import OutboxTransport, SMTPTransport, Transport, parse_smtp_url
+from mailspool.transport import TRANSPORTS, OutboxTransport, Transport
 
 
-async def open_queue(settings: Settings) -> Queue:
-    queue = make_queue(settings.queue, settings.store)
-    await queue.open()
-    return queue
+def open_queue(settings: Settings) -> Queue:
+    """The queue of the settings, to be opened: ``async with open_queue(s) as queue:``."""
+    return make_queue(settings.queue, settings.store)
 
 
 def make_transport(settings: Settings, campaign: str | None = None) -> Transport:
     if not settings.smtp:
         return OutboxTransport(settings.outbox / campaign if campaign else settings.outbox)
-    return SMTPTransport(
-        parse_smtp_url(
-            settings.smtp,
-            connect_timeout=settings.connect_timeout,
-            command_timeout=settings.command_timeout,
-            data_timeout=settings.data_timeout,
-        )
+    return TRANSPORTS.for_url(settings.smtp).from_url(
+        settings.smtp,
+        connect_timeout=settings.connect_timeout,
+        command_timeout=settings.command_timeout,
+        data_timeout=settings.data_timeout,
     )
 
 
@@ -179,6 +176,4 @@ def limits(settings: Settings) -> Limits | None:
     url = _limits_redis_url(settings) if settings.limits.any else None
     if url is None:
         return None
-    from mailspool.delivery.limits.redis import RedisLimits  # optional extra: mailspool[redis]
-
-    return RedisLimits(url, settings.limits)
+    return make_limits(url, settings.limits)

@@ -25,7 +25,7 @@ from mailspool.errors import QueueError
 from mailspool.observe.logs import get_logger
 from mailspool.observe.metrics import Metrics
 from mailspool.queue import Queue
-from mailspool.transport.url import is_loopback
+from mailspool.urls import is_loopback
 
 EXIT_USAGE = 2
 

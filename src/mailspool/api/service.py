@@ -25,7 +25,7 @@ from mailspool.api.senders import SenderDomains
 from mailspool.api.templates import TemplateStore
 from mailspool.config import Settings
 from mailspool.delivery.leases import reclaim_dead_leases
-from mailspool.delivery.limits.base import Limits, LocalLimits
+from mailspool.delivery.limits import Limits, LocalLimits
 from mailspool.delivery.worker import Worker
 from mailspool.errors import QueueError
 from mailspool.intake.producer import Producer, Rejects
@@ -41,7 +41,6 @@ from mailspool.observe.metrics import (
 )
 from mailspool.observe.tracing import span, tracer
 from mailspool.queue import Queue
-from mailspool.queue.rabbitmq.connection import BrokerConnection
 from mailspool.wiring import limits, make_transport, observers, open_queue, worker_config
 
 #: batches at least this large are rendered on a thread, off the event loop (as is any
@@ -50,9 +49,6 @@ THREAD_RENDER_AT = 16
 MAX_PRODUCERS = 4096
 #: /readyz: how long the queue and the job store have to answer
 READY_TIMEOUT_S = 2.0
-#: /readyz reads this campaign's stats: cheap, and no API campaign has this name (one
-#: starts with a letter or digit); no NUL either, which PostgreSQL refuses in text
-READY_PROBE_CAMPAIGN = ".readyz"
 
 
 class RateSampler:
@@ -123,7 +119,8 @@ class Service:
 
     async def start(self) -> None:
         if self.queue is None:
-            self.queue = await open_queue(self.settings)
+            self.queue = open_queue(self.settings)
+            await self.queue.open()
         queue = self.queue
         if not self.senders.any and not self.senders.domains:
             self.log.warning(
@@ -183,20 +180,12 @@ class Service:
         return all(not t.done() for t in self.tasks)
 
     async def readiness(self) -> str:
-        """``ready``, ``queue unavailable`` or ``worker stopped`` (for /readyz).
-
-        The queue must answer a read within READY_TIMEOUT_S: for SQLite and Redis that is
-        the queue itself; for RabbitMQ every read goes to the job store, so the broker
-        connection is checked as well (while it is down, a POST's jobs are stored but not
-        announced, and the next POST waits for them, then fails)."""
+        """``ready``, ``queue unavailable`` or ``worker stopped`` (for /readyz): the queue
+        must say it is ready (Queue.ready) within READY_TIMEOUT_S."""
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
-                queue = self.q
-                await queue.stats(READY_PROBE_CAMPAIGN)
-                if isinstance(queue, BrokerConnection) and not await queue._wait_ready(
-                    READY_TIMEOUT_S
-                ):
-                    raise QueueError("not connected to the broker")
+                if not await self.q.ready(READY_TIMEOUT_S):
+                    raise QueueError("not ready")
         except (QueueError, TimeoutError, OSError) as exc:
             self.log.warning("not ready: the queue does not answer", kind=type(exc).__name__)
             return "queue unavailable"

@@ -67,13 +67,10 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     source = open_source(path)
     pool = build_pool(settings, renderer, campaign, path, delivering=False)
     try:
-        queue = await open_queue(settings)
-        try:
+        async with open_queue(settings) as queue:
             producer = await make_producer(queue, renderer, campaign, settings, pool)
             started = time.monotonic()
             rep = await producer.run(source.rows())
-        finally:
-            await queue.close()
     finally:
         if pool is not None:
             await pool.aclose()
@@ -106,7 +103,8 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     log = get_logger()
     check_shared_limits(settings)
-    queue = await open_queue(settings)
+    queue = open_queue(settings)
+    await queue.open()
     metrics_server = None
     try:
         reclaimed = await reclaim_dead_leases(queue, args.campaign)
@@ -161,8 +159,7 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    queue = await open_queue(settings)
-    try:
+    async with open_queue(settings) as queue:
         campaigns = [args.campaign] if args.campaign else await queue.campaigns()
         rows = []
         for c in campaigns:
@@ -176,8 +173,6 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                     "last_error": st.last_error,
                 }
             )
-    finally:
-        await queue.close()
     if args.json:
         print(json.dumps(rows if not args.campaign else rows[0]))
         return 0
@@ -238,8 +233,7 @@ def _dead_row(job: Job) -> dict[str, Any]:
 async def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     since = time.time() - parse_duration(args.since) if args.since else None
     flt = DeadFilter(args.campaign, args.reason, since, (args.id,) if args.id else ())
-    queue = await open_queue(settings)
-    try:
+    async with open_queue(settings) as queue:
         if args.action == "show":
             if not args.id:
                 raise ConfigError("dlq show needs a job id")
@@ -263,5 +257,3 @@ async def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
         n = await (queue.retry_dead(flt) if args.action == "retry" else queue.purge_dead(flt))
         print(json.dumps({args.action: n}) if args.json else f"{args.action}: {n} dead letters")
         return 0
-    finally:
-        await queue.close()

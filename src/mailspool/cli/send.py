@@ -57,13 +57,10 @@ class SendRun:
         transport = make_transport(settings, campaign)
         pool = build_pool(settings, renderer, campaign, self.source, delivering=True)
         try:
-            queue = await open_queue(settings)
-            try:
+            async with open_queue(settings) as queue:
                 return await self._run(
                     queue, transport, renderer, source, campaign, started, log, pool
                 )
-            finally:
-                await queue.close()
         finally:
             if pool is not None:
                 await pool.aclose()

@@ -27,7 +27,7 @@ from typing import Any
 
 from mailspool.delivery.classify import Action, Verdict, classify
 from mailspool.delivery.leases import make_owner
-from mailspool.delivery.limits.base import Limits, LimitSettings, LocalLimits, NoLimits
+from mailspool.delivery.limits import Limits, LimitSettings, LocalLimits, NoLimits
 from mailspool.delivery.observer import Observer
 from mailspool.delivery.outcomes import interrupted, refused_retry, sent_reply, transient
 from mailspool.delivery.recorder import Recorder

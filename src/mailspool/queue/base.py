@@ -18,11 +18,16 @@ or timeout after the final dot). Stats report the sum: duplicates never exceed i
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+
+#: ready() reads this campaign's stats: cheap, and no campaign has this name (one starts
+#: with a letter or digit); no NUL either, which PostgreSQL refuses in text
+READY_PROBE_CAMPAIGN = ".readyz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,21 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def ready(self, timeout: float) -> bool:
+        """Whether the queue can take and hand out jobs now (for /readyz): its job store
+        answers a read within ``timeout``; a queue that also needs a broker connection
+        says whether that is up too."""
+        async with asyncio.timeout(timeout):
+            await self.stats(READY_PROBE_CAMPAIGN)
+        return True
 
     @abc.abstractmethod
     async def enqueue(self, jobs: Sequence[Job]) -> list[Enqueued]:

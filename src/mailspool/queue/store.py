@@ -18,8 +18,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Self
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter
@@ -36,20 +35,26 @@ class Ref:
     campaign: str
 
 
-def redact(url: str) -> str:
-    """The URL with its password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
 class JobStore(abc.ABC):
+    """Job state for a queue that cannot hold it (see the module docstring). Open it with
+    ``async with store:`` (or ``open()`` and ``close()``)."""
+
     #: the URL it was opened with, secrets redacted
     url: str = ""
     #: stores messages packed, as Queue.packs_messages
     packs_messages: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> JobStore:
+        """The store for ``url`` (its scheme is this class's), not yet opened."""
+        return cls(url)  # type: ignore[call-arg]  # each concrete store takes its URL
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     @abc.abstractmethod
     async def open(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Self
 
 #: awaited by a transport once it can send at once, before any of the message goes out
 Ready = Callable[[], Awaitable[None]]
@@ -32,10 +33,26 @@ class Delivery:
 
 
 class Transport(abc.ABC):
+    """Hands messages to a relay (SMTP) or writes them down (the outbox). Made from the
+    relay's URL (``from_url``, the class chosen by its scheme: ``TRANSPORTS``); use it as
+    ``async with transport:`` so that pooled connections are closed."""
+
     #: False for transports that do not deliver mail (the outbox)
     delivers: bool = True
     #: where messages go, secrets redacted
     description: str = ""
+
+    @classmethod
+    def from_url(cls, url: str, **timeouts: float) -> Transport:
+        """The transport for ``url`` (its scheme is this class's); ``timeouts``: the
+        connect, command and data timeouts in seconds."""
+        raise NotImplementedError(f"{cls.__name__} is not made from a URL")
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     @abc.abstractmethod
     async def send(self, envelope: Envelope, ready: Ready | None = None) -> Delivery:

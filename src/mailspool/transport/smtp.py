@@ -10,10 +10,17 @@ import ssl
 
 from mailspool.transport.base import Delivery, Envelope, Ready, Transport
 from mailspool.transport.session import SMTPSession
-from mailspool.transport.url import SMTPSettings
+from mailspool.transport.url import SMTPSettings, parse_smtp_url
 
 
 class SMTPTransport(Transport):
+    """Delivers through a pool of reused, pipelined sessions to the relay ``settings``
+    describe (parse_smtp_url)."""
+
+    @classmethod
+    def from_url(cls, url: str, **timeouts: float) -> SMTPTransport:
+        return cls(parse_smtp_url(url, **timeouts))
+
     def __init__(self, settings: SMTPSettings) -> None:
         self.settings = settings
         self.description = settings.redacted

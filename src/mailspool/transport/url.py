@@ -4,32 +4,21 @@ never part of any string this module produces for display."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from mailspool.errors import ConfigError
+from mailspool.urls import is_loopback, redact_url
 
 STARTTLS_MODES = ("required", "opportunistic", "off")
 OPTIONS = frozenset(("starttls", "cafile", "verify", "max_age", "max_messages", "helo"))
 _ON, _OFF = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # fullmatch
 _ADDRESS_LITERAL = re.compile(r"\[(?:IPv6:)?[0-9A-Fa-f:.]+\]")  # fullmatch
-# query parameters whose values redact_url hides
-_SECRET_PARAMS = re.compile(r"pass|secret|token|key|auth|credential", re.IGNORECASE)
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -193,38 +182,3 @@ def _cafile(cafile: str | None) -> str | None:
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise ConfigError(f"cafile {cafile} holds no usable CA certificate: {exc}") from None
     return cafile
-
-
-def redact_url(url: str) -> str:
-    """A URL with any password (in the user part, or a query parameter such as
-    ``password=`` or ``token=``) replaced by ***, for logs and summaries. A URL without
-    secrets comes back unchanged (``sqlite:////abs/path.db`` keeps its slashes)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc, query = parts.netloc, parts.query
-    if not netloc and "@" in url:  # no scheme://, e.g. user:secret@host
-        userinfo, _, host = url.rpartition("@")
-        return f"{userinfo.split(':', 1)[0]}:***@{host}"
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
-    if query:
-        query = "&".join(_redact_param(p) for p in query.split("&"))
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    head, sep, rest = url.partition("://")
-    if sep and rest.startswith(parts.netloc) and parts.query in rest:
-        # edit the text in place, so that the rest of the URL stays as the user wrote it
-        rest = netloc + rest[len(parts.netloc) :]
-        if query != parts.query:
-            path, _, tail = rest.partition("?")
-            rest = f"{path}?{query}{tail[len(parts.query) :]}"
-        return f"{head}://{rest}"
-    # urlsplit dropped characters (tabs, newlines): rebuild from the parts instead
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def _redact_param(param: str) -> str:
-    name, eq, _ = param.partition("=")
-    return f"{name}=***" if eq and _SECRET_PARAMS.search(unquote(name)) else param

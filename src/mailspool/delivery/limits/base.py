@@ -1,19 +1,40 @@
 """Sending limits applied by the worker before each message: a global rate, per-domain
 rates (with a default for other domains) and per-domain concurrency.
 
-``LocalLimits`` holds them in this process. A cluster-wide implementation (shared by many
-workers) provides the same two calls; the worker knows only the :class:`Limits` interface.
+``LocalLimits`` (local.py) holds them in this process; ``RedisLimits`` (redis.py) shares
+them between every worker of a cluster. The worker knows only the :class:`Limits`
+interface.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mailspool.delivery.limits.local import RateLimiter, parse_rate
 from mailspool.errors import ConfigError
+
+_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$", re.ASCII)
+
+
+def parse_rate(text: str) -> float:
+    """Messages per second from ``20/s``, ``500/m`` or ``10000/h``."""
+    m = _RATE.match(text.lower())
+    count = float(m.group(1)) if m else 0.0
+    if not m or m.group(2) not in _UNITS or not 0 < count < math.inf:
+        raise ConfigError(f"bad rate {text!r}: use a positive number per s, m or h, e.g. 20/s")
+    return count / _UNITS[m.group(2)]
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,14 @@ def parse_domain_rates(items: list[str]) -> dict[str, float]:
 
 
 class Limits(Protocol):
+    """What the worker asks before each message. An implementation is made from where
+    it keeps its state (``from_url``) and the settings."""
+
+    @classmethod
+    def from_url(cls, url: str, settings: LimitSettings) -> Limits:
+        """Limits kept at ``url`` (a Redis URL for the shared ones)."""
+        ...
+
     async def acquire(self, domain: str) -> float:
         """Wait until a message to ``domain`` may go; returns the seconds waited."""
         ...
@@ -56,50 +85,17 @@ class Limits(Protocol):
 
 
 class NoLimits:
+    """No limit at all: every acquire returns at once."""
+
+    @classmethod
+    def from_url(cls, url: str, settings: LimitSettings) -> NoLimits:
+        return cls()
+
     async def acquire(self, domain: str) -> float:
         return 0.0
 
     def release(self, domain: str) -> None:
         pass
-
-    async def close(self) -> None:
-        pass
-
-
-class LocalLimits:
-    def __init__(self, settings: LimitSettings) -> None:
-        self.settings = settings
-        self._global = RateLimiter(settings.rate) if settings.rate else None
-        self._domains: dict[str, RateLimiter] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
-
-    def _domain_limiter(self, domain: str) -> RateLimiter | None:
-        limiter = self._domains.get(domain)
-        if limiter is None:
-            rate = self.settings.domain_rates.get(domain, self.settings.default_domain_rate)
-            if rate is None:
-                return None
-            limiter = self._domains[domain] = RateLimiter(rate)
-        return limiter
-
-    async def acquire(self, domain: str) -> float:
-        started = time.monotonic()
-        if self.settings.domain_concurrency:
-            slot = self._slots.get(domain)
-            if slot is None:
-                slot = self._slots[domain] = asyncio.Semaphore(self.settings.domain_concurrency)
-            await slot.acquire()
-        limiter = self._domain_limiter(domain)
-        if limiter is not None:
-            await limiter.acquire()
-        if self._global is not None:
-            await self._global.acquire()
-        return time.monotonic() - started
-
-    def release(self, domain: str) -> None:
-        slot = self._slots.get(domain)
-        if slot is not None:
-            slot.release()
 
     async def close(self) -> None:
         pass

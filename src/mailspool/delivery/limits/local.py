@@ -1,36 +1,15 @@
-"""Rate limits: parsing ``20/s`` style rates and spacing sends in time (no burst above
-the rate, so no window of the rate's period ever sees more than the limit)."""
+"""Limits held in this process: sends spaced in time (no burst above the rate, so no
+window of the rate's period ever sees more than the limit), and per-domain slots."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable
 
+from mailspool.delivery.limits.base import LimitSettings
 from mailspool.errors import ConfigError
-
-_UNITS = {
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "minute": 60.0,
-    "h": 3600.0,
-    "hour": 3600.0,
-}
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$", re.ASCII)
-
-
-def parse_rate(text: str) -> float:
-    """Messages per second from ``20/s``, ``500/m`` or ``10000/h``."""
-    m = _RATE.match(text.lower())
-    count = float(m.group(1)) if m else 0.0
-    if not m or m.group(2) not in _UNITS or not 0 < count < math.inf:
-        raise ConfigError(f"bad rate {text!r}: use a positive number per s, m or h, e.g. 20/s")
-    return count / _UNITS[m.group(2)]
 
 
 class RateLimiter:
@@ -74,3 +53,50 @@ class RateLimiter:
         if wait > 0:
             self.waited += wait
             await self._sleep(wait)
+
+
+class LocalLimits:
+    """The limits of one process: a RateLimiter for the global rate and one per domain,
+    a semaphore per domain for its concurrency."""
+
+    def __init__(self, settings: LimitSettings) -> None:
+        self.settings = settings
+        self._global = RateLimiter(settings.rate) if settings.rate else None
+        self._domains: dict[str, RateLimiter] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    @classmethod
+    def from_url(cls, url: str, settings: LimitSettings) -> LocalLimits:
+        """This process's limits (``url`` is not used: they are kept here)."""
+        return cls(settings)
+
+    def _domain_limiter(self, domain: str) -> RateLimiter | None:
+        limiter = self._domains.get(domain)
+        if limiter is None:
+            rate = self.settings.domain_rates.get(domain, self.settings.default_domain_rate)
+            if rate is None:
+                return None
+            limiter = self._domains[domain] = RateLimiter(rate)
+        return limiter
+
+    async def acquire(self, domain: str) -> float:
+        started = time.monotonic()
+        if self.settings.domain_concurrency:
+            slot = self._slots.get(domain)
+            if slot is None:
+                slot = self._slots[domain] = asyncio.Semaphore(self.settings.domain_concurrency)
+            await slot.acquire()
+        limiter = self._domain_limiter(domain)
+        if limiter is not None:
+            await limiter.acquire()
+        if self._global is not None:
+            await self._global.acquire()
+        return time.monotonic() - started
+
+    def release(self, domain: str) -> None:
+        slot = self._slots.get(domain)
+        if slot is not None:
+            slot.release()
+
+    async def close(self) -> None:
+        pass

@@ -112,6 +112,10 @@ class RedisLimits:
         self._n = 0
         self.lost_slots = 0
 
+    @classmethod
+    def from_url(cls, url: str, settings: LimitSettings) -> RedisLimits:
+        return cls(url, settings)
+
     def _client(self) -> Redis:
         if self._redis is None:
             self._redis = connect(self.target)

@@ -21,10 +21,15 @@ class Row:
 
 
 class Source(abc.ABC):
-    """An iterable of rows read lazily from a file."""
+    """An iterable of rows read lazily from a file, chosen by the file's extension
+    (``SOURCES``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    @classmethod
+    def from_path(cls, path: Path) -> Source:
+        return cls(path)
 
     @abc.abstractmethod
     def rows(self) -> Iterator[Row | RejectedRow]:

@@ -12,7 +12,8 @@ from mailspool.errors import ConfigError
 from mailspool.models import Job, State, attachments_from_json
 from mailspool.queue.base import DeadFilter
 from mailspool.queue.packing import read_stored
-from mailspool.queue.store import CLAIMABLE, Ref, redact
+from mailspool.queue.store import CLAIMABLE, Ref
+from mailspool.urls import redact_url
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 DEFAULT_SCHEMA = "mailspool"
@@ -23,7 +24,7 @@ def parse_store_url(url: str) -> tuple[str, str, int]:
     """(the DSN for asyncpg, the schema, the pool size) from a ``postgresql://`` URL."""
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigError(f"not a PostgreSQL URL: {redact(url)}")
+        raise ConfigError(f"not a PostgreSQL URL: {redact_url(url)}")
     params = parse_qsl(parts.query, keep_blank_values=True)
     schema, pool, rest = DEFAULT_SCHEMA, DEFAULT_POOL, []
     for name, value in params:

@@ -46,7 +46,8 @@ from mailspool.queue.postgres.schema import (
     parse_store_url,
     record_sql,
 )
-from mailspool.queue.store import JobStore, Ref, redact
+from mailspool.queue.store import JobStore, Ref
+from mailspool.urls import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -73,7 +74,7 @@ class PostgresStore(JobStore):
             raise MissingExtra("postgres", "asyncpg") from exc
         self._asyncpg: Any = asyncpg
         self._dsn, self.schema, self._pool_size = parse_store_url(url)
-        self.url = redact(url)
+        self.url = redact_url(url)
         self._pool: Any = None
         self._t = f"{self.schema}.jobs"
         self._insert_sql = insert_sql(self._t)

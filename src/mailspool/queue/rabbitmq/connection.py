@@ -18,7 +18,7 @@ import structlog
 
 from mailspool.errors import QueueError
 from mailspool.queue.rabbitmq.topology import AMQPSettings, declare
-from mailspool.queue.stores import Ref
+from mailspool.queue.store import Ref
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractConnection

@@ -19,7 +19,7 @@ import structlog
 from mailspool.errors import QueueError
 from mailspool.models import Job
 from mailspool.queue.rabbitmq.connection import CONNECT_TIMEOUT, BrokerConnection
-from mailspool.queue.stores import JobStore, Ref
+from mailspool.queue.store import JobStore, Ref
 
 if TYPE_CHECKING:
     from aio_pika.abc import (

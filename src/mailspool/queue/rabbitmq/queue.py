@@ -40,8 +40,8 @@ from mailspool.queue.base import DeadFilter, Queue
 from mailspool.queue.rabbitmq.connection import CONNECT_TIMEOUT, _quiet_aiormq
 from mailspool.queue.rabbitmq.deliveries import DeliveryConsumer
 from mailspool.queue.rabbitmq.topology import AMQPSettings, parse_amqp_url
-from mailspool.queue.store import redact
-from mailspool.queue.stores import JobStore, make_store, store_class
+from mailspool.queue.store import JobStore
+from mailspool.urls import redact_url
 
 # the queue, and the URL's settings that other modules import from here
 __all__ = ["AMQPSettings", "RabbitMQQueue", "parse_amqp_url"]
@@ -59,7 +59,14 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
     @classmethod
     def packs_for(cls, store: str | None) -> bool:
         # the store keeps the messages; without one, __init__ says what to add
+        from mailspool.queue import store_class
+
         return store is not None and store_class(store).packs_messages
+
+    async def ready(self, timeout: float) -> bool:
+        """The job store answers, and the broker connection is up: while it is down, a
+        POST's jobs are stored but not announced, and the next POST waits for them."""
+        return await super().ready(timeout) and await self._wait_ready(timeout)
 
     def __init__(self, url: str, store: str | JobStore | None) -> None:
         try:
@@ -77,9 +84,11 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
         _quiet_aiormq()
         self._errors = (*CONNECTION_EXCEPTIONS, TimeoutError)
         self.cfg = parse_amqp_url(url)
+        from mailspool.queue import make_store
+
         self.store = make_store(store) if isinstance(store, str) else store
         self.packs_messages = self.store.packs_messages
-        self._broker = redact(url)
+        self._broker = redact_url(url)
         self.url = f"{self._broker} (store {self.store.url})"
         self._conn = None
         self._pub = None

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import structlog
 
 from mailspool.errors import ConfigError, MissingExtra, QueueError
+from mailspool.urls import redact_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -43,7 +44,7 @@ class RedisTarget:
 def parse_redis_url(url: str) -> RedisTarget:
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("redis", "rediss"):
-        raise ConfigError(f"not a Redis URL: {redact(url)}")
+        raise ConfigError(f"not a Redis URL: {redact_url(url)}")
     ours: dict[str, str] = {}
     rest: list[tuple[str, str]] = []
     for k, v in parse_qsl(parts.query, keep_blank_values=True):
@@ -57,24 +58,11 @@ def parse_redis_url(url: str) -> RedisTarget:
     try:
         reconnect_for = float(ours.get("reconnect_for", DEFAULT_RECONNECT_FOR))
     except ValueError:
-        raise ConfigError(f"bad reconnect_for in {redact(url)}: a number of seconds") from None
+        raise ConfigError(f"bad reconnect_for in {redact_url(url)}: a number of seconds") from None
     if not 0 <= reconnect_for < 86400:
-        raise ConfigError(f"bad reconnect_for in {redact(url)}: 0 to 86400 seconds")
+        raise ConfigError(f"bad reconnect_for in {redact_url(url)}: 0 to 86400 seconds")
     client_url = urlunsplit(parts._replace(query=urlencode(rest)))
-    return RedisTarget(client_url, prefix, reconnect_for, redact(url))
-
-
-def redact(url: str) -> str:
-    """The URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return RedisTarget(client_url, prefix, reconnect_for, redact_url(url))
 
 
 def connect(target: RedisTarget) -> Redis:

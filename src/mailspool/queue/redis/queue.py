@@ -63,7 +63,6 @@ from mailspool.queue.redis.connection import (
     backoff_delays,
     connect,
     parse_redis_url,
-    redact,
 )
 from mailspool.queue.redis.encoding import JOB_FIELDS, _claimed, _f, _idle_ms, _job, _job_args, _s
 from mailspool.queue.redis.scripts import _SCRIPTS, MAX_LEASE_S
@@ -80,7 +79,6 @@ __all__ = [
     "backoff_delays",
     "connect",
     "parse_redis_url",
-    "redact",
 ]
 
 log = structlog.get_logger("mailspool.redis")
