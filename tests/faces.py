@@ -20,9 +20,9 @@ from typing import Any
 from mailspool.api.intake import Invalid, direct_values, split_body
 from mailspool.api.templates import parse_template
 from mailspool.errors import MailspoolError, RejectedRow
-from mailspool.intake.producer import Attachments, JobBuilder
+from mailspool.intake.builder import Attachments, JobBuilder
 from mailspool.intake.sources import Row, open_source
-from mailspool.message.compose import attachment_part, wrap_mixed
+from mailspool.message.compose import attachment_part, with_attachments
 from mailspool.message.render import Renderer, Template
 from mailspool.models import Job
 
@@ -99,7 +99,7 @@ def direct_row(field: str, value: str) -> dict[str, Any]:
 
 
 def build(renderer: Renderer, rows: Iterable[Row | RejectedRow], base: Path) -> Outcome:
-    builder = JobBuilder(renderer, "faces", Attachments(base))
+    builder = JobBuilder(renderer=renderer, campaign="faces", attachments=Attachments(base=base))
     for row in rows:
         if isinstance(row, RejectedRow):
             return Outcome(row.field, row.reason)
@@ -113,10 +113,8 @@ def build(renderer: Renderer, rows: Iterable[Row | RejectedRow], base: Path) -> 
 
 def wire_bytes(job: Job, base: Path) -> bytes:
     """The message as the worker sends it: attachments wrapped in."""
-    if not job.attachments:
-        return job.message
     parts = [attachment_part(ref, (base / ref.filename).read_bytes()) for ref in job.attachments]
-    return wrap_mixed(job.message, job.body_offset, parts, "mix-" + job.id[:16])
+    return with_attachments(job, parts)
 
 
 def through(face: str, field: str, value: str, tmp: Path) -> Outcome:

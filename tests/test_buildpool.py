@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from mailspool.errors import MailspoolError, RejectedRow
+from mailspool.intake.builder import Attachments
 from mailspool.intake.pool import (
     CHUNK_ROWS,
     MIN_SOURCE_BYTES,
@@ -23,11 +24,12 @@ from mailspool.intake.pool import (
     BuildSpec,
     default_processes,
 )
-from mailspool.intake.producer import Attachments, Producer, Rejects
+from mailspool.intake.producer import Producer
+from mailspool.intake.rejects import Rejects
 from mailspool.intake.sources import Row
 from mailspool.message.render import Renderer, Template
 from mailspool.models import Job
-from mailspool.queue import MemoryQueue, SQLiteQueue
+from mailspool.queue import MemoryQueue, Queue, SQLiteQueue
 from mailspool.testing import SMTPSink
 
 from .conftest import TEMPLATE, write_csv
@@ -62,10 +64,28 @@ def mixed_rows(n: int) -> list[Row | RejectedRow]:
     return out
 
 
-def producer(tmp_path: Path, queue: MemoryQueue, name: str, pool: BuildPool | None) -> Producer:
-    renderer = Renderer.build(Template.parse(POOLED_TEMPLATE), None, None)
+def spec_of(template: str, tmp_path: Path, *, pack: bool = False) -> BuildSpec:
+    return BuildSpec(
+        template=BuildSpec.template_of(Template.parse(template)),
+        from_addr=None,
+        subject=None,
+        campaign="c1",
+        attachment_dir=tmp_path,
+        key_column=None,
+        pack=pack,
+    )
+
+
+def producer(
+    tmp_path: Path, queue: Queue, name: str, pool: BuildPool | None, template: str = POOLED_TEMPLATE
+) -> Producer:
     return Producer(
-        queue, renderer, "c1", Rejects(tmp_path / name), Attachments(tmp_path, queue), pool=pool
+        queue=queue,
+        renderer=Renderer.build(Template.parse(template), None, None),
+        campaign="c1",
+        rejects=Rejects(tmp_path / name),
+        attachments=Attachments(base=tmp_path),
+        pool=pool,
     )
 
 
@@ -83,10 +103,8 @@ async def test_pool_builds_what_this_process_builds(tmp_path: Path) -> None:
     rows = mixed_rows(3 * CHUNK_ROWS + 123)
     inline_q, pooled_q = MemoryQueue(), MemoryQueue()
     inline = await producer(tmp_path, inline_q, "inline.csv", None).run(rows)
-    spec = BuildSpec(
-        BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path, None
-    )
-    pool = BuildPool(spec, 2, head_start=False)  # every chunk to a child
+    spec = spec_of(POOLED_TEMPLATE, tmp_path)
+    pool = BuildPool(spec=spec, processes=2, head_start=False)  # every chunk to a child
     try:
         pooled = await producer(tmp_path, pooled_q, "pooled.csv", pool).run(rows)
     finally:
@@ -115,10 +133,8 @@ async def test_rows_built_here_while_the_children_start_keep_their_order(
     rows = mixed_rows(40 * CHUNK_ROWS)
     inline_q, pooled_q = MemoryQueue(), MemoryQueue()
     inline = await producer(tmp_path, inline_q, "inline.csv", None).run(rows)
-    spec = BuildSpec(
-        BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path, None
-    )
-    pool = BuildPool(spec, 2)
+    spec = spec_of(POOLED_TEMPLATE, tmp_path)
+    pool = BuildPool(spec=spec, processes=2)
     try:
         pooled = await producer(tmp_path, pooled_q, "pooled.csv", pool).run(rows)
     finally:
@@ -140,17 +156,10 @@ async def test_messages_packed_by_the_pool_are_stored_as_built_here(tmp_path: Pa
     for name, processes in (("inline", 0), ("pooled", 2)):
         queue = SQLiteQueue(tmp_path / f"{name}.db")
         await queue.open()
-        spec = BuildSpec(
-            BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path,
-            None, pack=queue.packs_messages,
-        )  # fmt: skip
-        pool = BuildPool(spec, processes, head_start=False) if processes else None
+        spec = spec_of(POOLED_TEMPLATE, tmp_path, pack=queue.packs_messages)
+        pool = BuildPool(spec=spec, processes=processes, head_start=False) if processes else None
         try:
-            renderer = Renderer.build(Template.parse(POOLED_TEMPLATE), None, None)
-            await Producer(
-                queue, renderer, "c1", Rejects(tmp_path / f"{name}.csv"),
-                Attachments(tmp_path, queue), pool=pool,
-            ).run(rows)  # fmt: skip
+            await producer(tmp_path, queue, f"{name}.csv", pool).run(rows)
             claimed[name] = sorted(map(comparable, await queue.claim("w", 10_000, 60)))
         finally:
             if pool is not None:
@@ -163,10 +172,8 @@ async def test_messages_packed_by_the_pool_are_stored_as_built_here(tmp_path: Pa
 async def test_a_render_process_that_dies_ends_the_run_with_a_clear_error(
     tmp_path: Path,
 ) -> None:
-    spec = BuildSpec(
-        BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path, None
-    )
-    pool = BuildPool(spec, 2, head_start=False)
+    spec = spec_of(POOLED_TEMPLATE, tmp_path)
+    pool = BuildPool(spec=spec, processes=2, head_start=False)
     try:
         victim = pool._links[1].process
         victim.kill()
@@ -181,24 +188,16 @@ async def test_an_error_in_a_render_process_is_raised_here(tmp_path: Path) -> No
     """An error that is no row's fault stops the run with that error, as it does when
     the rows are built in this process (not as "a render process died")."""
     endless = TEMPLATE + "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}\n"
-    spec = BuildSpec(
-        BuildSpec.template_of(Template.parse(endless)), None, None, "c1", tmp_path, None
-    )
+    spec = spec_of(endless, tmp_path)
     rows: list[Row | RejectedRow] = [
         Row(i + 2, {"Name": f"p{i}", "Email": f"p{i}@example.com"}) for i in range(CHUNK_ROWS)
     ]
-    renderer = Renderer.build(Template.parse(endless), None, None)
     with pytest.raises(RecursionError):  # in this process
-        await Producer(
-            MemoryQueue(), renderer, "c1", Rejects(tmp_path / "a.csv"), Attachments(tmp_path)
-        ).run(rows)
-    pool = BuildPool(spec, 1, head_start=False)
+        await producer(tmp_path, MemoryQueue(), "a.csv", None, endless).run(rows)
+    pool = BuildPool(spec=spec, processes=1, head_start=False)
     try:
         with pytest.raises(RecursionError):  # in a child: the same
-            await Producer(
-                MemoryQueue(), renderer, "c1", Rejects(tmp_path / "b.csv"), Attachments(tmp_path),
-                pool=pool,
-            ).run(rows)  # fmt: skip
+            await producer(tmp_path, MemoryQueue(), "b.csv", pool, endless).run(rows)
     finally:
         pool.close()
 
@@ -208,10 +207,8 @@ def test_children_still_starting_when_the_pool_closes_exit_quietly(
 ) -> None:
     """A short source is built here before the children are up; closing the pool then
     must not make them print a broken-pipe traceback."""
-    spec = BuildSpec(
-        BuildSpec.template_of(Template.parse(POOLED_TEMPLATE)), None, None, "c1", tmp_path, None
-    )
-    pool = BuildPool(spec, 2)
+    spec = spec_of(POOLED_TEMPLATE, tmp_path)
+    pool = BuildPool(spec=spec, processes=2)
     pool.close()  # at once: the children are still importing
     assert [link.process.exitcode for link in pool._links] == [0, 0]
     assert "Traceback" not in capfd.readouterr().err

@@ -9,7 +9,7 @@ import pytest
 
 from mailspool.errors import RejectedRow
 from mailspool.message.render import Renderer, Template, template_context
-from mailspool.message.template import _render
+from mailspool.message.template import render_field
 
 ROW = {"Name": "Ann <b>", "Email": "ann@example.com", "n": 3, "tags": ["x", "y"]}
 
@@ -26,7 +26,7 @@ TEMPLATES = [
 
 
 def per_field(tpl: Template, ctx: dict[str, Any]) -> list[str]:
-    return [_render(f, ctx, name) for name, f in tpl.fields()]
+    return [render_field(f, ctx, name) for name, f in tpl.fields()]
 
 
 @pytest.mark.parametrize("source", TEMPLATES)
@@ -40,7 +40,7 @@ def test_one_render_gives_what_each_field_alone_gives(source: str) -> None:
 def test_html_template_is_escaped_and_headers_are_not() -> None:
     tpl = Template.parse(TEMPLATES[0], html_text="<p>{{ Name }}</p>")
     assert tpl.combined is not None
-    r = Renderer(tpl).render(ROW)
+    r = Renderer(template=tpl).render(ROW)
     assert r.to == [("Ann <b>", "ann@example.com")]
     assert r.subject == "Hi Ann <b>"
     assert r.text.startswith("Hello Ann <B>,")
@@ -51,7 +51,7 @@ def test_a_set_in_one_field_does_not_reach_another() -> None:
     tpl = Template.parse("To: {{ Email }}\nSubject: {% set x = 1 %}hi\n\n{{ x }}\n")
     assert tpl.combined is not None
     with pytest.raises(RejectedRow) as exc:
-        Renderer(tpl).render(ROW)
+        Renderer(template=tpl).render(ROW)
     assert exc.value.field == "body"
     assert "'x' is undefined" in exc.value.reason
 
@@ -71,7 +71,7 @@ def test_errors_name_the_field_as_one_render_per_field_does(
     tpl = Template.parse("To: {{ Email }}\nSubject: Hi {{ Name }}\n\n{{ n + 1 }}\n")
     assert tpl.combined is not None
     with pytest.raises(RejectedRow) as exc:
-        Renderer(tpl).render(values)
+        Renderer(template=tpl).render(values)
     assert exc.value.field == field
     assert reason in exc.value.reason
 
@@ -82,4 +82,4 @@ def test_statements_that_need_the_top_level_render_field_by_field() -> None:
         "{% macro hello(n) %}Hello {{ n }}{% endmacro %}{{ hello(Name) }}\n"
     )
     assert tpl.combined is None
-    assert Renderer(tpl).render(ROW).text == "Hello Ann <b>\n"
+    assert Renderer(template=tpl).render(ROW).text == "Hello Ann <b>\n"

@@ -8,10 +8,10 @@ from email.message import EmailMessage
 
 import pytest
 
-from mailspool.intake.producer import compose
 from mailspool.message.compose import (
     MAX_LINE,
     attachment_part,
+    compose,
     encode_body,
     encode_header,
     wrap_mixed,

@@ -15,7 +15,7 @@ import pytest
 
 from mailspool.api.templates import parse_template
 from mailspool.errors import RejectedRow, TemplateError
-from mailspool.intake.producer import Attachments
+from mailspool.intake.builder import Attachments
 from mailspool.intake.sources import Row
 from mailspool.message.addresses import MAX_LOCAL_PART
 from mailspool.message.compose import attachment_part, mime_parameter
@@ -174,7 +174,7 @@ def test_an_attachment_name_with_control_or_bidi_characters_is_refused(
 ) -> None:
     (tmp_path / name).write_bytes(b"data")
     with pytest.raises(RejectedRow) as info:
-        Attachments(tmp_path).resolve(name)
+        Attachments(base=tmp_path).resolve(name)
     assert info.value.field == "Attachment"
 
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mailspool.errors import RejectedRow
-from mailspool.intake.producer import Attachments
+from mailspool.intake.builder import Attachments
 from mailspool.message.compose import attachment_part
 from mailspool.testing import check_message
 
@@ -70,7 +70,7 @@ def test_any_file_name_is_refused_or_encoded_soundly(name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / name).write_bytes(b"data")
         try:
-            ref = Attachments(Path(tmp)).resolve(name)
+            ref = Attachments(base=Path(tmp)).resolve(name)
         except RejectedRow as exc:
             assert exc.field == "Attachment" and exc.reason
             return

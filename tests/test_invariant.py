@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mailspool.intake.producer import compose
-from mailspool.message.compose import attachment_part, wrap_mixed
+from mailspool.message.compose import attachment_part, compose, wrap_mixed
 from mailspool.message.render import Renderer, Template
 from mailspool.models import AttachmentRef
 from mailspool.testing import (
@@ -192,7 +191,7 @@ X-Campaign: spring
 
 
 def test_a_multipart_message_composed_by_mailspool_passes() -> None:
-    r = Renderer(Template.parse(TEMPLATE)).render(
+    r = Renderer(template=Template.parse(TEMPLATE)).render(
         {
             "Name": "Ann Ünicode",
             "Email": "ann@example.com",

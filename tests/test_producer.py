@@ -16,18 +16,12 @@ from typing import Any
 import pytest
 
 from mailspool.errors import MailspoolError, RejectedRow
-from mailspool.intake.producer import (
-    BATCH,
-    FIRST_BATCH,
-    MAX_MESSAGE_BYTES,
-    Attachments,
-    Producer,
-    Rejects,
-    job_id,
-)
+from mailspool.intake.builder import MAX_MESSAGE_BYTES, Attachments
+from mailspool.intake.producer import BATCH, FIRST_BATCH, Producer
+from mailspool.intake.rejects import Rejects
 from mailspool.intake.sources import Row, open_source
 from mailspool.message.render import Renderer, Template
-from mailspool.models import Enqueued, Job, State
+from mailspool.models import Enqueued, Job, State, job_id
 from mailspool.queue import MemoryQueue, Queue, SQLiteQueue
 from mailspool.testing import RecordingSMTPServer
 
@@ -56,12 +50,12 @@ def make_producer(
 ) -> Producer:
     tpl = Template.parse(template) if template is not None else None
     return Producer(
-        queue,
-        Renderer.build(tpl, default_from, None),
-        campaign,
-        Rejects(tmp_path / rejects_name),
-        Attachments(tmp_path, queue),
-        key_column,
+        queue=queue,
+        renderer=Renderer.build(tpl, default_from, None),
+        campaign=campaign,
+        rejects=Rejects(tmp_path / rejects_name),
+        attachments=Attachments(base=tmp_path),
+        key_column=key_column,
     )
 
 

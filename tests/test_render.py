@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mailspool.errors import RejectedRow, TemplateError
-from mailspool.intake.producer import compose
+from mailspool.message.compose import compose
 from mailspool.message.render import Rendered, Renderer, Template, template_context
 
 from .conftest import TEMPLATE

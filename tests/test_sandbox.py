@@ -20,8 +20,10 @@ from hypothesis import strategies as st
 from jinja2.sandbox import safe_range
 
 from mailspool.errors import RejectedRow, TemplateError
+from mailspool.intake.builder import MAX_MESSAGE_BYTES, Attachments
 from mailspool.intake.pool import BuildPool, BuildSpec
-from mailspool.intake.producer import MAX_MESSAGE_BYTES, Attachments, Producer, Rejects
+from mailspool.intake.producer import Producer
+from mailspool.intake.rejects import Rejects
 from mailspool.intake.sources import Row
 from mailspool.message.render import Renderer, Template, template_context
 from mailspool.message.sandbox import budget
@@ -288,14 +290,25 @@ async def test_the_budget_holds_in_a_render_process(tmp_path: Path) -> None:
         Row(i + 2, {"Email": f"p{i}@example.com", "n": "1000" if i % 3 == 0 else "10"})
         for i in range(30)
     ]
-    spec = BuildSpec(BuildSpec.template_of(Template.parse(text)), None, None, "c1", tmp_path, None)
-    pool = BuildPool(spec, 1, head_start=False)  # every row to the child
+    spec = BuildSpec(
+        template=BuildSpec.template_of(Template.parse(text)),
+        from_addr=None,
+        subject=None,
+        campaign="c1",
+        attachment_dir=tmp_path,
+        key_column=None,
+    )
+    pool = BuildPool(spec=spec, processes=1, head_start=False)  # every row to the child
     try:
         renderer = Renderer.build(Template.parse(text), None, None)
         report = await Producer(
-            MemoryQueue(), renderer, "c1", Rejects(tmp_path / "rejects.csv"),
-            Attachments(tmp_path), pool=pool,
-        ).run(rows)  # fmt: skip
+            queue=MemoryQueue(),
+            renderer=renderer,
+            campaign="c1",
+            rejects=Rejects(tmp_path / "rejects.csv"),
+            attachments=Attachments(base=tmp_path),
+            pool=pool,
+        ).run(rows)
     finally:
         pool.close()
     assert (report.new, report.rejected) == (20, 10)

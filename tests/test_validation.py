@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from mailspool.errors import RejectedRow
-from mailspool.intake.producer import Attachments, compose
+from mailspool.intake.builder import Attachments
 from mailspool.message.addresses import parse_addresses
+from mailspool.message.compose import compose
 from mailspool.message.render import Rendered, Renderer, Template
-from mailspool.queue import MemoryQueue
 
 from .conftest import TEMPLATE
 
@@ -293,7 +293,7 @@ def base(tmp_path: Path) -> Path:
 
 
 def attachments(base: Path) -> Attachments:
-    return Attachments(base, MemoryQueue())
+    return Attachments(base=base)
 
 
 def test_attachment_inside_the_base_is_resolved(base: Path) -> None:
@@ -343,10 +343,9 @@ _UNREADABLE = """
 import sys
 from pathlib import Path
 from mailspool.errors import RejectedRow
-from mailspool.intake.producer import Attachments
-from mailspool.queue import MemoryQueue
+from mailspool.intake.builder import Attachments
 try:
-    Attachments(Path(sys.argv[1]), MemoryQueue()).resolve("locked.pdf")
+    Attachments(base=Path(sys.argv[1])).resolve("locked.pdf")
 except RejectedRow as exc:
     print(exc.field, "|", exc.reason)
 else:

@@ -12,8 +12,10 @@ from mailspool.delivery.observer import Observer
 from mailspool.delivery.retry import RetryPolicy
 from mailspool.delivery.worker import WorkerConfig
 from mailspool.errors import ConfigError
+from mailspool.intake.builder import Attachments
 from mailspool.intake.pool import BuildPool, BuildSpec, default_processes
-from mailspool.intake.producer import Attachments, Producer, Rejects
+from mailspool.intake.producer import Producer
+from mailspool.intake.rejects import Rejects
 from mailspool.message.render import Renderer, Template
 from mailspool.queue import Queue, make_queue, queue_packs_messages
 from mailspool.transport import TRANSPORTS, OutboxTransport, Transport
@@ -78,23 +80,36 @@ def build_pool(
     if n == 0:
         return None
     spec = BuildSpec(
-        BuildSpec.template_of(renderer.template), settings.from_addr, settings.subject,
-        campaign, attachment_base(settings), settings.key_column,
+        template=BuildSpec.template_of(renderer.template),
+        from_addr=settings.from_addr,
+        subject=settings.subject,
+        campaign=campaign,
+        attachment_dir=attachment_base(settings),
+        key_column=settings.key_column,
         pack=queue_packs_messages(settings.queue, settings.store),
-    )  # fmt: skip
-    return BuildPool(spec, n)
+    )
+    return BuildPool(spec=spec, processes=n)
 
 
 async def make_producer(
-    queue: Queue, renderer: Renderer, campaign: str, settings: Settings,
+    queue: Queue,
+    renderer: Renderer,
+    campaign: str,
+    settings: Settings,
+    *,
     pool: BuildPool | None = None,
-) -> Producer:  # fmt: skip
+) -> Producer:
     """The producer for a campaign; stores the campaign's retry schedule first."""
     await store_campaign_retry(queue, campaign, settings)
     return Producer(
-        queue, renderer, campaign, Rejects(Path(f"{campaign}.rejects.csv")),
-        Attachments(attachment_base(settings), queue), settings.key_column, pool=pool,
-    )  # fmt: skip
+        queue=queue,
+        renderer=renderer,
+        campaign=campaign,
+        rejects=Rejects(Path(f"{campaign}.rejects.csv")),
+        attachments=Attachments(base=attachment_base(settings)),
+        key_column=settings.key_column,
+        pool=pool,
+    )
 
 
 def worker_config(settings: Settings, campaign: str | None = None) -> WorkerConfig:

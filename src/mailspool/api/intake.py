@@ -1,7 +1,8 @@
 """Posted messages -> validated, rendered jobs -> the queue.
 
 The body is read here rather than by FastAPI so that each failing message is reported
-with its index; rendering and validation are the producer's, exactly as for a CSV row.
+with its index; rendering and validation are the job builder's (intake/builder.py),
+exactly as for a CSV row, except that a message cannot attach files.
 """
 
 from __future__ import annotations
@@ -17,15 +18,18 @@ from pydantic import TypeAdapter, ValidationError
 from mailspool.api.bodies import MAX_BATCH, FieldError, MessageIn
 from mailspool.api.senders import SenderDomains
 from mailspool.errors import RejectedRow
-from mailspool.intake.producer import Attachments, Producer
+from mailspool.intake.builder import JobBuilder, NoAttachments
 from mailspool.intake.sources.base import Row
-from mailspool.models import AttachmentRef, Enqueued, Job
+from mailspool.message.render import Renderer
+from mailspool.models import Enqueued, Job
 from mailspool.queue import Queue
 
 DEFAULT_CAMPAIGN = "api"
-#: the row value that carries a message's idempotency key to the producer (its
+#: the row value that carries a message's idempotency key to the job builder (its
 #: ``key_column``); set after the variables, so a variable cannot take its place
 KEY_FIELD = "\x00idempotency-key"
+#: API messages cannot attach files from the server's disk
+NO_ATTACHMENTS = NoAttachments(reason="attachments are not supported over the API")
 #: renderer field -> API field, for error reports
 API_FIELDS = {
     "from": "from", "to": "to", "cc": "cc", "bcc": "bcc", "reply-to": "reply_to",
@@ -131,30 +135,34 @@ def direct_values(msg: MessageIn) -> dict[str, Any]:
     return values
 
 
-class NoAttachments(Attachments):
-    """API messages cannot attach files from the server's disk."""
-
-    def resolve(self, name: str) -> AttachmentRef:
-        raise RejectedRow("Attachment", "attachments are not supported over the API")
-
-
 @dataclass
 class Built:
+    """What build_jobs made of a request's messages: the jobs of those that passed, and
+    an error for each field of the others."""
+
     jobs: list[Job]
     errors: list[FieldError] = field(default_factory=list)
 
 
+def api_builder(renderer: Renderer, campaign: str) -> JobBuilder:
+    """The job builder for a campaign's messages rendered by ``renderer``: keyed by
+    KEY_FIELD, without attachments."""
+    return JobBuilder(
+        renderer=renderer, campaign=campaign, attachments=NO_ATTACHMENTS, key_column=KEY_FIELD
+    )
+
+
 def build_jobs(
-    items: Sequence[tuple[int, Producer, dict[str, Any]]],
+    items: Sequence[tuple[int, JobBuilder, dict[str, Any]]],
     now: float,
     senders: SenderDomains,
 ) -> Built:
-    """Render and validate each (index, producer, row values) as the producer does a row;
-    a sender whose domain ``senders`` does not allow is refused as invalid."""
+    """Render and validate each (index, job builder, row values) as the producer does a
+    row; a sender whose domain ``senders`` does not allow is refused as invalid."""
     out = Built([])
-    for index, producer, values in items:
+    for index, builder, values in items:
         try:
-            job = producer.build(Row(index + 1, values), now)
+            job = builder.build(Row(index + 1, values), now)
             senders.check(job.sender)
             out.jobs.append(job)
         except RejectedRow as exc:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections import OrderedDict, deque
-from pathlib import Path
 from typing import Any
 
 from mailspool.api.bodies import FieldError, MessageIn
@@ -16,7 +14,7 @@ from mailspool.api.intake import (
     KEY_FIELD,
     GroupCommit,
     Invalid,
-    NoAttachments,
+    api_builder,
     build_jobs,
     direct_values,
     error,
@@ -28,7 +26,7 @@ from mailspool.delivery.leases import reclaim_dead_leases
 from mailspool.delivery.limits import Limits, LocalLimits
 from mailspool.delivery.worker import Worker
 from mailspool.errors import QueueError
-from mailspool.intake.producer import Producer, Rejects
+from mailspool.intake.builder import JobBuilder
 from mailspool.message.render import Renderer
 from mailspool.models import Enqueued, Job
 from mailspool.observe.logs import get_logger
@@ -46,7 +44,7 @@ from mailspool.wiring import limits, make_transport, observers, open_queue, work
 #: batches at least this large are rendered on a thread, off the event loop (as is any
 #: message using a registered template)
 THREAD_RENDER_AT = 16
-MAX_PRODUCERS = 4096
+MAX_BUILDERS = 4096
 #: /readyz: how long the queue and the job store have to answer
 READY_TIMEOUT_S = 2.0
 
@@ -103,7 +101,8 @@ class Service:
         self._templates: TemplateStore | None = None
         self._commit: GroupCommit | None = None
         self._depth: QueueDepth | None = None
-        self._producers: dict[tuple[str, str, int], Producer] = {}
+        #: job builders by (campaign, template name, template version)
+        self._builders: dict[tuple[str, str, int], JobBuilder] = {}
 
     @property
     def q(self) -> Queue:
@@ -197,22 +196,19 @@ class Service:
         if self._depth is not None:
             await self._depth.refresh()
 
-    def _producer(self, campaign: str, renderer: Renderer, name: str, version: int) -> Producer:
+    def _builder(self, campaign: str, renderer: Renderer, name: str, version: int) -> JobBuilder:
         key = (campaign, name, version)
-        producer = self._producers.get(key)
-        if producer is None:
-            if len(self._producers) >= MAX_PRODUCERS:
-                self._producers.clear()
-            producer = self._producers[key] = Producer(
-                self.q, renderer, campaign, Rejects(Path(os.devnull)),
-                NoAttachments(Path(), self.q), KEY_FIELD,
-            )  # fmt: skip
-        return producer
+        builder = self._builders.get(key)
+        if builder is None:
+            if len(self._builders) >= MAX_BUILDERS:
+                self._builders.clear()
+            builder = self._builders[key] = api_builder(renderer, campaign)
+        return builder
 
     async def _rows(
         self, messages: list[MessageIn], key: str | None
-    ) -> tuple[list[tuple[int, Producer, dict[str, Any]]], list[FieldError]]:
-        items: list[tuple[int, Producer, dict[str, Any]]] = []
+    ) -> tuple[list[tuple[int, JobBuilder, dict[str, Any]]], list[FieldError]]:
+        items: list[tuple[int, JobBuilder, dict[str, Any]]] = []
         errors: list[FieldError] = []
         batch = len(messages) > 1
         for i, msg in enumerate(messages):
@@ -222,16 +218,16 @@ class Service:
                 if stored is None:
                     errors.append(error(i, "template", f"no template named {msg.template!r}"))
                     continue
-                producer = self._producer(campaign, stored.renderer, stored.name, stored.version)
+                builder = self._builder(campaign, stored.renderer, stored.name, stored.version)
                 values: dict[str, Any] = dict(msg.variables or {})
             else:
-                producer = self._producer(campaign, self.direct, "", 0)
+                builder = self._builder(campaign, self.direct, "", 0)
                 values = direct_values(msg)
             if key is None:
                 values[KEY_FIELD] = uuid.uuid4().hex
             else:
                 values[KEY_FIELD] = f"{key}#{i}" if batch else key
-            items.append((i, producer, values))
+            items.append((i, builder, values))
         return items, errors
 
     async def accept(self, messages: list[MessageIn], key: str | None) -> list[Job]:

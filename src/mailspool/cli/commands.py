@@ -68,7 +68,7 @@ async def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     pool = build_pool(settings, renderer, campaign, path, delivering=False)
     try:
         async with open_queue(settings) as queue:
-            producer = await make_producer(queue, renderer, campaign, settings, pool)
+            producer = await make_producer(queue, renderer, campaign, settings, pool=pool)
             started = time.monotonic()
             rep = await producer.run(source.rows())
     finally:
@@ -188,7 +188,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
-    from mailspool.intake.producer import compose
+    from mailspool.message.compose import compose
 
     renderer = load_renderer(settings)
     for item in open_source(_source_path(args)).rows():

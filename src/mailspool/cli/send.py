@@ -76,7 +76,7 @@ class SendRun:
         # what earlier runs sent: this run's worker may send pending jobs of the campaign
         # before the producer reaches their rows, so the producer alone cannot tell
         sent_before = (await queue.stats(campaign)).get(State.SENT)
-        producer = await make_producer(queue, renderer, campaign, settings, pool)
+        producer = await make_producer(queue, renderer, campaign, settings, pool=pool)
         counter = Counter()
         progress = Progress(f"{campaign}", enabled=True)
         relay = StopOnRelayMisconfiguration(log)

@@ -34,7 +34,7 @@ from mailspool.delivery.recorder import Recorder
 from mailspool.delivery.relay_gate import RelayGate
 from mailspool.delivery.retry import RetryPolicy
 from mailspool.errors import DeliveryError, MailspoolError, QueueError
-from mailspool.message.compose import attachment_part, wrap_mixed
+from mailspool.message.compose import attachment_part, with_attachments
 from mailspool.models import DeadReason, Job, Outcome, State
 from mailspool.queue.base import Queue
 from mailspool.transport.base import Delivery, Envelope, Transport
@@ -345,10 +345,10 @@ class Worker:
         return f" | retrying {', '.join(later)} as job {child.id}"
 
     async def _message_bytes(self, job: Job) -> bytes:
+        """The message to send. The attachment blobs are fetched here, each encoded once
+        per worker; the MIME wrapping is compose.with_attachments."""
         if job.unreadable:
             raise MailspoolError(job.unreadable)
-        if not job.attachments:
-            return job.message
         parts = []
         for ref in job.attachments:
             part = self._parts.get(ref.digest)
@@ -358,7 +358,7 @@ class Worker:
                     raise MailspoolError(f"attachment {ref.filename} is missing from the store")
                 part = self._parts[ref.digest] = attachment_part(ref, blob)
             parts.append(part)
-        return wrap_mixed(job.message, job.body_offset, parts, "mix-" + job.id[:16])
+        return with_attachments(job, parts)
 
     def _failed(
         self, job: Job, err: DeliveryError, verdict: Verdict, elapsed: float

@@ -1,1 +1,2 @@
-"""Rows to jobs: sources, the job builder, the render processes, the producer."""
+"""Rows to jobs: the sources (sources/), the job builder (builder.py), the render
+processes (pool.py), the producer (producer.py) and its rejects file (rejects.py)."""

@@ -5,6 +5,11 @@ core. With a pool, child processes build the jobs while this process reads the s
 writes the queue and (for ``send``) delivers. Results come back in row order, so the
 first of two rows with the same key still wins and rejected rows are reported in order.
 Small sources are built in this process: starting the children costs more than it saves.
+
+The pool knows nothing of the producer: :meth:`BuildPool.built` is handed the rows, a
+callable that builds rows in this process (``JobBuilder.build_rows``: used while the
+children start) and the Attachments that take the blobs the children read; the children
+build with a JobBuilder of their own, made from the :class:`BuildSpec`.
 """
 
 from __future__ import annotations
@@ -19,14 +24,14 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from mailspool.errors import MailspoolError, RejectedRow
-from mailspool.intake.producer import Attachments, JobBuilder, Producer
+from mailspool.intake.builder import Attachments, JobBuilder
 from mailspool.intake.sources.base import Row
 from mailspool.message.render import Renderer, Template
 from mailspool.models import Job
@@ -44,13 +49,21 @@ _RowData = tuple[int, dict[str, Any]]
 #: a child's answer for one row: the job's fields (see _job_data), or the (field, reason)
 #: it was rejected for
 _Built = tuple[Any, ...]
+#: builds rows in this process: each row's job or rejection, in row order
+BuildHere = Callable[[Iterable[Row | RejectedRow]], Iterator[Job | RejectedRow]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BuildSpec:
     """What a child process needs to build jobs exactly as this process would. Plain
     data, since compiled Jinja templates do not pickle: the child parses the template
-    text again."""
+    text again.
+
+    ``template`` is the template's text, HTML text and names (:meth:`template_of`), None
+    in direct mode; ``from_addr`` and ``subject`` the ``--from`` and ``--subject``
+    defaults; ``campaign`` the jobs' campaign; ``attachment_dir`` where attachments are
+    resolved; ``key_column`` the idempotency key column, if any.
+    """
 
     template: tuple[str, str | None, tuple[str, str]] | None  # text, html text, names
     from_addr: str | None
@@ -65,14 +78,21 @@ class BuildSpec:
     def template_of(tpl: Template | None) -> tuple[str, str | None, tuple[str, str]] | None:
         return None if tpl is None else (tpl.source_text, tpl.html_text, tpl.names)
 
-    def builder(self) -> JobBuilder:
+    def builder(self) -> tuple[JobBuilder, Attachments]:
+        """A child's job builder, and its Attachments (whose blobs go to the parent)."""
         tpl = None
         if self.template is not None:
             text, html, (name, html_name) = self.template
             tpl = Template.parse(text, html_text=html, name=name, html_name=html_name)
         renderer = Renderer.build(tpl, self.from_addr, self.subject)
-        attachments = Attachments(self.attachment_dir)
-        return JobBuilder(renderer, self.campaign, attachments, self.key_column)
+        attachments = Attachments(base=self.attachment_dir)
+        builder = JobBuilder(
+            renderer=renderer,
+            campaign=self.campaign,
+            attachments=attachments,
+            key_column=self.key_column,
+        )
+        return builder, attachments
 
 
 def _child_main(spec: BuildSpec, conn: Connection) -> None:
@@ -81,7 +101,7 @@ def _child_main(spec: BuildSpec, conn: Connection) -> None:
     # the pool down in order; a child dying of them would break the pool mid-run
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    builder = spec.builder()
+    builder, attachments = spec.builder()
     try:
         conn.send_bytes(b"")  # ready: until then the parent builds rows itself
     except OSError:
@@ -92,7 +112,8 @@ def _child_main(spec: BuildSpec, conn: Connection) -> None:
         except (EOFError, OSError):
             return
         try:
-            data = pickle.dumps(_build_chunk(builder, rows, spec.pack), pickle.HIGHEST_PROTOCOL)
+            answer = _build_chunk(builder, rows, spec.pack), attachments.take_pending()
+            data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # not a row's fault: the run stops on it, as it would here
             data = pickle.dumps(_failure(exc), pickle.HIGHEST_PROTOCOL)
         try:
@@ -110,31 +131,48 @@ def _failure(exc: Exception) -> BaseException:
     return exc
 
 
-def _build_chunk(
-    builder: JobBuilder, rows: list[_RowData], packs: bool
-) -> tuple[list[_Built], dict[str, bytes]]:
+def _build_chunk(builder: JobBuilder, rows: list[_RowData], packs: bool) -> list[_Built]:
     out: list[_Built] = []
     for number, values in rows:
         try:
             out.append(_job_data(builder.build(Row(number, values), time.time()), packs))
         except RejectedRow as exc:
             out.append((exc.field, exc.reason))
-    return out, builder.attachments.take_pending()
+    return out
 
 
 def _job_data(j: Job, packs: bool) -> _Built:
     # packed here, in parallel, and a fifth of the bytes to send back
     message = pack(j.message) if packs else j.message
-    return (j.id, j.key, j.message_id, j.sender, j.recipients, message, j.row,
-            j.body_offset, j.attachments, j.created_at)  # fmt: skip
+    return (
+        j.id,
+        j.key,
+        j.message_id,
+        j.sender,
+        j.recipients,
+        message,
+        j.row,
+        j.body_offset,
+        j.attachments,
+        j.created_at,
+    )
 
 
 def _job(campaign: str, d: _Built, packs: bool) -> Job:
     jid, key, message_id, sender, recipients, message, row, body_offset, atts, created = d
     return Job(
-        jid, campaign, key, message_id, sender, recipients,
-        Packed(message) if packs else message, row, body_offset, atts, created_at=created,
-    )  # fmt: skip
+        id=jid,
+        campaign=campaign,
+        key=key,
+        message_id=message_id,
+        sender=sender,
+        recipients=recipients,
+        message=Packed(message) if packs else message,
+        row=row,
+        body_offset=body_offset,
+        attachments=atts,
+        created_at=created,
+    )
 
 
 def default_processes(source: Path, *, delivering: bool) -> int:
@@ -233,7 +271,12 @@ class _Link:
 
 
 class BuildPool:
-    def __init__(self, spec: BuildSpec, processes: int, *, head_start: bool = True) -> None:
+    """``processes`` render processes building jobs as ``spec`` says, started at once
+    (their start-up overlaps the caller's). With ``head_start``, rows are built in this
+    process until a child is ready. Close it (:meth:`close` or :meth:`aclose`) when done.
+    """
+
+    def __init__(self, *, spec: BuildSpec, processes: int, head_start: bool = True) -> None:
         self.processes = processes
         self.spec = spec
         #: build rows here until a child is ready
@@ -260,11 +303,17 @@ class BuildPool:
             link.join()
 
     async def built(
-        self, rows: Iterable[Row | RejectedRow], producer: Producer
+        self,
+        rows: Iterable[Row | RejectedRow],
+        *,
+        build_here: BuildHere,
+        attachments: Attachments,
     ) -> AsyncIterator[Job | RejectedRow]:
         """Each row's job, or its rejection (with the row number), in row order; at most
-        a few chunks are out at once, so memory stays constant."""
-        chunks = _Chunks(self._links, producer.attachments, producer.campaign, self.spec.pack)
+        a few chunks are out at once, so memory stays constant. ``build_here`` builds
+        the rows taken before a child is ready; the blobs the children read are adopted
+        into ``attachments``."""
+        chunks = _Chunks(self._links, attachments, self.spec.campaign, self.spec.pack)
         window = 2 * self.processes + 1
         for link in self._links:
             await link.start()
@@ -277,7 +326,7 @@ class BuildPool:
             if self.head_start and starting and not chunks.out:
                 # the children are still starting (about half a second): build here
                 # meanwhile, so the first jobs are queued (and sent) that much sooner
-                async for job in producer.built_here(chunk):
+                for job in build_here(chunk):
                     yield job
                 self.rows_built_here += len(chunk)
                 chunk = []

@@ -1,6 +1,6 @@
 """One Jinja render per row for all of a template's fields.
 
-Each header value and the body are compiled as templates of their own (render.py): that
+Each header value and the body are compiled as templates of their own (template.py): that
 is what lets a value which renders to a newline be caught instead of becoming a new
 header. But every render has a fixed cost of several microseconds, most of a row's
 rendering time. The combined template joins the fields' sources with NUL between them,
@@ -57,7 +57,7 @@ def render_combined(tpl: jinja2.Template, ctx: dict[str, Any], parts: int) -> li
     """Each part's output, or None when the per-field renders must decide."""
     token = begin()  # one budget for the whole render (budget.py)
     try:
-        # ctx already holds the environment's globals (render.template_context)
+        # ctx already holds the environment's globals (template.template_context)
         out: str = tpl.environment.concat(tpl.root_render_func(tpl.new_context(ctx, shared=True)))
     except Exception:  # the per-field render raises it again, naming the field
         return None

@@ -1,5 +1,9 @@
 """Build RFC 5322 message bytes from rendered parts. Pure functions, no I/O.
 
+:func:`compose` makes a rendered message's bytes, as stored in a job (without its
+attachments); :func:`with_attachments` makes the bytes sent for a job, the attachment
+parts wrapped around its body as multipart/mixed (the worker fetches the blobs).
+
 Hand-built instead of email.message.EmailMessage: the stdlib policy machinery costs
 more per message than the whole SMTP exchange, and we only need a few fixed shapes
 (text, text+html alternative, and a multipart/mixed wrapper for attachments).
@@ -9,13 +13,18 @@ from __future__ import annotations
 
 import base64
 import email.quoprimime
+from collections.abc import Sequence
 from email.header import Header
 from email.utils import formataddr, formatdate
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mailspool.message.headers import safe_filename
-from mailspool.models import AttachmentRef
+from mailspool.models import AttachmentRef, Job
+
+if TYPE_CHECKING:  # only the type: the worker composes without the template engine
+    from mailspool.message.render import Rendered
 
 CRLF = "\r\n"
 MAX_LINE = 998
@@ -126,7 +135,7 @@ def attachment_part(ref: AttachmentRef, data: bytes) -> bytes:
     return head.encode("ascii") + encoded
 
 
-def wrap_mixed(message: bytes, body_offset: int, parts: list[bytes], boundary: str) -> bytes:
+def wrap_mixed(message: bytes, body_offset: int, parts: Sequence[bytes], boundary: str) -> bytes:
     """Insert attachment parts: headers, then multipart/mixed of the body entity and parts."""
     b = boundary.encode("ascii")
     n = 0
@@ -144,3 +153,32 @@ def wrap_mixed(message: bytes, body_offset: int, parts: list[bytes], boundary: s
         out += [b"\r\n--" + b + b"\r\n", part]
     out.append(b"\r\n--" + b + b"--\r\n")
     return b"".join(out)
+
+
+def with_attachments(job: Job, parts: Sequence[bytes]) -> bytes:
+    """The message to send for a job: the stored message as it is, or with ``parts``
+    (one :func:`attachment_part` per ``job.attachments``, in order) around its body."""
+    if not job.attachments:
+        return job.message
+    return wrap_mixed(job.message, job.body_offset, parts, "mix-" + job.id[:16])
+
+
+def compose(r: Rendered, message_id: str, date: float) -> tuple[bytes, int]:
+    """A rendered message's bytes (attachments apart: see with_attachments), and the
+    offset where the body entity starts."""
+    headers = [("From", format_sender(*r.sender))]
+    if r.to:
+        headers.append(("To", ", ".join(format_address(n, a) for n, a in r.to)))
+    if r.cc:
+        headers.append(("Cc", ", ".join(format_address(n, a) for n, a in r.cc)))
+    if r.reply_to:
+        headers.append(("Reply-To", ", ".join(format_address(n, a) for n, a in r.reply_to)))
+    headers.append(("Subject", r.subject))
+    headers += r.headers
+    head = header_block(headers, message_id, date).encode("utf-8")
+    if r.html is not None:
+        boundary = "alt-" + message_id[1:17]
+        entity = alternative_entity(r.text, r.html, boundary)
+    else:
+        entity = text_entity(r.text)
+    return head + entity.encode("ascii"), len(head)

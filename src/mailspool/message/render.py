@@ -18,9 +18,9 @@ from mailspool.message.htmltext import html_to_text
 from mailspool.message.template import (
     ADDRESS_FIELDS,
     Template,
-    _compile,
-    _render,
+    compile_field,
     make_environment,
+    render_field,
     template_context,
 )
 
@@ -40,9 +40,16 @@ DIRECT_COLUMNS = {
 }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Rendered:
-    """A validated message, ready to be composed into bytes."""
+    """One row's message, validated, ready to be composed into bytes (compose.compose).
+
+    ``sender`` and each address are (display name, address) pairs, checked; ``bcc``
+    receives the message without a header naming it; ``headers`` are the template's
+    other headers (or a direct row's X- headers); ``text`` is the plain body (made from
+    ``html`` when the row gave only HTML); ``attachments`` are paths as rendered, to be
+    resolved by the job builder (intake/builder.py).
+    """
 
     sender: tuple[str, str]
     to: list[tuple[str, str]]
@@ -64,27 +71,37 @@ class Rendered:
         return list(seen.values())
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Renderer:
-    """Renders rows with one template (template mode) or from columns (direct mode)."""
+    """Renders a row's values into a :class:`Rendered` message, or rejects the row
+    (RejectedRow names the field): with ``template`` (template mode) or, when it is None,
+    from the row's own columns (direct mode: from, to, cc, bcc, reply_to, subject, body
+    or text, html, headers).
+
+    ``default_from`` and ``default_subject`` (``--from``, ``--subject``: compiled, or a
+    plain string) fill in what the template or row leaves out; ``max_recipients`` caps
+    To, Cc and Bcc together. Usually made with :meth:`build`.
+    """
 
     template: Template | None = None
     default_from: jinja2.Template | str | None = None
     default_subject: jinja2.Template | str | None = None
     max_recipients: int = 100
-    _senders: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _senders: dict[str, tuple[str, str]] = field(default_factory=dict, init=False)
 
     @classmethod
     def build(
         cls, template: Template | None, default_from: str | None, default_subject: str | None
     ) -> Renderer:
+        """A renderer with ``--from`` and ``--subject`` compiled (each may use row
+        variables); TemplateError on a syntax error in either."""
         env = make_environment(html=False)
         try:
-            f = _compile(env, default_from) if default_from else None
-            s = _compile(env, default_subject) if default_subject else None
+            f = compile_field(env, default_from) if default_from else None
+            s = compile_field(env, default_subject) if default_subject else None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"--from/--subject: {exc.message}") from exc
-        return cls(template, f, s)
+        return cls(template=template, default_from=f, default_subject=s)
 
     def render(self, values: Mapping[str, Any]) -> Rendered:
         fields: dict[str, str] = {}
@@ -119,10 +136,12 @@ class Renderer:
             text = _text_value(values, "body") or _text_value(values, "text")
             html = _text_value(values, "html") or None
         if "from" not in fields and self.default_from is not None:
-            fields["from"] = check_header_value("From", _render(self.default_from, ctx, "From"))
+            fields["from"] = check_header_value(
+                "From", render_field(self.default_from, ctx, "From")
+            )
         if "subject" not in fields and self.default_subject is not None:
             fields["subject"] = check_header_value(
-                "Subject", _render(self.default_subject, ctx, "Subject")
+                "Subject", render_field(self.default_subject, ctx, "Subject")
             )
         return self._validate(fields, extra, text, html, attachments)
 

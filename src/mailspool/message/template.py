@@ -1,5 +1,5 @@
 """Templates: a header block (``Name: value`` lines up to the first blank line) and a
-body, as in DESIGN section 5. No I/O besides reading template files.
+body (docs/cli.md, "Template files"). No I/O besides reading template files.
 
 Each header value and the body are compiled separately so that a value which renders to
 a newline is caught instead of becoming a new header; all of them are also compiled as
@@ -12,7 +12,7 @@ import contextlib
 import functools
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,8 @@ _FILTERS = checked_filters(FILTERS)
 
 
 def make_environment(*, html: bool) -> jinja2.Environment:
-    """Every template is compiled in the sandbox (sandbox.py), whoever wrote it: a
-    template file is often someone else's work too."""
+    """Every template is compiled in the sandbox (sandbox/environment.py), whoever
+    wrote it: a template file is often someone else's work too."""
     env = Sandbox(
         undefined=jinja2.StrictUndefined,
         autoescape=html,
@@ -48,9 +48,19 @@ def make_environment(*, html: bool) -> jinja2.Environment:
     return env
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Template:
-    """A parsed template: compiled header values and body."""
+    """A parsed template (build one with :meth:`parse` or :meth:`load`): each header
+    value, Attachment line, the body and the HTML alternative compiled on its own, and
+    all of them as one template (combined.py) so that a row costs one render.
+
+    ``headers`` are (name, compiled value) pairs in template order, a plain ``str``
+    where the value has no Jinja syntax; ``attachments`` the Attachment lines (paths
+    under the attachment directory); ``body`` the text or, when ``body_is_html`` (the
+    template's Content-Type says text/html), the HTML body; ``html`` the separate HTML
+    template, if any. ``source_text``, ``html_text`` and ``names`` (the file names in
+    error reports) are what parse() was given, so a render process can parse it again.
+    """
 
     headers: list[tuple[str, jinja2.Template | str]]  # a str is a constant value
     attachments: list[jinja2.Template]
@@ -64,7 +74,7 @@ class Template:
     #: all compiled fields as one template (combined.py), and how many fields it renders
     combined: jinja2.Template | None = None
     dynamic: int = 0
-    _fields: list[tuple[str, jinja2.Template | str]] | None = None
+    _fields: list[tuple[str, jinja2.Template | str]] | None = field(default=None, init=False)
 
     @classmethod
     def parse(
@@ -107,9 +117,17 @@ class Template:
                 compiled_html = html_env.from_string(html_text)
             sources.append((html_text, True))
         return cls(
-            headers, attachments, compiled_body, is_html, compiled_html, text,
-            html_text, (name, html_name), combine(text_env, sources), len(sources),
-        )  # fmt: skip
+            headers=headers,
+            attachments=attachments,
+            body=compiled_body,
+            body_is_html=is_html,
+            html=compiled_html,
+            source_text=text,
+            html_text=html_text,
+            names=(name, html_name),
+            combined=combine(text_env, sources),
+            dynamic=len(sources),
+        )
 
     def fields(self) -> list[tuple[str, jinja2.Template | str]]:
         """Every field in render order: headers, attachments, body, html."""
@@ -132,7 +150,7 @@ class Template:
                 return [f if isinstance(f, str) else next(it) for _, f in fields]
         token = begin()  # the fields of one row share a budget, as in the combined render
         try:
-            return [_render(f, ctx, name) for name, f in fields]
+            return [render_field(f, ctx, name) for name, f in fields]
         finally:
             end(token)
 
@@ -170,7 +188,7 @@ def _compile_headers(
                 attachment_sources.append((value, False))
                 continue
             source = protect_address_header(value, h) if lname in ADDRESS_FIELDS else value
-            compiled = _compile(env, source)
+            compiled = compile_field(env, source)
             headers.append((h, compiled))
             if not isinstance(compiled, str):
                 header_sources.append((source, False))
@@ -205,8 +223,9 @@ def _syntax_errors(name: str, line_offset: int) -> Iterator[None]:
         raise TemplateError(f"{name}: line {line_offset + 1}: nested too deeply") from None
 
 
-def _compile(env: jinja2.Environment, source: str) -> jinja2.Template | str:
-    """A template, or the string itself when it has no Jinja syntax (rendered for free)."""
+def compile_field(env: jinja2.Environment, source: str) -> jinja2.Template | str:
+    """One field's template, or the string itself when it has no Jinja syntax (rendered
+    for free by render_field)."""
     if "{" not in source:
         return source
     return env.from_string(source)
@@ -228,7 +247,7 @@ def split_header_block(text: str) -> tuple[list[str], str]:
 def template_context(values: Mapping[str, Any]) -> dict[str, Any]:
     """Row columns as variables, plus a lowercase alias where it does not collide, plus
     ``row`` for column names that are not identifiers. The sandbox's globals (its
-    range, dict, namespace...: see _render) are there too, unless a column or alias has
+    range, dict, namespace...: see render_field) are there too, unless a column or alias has
     the name."""
     aliases, row_free = _aliases(tuple(values))
     ctx: dict[str, Any] = {**_GLOBALS, **values}
@@ -259,7 +278,9 @@ def _aliases(columns: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...], boo
 _GLOBALS = dict(make_environment(html=False).globals)
 
 
-def _render(tpl: jinja2.Template | str, ctx: dict[str, Any], field_name: str) -> str:
+def render_field(tpl: jinja2.Template | str, ctx: dict[str, Any], field_name: str) -> str:
+    """One field rendered on its own budget; an error in it rejects the row, naming
+    ``field_name``. ``ctx`` comes from template_context."""
     if isinstance(tpl, str):
         return tpl
     token = begin()

@@ -59,6 +59,9 @@ def _where(number: int, first: int, last: int) -> str:
 
 
 class CSVSource(Source):
+    """The rows of the CSV file at ``path`` (any extension but .jsonl and .ndjson): the
+    first line names the columns; a row is numbered as a spreadsheet shows it."""
+
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._columns: list[str] = []

@@ -50,6 +50,9 @@ def surrogate_path(value: Any, path: str = "") -> tuple[str, str] | None:
 
 
 class JSONLSource(Source):
+    """The rows of the JSON lines file at ``path`` (.jsonl, .ndjson): each line an
+    object whose keys are the columns; a row is numbered by its line."""
+
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._columns: dict[str, None] = {}

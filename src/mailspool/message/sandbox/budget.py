@@ -1,9 +1,9 @@
 """What one render may do: loop iterations and calls, characters of text, time.
 
 A template may come from someone who wants to hurt the service (a template registered
-over HTTP), so each render gets a budget that the sandbox's hooks (sandbox.py) spend:
-a step for each loop iteration and each call, characters for each piece of text or list
-the template makes. The budget lives in a context variable for the duration of a render
+over HTTP), so each render gets a budget that the sandbox's hooks (environment.py)
+spend: a step for each loop iteration and each call, characters for each piece of text
+or list the template makes. The budget lives in a context variable for the duration of a render
 (template.py, combined.py), so the hooks find it wherever the render runs: on the event
 loop, on a thread of asyncio.to_thread, in a render process. Outside a render (Jinja
 folds constant expressions while compiling) each operation gets a fresh budget, so the
@@ -24,8 +24,8 @@ from jinja2.utils import Namespace
 #: loops over at most thousands of items and calls a few filters for each
 MAX_STEPS = 100_000
 #: characters of text (and list items, see ITEM_CHARS) one render may make, its output
-#: included: the message size limit (producer.MAX_MESSAGE_BYTES), since a message with a
-#: larger field could not be sent anyway
+#: included: the message size limit (MAX_MESSAGE_BYTES, intake/builder.py), since a
+#: message with a larger field could not be sent anyway
 MAX_CHARS = 25 * 1024 * 1024
 #: a normal render takes microseconds; this only stops one that loops on slow operations
 MAX_SECONDS = 1.0
@@ -47,6 +47,10 @@ class RenderLimitError(jinja2.TemplateRuntimeError):
 
 
 class Budget:
+    """What one render has spent so far: ``steps`` (loop iterations and calls) and
+    ``chars`` (text made), against MAX_STEPS, MAX_CHARS and MAX_SECONDS. Made by
+    :func:`begin` for each render, found by the hooks with :func:`current`."""
+
     __slots__ = ("chars", "check_at", "deadline", "steps")
 
     def __init__(self) -> None:
@@ -56,7 +60,7 @@ class Budget:
         self.deadline = 0.0  # set at the first step: most renders take none
 
     def step(self) -> None:
-        # the hot path is these two lines: filters repeat them inline (sandbox_checks.py)
+        # the hot path is these two lines: filters repeat them inline (checks.py)
         self.steps += 1
         if self.steps >= self.check_at:
             self.checkpoint()

@@ -2,8 +2,8 @@
 
 Each check raises RenderLimitError (budget.py) when the operation would go over what is
 left of the render's budget; the operation's actual result is counted after it (the
-estimates are upper bounds within a small factor, not exact). sandbox.py calls these
-for operators, method calls and str.format fields; the filters are wrapped here.
+estimates are upper bounds within a small factor, not exact). environment.py calls
+these for operators, method calls and str.format fields; the filters are wrapped here.
 """
 
 from __future__ import annotations

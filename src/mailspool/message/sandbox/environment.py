@@ -9,7 +9,7 @@ Where the budget is spent:
 - characters for what the template makes: the operators ``* ** % +`` are intercepted
   and checked before they run (in a sandbox Jinja then also stops folding them while
   compiling, so ``'a' * 10**9`` is no longer computed by the compiler), ``~``, slices,
-  ``str.format`` fields, methods and filters that grow text (sandbox_checks.py), each
+  ``str.format`` fields, methods and filters that grow text (checks.py), each
   value printed, and every buffer joined (the output, a macro's, a ``{% set %}``
   block's). While compiling, the constants Jinja folds share one budget.
 """
@@ -100,7 +100,7 @@ class _CodeGenerator(CodeGenerator):
 
 class _Template(jinja2.Template):
     def render(self, *args: Any, **kwargs: Any) -> str:
-        # mailspool renders through template._render and combined.render_combined;
+        # mailspool renders through template.render_field and combined.render_combined;
         # this keeps any other render inside a budget too
         token = begin()
         try:
@@ -137,6 +137,10 @@ def _check_printed(value: Any) -> None:
 
 
 class Sandbox(ImmutableSandboxedEnvironment):
+    """The Jinja environment of every template: the immutable sandbox, with the
+    operators, loops, slices and calls that can make much work spending the render's
+    budget. Takes the options of a jinja2.Environment (template.make_environment)."""
+
     intercepted_binops = frozenset(("*", "**", "%", "+"))
     code_generator_class = _CodeGenerator
     template_class = _Template
