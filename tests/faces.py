@@ -10,6 +10,7 @@ all faces checks the one validation they share.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from collections.abc import Iterable
@@ -131,8 +132,13 @@ def through(face: str, field: str, value: str, tmp: Path) -> Outcome:
 def _through(face: str, field: str, value: str, tmp: Path) -> Outcome:
     if face == "csv_cell":
         path = tmp / "rows.csv"
-        with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-            csv.writer(f).writerows([["V", "Email"], [value, RECIPIENT]])
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows([["V", "Email"], [value, RECIPIENT]])
+        try:  # \udc80-\udcff: the bytes a reader escapes (invalid UTF-8 in the file)
+            data = text.getvalue().encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # another lone surrogate: its bytes as they are
+            data = text.getvalue().encode("utf-8", "surrogatepass")
+        path.write_bytes(data)
         tpl = Template.parse(template_text(field, None))
         return build(Renderer.build(tpl, None, None), open_source(path).rows(), tmp)
     if face == "jsonl_field":
