@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
 from mailspool.errors import ConfigError
 from mailspool.message.addresses import normalize_domain
@@ -55,6 +55,11 @@ PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _SELECTOR = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 _NO_ENCRYPTION = serialization.NoEncryption()
+_OTHER_KINDS: tuple[tuple[type, str], ...] = (
+    (ec.EllipticCurvePrivateKey, "EC"),
+    (dsa.DSAPrivateKey, "DSA"),
+    (ed448.Ed448PrivateKey, "Ed448"),
+)
 
 log = logging.getLogger("mailspool.dkim")
 
@@ -259,7 +264,7 @@ def _pem_key(where: str, text: bytes) -> PrivateKey:
         # half does not match its private half lands here too
         raise ConfigError(f"{where}: is not a valid private key (damaged or mismatched)") from None
     if not isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
-        kind = type(key).__name__.removeprefix("_").replace("PrivateKey", "") or "this"
+        kind = next((n for t, n in _OTHER_KINDS if isinstance(key, t)), type(key).__name__)
         raise ConfigError(f"{where}: {kind} keys cannot sign DKIM: use rsa or ed25519")
     return key
 
