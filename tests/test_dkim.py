@@ -4,6 +4,7 @@ Mail::DKIM, both fed the DNS records that keygen printed (no DNS here)."""
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import dkim
@@ -256,6 +257,8 @@ def test_messages_that_cannot_be_signed(keys: Keys) -> None:
     assert signer.sign(two_authors) == b""
     with pytest.raises(ValueError, match="cannot sign"):
         signer.sign(b"From: a@example.com\r\nno colon here\r\n\r\nbody\r\n")
+    with pytest.raises(ValueError, match="starts with a continuation line"):
+        signer.sign(b" folded: first\r\nFrom: a@example.com\r\n\r\nbody\r\n")
 
 
 def test_a_message_with_bare_lf_line_ends_signs_as_it_will_be_sent(keys: Keys) -> None:
@@ -276,10 +279,22 @@ def test_the_body_fast_path_canonicalises_as_dkimpy(body: bytes) -> None:
     assert canonical_body(body) == Relaxed.canonicalize_body(body)
 
 
+_HEADER_PIECES = st.sampled_from(["From: a@example.com", "Subject: x", "\ty", "no colon", ""])
+
+
+def _parsed(parser: Callable[[bytes], tuple[object, ...]], message: bytes) -> object:
+    try:
+        return tuple(parser(message))
+    except (dkim.MessageFormatError, IndexError):  # IndexError: a continuation line first
+        return "refused"
+
+
 @given(
+    st.lists(_HEADER_PIECES, max_size=5),
     st.lists(_BODY_PIECES, max_size=30).map(lambda p: "".join(p).encode()),
     st.sampled_from([b"\r\n", b"\n"]),
 )
-def test_the_message_fast_path_parses_as_dkimpy(body: bytes, eol: bytes) -> None:
-    message = eol.join([b"From: a@example.com", b"Subject: x", b"\ty", b"", b""]) + body
-    assert parse(message) == tuple(dkim.rfc822_parse(message))
+@example(["", "Subject: x"], b"\r\n\r\nbody", b"\r\n")  # no header field, a blank line later
+def test_the_message_fast_path_parses_as_dkimpy(head: list[str], body: bytes, eol: bytes) -> None:
+    message = eol.join([h.encode() for h in head] + [b""]) + eol + body
+    assert _parsed(parse, message) == _parsed(dkim.rfc822_parse, message)

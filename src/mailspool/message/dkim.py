@@ -7,9 +7,10 @@ nothing when no key matches (the message goes out unsigned).
 
 dkimpy parses the message, canonicalises it (relaxed/relaxed) and picks the signed
 header instances; the hash is signed with ``cryptography`` (OpenSSL) rather than with
-dkimpy's own RSA, which is pure Python and about 25 times slower (5.7 ms against 0.2 ms
-for a 2048-bit key), since every message is signed once at enqueue. Both verifiers in
-the tests, dkimpy and Perl's Mail::DKIM, check what this produces.
+dkimpy's own RSA, which is pure Python: every message is signed once at enqueue, and
+``dkim.sign`` takes about 6 ms a message with a 2048-bit key where this takes 0.4 ms
+(0.2 ms with Ed25519). Both verifiers in the tests, dkimpy and Perl's Mail::DKIM, check
+what this produces.
 
 What a signature covers, and so what must not change between signing and the wire (a
 retry hours later or on another worker still has to verify, and there is no ``x=`` by
@@ -93,6 +94,8 @@ class Signer:
             headers, body = parse(message)
         except dkim.MessageFormatError as exc:
             raise ValueError(f"cannot sign: {exc}") from None
+        except IndexError:  # dkimpy's word for it
+            raise ValueError("cannot sign: the header starts with a continuation line") from None
         keys = self._by_domain.get(_from_domain(headers) or "", ())
         if not keys:
             return b""
@@ -131,7 +134,10 @@ def parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
     every line of the message in Python; for the usual CRLF message only the header block
     goes through it, the body is sliced off as it is (10 times faster on large messages)."""
     end = message.find(b"\r\n\r\n")
-    if end >= 0 and message.count(b"\n") == message.count(b"\r\n"):
+    # (a message starting with an empty line has no header fields, and its body may hold
+    # an empty line of its own)
+    fast = end >= 0 and not message.startswith(b"\r\n")
+    if fast and message.count(b"\n") == message.count(b"\r\n"):
         headers, _ = dkim.rfc822_parse(message[: end + 2])
         return headers, message[end + 4 :]
     return dkim.rfc822_parse(message)  # type: ignore[no-any-return]
