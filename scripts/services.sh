@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start what the test suite needs when it is not running already: Postfix's smtp-sink and
-# smtp-source (Debian package postfix), Redis, RabbitMQ and PostgreSQL. Idempotent.
+# smtp-source (Debian package postfix), Perl's Mail::DKIM (libmail-dkim-perl), Redis,
+# RabbitMQ and PostgreSQL. Idempotent.
 set -u
 log() { echo "services: $*" >&2; }
 have_port() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -12,6 +13,14 @@ if [ ! -x /usr/sbin/smtp-sink ] || [ ! -x /usr/sbin/smtp-source ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null 2>&1 \
     || { as_root apt-get update -qq >/dev/null 2>&1; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null 2>&1; } \
     || log "could not install postfix: smtp-sink tests will be skipped (or fail under CI)"
+fi
+
+# Perl's Mail::DKIM: the tests' second, independent DKIM verifier (tests/dkim_verify.pl)
+if ! perl -MMail::DKIM::Verifier -MNet::DNS -e 1 >/dev/null 2>&1; then
+  log "installing libmail-dkim-perl (the tests' second DKIM verifier)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmail-dkim-perl >/dev/null 2>&1 \
+    || { as_root apt-get update -qq >/dev/null 2>&1; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmail-dkim-perl >/dev/null 2>&1; } \
+    || log "could not install libmail-dkim-perl: its DKIM checks will be skipped (or fail under CI)"
 fi
 
 if ! have_port 6379 && command -v redis-server >/dev/null; then
