@@ -151,6 +151,52 @@ def test_rotation_old_tokens_verify_until_their_secret_is_removed(
     assert refused(after, Secrets([OLD]))
 
 
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def signed(secret: str, payload: bytes) -> str:
+    """A token in the documented format, made here and not by make_token."""
+    mac = hmac.digest(secret.encode(), b"mailspool unsubscribe\0" + payload, hashlib.sha256)
+    return f"{b64(payload)}.{b64(mac[:16])}"
+
+
+def test_the_documented_format() -> None:
+    payload = b"\x01\x0fann@example.com\x04news\x02c1"
+    assert read_token(Secrets([NEW]), signed(NEW, payload)) == Unsubscribe(
+        "ann@example.com", "news", "c1"
+    )
+    assert signed(NEW, payload) == make_token(Secrets([NEW]), "ann@example.com", "news", "c1")
+
+
+def test_signed_payloads_that_do_not_parse_are_refused() -> None:
+    for payload in (
+        b"",
+        b"\x02\x0fann@example.com\x04news\x02c1",  # a version we do not know
+        b"\x01\x0fann@example.com\x04news\x02c1+",  # bytes after the fields
+        b"\x01\x0fann@example.com\x04news",  # a field missing
+        b"\x01\x0fann@example.com\x04news\x09c1",  # a field cut short
+        b"\x01\x0fann@example.com\x04news\x02\xff\xfe",  # not UTF-8
+    ):
+        assert refused(signed(NEW, payload), Secrets([NEW])), payload
+
+
+def test_a_token_spelled_with_other_spare_bits_is_refused() -> None:
+    """Base64 of 16 bytes leaves 4 bits of its last character unused; a lenient decoder
+    reads other values of them as the same bytes, which would make two tokens of one."""
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    for campaign in ("c1", "c12"):  # payloads of 25 and 26 bytes: 4 and 2 spare bits
+        parts = make_token(SECRETS, "ann@example.com", "news", campaign).split(".")
+        for i, part in enumerate(parts):  # the payload, then the MAC
+            spare_bits = {2: 4, 3: 2}[len(part) % 4]
+            last = alphabet.index(part[-1])
+            assert last % 2**spare_bits == 0
+            for spare in range(1, 2**spare_bits):
+                other = [*parts]
+                other[i] = part[:-1] + alphabet[last + spare]
+                assert refused(".".join(other))
+
+
 def test_a_token_cannot_be_made_to_name_someone_else() -> None:
     ann = make_token(SECRETS, "ann@example.com", "news", "c1")
     bob = make_token(SECRETS, "bob@example.com", "news", "c1")

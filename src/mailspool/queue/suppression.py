@@ -236,7 +236,10 @@ class SuppressionList(abc.ABC):
     @abc.abstractmethod
     async def _put(self, entries: Sequence[Suppression]) -> None:
         """Store entries, at most one per ``position``: one whose (address, list) is
-        stored already replaces it only when it ``outlasts`` it (:func:`merge`)."""
+        stored already replaces it only when it ``outlasts`` it (:func:`merge`); in SQL
+        ``ON CONFLICT (address, list) DO UPDATE SET ... WHERE stored.expires_at IS NOT
+        NULL AND (excluded.expires_at IS NULL OR excluded.expires_at >
+        stored.expires_at)``."""
 
     @abc.abstractmethod
     async def _delete(self, keys: Sequence[str], list_name: str | None) -> int:
