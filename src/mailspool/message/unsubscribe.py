@@ -1,0 +1,274 @@
+"""One-click unsubscribe (RFC 8058, RFC 2369): signed tokens and the headers that carry them.
+
+Every message gets ``List-Unsubscribe: <URL/TOKEN>`` and ``List-Unsubscribe-Post:
+List-Unsubscribe=One-Click``. Mail providers post to that URL blind (no cookie, no
+login), so the token alone must say who unsubscribes from what, and must be impossible
+to forge or to alter so that it names someone else.
+
+A token is ``base64url(payload) "." base64url(mac)``, without padding:
+
+- payload: a version byte (1), then the recipient's key (:mod:`mailspool.message.optout`),
+  the list and the campaign, each UTF-8 and preceded by its length in one byte;
+- mac: HMAC-SHA256 over a fixed label and the payload, truncated to 16 bytes (128 bits,
+  as RFC 2104 allows; forging one takes 2**128 guesses, each a request to the server).
+
+``ann@example.com`` on list ``default`` of a 20-character campaign makes a token of 85
+characters. Tokens are signed, not encrypted: whoever sees the URL can read the address
+it names, which is the recipient's own, in their own message.
+
+Secrets come from the environment (:meth:`Secrets.from_environment`): several may be
+given, comma-separated; the first signs, every one verifies, so a secret is rotated by
+putting a new one first and removing the old one once the messages it signed no longer
+matter. A secret never appears in a repr, a log or an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mailspool.errors import ConfigError, MailspoolError
+from mailspool.message.optout import address_key, check_list_name
+from mailspool.urls import is_loopback, redact_url
+
+ENV_SECRET = "MAILSPOOL_UNSUBSCRIBE_SECRET"
+ENV_SECRET_FILE = "MAILSPOOL_UNSUBSCRIBE_SECRET_FILE"
+MIN_SECRET_CHARS = 32
+VERSION = 1
+MAC_BYTES = 16
+#: the list and the campaign, in UTF-8 bytes: a token stays well inside a header line
+MAX_NAME_BYTES = 100
+#: the base URL, so that List-Unsubscribe stays under the 998-character line limit
+MAX_URL_CHARS = 300
+# base64url of the longest payload (1 + 255 + 2 * 101 bytes) and of the MAC, and the dot
+MAX_TOKEN_CHARS = (1 + 255 + 2 * (1 + MAX_NAME_BYTES) + 2) // 3 * 4 + 1 + 22
+# the label keeps these MACs apart from any other use of the same secret
+_LABEL = b"mailspool unsubscribe\0"
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+# what a URL inside <...> in a header may not hold
+_UNSAFE_URL = re.compile(r"[^!-~]|[<>\"\\^`{|}]")
+
+LIST_UNSUBSCRIBE = "List-Unsubscribe"
+LIST_UNSUBSCRIBE_POST = "List-Unsubscribe-Post"
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+class BadToken(MailspoolError):
+    """A token that is forged, altered, truncated or not a token at all. It says no more,
+    whatever was wrong: an attacker learns nothing from the answer."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid unsubscribe token")
+
+
+class Secrets:
+    """The HMAC secrets: the first signs, all verify. Each is at least
+    :data:`MIN_SECRET_CHARS` characters; they are never shown."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, secrets: Sequence[str], origin: str = "unsubscribe secret") -> None:
+        """``origin`` names where they came from, for errors (an environment variable or
+        a file), never the secrets themselves."""
+        if not secrets:
+            raise ConfigError(f"{origin}: no secret given")
+        for i, secret in enumerate(secrets, 1):
+            if len(secret) < MIN_SECRET_CHARS:
+                which = f"secret {i} of {len(secrets)}" if len(secrets) > 1 else "the secret"
+                raise ConfigError(
+                    f"{origin}: {which} is {len(secret)} characters long; each needs at least"
+                    f" {MIN_SECRET_CHARS} (e.g. from: openssl rand -base64 32)"
+                )
+        # surrogateescape: an environment variable may hold bytes that are not UTF-8
+        self._keys = tuple(s.encode("utf-8", "surrogateescape") for s in secrets)
+
+    @classmethod
+    def parse(cls, text: str, origin: str) -> Secrets:
+        """Comma-separated secrets; blanks around each (a file's last line end) ignored."""
+        return cls([s.strip() for s in text.split(",") if s.strip()], origin)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Secrets:
+        """The secrets in :data:`ENV_SECRET`, or in the file :data:`ENV_SECRET_FILE` names
+        (one of the two); ConfigError when neither or both are set, or a file cannot be
+        read."""
+        env = os.environ if environ is None else environ
+        value, path = env.get(ENV_SECRET, ""), env.get(ENV_SECRET_FILE, "")
+        if value and path:
+            raise ConfigError(f"set {ENV_SECRET} or {ENV_SECRET_FILE}, not both")
+        if value:
+            return cls.parse(value, ENV_SECRET)
+        if not path:
+            raise ConfigError(
+                f"one-click unsubscribe needs a secret to sign its links: set {ENV_SECRET}"
+                f" or {ENV_SECRET_FILE}"
+            )
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as exc:
+            # the path and the OS's reason only: never the file's content
+            raise ConfigError(
+                f"{ENV_SECRET_FILE}: cannot read {path}: {exc.strerror or type(exc).__name__}"
+            ) from None
+        return cls.parse(text, f"{ENV_SECRET_FILE} ({path})")
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"<Secrets: {len(self._keys)} hidden>"
+
+    __str__ = __repr__
+
+    def sign(self, payload: bytes) -> bytes:
+        return _mac(self._keys[0], payload)
+
+    def verify(self, payload: bytes, mac: bytes) -> bool:
+        """Whether any secret made ``mac``: every one is tried, each comparison
+        constant-time, so the time taken says nothing about the MAC or which secret."""
+        ok = False
+        for key in self._keys:
+            ok |= hmac.compare_digest(_mac(key, payload), mac)
+        return ok
+
+
+def _mac(key: bytes, payload: bytes) -> bytes:
+    return hmac.digest(key, _LABEL + payload, hashlib.sha256)[:MAC_BYTES]
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """What a valid token names: the recipient's key, the list, the campaign."""
+
+    address: str
+    list_name: str
+    campaign: str
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    """Strict: the alphabet only, and the one canonical spelling of the bytes (the last
+    character's spare bits zero), so that no two tokens carry the same bytes."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise BadToken
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error:
+        raise BadToken from None
+    if _b64(data) != text:
+        raise BadToken
+    return data
+
+
+def _field(value: str, what: str, limit: int) -> bytes:
+    data = value.encode("utf-8")
+    if len(data) > limit:
+        raise ValueError(f"the {what} is too long for an unsubscribe token ({limit} bytes max)")
+    return bytes([len(data)]) + data
+
+
+def make_token(secrets: Secrets, address: str, list_name: str, campaign: str) -> str:
+    """A token naming ``address`` (normalised as the suppression list compares it) on
+    ``list_name``, for ``campaign``. ValueError for an invalid address or list name
+    (:func:`~mailspool.message.optout.check_list_name`), or a campaign name longer than
+    :data:`MAX_NAME_BYTES` bytes."""
+    payload = (
+        bytes([VERSION])
+        + _field(address_key(address), "address", 255)
+        + _field(check_list_name(list_name), "list name", MAX_NAME_BYTES)
+        + _field(campaign, "campaign name", MAX_NAME_BYTES)
+    )
+    return f"{_b64(payload)}.{_b64(secrets.sign(payload))}"
+
+
+def read_token(secrets: Secrets, token: str) -> Unsubscribe:
+    """What ``token`` names, when one of ``secrets`` signed it exactly; BadToken for
+    anything else."""
+    if len(token) > MAX_TOKEN_CHARS:
+        raise BadToken
+    body, dot, mac = token.partition(".")
+    if not dot:
+        raise BadToken
+    payload, tag = _unb64(body), _unb64(mac)
+    if len(tag) != MAC_BYTES or not secrets.verify(payload, tag):
+        raise BadToken
+    # signed by us: a payload that does not parse is one a newer version wrote
+    if payload[:1] != bytes([VERSION]):
+        raise BadToken
+    fields: list[str] = []
+    at = 1
+    for _ in range(3):
+        if at >= len(payload) or at + 1 + payload[at] > len(payload):
+            raise BadToken
+        end = at + 1 + payload[at]
+        try:
+            fields.append(payload[at + 1 : end].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise BadToken from None
+        at = end
+    if at != len(payload):
+        raise BadToken
+    return Unsubscribe(*fields)
+
+
+def check_unsubscribe_url(url: str) -> str:
+    """The base URL of ``--unsubscribe-url`` (a trailing ``/`` removed), or ConfigError:
+    https (plain http only to a loopback host, for tests), a host, no user or password
+    (it goes into every message), no query string or fragment (the token is appended to
+    the path as ``/TOKEN``), printable ASCII that needs no escaping inside ``<...>``."""
+    shown = redact_url(url)
+    if len(url) > MAX_URL_CHARS:
+        raise ConfigError(f"--unsubscribe-url: longer than {MAX_URL_CHARS} characters")
+    if _UNSAFE_URL.search(url):
+        raise ConfigError(
+            f"--unsubscribe-url {shown!r}: spaces, quotes, <>, non-ASCII characters and the"
+            " like are not allowed (write an international domain in its xn-- form)"
+        )
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError when the port is not a number
+    except ValueError as exc:
+        raise ConfigError(f"--unsubscribe-url {shown!r}: not a valid URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if not host:
+        raise ConfigError(f"--unsubscribe-url {shown!r}: needs https://HOST/PATH")
+    if scheme != "https" and not (scheme == "http" and is_loopback(host)):
+        raise ConfigError(
+            f"--unsubscribe-url {shown!r}: must be https (mail providers require it;"
+            " plain http is allowed to a loopback host only)"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            f"--unsubscribe-url {shown!r}: no user or password: the URL is in every message"
+        )
+    if "?" in url or "#" in url:
+        raise ConfigError(
+            f"--unsubscribe-url {shown!r}: no query string or fragment: the token is"
+            " appended to the path (URL/TOKEN)"
+        )
+    return url.rstrip("/")
+
+
+def unsubscribe_url(base_url: str, token: str) -> str:
+    """The recipient's unsubscribe URL (``base_url`` checked by check_unsubscribe_url)."""
+    return f"{base_url}/{token}"
+
+
+def list_unsubscribe_headers(base_url: str, token: str) -> list[tuple[str, str]]:
+    """The RFC 2369 and RFC 8058 headers for one recipient."""
+    return [
+        (LIST_UNSUBSCRIBE, f"<{unsubscribe_url(base_url, token)}>"),
+        (LIST_UNSUBSCRIBE_POST, ONE_CLICK),
+    ]
