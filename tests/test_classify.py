@@ -1,4 +1,4 @@
-"""classify(): what a failed attempt means for its job (DESIGN section 6).
+"""classify(): what a failed attempt means for its job (docs/retries.md, Classification).
 
 Every row builds the error the SMTP session would raise and checks the verdict: the action
 (retry, pause the relay, dead), the dead reason, and whether the attempt is ambiguous (the
@@ -17,6 +17,7 @@ from mailspool.errors import (
     DeliveryError,
     ReplyError,
     SMTPTimeout,
+    Stage,
     TLSFailure,
 )
 from mailspool.models import DeadReason, Job, State
@@ -340,3 +341,13 @@ def test_some_recipients_refused_records_each_and_retries_the_temporary_ones() -
 
 def test_sent_reply_without_refusals_is_the_relays_reply() -> None:
     assert sent_reply(Delivery(250, "2.0.0 queued")) == "250 2.0.0 queued"
+
+
+def test_a_stage_given_as_text_is_the_member() -> None:
+    """Errors made with a stage's value (as stored replies and user code may) carry the
+    Stage itself, so the classification's ``is`` comparisons hold; the text stays the same."""
+    err = ConnectError("reset", stage="dot")
+    assert err.stage is Stage.DOT and f"{err.stage}" == "dot"
+    assert classify(err) == AMBIGUOUS
+    with pytest.raises(ValueError, match="nowhere"):
+        ReplyError("x", code=550, stage="nowhere")

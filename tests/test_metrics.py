@@ -65,7 +65,7 @@ async def run_worker(
     """Deliver what is due, then stop (as ``mailspool worker --drain``)."""
     transport = SMTPTransport(parse_smtp_url(f"smtp://127.0.0.1:{port}", connect_timeout=5))
     config = WorkerConfig(concurrency=4, limits=limits or LimitSettings(), poll_interval=0.05)
-    worker = Worker(queue, transport, config, list(observers))
+    worker = Worker(queue=queue, transport=transport, config=config, observers=observers)
 
     async def idle() -> bool:
         st = await queue.stats()

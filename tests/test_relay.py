@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from mailspool.delivery.relay_gate import RelayGate
@@ -50,7 +48,7 @@ def test_open_at_start() -> None:
 )
 def test_pause_doubles_up_to_the_cap(first: float, cap: float, expected: list[float]) -> None:
     clock = FakeClock(1000.0)
-    gate = RelayGate(first, cap, clock=clock)
+    gate = RelayGate(first=first, max_delay=cap, clock=clock)
     assert fail_after_each_pause(gate, clock, len(expected)) == expected
     assert gate.pauses == len(expected)
 
@@ -63,7 +61,7 @@ def test_defaults() -> None:
 
 def test_failure_while_paused_does_not_extend_the_pause() -> None:
     clock = FakeClock(100.0)
-    gate = RelayGate(5.0, 300.0, clock=clock)
+    gate = RelayGate(first=5.0, max_delay=300.0, clock=clock)
     first_error = refused()
     assert gate.pause(first_error) == 5.0
     clock.now = 103.0
@@ -81,7 +79,7 @@ def test_failure_while_paused_does_not_extend_the_pause() -> None:
 
 def test_success_resets_the_backoff() -> None:
     clock = FakeClock()
-    gate = RelayGate(5.0, 300.0, clock=clock)
+    gate = RelayGate(first=5.0, max_delay=300.0, clock=clock)
     assert fail_after_each_pause(gate, clock, 4) == [5, 10, 20, 40]
     gate.success()
     assert fail_after_each_pause(gate, clock, 3) == [5, 10, 20]
@@ -90,7 +88,7 @@ def test_success_resets_the_backoff() -> None:
 def test_success_during_a_pause_lets_it_run_out() -> None:
     """A success from a message already in flight resets the backoff, not the pause."""
     clock = FakeClock()
-    gate = RelayGate(5.0, 300.0, clock=clock)
+    gate = RelayGate(first=5.0, max_delay=300.0, clock=clock)
     fail_after_each_pause(gate, clock, 2)
     gate.pause(refused())  # 20 s
     gate.success()
@@ -101,7 +99,7 @@ def test_success_during_a_pause_lets_it_run_out() -> None:
 
 def test_remaining_counts_down() -> None:
     clock = FakeClock(50.0)
-    gate = RelayGate(5.0, clock=clock)
+    gate = RelayGate(first=5.0, clock=clock)
     gate.pause(refused())
     for now, left in [(50.0, 5.0), (51.0, 4.0), (54.5, 0.5), (55.0, 0.0), (60.0, 0.0)]:
         clock.now = now
@@ -112,36 +110,4 @@ def test_remaining_counts_down() -> None:
 @pytest.mark.parametrize(("first", "cap"), [(0.0, 10.0), (-1.0, 10.0), (10.0, 5.0)])
 def test_invalid_settings(first: float, cap: float) -> None:
     with pytest.raises(ValueError, match="first"):
-        RelayGate(first, cap)
-
-
-async def test_wait_returns_at_once_when_open() -> None:
-    gate = RelayGate()
-    await asyncio.wait_for(gate.wait(asyncio.Event()), 1.0)
-
-
-async def test_wait_returns_at_once_when_stopping() -> None:
-    gate = RelayGate(300.0, 300.0)
-    gate.pause(refused())
-    stopping = asyncio.Event()
-    stopping.set()
-    await asyncio.wait_for(gate.wait(stopping), 1.0)
-    assert gate.paused
-
-
-async def test_wait_is_woken_by_stop() -> None:
-    gate = RelayGate(300.0, 300.0)
-    gate.pause(refused())
-    stopping = asyncio.Event()
-    waiter = asyncio.create_task(gate.wait(stopping))
-    await asyncio.sleep(0)
-    assert not waiter.done()
-    stopping.set()
-    await asyncio.wait_for(waiter, 1.0)
-
-
-async def test_wait_ends_with_the_pause() -> None:
-    gate = RelayGate(0.05, 0.05)  # a real, short pause
-    gate.pause(refused())
-    await asyncio.wait_for(gate.wait(asyncio.Event()), 2.0)
-    assert not gate.paused
+        RelayGate(first=first, max_delay=cap)

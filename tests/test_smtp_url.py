@@ -1,4 +1,4 @@
-"""parse_smtp_url, SMTPSettings and redact_url (DESIGN section 4).
+"""parse_smtp_url, SMTPSettings and redact_url (docs/smtp.md).
 
 Secrets never appear in logs, summaries or error messages: every string this module
 produces for display is checked for the password, raw and percent-encoded.

@@ -4,14 +4,17 @@ with SIGKILLs at random moments."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,6 +85,60 @@ def test_sigterm_finishes_in_flight_and_hands_back_the_rest(
     assert 0 < st["sent"] < 200
     # what the relay accepted was recorded: no in-flight message was abandoned
     assert len(slow.received()) == st["sent"]
+
+
+@pytest.fixture
+def silent_relay() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A relay that accepts connections and never says a word: every send waits for its
+    greeting (30 s) while it is held open."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], accepted
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+        thread.join(5)
+
+
+def test_a_second_signal_stops_the_worker_at_once(
+    enqueued: Callable[[int], Path], silent_relay: tuple[int, list[socket.socket]]
+) -> None:
+    """The first SIGTERM lets messages in flight finish (here: they would wait out the
+    connect timeout and the shutdown grace, 30 s each); the second exits now, 143."""
+    cwd = enqueued(4)
+    port, accepted = silent_relay
+    log = cwd / "worker.log"
+    cmd = worker_cmd(port, "--concurrency", "2")
+    cmd[cmd.index("warning")] = "info"
+    with log.open("wb") as out:
+        p = subprocess.Popen(
+            [*cmd, "--log-format", "json"], cwd=cwd, env=env(), stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not accepted and time.monotonic() < deadline:  # a message is in flight
+            time.sleep(0.05)
+        assert accepted, log.read_text()
+        p.send_signal(signal.SIGTERM)
+        while "stopping: finishing" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert p.poll() is None, log.read_text()  # still waiting for the message in flight
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 143, log.read_text()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 @pytest.mark.slow

@@ -115,7 +115,7 @@ def test_outcomes_are_recorded_once_the_store_is_back(
     async def main() -> None:
         queue = await open_queue(tmp_path / "q.db", FlakyRecords)
         await queue.enqueue([make_job(i) for i in range(50)])
-        worker = Worker(queue, transport(smtpd.port), config())
+        worker = Worker(queue=queue, transport=transport(smtpd.port), config=config())
         await drain(worker, queue)
         assert worker.error is None
         st = await queue.stats()
@@ -142,7 +142,7 @@ def test_a_damaged_stored_message_is_dead_and_the_other_jobs_go_on(
         )
         db.commit()
         db.close()
-        worker = Worker(queue, transport(smtpd.port), config())
+        worker = Worker(queue=queue, transport=transport(smtpd.port), config=config())
         await drain(worker, queue)
         assert worker.error is None  # the worker went on
         st = await queue.stats()
@@ -171,7 +171,9 @@ def test_a_failing_observer_does_not_stop_delivery(
     async def main() -> None:
         queue = await open_queue(tmp_path / "q.db")
         await queue.enqueue([make_job(i) for i in range(30)])
-        worker = Worker(queue, transport(smtpd.port), config(), [Broken()])
+        worker = Worker(
+            queue=queue, transport=transport(smtpd.port), config=config(), observers=[Broken()]
+        )
         await drain(worker, queue)
         assert worker.error is None
         assert (await queue.stats()).counts == {"sent": 30}
@@ -204,7 +206,7 @@ def test_a_defect_while_sending_one_job_retries_that_job(
     async def main() -> None:
         queue = await open_queue(tmp_path / "q.db")
         await queue.enqueue([make_job(i) for i in range(20)])
-        worker = Worker(queue, DefectOnce(smtpd.port, "job00007"), config())
+        worker = Worker(queue=queue, transport=DefectOnce(smtpd.port, "job00007"), config=config())
         await drain(worker, queue)
         st = await queue.stats()
         assert st.counts == {"deferred": 1, "sent": 19}
@@ -232,7 +234,11 @@ def test_shutdown_grace_running_out_records_an_ambiguous_attempt(
     async def main() -> None:
         queue = await open_queue(tmp_path / "q.db")
         await queue.enqueue([make_job(i) for i in range(2)])
-        worker = Worker(queue, transport(sink.port), config(concurrency=2, shutdown_grace=0.2))
+        worker = Worker(
+            queue=queue,
+            transport=transport(sink.port),
+            config=config(concurrency=2, shutdown_grace=0.2),
+        )
         run = asyncio.create_task(worker.run())
         while len(worker._handed) < 2:  # noqa: ASYNC110 - no event marks the hand-over
             await asyncio.sleep(0.01)
@@ -263,7 +269,7 @@ def test_store_failing_to_give_an_attachment_defers_the_job(
         job = make_job(1, attachments=(ref,), body_offset=0)
         job.body_offset = job.message.index(b"\r\n\r\n") + 4
         await queue.enqueue([job])
-        await drain(Worker(queue, transport(smtpd.port), config()), queue)
+        await drain(Worker(queue=queue, transport=transport(smtpd.port), config=config()), queue)
         got = await queue.get(job.id)
         assert got is not None and got.state is State.DEFERRED
         assert "database unreachable" in got.last_reply and got.dead_reason == ""

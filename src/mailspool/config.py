@@ -71,6 +71,11 @@ def _field_name(key: str) -> str:
 
 
 class Settings(BaseSettings):
+    """Every setting of every command, validated: one field per option, named as the
+    option (``from_addr`` is ``--from``), durations in seconds. Made by
+    :func:`load_settings` from the flags given, the environment and the config file
+    (the precedence above); docs/cli.md describes each option."""
+
     model_config = SettingsConfigDict(extra="forbid", validate_default=True)
 
     template: Path | None = None
@@ -89,7 +94,7 @@ class Settings(BaseSettings):
     campaign: str | None = None
     key_column: str | None = None
     attachment_dir: Path | None = None
-    #: child processes that render rows; None: automatic (buildpool.default_processes)
+    #: child processes that render rows; None: automatic (intake.pool.default_processes)
     render_processes: int | None = Field(default=None, ge=0, le=64)
     outbox: Path = Path("outbox")
     lease: float = Field(default=60.0, gt=0)
@@ -114,9 +119,16 @@ class Settings(BaseSettings):
     allowed_from: list[str] = Field(default_factory=list)
 
     @field_validator(
-        "lease", "max_wait", "retry_first", "retry_max_delay", "max_age",
-        "connect_timeout", "command_timeout", "data_timeout", mode="before",
-    )  # fmt: skip
+        "lease",
+        "max_wait",
+        "retry_first",
+        "retry_max_delay",
+        "max_age",
+        "connect_timeout",
+        "command_timeout",
+        "data_timeout",
+        mode="before",
+    )
     @classmethod
     def _duration(cls, v: Any) -> float:
         if not isinstance(v, str | int | float):

@@ -16,11 +16,13 @@
         ├── TLSFailure              handshake or certificate failure, or STARTTLS unavailable
         └── AuthFailure             535 and friends, or credentials refused over plaintext
 
-Delivery errors carry structured fields so that :mod:`mailspool.delivery.classify` can decide
-what happens to the job without parsing text.
+Delivery errors carry structured fields (the :class:`Stage` among them) so that
+:mod:`mailspool.delivery.classify` can decide what happens to the job without parsing text.
 """
 
 from __future__ import annotations
+
+import enum
 
 
 class MailspoolError(Exception):
@@ -67,11 +69,36 @@ class MissingExtra(QueueError, ConfigError):
         )
 
 
+class Stage(enum.StrEnum):
+    """Where in an SMTP session a delivery attempt failed. The values are what logs, span
+    attributes and stored replies show; compare members with ``is``."""
+
+    CONNECT = "connect"
+    GREETING = "greeting"
+    EHLO = "ehlo"
+    STARTTLS = "starttls"
+    AUTH = "auth"
+    RSET = "rset"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    #: the reply to the final dot: the message was transmitted
+    DOT = "dot"
+    QUIT = "quit"
+    #: writing a command to a connection found closed, before any reply was due
+    WRITE = "write"
+    #: a connection lost between commands; raised under the stage of the command that
+    #: next waits for a reply, never under this one
+    REPLY = "reply"
+
+
 class DeliveryError(MailspoolError):
     """One delivery attempt failed.
 
-    ``stage`` is where it failed: connect, greeting, ehlo, starttls, auth, mail, rcpt,
-    data, dot (the reply to the final dot) or rset.
+    ``text`` is the server's reply text (or what went wrong, when there was no reply);
+    ``code`` and ``enhanced`` the reply code and the RFC 3463 enhanced status code, if
+    any; ``stage`` where in the session it failed (a :class:`Stage`, or its value);
+    ``refused`` each recipient's reply when every RCPT was refused.
     """
 
     def __init__(
@@ -80,7 +107,7 @@ class DeliveryError(MailspoolError):
         *,
         code: int | None = None,
         enhanced: str | None = None,
-        stage: str = "connect",
+        stage: Stage | str = Stage.CONNECT,
         refused: dict[str, str] | None = None,
     ) -> None:
         super().__init__(f"{code} {text}" if code else text)
@@ -88,7 +115,7 @@ class DeliveryError(MailspoolError):
         self.refused = refused or {}
         self.code = code
         self.enhanced = enhanced
-        self.stage = stage
+        self.stage = Stage(stage)  # a value given as text becomes the member
         self.text = text
 
     @property

@@ -14,6 +14,9 @@ def job_id(campaign: str, key: str) -> str:
 
 
 class State(enum.StrEnum):
+    """Where a job is in its life: queued, leased by a worker (sending), waiting for a
+    retry (deferred), or final (sent, dead)."""
+
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
@@ -22,10 +25,11 @@ class State(enum.StrEnum):
 
 
 PENDING_STATES = (State.QUEUED, State.SENDING, State.DEFERRED)
-FINAL_STATES = (State.SENT, State.DEAD)
 
 
 class DeadReason(enum.StrEnum):
+    """Why a job was dead-lettered (``dlq list --reason``)."""
+
     REJECTED_PERMANENT = "rejected_permanent"
     EXPIRED = "expired"
     RENDER_ERROR = "render_error"
@@ -122,6 +126,10 @@ class Outcome:
 
 @dataclass(slots=True)
 class CampaignStats:
+    """A campaign's jobs counted by state (``counts``: state value -> jobs), or every
+    campaign's when ``campaign`` is None; ``next_due`` is when the earliest pending job
+    is due (None: nothing pending)."""
+
     campaign: str | None
     counts: dict[str, int] = field(default_factory=dict)
     ambiguous: int = 0

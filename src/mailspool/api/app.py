@@ -27,8 +27,6 @@ from mailspool.observe.metrics import Metrics
 from mailspool.queue import Queue
 from mailspool.urls import is_loopback
 
-EXIT_USAGE = 2
-
 
 def create_app(
     settings: Settings,
@@ -112,8 +110,10 @@ def _document_message_body(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-async def serve(settings: Settings) -> int:
-    """``mailspool serve``: run until SIGINT/SIGTERM, then stop the workers gracefully."""
+async def serve(settings: Settings) -> bool:
+    """``mailspool serve``: run until SIGINT/SIGTERM, then stop the workers gracefully.
+    False when the server could not start (the address is taken, a startup step failed:
+    uvicorn logged why); the command line makes that its usage exit code."""
     import uvicorn
 
     tokens = Tokens.from_environment()
@@ -138,10 +138,10 @@ async def serve(settings: Settings) -> int:
     try:
         await server.serve()
     except SystemExit:  # uvicorn exits when it cannot bind or start up
-        return EXIT_USAGE
+        return False
     finally:
         announce.cancel()
-    return 0 if server.started else EXIT_USAGE
+    return bool(server.started)
 
 
 async def _announce(server: Any, log: Any) -> None:

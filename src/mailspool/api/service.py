@@ -147,7 +147,13 @@ class Service:
             found = observers(self.settings)
             if not any(isinstance(o, MetricsObserver) for o in found):
                 found.append(self.metrics.observer())  # /metrics serves them
-            worker = Worker(queue, transport, worker_config(self.settings), found, shared)
+            worker = Worker(
+                queue=queue,
+                transport=transport,
+                config=worker_config(self.settings),
+                observers=found,
+                limits=shared,
+            )
             self.workers.append(worker)
             self.tasks.append(asyncio.create_task(self._run_worker(worker)))
         self.log.info(

@@ -1,4 +1,6 @@
-"""The command line: the parser, the commands, and their exit codes."""
+"""The command line: the parser and ``main`` (parser.py), one module per command (send,
+enqueue, worker, serve, status, preview, dlq), what the delivering commands share
+(shared.py: signals, the run's tally) and the exit codes (exits.py)."""
 
 from mailspool.cli.parser import main
 

@@ -1,18 +1,27 @@
-"""The ``mailspool`` command line. Flags left unset fall back to MAILSPOOL_* environment
-variables, then ``mailspool.toml``, then defaults (see config.py)."""
+"""The ``mailspool`` command line: the parser and ``main``. Flags left unset fall back to
+MAILSPOOL_* environment variables, then ``mailspool.toml``, then defaults (see config.py).
+
+Each command lives in the module of its name in this package (``mailspool worker`` in
+worker.py), imported only when it runs, as ``async def run(args, settings) -> ExitCode``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from mailspool import __version__
+from mailspool.cli.exits import ExitCode
 from mailspool.errors import ConfigError, MailspoolError, QueueError, SourceError, TemplateError
 
-EXIT_USAGE = 2
+if TYPE_CHECKING:
+    from mailspool.config import Settings
+
+    Command = Callable[[argparse.Namespace, Settings], Awaitable[ExitCode]]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -27,19 +36,24 @@ def _delivery(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, help="messages in flight (default 8)")
     p.add_argument("--rate", help="global rate limit: 20/s, 500/m, 10000/h")
     p.add_argument(
-        "--domain-rate", dest="domain_rate", action="append",
+        "--domain-rate",
+        dest="domain_rate",
+        action="append",
         help="per recipient domain: gmail.com=20/s (repeatable)",
-    )  # fmt: skip
+    )
     p.add_argument("--default-domain-rate", dest="default_domain_rate", help="other domains")
     p.add_argument(
-        "--domain-concurrency", dest="domain_concurrency", type=int,
+        "--domain-concurrency",
+        dest="domain_concurrency",
+        type=int,
         help="messages in flight per recipient domain",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--limits-redis", dest="limits_redis",
+        "--limits-redis",
+        dest="limits_redis",
         help="Redis URL holding the limits shared by every worker (default: the queue's or"
         " store's Redis, else per process)",
-    )  # fmt: skip
+    )
     p.add_argument("--lease", help="lease (visibility timeout), e.g. 60s")
     _retry(p)
     p.add_argument("--connect-timeout", dest="connect_timeout")
@@ -66,9 +80,11 @@ def _producer(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-column", dest="key_column", help="column that identifies a message")
     p.add_argument("--attachment-dir", dest="attachment_dir", help="base directory for attachments")
     p.add_argument(
-        "--render-processes", dest="render_processes", type=int,
+        "--render-processes",
+        dest="render_processes",
+        type=int,
         help="child processes rendering rows (default: one per core for large files; 0: none)",
-    )  # fmt: skip
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,9 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--campaign", help="only this campaign")
     p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
     p.add_argument(
-        "--metrics-port", dest="metrics_port", type=int,
+        "--metrics-port",
+        dest="metrics_port",
+        type=int,
         help="serve Prometheus metrics on this port (bound to 127.0.0.1, or MAILSPOOL_HOST)",
-    )  # fmt: skip
+    )
 
     p = sub.add_parser("serve", help="HTTP API (and in-process workers)")
     _delivery(p)
@@ -107,17 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8025)")
     p.add_argument(
-        "--workers", type=int,
+        "--workers",
+        type=int,
         help="worker loops in this process, each with --concurrency senders (1; 0: none)",
-    )  # fmt: skip
+    )
     p.add_argument("--max-body", dest="max_body", type=int, help="request body limit, bytes")
     p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
     p.add_argument("--from", dest="from", help="sender when a message or template has none")
     p.add_argument("--subject", help="subject when a message or template has none")
     p.add_argument(
-        "--allowed-from", dest="allowed_from", action="append",
+        "--allowed-from",
+        dest="allowed_from",
+        action="append",
         help="a sender domain clients may use besides --from's (repeatable; '*': any)",
-    )  # fmt: skip
+    )
 
     p = sub.add_parser("status", help="job counts by state")
     _common(p)
@@ -139,17 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SETTING_KEYS = (
-    "queue", "store", "log_level", "log_format", "smtp", "concurrency", "rate", "domain_rate",
-    "default_domain_rate", "domain_concurrency", "limits_redis", "lease",
-    "retry_first", "retry_factor", "retry_max_delay", "max_age", "max_attempts", "connect_timeout",
-    "command_timeout", "data_timeout", "template", "html", "from", "subject", "campaign",
-    "key_column", "attachment_dir", "render_processes", "max_wait", "outbox",
-    "host", "port", "workers", "max_body", "metrics_port", "allowed_from",
-)  # fmt: skip
+async def dispatch(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    """Run the command ``args`` names (imported now: ``status`` need not load the API)."""
+    command: Command = importlib.import_module(f"mailspool.cli.{args.command}").run
+    return await command(args, settings)
 
 
-def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, ExitCode]]) -> ExitCode:
     try:
         import uvloop  # faster event loop where available
 
@@ -160,25 +177,26 @@ def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mailspool.cli.commands import dispatch
-    from mailspool.config import load_settings
+    from mailspool.config import Settings, load_settings, option_name
     from mailspool.observe.logs import configure
 
+    # every setting a command has a flag for; the others stay None (not given)
+    given = {k: getattr(args, k, None) for k in map(option_name, Settings.model_fields)}
     try:
-        settings = load_settings(**{k: getattr(args, k, None) for k in SETTING_KEYS})
+        settings = load_settings(**given)
         configure(settings.log_level, settings.log_format)
         return _run(lambda: dispatch(args, settings))
     except (ConfigError, TemplateError, SourceError) as exc:
         print(f"mailspool: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except QueueError as exc:
         print(f"mailspool: queue error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except MailspoolError as exc:
         print(f"mailspool: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        return ExitCode.SOME_FAILED
+    except KeyboardInterrupt:  # before the command set up its own signal handling
+        return ExitCode.SIGINT
 
 
 if __name__ == "__main__":

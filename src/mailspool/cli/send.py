@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mailspool.cli.exits import ExitCode
+from mailspool.cli.shared import DeliveryRun, source_path
 from mailspool.config import Settings
 from mailspool.delivery.leases import reclaim_dead_leases
-from mailspool.delivery.observer import Counter, Observer
+from mailspool.delivery.observer import Observer
 from mailspool.delivery.worker import Worker
-from mailspool.errors import AuthFailure, DeliveryError, TLSFailure
+from mailspool.errors import AuthFailure, DeliveryError, RejectedRow, TLSFailure
 from mailspool.intake.pool import BuildPool
 from mailspool.intake.producer import Producer, ProducerReport
-from mailspool.intake.sources import open_source
-from mailspool.models import State
+from mailspool.intake.sources import Row, Source, open_source
+from mailspool.models import CampaignStats, State
 from mailspool.observe.logs import get_logger
 from mailspool.observe.progress import Progress
-from mailspool.queue import Queue
 from mailspool.transport import Transport
 from mailspool.wiring import (
     build_pool,
@@ -37,58 +38,82 @@ from mailspool.wiring import (
     worker_config,
 )
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 75
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    return await SendRun(settings, source_path(args), json_output=args.json).run()
 
 
-@dataclass
 class SendRun:
-    settings: Settings
-    source: Path
-    json_output: bool = False
+    """One ``mailspool send``: the rows of ``source`` queued as a campaign and delivered by
+    a worker in the same process until every job is final, or until what is left waits
+    for a retry beyond ``--max-wait``. ``json_output``: the summary as JSON on stdout
+    instead of lines on stderr."""
 
-    async def run(self) -> int:
-        log = get_logger()
-        started = time.monotonic()
-        settings = self.settings
+    def __init__(self, settings: Settings, source: Path, *, json_output: bool = False) -> None:
+        self.settings = settings
+        self.source = source
+        self.json_output = json_output
+        self.log = get_logger()
+        self.delivery = DeliveryRun()
+        self.campaign = ""
+
+    async def run(self) -> ExitCode:
+        settings, log = self.settings, self.log
         renderer = load_renderer(settings)  # first: reports an unreadable template clearly
-        campaign = settings.campaign or default_campaign(self.source, settings)
+        campaign = self.campaign = settings.campaign or default_campaign(self.source, settings)
         source = open_source(self.source)
         transport = make_transport(settings, campaign)
         pool = build_pool(settings, renderer, campaign, self.source, delivering=True)
-        try:
-            async with open_queue(settings) as queue:
-                return await self._run(
-                    queue, transport, renderer, source, campaign, started, log, pool
-                )
-        finally:
+        async with contextlib.AsyncExitStack() as stack:
             if pool is not None:
-                await pool.aclose()
+                stack.push_async_callback(pool.aclose)
+            queue = await stack.enter_async_context(open_queue(settings))
+            reclaimed = await reclaim_dead_leases(queue, campaign)
+            if reclaimed:
+                log.info(
+                    "reclaimed leases of an interrupted run", campaign=campaign, jobs=reclaimed
+                )
+            # what earlier runs sent: this run's worker may send pending jobs of the campaign
+            # before the producer reaches their rows, so the producer alone cannot tell
+            sent_before = (await queue.stats(campaign)).get(State.SENT)
+            producer = await make_producer(queue, renderer, campaign, settings, pool=pool)
+            shared = limits(settings)
+            if shared is not None:
+                stack.push_async_callback(shared.close)
+            progress = Progress(f"{campaign}", enabled=True)
+            relay = StopOnRelayMisconfiguration(log)
+            worker = Worker(
+                queue=queue,
+                transport=transport,
+                config=worker_config(settings, campaign),
+                observers=[self.delivery.counter, progress, relay, *observers(settings)],
+                limits=shared,
+            )
+            relay.worker = worker
+            report = await self._deliver(worker, producer, source, progress, pool)
+            stats = await queue.stats(campaign)
+            summary = self._summary(report, stats, sent_before, transport)
+            self._print(summary, transport, report)
+            if relay.error is not None:
+                print(
+                    f"mailspool: the relay refused us: {relay.error} (stage {relay.error.stage})."
+                    f" Nothing more was attempted; {summary['deferred']} messages stay queued."
+                    " Fix the relay settings and run the same command again.",
+                    file=sys.stderr,
+                )
+            return self._exit_code(summary)
 
-    async def _run(
-        self, queue: Queue, transport: Transport, renderer: Any, source: Any,
-        campaign: str, started: float, log: Any, pool: BuildPool | None,
-    ) -> int:  # fmt: skip
-        settings = self.settings
-        reclaimed = await reclaim_dead_leases(queue, campaign)
-        if reclaimed:
-            log.info("reclaimed leases of an interrupted run", campaign=campaign, jobs=reclaimed)
-        # what earlier runs sent: this run's worker may send pending jobs of the campaign
-        # before the producer reaches their rows, so the producer alone cannot tell
-        sent_before = (await queue.stats(campaign)).get(State.SENT)
-        producer = await make_producer(queue, renderer, campaign, settings, pool=pool)
-        counter = Counter()
-        progress = Progress(f"{campaign}", enabled=True)
-        relay = StopOnRelayMisconfiguration(log)
-        shared = limits(settings)
-        worker = Worker(
-            queue,
-            transport,
-            worker_config(settings, campaign),
-            [counter, progress, relay, *observers(settings)],
-            shared,
-        )
-        relay.worker = worker
+    async def _deliver(
+        self,
+        worker: Worker,
+        producer: Producer,
+        source: Source,
+        progress: Progress,
+        pool: BuildPool | None,
+    ) -> ProducerReport:
+        """Queue every row while the worker delivers; then let the worker go on until the
+        campaign is final, or until its next retry is due beyond --max-wait."""
+        queue, campaign, max_wait = worker.queue, self.campaign, self.settings.max_wait
         deadline: list[float] = []
         produced = asyncio.Event()
 
@@ -99,15 +124,17 @@ class SendRun:
             if st.pending == 0:
                 return True
             if not deadline:
-                deadline.append(time.time() + settings.max_wait)
+                deadline.append(time.time() + max_wait)
             return st.get(State.SENDING) == 0 and (st.next_due or 0) > deadline[0]
 
-        interrupted = _install_signals(worker)
-        log.info("send started", campaign=campaign, queue=queue.url, relay=transport.description)
+        self.delivery.stop_on_signals(worker.stop, _say_stopping)
+        self.log.info(
+            "send started", campaign=campaign, queue=queue.url, relay=worker.transport.description
+        )
         progress.start()
         worker_task = asyncio.create_task(worker.run(idle))
         try:
-            report = await self._produce(producer, source, interrupted)
+            report = await producer.run(self._rows(source))
             if pool is not None:  # its cores are the worker's now
                 await pool.aclose()
             progress.set_total(report.queued)
@@ -118,51 +145,37 @@ class SendRun:
             if not worker_task.done():
                 worker.stop()
                 await asyncio.gather(worker_task, return_exceptions=True)
-            if shared is not None:
-                await shared.close()
-        stats = await queue.stats(campaign)
-        elapsed = time.monotonic() - started
-        summary = self._summary(campaign, report, counter, stats, elapsed, transport)
-        summary["queued"] = report.queued + report.already_sent - sent_before
-        summary["skipped_already_sent"] = sent_before
-        self._print(summary, transport, report)
-        if relay.error is not None:
-            print(
-                f"mailspool: the relay refused us: {relay.error} (stage {relay.error.stage})."
-                f" Nothing more was attempted; {summary['deferred']} messages stay queued."
-                " Fix the relay settings and run the same command again.",
-                file=sys.stderr,
-            )
-        return self._exit_code(summary, interrupted, campaign)
+        return report
 
-    async def _produce(
-        self, producer: Producer, source: Any, interrupted: dict[str, int]
-    ) -> ProducerReport:
-        def rows() -> Any:
-            for row in source.rows():
-                if interrupted:
-                    return
-                yield row
-
-        return await producer.run(rows())
+    def _rows(self, source: Source) -> Iterator[Row | RejectedRow]:
+        """The source's rows until a signal stops the run."""
+        for row in source.rows():
+            if self.delivery.interrupted:
+                return
+            yield row
 
     def _summary(
-        self, campaign: str, report: ProducerReport, counter: Counter, stats: Any,
-        elapsed: float, transport: Transport,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        report: ProducerReport,
+        stats: CampaignStats,
+        sent_before: int,
+        transport: Transport,
+    ) -> dict[str, Any]:
+        tally = self.delivery.tally()
         summary: dict[str, Any] = {
-            "campaign": campaign,
+            "campaign": self.campaign,
             "rows": report.rows,
-            "queued": report.queued,
-            "sent": counter.sent_count,
+            # what this run queued: rows already sent by an earlier run count once, as skipped
+            "queued": report.queued + report.already_sent - sent_before,
+            "sent": tally.sent,
             "deferred": stats.pending,
             "dead": stats.get(State.DEAD),
             "rejected": report.rejected,
             "duplicates": report.duplicates,
-            "skipped_already_sent": report.already_sent,
+            "skipped_already_sent": sent_before,
             "ambiguous": stats.ambiguous,
-            "elapsed_s": round(elapsed, 3),
-            "rate_per_s": round(counter.sent_count / elapsed, 1) if elapsed > 0 else 0.0,
+            "elapsed_s": tally.elapsed_s,
+            "rate_per_s": tally.rate_per_s,
             "outbox": None if transport.delivers else str(getattr(transport, "directory", "")),
         }
         if report.rejects_file is not None:
@@ -195,29 +208,35 @@ class SendRun:
                 file=out,
             )
 
-    def _exit_code(self, s: dict[str, Any], interrupted: dict[str, int], campaign: str) -> int:
-        if interrupted:
+    def _exit_code(self, s: dict[str, Any]) -> ExitCode:
+        stopped = self.delivery.signal_exit()
+        if stopped is not None:
             print(
                 f"interrupted: messages in flight finished; {s['deferred']} still queued."
-                f" Run the same command again to resume (campaign {campaign}).",
+                f" Run the same command again to resume (campaign {self.campaign}).",
                 file=sys.stderr,
             )
-            return EXIT_SIGINT if interrupted.get("signal") == signal.SIGINT else EXIT_SIGTERM
+            return stopped
         if s["deferred"]:
             print(
                 f"{s['deferred']} messages are still queued or deferred for a later retry."
                 " Run the same command again, or `mailspool worker`, to continue.",
                 file=sys.stderr,
             )
-            return EXIT_PENDING
+            return ExitCode.PENDING
         if s["rejected"] or s["dead"]:
-            return EXIT_SOME_FAILED
-        return EXIT_OK
+            return ExitCode.SOME_FAILED
+        return ExitCode.OK
+
+
+def _say_stopping(signum: int) -> None:
+    print("stopping: finishing messages in flight (Ctrl-C again to quit now)", file=sys.stderr)
 
 
 class StopOnRelayMisconfiguration(Observer):
     """An authentication or TLS failure will not fix itself within one run: stop at once
-    with the jobs still queued and say why, instead of waiting out --max-wait."""
+    with the jobs still queued and say why, instead of waiting out --max-wait. ``log``:
+    where to say it; ``worker`` (set once made): the worker to stop."""
 
     def __init__(self, log: Any) -> None:
         self.log = log
@@ -231,20 +250,3 @@ class StopOnRelayMisconfiguration(Observer):
             self.error = err
             if self.worker is not None:
                 self.worker.stop()
-
-
-def _install_signals(worker: Worker) -> dict[str, int]:
-    interrupted: dict[str, int] = {}
-    loop = asyncio.get_running_loop()
-
-    def handler(signum: int) -> None:
-        if interrupted:  # a second Ctrl-C: stop now
-            raise SystemExit(128 + signum)
-        interrupted["signal"] = signum
-        print("stopping: finishing messages in flight (Ctrl-C again to quit now)", file=sys.stderr)
-        worker.stop()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, handler, sig)
-    return interrupted

@@ -43,12 +43,15 @@ from mailspool.errors import (
     DeliveryError,
     ReplyError,
     SMTPTimeout,
+    Stage,
     TLSFailure,
 )
 from mailspool.models import DeadReason
 
 
 class Action(enum.Enum):
+    """What the worker does with the job after a failed attempt."""
+
     RETRY = "retry"
     PAUSE = "pause"  # retry, and stop using the relay for a while
     DEAD = "dead"
@@ -56,6 +59,11 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """What a failed attempt means for its job: the ``action``; the dead ``reason`` when
+    the action is DEAD; ``ambiguous`` when the message may have been delivered although
+    no 250 was seen (the connection was lost waiting for the reply to the final dot); and
+    ``kind``, the failure's class for metrics and logs."""
+
     action: Action
     reason: DeadReason | None = None
     ambiguous: bool = False
@@ -64,16 +72,15 @@ class Verdict:
 
 
 #: before any message is under way: a 5xx here is about the relay, not the message
-SESSION_STAGES = frozenset(("connect", "greeting", "ehlo", "starttls", "auth"))
+SESSION_STAGES = frozenset((Stage.CONNECT, Stage.GREETING, Stage.EHLO, Stage.STARTTLS, Stage.AUTH))
 #: a 5xx at one of these is about the message or its envelope
-MESSAGE_STAGES = frozenset(("mail", "rcpt", "data", "dot"))
-#: the message was transmitted: only the reply to the final dot remains unknown
-AFTER_DATA = frozenset(("dot",))
+MESSAGE_STAGES = frozenset((Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.DOT))
 #: 552 at these means the message is too big (RFC 1870 at MAIL with SIZE=, RFC 5321 after DATA)
-SIZE_552_STAGES = frozenset(("mail", "data", "dot"))
+SIZE_552_STAGES = frozenset((Stage.MAIL, Stage.DATA, Stage.DOT))
 
 
 def classify(err: DeliveryError) -> Verdict:
+    """The verdict on one failed attempt (the table above)."""
     if isinstance(err, AuthFailure):
         return Verdict(Action.PAUSE, kind="auth")
     if isinstance(err, TLSFailure):
@@ -123,7 +130,7 @@ def _with_reply(code: int, err: DeliveryError) -> Verdict:
     if code == 535 or stage in SESSION_STAGES:
         return Verdict(Action.PAUSE, kind="auth" if code == 535 else "5xx")
     # 552 at RCPT is "too many recipients" (RFC 5321 4.5.3.1.10): treat it as a 452
-    if stage in MESSAGE_STAGES and not (code == 552 and stage == "rcpt"):
+    if stage in MESSAGE_STAGES and not (code == 552 and stage is Stage.RCPT):
         return Verdict(Action.DEAD, _dead_reason(err), kind="5xx")
     # too many recipients, or a 5xx to RSET, QUIT or anything else that says nothing
     # about this message: try again
@@ -131,11 +138,12 @@ def _with_reply(code: int, err: DeliveryError) -> Verdict:
 
 
 def _without_reply(err: DeliveryError) -> Verdict:
-    ambiguous = err.stage in AFTER_DATA
+    # the message was transmitted: only the reply to the final dot remains unknown
+    ambiguous = err.stage is Stage.DOT
     if isinstance(err, SMTPTimeout):
-        pause = err.stage in ("connect", "greeting")
+        pause = err.stage is Stage.CONNECT or err.stage is Stage.GREETING
         return Verdict(Action.PAUSE if pause else Action.RETRY, ambiguous=ambiguous, kind="timeout")
-    if isinstance(err, ConnectError) and err.stage == "connect":
+    if isinstance(err, ConnectError) and err.stage is Stage.CONNECT:
         return Verdict(Action.PAUSE, kind="network")  # refused or unreachable
     return Verdict(Action.RETRY, ambiguous=ambiguous, kind="network")
 

@@ -22,8 +22,10 @@ def _pid_space() -> str:
     Containers may share a host name while each has its own PIDs; a pid that does not
     exist here says nothing about a process in another namespace (nor before a reboot)."""
     parts = []
-    for read, path in ((Path.read_text, "/proc/sys/kernel/random/boot_id"),
-                       (os.readlink, "/proc/self/ns/pid")):  # fmt: skip
+    for read, path in (
+        (Path.read_text, "/proc/sys/kernel/random/boot_id"),
+        (os.readlink, "/proc/self/ns/pid"),
+    ):
         try:
             parts.append(str(read(Path(path))).strip())
         except OSError:

@@ -1,4 +1,5 @@
-"""Observers: progress, logs and metrics hook in beside the worker loop."""
+"""The observer interface: progress, logs, metrics and tracing hook in beside the worker
+loop (their observers live in mailspool.observe, which exports this interface too)."""
 
 from __future__ import annotations
 
@@ -6,26 +7,30 @@ from collections.abc import Sequence
 
 from mailspool.delivery.classify import Verdict
 from mailspool.errors import DeliveryError
-from mailspool.models import DeadReason, Job, Outcome
+from mailspool.models import DeadReason, Job, Outcome, State
 from mailspool.transport.base import Delivery
 
 
 class Observer:
-    """Called by the worker; every method is optional. Must not block."""
+    """What a worker tells about its work: subclass it and override what you need (every
+    method does nothing by default), then give it to the Worker (``observers=``). The
+    worker calls these methods from its event loop: they must not block, and an observer
+    that raises is logged and skipped, never stops delivery."""
 
     def sent(self, job: Job, delivery: Delivery, elapsed: float) -> None:
-        pass
+        """The relay took ``job`` (``delivery``: its reply) after ``elapsed`` seconds."""
 
     def deferred(
         self, job: Job, err: DeliveryError, verdict: Verdict, not_before: float, elapsed: float
     ) -> None:
-        pass
+        """An attempt failed with ``err`` (``verdict``: what it means); the job is due
+        again at ``not_before`` (a time.time())."""
 
     def dead(self, job: Job, reason: DeadReason, reply: str) -> None:
-        pass
+        """The job is given up: dead-lettered for ``reason``."""
 
     def relay_paused(self, err: DeliveryError, delay: float) -> None:
-        pass
+        """``err`` closed the relay gate: no sender uses the relay for ``delay`` seconds."""
 
     def prepared(self, seconds: float) -> None:
         """Seconds spent building this attempt's message bytes (attachments wrapped in)."""
@@ -38,7 +43,8 @@ class Observer:
 
 
 class Counter(Observer):
-    """Counts outcomes recorded by this process."""
+    """Counts the outcomes this process recorded (sent, deferred, dead; how many of them
+    ambiguous) and the relay pauses: what ``send`` and ``worker`` report at their end."""
 
     def __init__(self) -> None:
         self.sent_count = 0
@@ -52,9 +58,9 @@ class Counter(Observer):
 
     def recorded(self, outcomes: Sequence[Outcome]) -> None:
         for o in outcomes:
-            if o.state.value == "sent":
+            if o.state is State.SENT:
                 self.sent_count += 1
-            elif o.state.value == "dead":
+            elif o.state is State.DEAD:
                 self.dead_count += 1
             else:
                 self.deferred_count += 1

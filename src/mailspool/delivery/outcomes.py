@@ -6,7 +6,7 @@ import dataclasses
 import time
 
 from mailspool.delivery.classify import Action, classify
-from mailspool.errors import ReplyError
+from mailspool.errors import ReplyError, Stage
 from mailspool.models import Job, Outcome, State, job_id
 from mailspool.transport.base import Delivery
 
@@ -21,7 +21,7 @@ def interrupted(job: Job) -> Outcome:
 def transient(reply: str) -> bool:
     """A refused recipient's reply ("451 4.2.1 ...") worth trying again."""
     code = int(reply[:3]) if reply[:3].isdigit() else 0
-    return classify(ReplyError(reply[4:], code=code, stage="rcpt")).action is not Action.DEAD
+    return classify(ReplyError(reply[4:], code=code, stage=Stage.RCPT)).action is not Action.DEAD
 
 
 def sent_reply(d: Delivery) -> str:

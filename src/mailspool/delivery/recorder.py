@@ -24,8 +24,15 @@ Settled = Callable[[list[Outcome], bool], None]
 
 
 class Recorder:
+    """Writes a worker's outcomes to ``queue`` as ``owner`` (only leases it still holds
+    are recorded). Senders wait (:meth:`room`) while ``cap`` outcomes are not yet
+    durable; a closing recorder keeps retrying an unreachable store for ``grace``
+    seconds. ``settled`` is told of each batch and whether it was recorded; ``fail``
+    stops the worker when the outcomes cannot be recorded at all."""
+
     def __init__(
         self,
+        *,
         queue: Queue,
         owner: str,
         cap: int,
@@ -36,7 +43,7 @@ class Recorder:
         self.queue = queue
         self.owner = owner
         self.cap = max(1, cap)
-        self.grace = grace  # how long a closing recorder keeps retrying
+        self.grace = grace
         self._settled = settled
         self._fail = fail
         self._outcomes: list[Outcome] = []

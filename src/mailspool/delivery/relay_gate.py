@@ -4,8 +4,6 @@ instead of burning through the queue."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -14,10 +12,13 @@ from mailspool.errors import DeliveryError
 
 
 class RelayGate:
-    """Pauses double from ``first`` up to ``max_delay``; a success resets the backoff."""
+    """Whether the relay may be used now. A relay-level failure closes it for a pause
+    that doubles from ``first`` seconds up to ``max_delay``; a success resets the
+    backoff. ``clock`` (monotonic seconds) is there for tests."""
 
     def __init__(
         self,
+        *,
         first: float = 5.0,
         max_delay: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
@@ -34,9 +35,11 @@ class RelayGate:
 
     @property
     def paused(self) -> bool:
+        """Closed: no sender may use the relay now."""
         return self._clock() < self._until
 
     def remaining(self) -> float:
+        """Seconds until the gate opens again (0 when open)."""
         return max(0.0, self._until - self._clock())
 
     def pause(self, err: DeliveryError) -> float:
@@ -54,8 +57,3 @@ class RelayGate:
         """A message went through: the next pause starts again at ``first``. A pause in
         progress is left to run out (the success may come from an older connection)."""
         self._delay = 0.0
-
-    async def wait(self, stopping: asyncio.Event) -> None:
-        while (left := self.remaining()) > 0 and not stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), left)

@@ -11,8 +11,17 @@ from mailspool.errors import ConfigError
 from mailspool.models import DeadReason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
+    """When a job that failed is tried again, and when it is given up.
+
+    The delay after the n-th failed attempt is ``first`` seconds times ``factor`` to the
+    power n-1, capped at ``max_delay``, then spread by +/- ``jitter`` (a fraction) so that
+    jobs that failed together do not come back together. A job is dead once it is
+    ``max_age`` seconds old (``expired``) or after ``max_attempts`` attempts (0: no limit).
+    A campaign enqueued with retry options has its own policy (the worker applies it).
+    """
+
     first: float = 300.0  # 5 minutes
     factor: float = 2.0
     max_delay: float = 3600.0  # about an hour, before jitter

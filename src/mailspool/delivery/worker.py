@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import operator
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +42,18 @@ from mailspool.transport.base import Delivery, Envelope, Transport
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class WorkerConfig:
+    """How a worker delivers.
+
+    ``concurrency``: senders (messages in flight); ``lease``: seconds a claimed job stays
+    this worker's (the heartbeat extends it while the job is held); ``limits``: rate and
+    per-domain limits when the worker holds its own; ``campaign``: claim only this
+    campaign's jobs (None: any); ``retry``: the retry schedule for campaigns without
+    their own; ``poll_interval``: the longest wait between claims when nothing is due;
+    ``shutdown_grace``: seconds messages in flight get to finish once stopped.
+    """
+
     concurrency: int = 8
     lease: float = 60.0
     limits: LimitSettings = field(default_factory=LimitSettings)
@@ -54,19 +64,30 @@ class WorkerConfig:
 
 
 class Worker:
+    """Delivers the jobs of ``queue`` through ``transport`` (which it closes when it
+    stops) until stopped (:meth:`stop`) or idle (:meth:`run`).
+
+    ``config``: how (WorkerConfig); ``observers``: told of every outcome (progress,
+    logs, metrics, tracing); ``limits``: limits shared with other workers (several
+    loops of one process, or a cluster through Redis); without them the worker holds
+    its own from ``config.limits``.
+    """
+
     def __init__(
         self,
+        *,
         queue: Queue,
         transport: Transport,
-        config: WorkerConfig,
-        observers: list[Observer] | None = None,
+        config: WorkerConfig | None = None,
+        observers: Sequence[Observer] = (),
         limits: Limits | None = None,
     ) -> None:
+        config = config or WorkerConfig()
         self.queue = queue
         self.transport = transport
         self.config = config
         self.owner = make_owner()
-        self.observers = observers or []
+        self.observers = list(observers)
         # limits shared across processes are passed in; otherwise this process holds them
         self.limits: Limits = limits or (
             LocalLimits(config.limits) if config.limits.any else NoLimits()
@@ -75,9 +96,13 @@ class Worker:
         self._buffer: asyncio.Queue[Job | None] = asyncio.Queue()
         self._held: set[str] = set()
         self.recorder = Recorder(
-            queue, self.owner, 2 * max(1, config.concurrency), config.shutdown_grace,
-            self._settled, self._fail,
-        )  # fmt: skip
+            queue=queue,
+            owner=self.owner,
+            cap=2 * max(1, config.concurrency),
+            grace=config.shutdown_grace,
+            settled=self._settled,
+            fail=self._fail,
+        )
         self._in_flight = 0
         self._stopping = asyncio.Event()
         self._policies: dict[str, RetryPolicy] = {}

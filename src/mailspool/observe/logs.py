@@ -126,8 +126,10 @@ def _iso(ts: float) -> str:
 class LogObserver(Observer):
     """One log event per state change of a job, told by the worker.
 
-    ``per_message``: the level of the ``message sent`` events. On a terminal the progress
-    bar and the summary speak for ``send``, so the caller may lower it to debug there.
+    ``level``: the configured log level (what is logged at all); ``log``: the logger
+    (``mailspool.worker`` by default); ``per_message``: the level of the ``message sent``
+    events. On a terminal the progress bar and the summary speak for ``send``, so the
+    caller may lower it to debug there.
     """
 
     def __init__(self, level: str = "info", per_message: str = "info", log: Any = None) -> None:

@@ -78,7 +78,8 @@ def reply_class(code: int | None, kind: str | None = None) -> str:
 
 
 class Metrics:
-    """The metrics of one process, in their own registry."""
+    """The metrics of one process, in their own ``registry`` (a new one by default):
+    each worker counts into them through :meth:`observer`."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # the *_created series only say when this process started counting: noise
@@ -98,40 +99,48 @@ class Metrics:
             registry=r,
         )
         self.smtp_replies = Counter(
-            "mailspool_smtp_replies", "Final replies of send attempts, by class", ["class"],
+            "mailspool_smtp_replies",
+            "Final replies of send attempts, by class",
+            ["class"],
             registry=r,
-        )  # fmt: skip
+        )
         self.open_connections = Gauge(
-            "mailspool_smtp_connections_open", "SMTP connections open, in use or idle in the pool",
+            "mailspool_smtp_connections_open",
+            "SMTP connections open, in use or idle in the pool",
             registry=r,
-        )  # fmt: skip
+        )
         self.relays_paused = Gauge(
             "mailspool_relays_paused", "Workers whose relay is paused right now", registry=r
         )
         self.relay_pauses = Counter(
-            "mailspool_relay_pauses", "Times a relay was paused after a relay-level failure",
+            "mailspool_relay_pauses",
+            "Times a relay was paused after a relay-level failure",
             registry=r,
-        )  # fmt: skip
+        )
         self.ambiguous = Counter(
             "mailspool_ambiguous_deliveries",
             "Attempts whose outcome is unknown (the message may have been delivered twice)",
             registry=r,
         )
         self.rate_wait = Counter(
-            "mailspool_rate_limit_wait_seconds", "Time sends spent waiting on rate limits",
+            "mailspool_rate_limit_wait_seconds",
+            "Time sends spent waiting on rate limits",
             registry=r,
-        )  # fmt: skip
+        )
         self.rate_limited = Counter(
             "mailspool_rate_limited_sends", "Sends that had to wait on a rate limit", registry=r
         )
         self.api_requests = Counter(
-            "mailspool_api_requests", "HTTP API requests", ["method", "route", "status"],
+            "mailspool_api_requests",
+            "HTTP API requests",
+            ["method", "route", "status"],
             registry=r,
-        )  # fmt: skip
+        )
         self.api_accepted = Counter(
-            "mailspool_api_messages_accepted", "Messages accepted (202) by the HTTP API",
+            "mailspool_api_messages_accepted",
+            "Messages accepted (202) by the HTTP API",
             registry=r,
-        )  # fmt: skip
+        )
         for o in OUTCOMES:
             self.messages.labels(o)
         for reason in DEAD_REASONS:
@@ -173,6 +182,9 @@ def process_metrics() -> Metrics:
 
 
 class MetricsObserver(Observer):
+    """Counts a worker's outcomes, replies, send times, limit waits and relay pauses into
+    ``metrics``."""
+
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
         self.paused_until = 0.0
@@ -294,7 +306,8 @@ def scrape_registry(metrics: Metrics, depth: QueueDepth | None) -> CollectorRegi
 
 
 class MetricsServer:
-    """Prometheus' own HTTP server in a daemon thread (``mailspool worker --metrics-port``)."""
+    """Prometheus' own HTTP server (``httpd``) in a daemon ``thread`` (``mailspool worker
+    --metrics-port``); made by :func:`serve_metrics`, stopped by :meth:`shutdown`."""
 
     def __init__(self, httpd: Any, thread: threading.Thread) -> None:
         self.httpd = httpd

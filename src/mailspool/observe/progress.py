@@ -12,6 +12,10 @@ from mailspool.models import Outcome, State
 
 
 class Progress(Observer):
+    """Messages done (sent or dead) out of ``total`` for the run called ``label``: a
+    progress bar on a terminal (between :meth:`start` and :meth:`stop`), else a line on
+    stderr every ``interval`` seconds; nothing at all unless ``enabled``."""
+
     def __init__(self, label: str, interval: float = 5.0, enabled: bool = True) -> None:
         self.label = label
         self.done = 0

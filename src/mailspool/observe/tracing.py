@@ -157,7 +157,8 @@ _last_wait: contextvars.ContextVar[tuple[int, float] | None] = contextvars.Conte
 
 
 class TracingObserver(Observer):
-    """Spans for each attempt, made after the fact from the observer calls.
+    """Spans for each attempt, made after the fact from the observer calls, with
+    ``tracer`` (from :func:`tracer`).
 
     The worker calls ``rate_limited`` and then ``sent``/``deferred`` from the same sender
     task, so a context variable carries the wait over to the attempt that follows it.

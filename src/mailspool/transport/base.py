@@ -13,6 +13,9 @@ Ready = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
+    """One message to hand over: the envelope sender and recipients (MAIL FROM, RCPT TO),
+    the message, and the job it belongs to (the outbox names its file after it)."""
+
     sender: str
     recipients: tuple[str, ...]
     data: bytes  # the complete message, CRLF line endings, not dot-stuffed

@@ -10,6 +10,10 @@ from mailspool.transport.base import Delivery, Envelope, Ready, Transport
 
 
 class OutboxTransport(Transport):
+    """Writes each message to ``directory`` as ``<job id>.eml``, the envelope in
+    ``X-Envelope-From``/``X-Envelope-To`` headers in front; sends nothing (used when no
+    relay is given)."""
+
     delivers = False
 
     def __init__(self, directory: str | Path) -> None:

@@ -15,7 +15,14 @@ import time
 from aiosmtplib.auth import auth_login_encode, auth_plain_encode
 from aiosmtplib.esmtp import parse_esmtp_extensions
 
-from mailspool.errors import AuthFailure, ConnectError, DeliveryError, SMTPTimeout, TLSFailure
+from mailspool.errors import (
+    AuthFailure,
+    ConnectError,
+    DeliveryError,
+    SMTPTimeout,
+    Stage,
+    TLSFailure,
+)
 from mailspool.transport.base import Delivery
 from mailspool.transport.url import SMTPSettings
 from mailspool.transport.wire import Reply, ReplyProtocol, lost_error, stuff
@@ -55,15 +62,15 @@ class SMTPSession:
     def _write(self, data: bytes) -> None:
         t = self._proto.transport
         if t is None or t.is_closing() or self._proto.lost is not None:
-            raise lost_error(self._proto.lost or ConnectionResetError("closed"), "write")
+            raise lost_error(self._proto.lost or ConnectionResetError("closed"), Stage.WRITE)
         t.write(data)
 
-    async def _replies(self, n: int, stage: str, timeout: float | None = None) -> list[Reply]:
+    async def _replies(self, n: int, stage: Stage, timeout: float | None = None) -> list[Reply]:
         proto = self._proto
         await proto.wait_for_replies(n, timeout or self.settings.command_timeout, stage)
         return [proto.replies.popleft() for _ in range(n)]
 
-    async def _command(self, line: bytes, stage: str) -> Reply:
+    async def _command(self, line: bytes, stage: Stage) -> Reply:
         self._write(line + b"\r\n")
         return (await self._replies(1, stage))[0]
 
@@ -84,19 +91,21 @@ class SMTPSession:
                 s.connect_timeout,
             )
         except TimeoutError as exc:
-            raise SMTPTimeout(f"connect to {s.host}:{s.port} timed out", stage="connect") from exc
+            raise SMTPTimeout(
+                f"connect to {s.host}:{s.port} timed out", stage=Stage.CONNECT
+            ) from exc
         except ssl.SSLError as exc:
             raise TLSFailure(
-                f"TLS handshake with {s.host}: {exc.reason or exc}", stage="connect"
+                f"TLS handshake with {s.host}: {exc.reason or exc}", stage=Stage.CONNECT
             ) from exc
         except OSError as exc:
             raise ConnectError(
                 f"cannot connect to {s.host}:{s.port}: {exc.strerror or exc}"
             ) from exc
         self.encrypted = s.implicit_tls
-        greeting = (await self._replies(1, "greeting", s.connect_timeout))[0]
+        greeting = (await self._replies(1, Stage.GREETING, s.connect_timeout))[0]
         if greeting.code != 220:
-            raise greeting.error("greeting")
+            raise greeting.error(Stage.GREETING)
         await self._ehlo()
         if not s.implicit_tls:
             await self._maybe_starttls()
@@ -105,15 +114,15 @@ class SMTPSession:
 
     async def _ehlo(self) -> None:
         name = (self.settings.local_hostname or "localhost").encode("ascii")
-        reply = await self._command(b"EHLO " + name, "ehlo")
+        reply = await self._command(b"EHLO " + name, Stage.EHLO)
         if reply.code == 250:
             self.extensions, self.auth_methods = parse_esmtp_extensions(reply.text)
             return
         if reply.code == 421:  # the server is closing: a HELO would only meet the hang-up
-            raise reply.error("ehlo")
-        reply = await self._command(b"HELO " + name, "ehlo")
+            raise reply.error(Stage.EHLO)
+        reply = await self._command(b"HELO " + name, Stage.EHLO)
         if reply.code != 250:
-            raise reply.error("ehlo")
+            raise reply.error(Stage.EHLO)
         self.extensions, self.auth_methods = {}, []
 
     async def _maybe_starttls(self) -> None:
@@ -125,18 +134,19 @@ class SMTPSession:
             raise TLSFailure(
                 f"{s.host} does not offer STARTTLS, which is required for this relay"
                 " (starttls=required); nothing was sent",
-                stage="starttls",
+                stage=Stage.STARTTLS,
             )
         proto = self._proto
-        reply = await self._command(b"STARTTLS", "starttls")
+        reply = await self._command(b"STARTTLS", Stage.STARTTLS)
         if reply.code != 220:
-            raise reply.error("starttls", TLSFailure)
+            raise reply.error(Stage.STARTTLS, TLSFailure)
         proto.discard_buffered()  # whatever came with the 220 was sent before the handshake
         if not self.connected:
             # start_tls on a closed transport never completes, not even at its timeout
             lost = proto.lost or ConnectionResetError("closed")
             raise TLSFailure(
-                f"connection to {s.host} lost before the TLS handshake: {lost}", stage="starttls"
+                f"connection to {s.host} lost before the TLS handshake: {lost}",
+                stage=Stage.STARTTLS,
             ) from lost
         loop = asyncio.get_running_loop()
         assert self._tls is not None and proto.transport is not None
@@ -152,15 +162,15 @@ class SMTPSession:
                     ssl_handshake_timeout=s.connect_timeout,
                 )
         except (ssl.SSLError, ssl.CertificateError) as exc:
-            raise TLSFailure(f"TLS handshake with {s.host}: {exc}", stage="starttls") from exc
+            raise TLSFailure(f"TLS handshake with {s.host}: {exc}", stage=Stage.STARTTLS) from exc
         except (OSError, TimeoutError) as exc:  # reset, EOF or silence mid-handshake
             raise TLSFailure(
-                f"TLS handshake with {s.host} failed: {exc!r}", stage="starttls"
+                f"TLS handshake with {s.host} failed: {exc!r}", stage=Stage.STARTTLS
             ) from exc
         if transport is None or transport.is_closing() or proto.lost is not None:
             # uvloop returns a closed transport when the server hung up mid-handshake
             raise TLSFailure(
-                f"TLS handshake with {s.host} failed: connection closed", stage="starttls"
+                f"TLS handshake with {s.host} failed: connection closed", stage=Stage.STARTTLS
             ) from proto.lost
         proto.transport = transport
         self.encrypted = True
@@ -170,26 +180,26 @@ class SMTPSession:
         s = self.settings
         assert s.username is not None and s.password is not None
         if not self.encrypted and not s.loopback:
-            raise AuthFailure("refusing to send credentials without TLS", stage="auth")
+            raise AuthFailure("refusing to send credentials without TLS", stage=Stage.AUTH)
         if "auth" not in self.extensions:
-            raise AuthFailure(f"{s.host} does not offer AUTH", stage="auth")
+            raise AuthFailure(f"{s.host} does not offer AUTH", stage=Stage.AUTH)
         if "plain" in self.auth_methods:
             reply = await self._command(
-                b"AUTH PLAIN " + auth_plain_encode(s.username, s.password), "auth"
+                b"AUTH PLAIN " + auth_plain_encode(s.username, s.password), Stage.AUTH
             )
         elif "login" in self.auth_methods:
             user, password = auth_login_encode(s.username, s.password)
-            reply = await self._command(b"AUTH LOGIN", "auth")
+            reply = await self._command(b"AUTH LOGIN", Stage.AUTH)
             if reply.code == 334:
-                reply = await self._command(user, "auth")
+                reply = await self._command(user, Stage.AUTH)
             if reply.code == 334:
-                reply = await self._command(password, "auth")
+                reply = await self._command(password, Stage.AUTH)
         else:
             raise AuthFailure(
-                f"no supported AUTH mechanism among {self.auth_methods}", stage="auth"
+                f"no supported AUTH mechanism among {self.auth_methods}", stage=Stage.AUTH
             )
         if reply.code != 235:
-            raise reply.error("auth", AuthFailure)
+            raise reply.error(Stage.AUTH, AuthFailure)
 
     # -- transactions -------------------------------------------------------------
 
@@ -215,7 +225,7 @@ class SMTPSession:
         cmds.append(b"DATA\r\n")
         self._write(b"".join(cmds))
         try:
-            replies = await self._replies(len(cmds), "mail")
+            replies = await self._replies(len(cmds), Stage.MAIL)
         except ConnectError as exc:
             said = self._said_before_hang_up(list(self._proto.replies), rset, recipients)
             if said is None:
@@ -226,7 +236,7 @@ class SMTPSession:
         mail, rcpts, data_reply = replies[0], replies[1:-1], replies[-1]
         refused = self._check_envelope(mail, recipients, rcpts)
         if data_reply.code != 354:
-            raise data_reply.error("data")
+            raise data_reply.error(Stage.DATA)
         return await self._transmit(payload, refused)
 
     def _said_before_hang_up(
@@ -235,13 +245,13 @@ class SMTPSession:
         """The reply that decides a pipelined batch cut short by a hang-up, if one arrived:
         a 421 (the server is closing: pause the relay), a refused MAIL, or every recipient
         refused. One refused recipient among several decides nothing."""
-        stages = ["rset"] * rset + ["mail"] + ["rcpt"] * len(recipients)
+        stages = [Stage.RSET] * rset + [Stage.MAIL] + [Stage.RCPT] * len(recipients)
         for reply, stage in zip(got, stages, strict=False):
             if reply.code == 421:
                 return reply.error(stage)
         got = got[rset:]
         if got and got[0].code != 250:
-            return got[0].error("mail")
+            return got[0].error(Stage.MAIL)
         if len(got) == len(recipients) + 1:  # every RCPT answered, only DATA's reply missing
             try:
                 self._check_envelope(got[0], recipients, got[1:])
@@ -251,24 +261,24 @@ class SMTPSession:
 
     async def _send_serial(self, sender: str, recipients: tuple[str, ...], data: bytes) -> Delivery:
         if self.messages:
-            rset = await self._command(b"RSET", "rset")
+            rset = await self._command(b"RSET", Stage.RSET)
             if rset.code != 250:  # a 421 here must not be lost to the next command's write
-                raise rset.error("rset")
-        mail = await self._command(self._mail_cmd(sender, len(data))[:-2], "mail")
+                raise rset.error(Stage.RSET)
+        mail = await self._command(self._mail_cmd(sender, len(data))[:-2], Stage.MAIL)
         if mail.code != 250:
-            raise mail.error("mail")
+            raise mail.error(Stage.MAIL)
         rcpts = []
         for r in recipients:
-            rcpt = await self._command(f"RCPT TO:<{r}>".encode("ascii"), "rcpt")
+            rcpt = await self._command(f"RCPT TO:<{r}>".encode("ascii"), Stage.RCPT)
             if rcpt.code == 421:
                 # the server is closing the session: not a refusal of this recipient, and
                 # the next command would only meet the hang-up (a retry, no relay pause)
-                raise rcpt.error("rcpt")
+                raise rcpt.error(Stage.RCPT)
             rcpts.append(rcpt)
         refused = self._check_envelope(mail, recipients, rcpts)
-        data_reply = await self._command(b"DATA", "data")
+        data_reply = await self._command(b"DATA", Stage.DATA)
         if data_reply.code != 354:
-            raise data_reply.error("data")
+            raise data_reply.error(Stage.DATA)
         return await self._transmit(stuff(data), refused)
 
     async def _transmit(self, payload: bytes, refused: dict[str, str]) -> Delivery:
@@ -276,17 +286,17 @@ class SMTPSession:
         timeout = self.settings.data_timeout
         self._write(payload)
         await self._proto.drain(timeout)  # stage "data": the final dot has not left yet
-        return self._finish((await self._replies(1, "dot", timeout))[0], refused)
+        return self._finish((await self._replies(1, Stage.DOT, timeout))[0], refused)
 
     @staticmethod
     def _check_envelope(
         mail: Reply, recipients: tuple[str, ...], rcpts: list[Reply]
     ) -> dict[str, str]:
-        for rep, stage in ((mail, "mail"), *((rep, "rcpt") for rep in rcpts)):
+        for rep, stage in ((mail, Stage.MAIL), *((rep, Stage.RCPT) for rep in rcpts)):
             if rep.code == 421:  # the server is closing the session, whatever else it said
                 raise rep.error(stage)
         if mail.code != 250:
-            raise mail.error("mail")
+            raise mail.error(Stage.MAIL)
         refused = {
             r: f"{rep.code} {rep.text}"
             for r, rep in zip(recipients, rcpts, strict=True)
@@ -295,7 +305,7 @@ class SMTPSession:
         if len(refused) == len(recipients):
             # every recipient refused: report the most hopeful reply (a 4xx beats a 5xx)
             worst = min(rcpts, key=lambda rep: rep.code)
-            err = worst.error("rcpt")
+            err = worst.error(Stage.RCPT)
             err.refused = refused
             raise err
         return refused
@@ -303,7 +313,7 @@ class SMTPSession:
     def _finish(self, final: Reply, refused: dict[str, str]) -> Delivery:
         self.messages += 1
         if final.code != 250:
-            raise final.error("dot")
+            raise final.error(Stage.DOT)
         return Delivery(final.code, final.text, refused)
 
     async def quit(self) -> None:
@@ -313,7 +323,7 @@ class SMTPSession:
             return
         try:
             self._write(b"QUIT\r\n")
-            await self._replies(1, "quit", 5.0)
+            await self._replies(1, Stage.QUIT, 5.0)
         except DeliveryError:
             pass
         finally:

@@ -23,6 +23,10 @@ _ADDRESS_LITERAL = re.compile(r"\[(?:IPv6:)?[0-9A-Fa-f:.]+\]")  # fullmatch
 
 @dataclass(frozen=True)
 class SMTPSettings:
+    """A relay as its URL describes it (see :func:`parse_smtp_url`), with the timeouts
+    in seconds. ``starttls`` is required, opportunistic or off; ``max_age`` and
+    ``max_messages`` bound how long and for how many messages a connection is reused."""
+
     host: str
     port: int
     implicit_tls: bool = False

@@ -8,7 +8,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
-from mailspool.errors import ConnectError, DeliveryError, ReplyError, SMTPTimeout
+from mailspool.errors import ConnectError, DeliveryError, ReplyError, SMTPTimeout, Stage
 
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b\s*")
 MAX_REPLY_BYTES = 64 * 1024
@@ -16,6 +16,9 @@ MAX_REPLY_BYTES = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Reply:
+    """One SMTP reply: its code and its text (the lines of a multi-line reply joined by
+    newlines, the enhanced status code still in front)."""
+
     code: int
     text: str
 
@@ -24,7 +27,7 @@ class Reply:
         m = _ENHANCED.match(self.text)
         return m.group(1) if m else None
 
-    def error(self, stage: str, cls: type[DeliveryError] = ReplyError) -> DeliveryError:
+    def error(self, stage: Stage, cls: type[DeliveryError] = ReplyError) -> DeliveryError:
         if self.code == 421:  # the server is closing, at STARTTLS or AUTH too: temporary
             cls = ReplyError
         m = _ENHANCED.match(self.text)
@@ -56,7 +59,7 @@ class ReplyProtocol(asyncio.Protocol):
         end = buf.rfind(b"\n")
         if end < 0:
             if len(buf) > MAX_REPLY_BYTES:
-                self._fail(ConnectError("reply line too long", stage="reply"))
+                self._fail(ConnectError("reply line too long", stage=Stage.REPLY))
             return
         chunk = bytes(buf[: end + 1])
         del buf[: end + 1]
@@ -67,7 +70,7 @@ class ReplyProtocol(asyncio.Protocol):
                 try:
                     code = int(line[:3])
                 except ValueError:
-                    self._fail(ConnectError(f"malformed reply {line[:80]!r}", stage="reply"))
+                    self._fail(ConnectError(f"malformed reply {line[:80]!r}", stage=Stage.REPLY))
                     return
                 self.replies.append(Reply(code, "\n".join(self._lines)))
                 self._lines = []
@@ -93,7 +96,7 @@ class ReplyProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.lost is None:
-            self.lost = exc or ConnectError("connection closed by the server", stage="reply")
+            self.lost = exc or ConnectError("connection closed by the server", stage=Stage.REPLY)
         self._wake()
         if self._can_write is not None and not self._can_write.done():
             self._can_write.set_result(False)
@@ -121,14 +124,14 @@ class ReplyProtocol(asyncio.Protocol):
             if can_write.done():
                 if not can_write.result():
                     # the final dot, last in the buffer, never left: not delivered
-                    raise lost_error(self.lost or ConnectionResetError("closed"), "data")
+                    raise lost_error(self.lost or ConnectionResetError("closed"), Stage.DATA)
             elif transport.get_write_buffer_size() >= size:
                 # still buffered, so the final dot has not left either: "data", not "dot"
                 raise SMTPTimeout(
-                    f"the server read none of the message for {timeout:g}s", stage="data"
+                    f"the server read none of the message for {timeout:g}s", stage=Stage.DATA
                 )
 
-    async def wait_for_replies(self, n: int, timeout: float, stage: str) -> None:
+    async def wait_for_replies(self, n: int, timeout: float, stage: Stage) -> None:
         if len(self.replies) >= n:
             return
         if self.lost is not None:
@@ -154,7 +157,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def lost_error(exc: BaseException, stage: str) -> DeliveryError:
+def lost_error(exc: BaseException, stage: Stage) -> DeliveryError:
     if isinstance(exc, DeliveryError):  # a fresh error: the stored one may be raised again
         err: DeliveryError = type(exc)(exc.text, code=exc.code, enhanced=exc.enhanced, stage=stage)
         err.__cause__ = exc

@@ -39,6 +39,9 @@ def parse_rate(text: str) -> float:
 
 @dataclass(frozen=True)
 class LimitSettings:
+    """The limits to apply, from --rate, --domain-rate, --default-domain-rate and
+    --domain-concurrency (rates in messages per second; None or 0: no limit)."""
+
     rate: float | None = None  # messages per second, all domains together
     domain_rates: dict[str, float] = field(default_factory=dict)
     default_domain_rate: float | None = None  # for domains not in domain_rates
