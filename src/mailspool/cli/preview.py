@@ -10,8 +10,8 @@ from mailspool.cli.exits import ExitCode
 from mailspool.cli.shared import source_path
 from mailspool.config import Settings
 from mailspool.errors import RejectedRow
-from mailspool.message.compose import compose
 from mailspool.intake.sources import Row, open_source
+from mailspool.message.compose import compose
 from mailspool.message.render import Renderer
 from mailspool.wiring import load_renderer
 
