@@ -15,7 +15,7 @@ from mailspool.errors import ConfigError
 from mailspool.intake.pool import BuildPool, BuildSpec, default_processes
 from mailspool.intake.producer import Attachments, Producer, Rejects
 from mailspool.message.render import Renderer, Template
-from mailspool.queue import Queue, make_queue, queue_packs_messages
+from mailspool.queue import Enqueuing, Queue, make_queue, queue_packs_messages
 from mailspool.transport import TRANSPORTS, OutboxTransport, Transport
 
 
@@ -54,7 +54,7 @@ RETRY_FIELDS = {
 }
 
 
-async def store_campaign_retry(queue: Queue, campaign: str, settings: Settings) -> None:
+async def store_campaign_retry(queue: Enqueuing, campaign: str, settings: Settings) -> None:
     """Retry options given when enqueueing become the campaign's own schedule, which
     every worker applies to its jobs (a per-campaign override)."""
     given = settings.model_fields_set & RETRY_FIELDS.keys()
@@ -86,7 +86,7 @@ def build_pool(
 
 
 async def make_producer(
-    queue: Queue, renderer: Renderer, campaign: str, settings: Settings,
+    queue: Enqueuing, renderer: Renderer, campaign: str, settings: Settings,
     pool: BuildPool | None = None,
 ) -> Producer:  # fmt: skip
     """The producer for a campaign; stores the campaign's retry schedule first."""

@@ -36,7 +36,7 @@ from mailspool.delivery.retry import RetryPolicy
 from mailspool.errors import DeliveryError, MailspoolError, QueueError
 from mailspool.message.compose import attachment_part, wrap_mixed
 from mailspool.models import DeadReason, Job, Outcome, State
-from mailspool.queue.base import Queue
+from mailspool.queue import Claiming
 from mailspool.transport.base import Delivery, Envelope, Transport
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class WorkerConfig:
 class Worker:
     def __init__(
         self,
-        queue: Queue,
+        queue: Claiming,
         transport: Transport,
         config: WorkerConfig,
         observers: list[Observer] | None = None,

@@ -28,7 +28,7 @@ from mailspool.message.compose import (
 from mailspool.message.headers import check_filename
 from mailspool.message.render import Rendered, Renderer
 from mailspool.models import AttachmentRef, Enqueued, Job, job_id
-from mailspool.queue.base import Queue
+from mailspool.queue import Enqueuing
 
 if TYPE_CHECKING:
     from mailspool.intake.pool import BuildPool
@@ -90,7 +90,7 @@ class Attachments:
     """Resolves attachment paths under one base directory and stores each file once."""
 
     base: Path
-    queue: Queue | None = None  # None in a child process: the parent stores the blobs
+    queue: Enqueuing | None = None  # None in a child process: the parent stores the blobs
     _refs: dict[str, AttachmentRef] = field(default_factory=dict)
     _pending: dict[str, bytes] = field(default_factory=dict)
     _sizes: dict[str, int] = field(default_factory=dict)
@@ -198,7 +198,7 @@ class JobBuilder:
 
 @dataclass
 class Producer:
-    queue: Queue
+    queue: Enqueuing
     renderer: Renderer
     campaign: str
     rejects: Rejects
