@@ -1,12 +1,12 @@
 # make demo   create .venv, install, run the bundled example (SQLite queue, outbox)
 # make test   create .venv, install, start the services the tests need, run the suite
-# make check  ruff and mypy --strict
+# make check  ruff, mypy --strict and the import-layer contract (lint-imports)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,redis,rabbitmq,api,otel
 
-.PHONY: demo test check lint typecheck services bench clean
+.PHONY: demo test check lint typecheck layers services bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ services:
 test: $(VENV)/.installed services
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
-check: lint typecheck
+check: lint typecheck layers
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
@@ -35,6 +35,10 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
+
+# imports only go down the layers of docs/architecture.md (pyproject.toml: tool.importlinter)
+layers: $(VENV)/.installed
+	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.installed services
 	$(PY) bench/bench_send.py

@@ -13,8 +13,7 @@ from dkim.canonicalization import Relaxed
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from mailspool.message.compose import compose
-from mailspool.message.compose import attachment_part, wrap_mixed
+from mailspool.message.compose import attachment_part, compose, wrap_mixed
 from mailspool.message.dkim import OVERSIGNED, SIGNED_HEADERS, Signer, canonical_body, parse
 from mailspool.message.dkim_keys import DKIMKey, generate_key
 from mailspool.message.render import Rendered

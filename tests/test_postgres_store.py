@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from mailspool.models import State
+from mailspool.queue import PostgresStore
 from mailspool.queue.packing import Packed, pack
+
+# the store's own tables and statements, which these tests look into
 from mailspool.queue.postgres.schema import DDL, record_sql
-from mailspool.queue.postgres.store import PostgresStore
 
 from .conftest import POSTGRES_URL, need, port_open
 from .test_queue_contract import make_job

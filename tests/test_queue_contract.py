@@ -1,23 +1,41 @@
-"""One contract suite, run unchanged against every queue backend."""
+"""One contract suite, run unchanged against every queue backend; and a check that every
+backend class, queue or job store, implements every role (mailspool.queue.roles)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mailspool.models import Enqueued, Job, Outcome, State
 from mailspool.queue import (
+    QUEUES,
+    STORES,
+    Blobs,
+    CampaignSettings,
+    Claiming,
     DeadFilter,
+    DeadLetterAdmin,
+    Enqueuing,
+    Inspection,
+    JobStore,
+    LeaseAdmin,
     MemoryQueue,
     Queue,
     SQLiteQueue,
+    StoreClaiming,
+    StoreDeadLetterAdmin,
+    StoreEnqueuing,
+    StoreLeaseAdmin,
     make_queue,
     queue_packs_messages,
 )
+from mailspool.urls import Plugins
 
 BACKENDS = ["memory", "sqlite", "redis", "rabbitmq", "rabbitmq-redis"]
 
@@ -28,15 +46,15 @@ async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     an isolated namespace per test, and skip (fail under CI) when their server is absent."""
     q: Queue
     if request.param == "redis":
-        from mailspool.queue.redis.queue import RedisQueue
+        from mailspool.queue import RedisQueue
 
         q = RedisQueue(request.getfixturevalue("redis_url"))  # a prefix of its own
     elif request.param.startswith("rabbitmq"):
-        from mailspool.queue.rabbitmq.queue import RabbitMQQueue
+        from mailspool.queue import RabbitMQQueue
 
         # a queue prefix, and a PostgreSQL schema or a Redis key prefix, of its own
         ns = request.getfixturevalue(request.param.replace("-", "_"))
-        q = RabbitMQQueue(ns.amqp(), ns.store)
+        q = RabbitMQQueue(url=ns.amqp(), store=ns.store)
     elif request.param == "memory":
         q = MemoryQueue()
     else:
@@ -258,3 +276,59 @@ def test_whether_a_queue_packs_is_known_before_it_is_made(
             pytest.importorskip(module)
     assert queue_packs_messages(url, store) is packs
     assert make_queue(url, store).packs_messages is packs  # made, not opened
+
+
+# -- every backend class plays every role -------------------------------------------------
+
+QUEUE_ROLES = (
+    Enqueuing,
+    Claiming,
+    LeaseAdmin,
+    Inspection,
+    DeadLetterAdmin,
+    Blobs,
+    CampaignSettings,
+)
+STORE_ROLES = (
+    StoreEnqueuing,
+    StoreClaiming,
+    StoreLeaseAdmin,
+    Inspection,
+    StoreDeadLetterAdmin,
+    Blobs,
+    CampaignSettings,
+)
+
+
+def classes(plugins: Plugins[Any]) -> list[type]:
+    """Every class a URL can choose (importing a backend needs none of its extras)."""
+    return sorted({plugins.get(scheme) for scheme in plugins.entries}, key=lambda c: c.__name__)
+
+
+def parameters(method: Any) -> list[tuple[str, Any, Any]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(method).parameters.values()]
+
+
+@pytest.mark.parametrize(
+    ("cls", "roles"),
+    [
+        (Queue, QUEUE_ROLES),
+        *((c, QUEUE_ROLES) for c in classes(QUEUES)),
+        (JobStore, STORE_ROLES),
+        *((c, STORE_ROLES) for c in classes(STORES)),
+    ],
+    ids=lambda x: x.__name__ if isinstance(x, type) else "roles",
+)
+def test_each_backend_class_implements_every_role(cls: type, roles: tuple[type, ...]) -> None:
+    """The interfaces declare every role's methods, and each backend implements them all,
+    each one a coroutine taking the role's parameters, with the same defaults: a caller
+    typed against a role can be handed any backend."""
+    assert cls in (Queue, JobStore) or not inspect.isabstract(cls)
+    for role in roles:
+        assert issubclass(cls, role), f"{cls.__name__} is not {role.__name__}"
+        declared = {n: m for n, m in vars(role).items() if inspect.iscoroutinefunction(m)}
+        assert declared, role
+        for name, method in declared.items():
+            implemented = getattr(cls, name)
+            assert inspect.iscoroutinefunction(implemented), f"{cls.__name__}.{name}"
+            assert parameters(implemented) == parameters(method), f"{cls.__name__}.{name}"

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import pytest
 
 from mailspool.models import CampaignStats
-from mailspool.queue.postgres.store import PostgresStore
+from mailspool.queue import PostgresStore
 from mailspool.testing import SMTPSink, free_port, wait_listening
 
 from .conftest import TEMPLATE, RabbitMQNamespace, need, timing_server

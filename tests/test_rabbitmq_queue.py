@@ -17,9 +17,11 @@ import pytest
 
 from mailspool.errors import ConfigError, MissingExtra, QueueError
 from mailspool.models import Enqueued, Outcome, State
-from mailspool.queue import make_queue
-from mailspool.queue.postgres.store import parse_store_url
-from mailspool.queue.rabbitmq.queue import RabbitMQQueue, parse_amqp_url
+from mailspool.queue import RabbitMQQueue, make_queue
+
+# the URL parsers, tested here on their own (each is internal to its backend)
+from mailspool.queue.postgres.schema import parse_store_url
+from mailspool.queue.rabbitmq.topology import parse_amqp_url
 
 from .conftest import TEMPLATE, RabbitMQNamespace, write_csv
 from .test_queue_contract import make_job
@@ -41,7 +43,7 @@ async def open_queue(ns: RabbitMQNamespace) -> AsyncIterator[OpenQueue]:
     opened: list[RabbitMQQueue] = []
 
     async def open_(params: str = "") -> RabbitMQQueue:
-        q = RabbitMQQueue(ns.amqp() + params, ns.store)
+        q = RabbitMQQueue(url=ns.amqp() + params, store=ns.store)
         await q.open()
         opened.append(q)
         return q
@@ -112,17 +114,17 @@ def test_store_url() -> None:
 def test_missing_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "aio_pika", None)
     with pytest.raises(MissingExtra, match=r"mailspool\[rabbitmq\]"):
-        RabbitMQQueue("amqp://h/", "postgresql://h/db")
+        RabbitMQQueue(url="amqp://h/", store="postgresql://h/db")
     monkeypatch.delitem(sys.modules, "aio_pika")
     monkeypatch.setitem(sys.modules, "asyncpg", None)
     with pytest.raises(MissingExtra, match=r"mailspool\[postgres\]"):
-        RabbitMQQueue("amqp://h/", "postgresql://h/db")
+        RabbitMQQueue(url="amqp://h/", store="postgresql://h/db")
 
 
 async def test_unreachable_broker_is_a_queue_error(rabbitmq: RabbitMQNamespace) -> None:
     from mailspool.testing import free_port
 
-    q = RabbitMQQueue(f"amqp://guest:secret@127.0.0.1:{free_port()}/", rabbitmq.store)
+    q = RabbitMQQueue(url=f"amqp://guest:secret@127.0.0.1:{free_port()}/", store=rabbitmq.store)
     with pytest.raises(QueueError, match="cannot connect to RabbitMQ") as err:
         await q.open()
     assert "secret" not in str(err.value)

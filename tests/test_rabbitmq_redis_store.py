@@ -18,8 +18,7 @@ import pytest
 
 from mailspool.errors import ConfigError, MissingExtra, QueueError
 from mailspool.models import Enqueued, Job, Outcome, State
-from mailspool.queue import DeadFilter, JobStore, Ref, make_queue, make_store
-from mailspool.queue.redis.store import RedisJobStore
+from mailspool.queue import DeadFilter, JobStore, RedisJobStore, Ref, make_queue, make_store
 
 from .conftest import RabbitMQNamespace
 from .test_queue_contract import make_job

@@ -17,14 +17,9 @@ import pytest
 
 from mailspool.errors import ConfigError, MissingExtra, QueueError
 from mailspool.models import Enqueued, Job, Outcome, State
-from mailspool.queue import make_queue
+from mailspool.queue import RedisQueue, make_queue
 from mailspool.queue.packing import Packed, pack
-from mailspool.queue.redis.queue import (
-    Reconnect,
-    RedisQueue,
-    backoff_delays,
-    parse_redis_url,
-)
+from mailspool.queue.redis import Reconnect, backoff_delays, parse_redis_url
 from mailspool.testing import free_port
 from mailspool.urls import redact_url as redact
 

@@ -17,7 +17,7 @@ from mailspool.intake.pool import BuildPool, BuildSpec, default_processes
 from mailspool.intake.producer import Producer
 from mailspool.intake.rejects import Rejects
 from mailspool.message.render import Renderer, Template
-from mailspool.queue import Queue, make_queue, queue_packs_messages
+from mailspool.queue import Enqueuing, Queue, make_queue, queue_packs_messages
 from mailspool.transport import TRANSPORTS, OutboxTransport, Transport
 
 
@@ -56,7 +56,7 @@ RETRY_FIELDS = {
 }
 
 
-async def store_campaign_retry(queue: Queue, campaign: str, settings: Settings) -> None:
+async def store_campaign_retry(queue: Enqueuing, campaign: str, settings: Settings) -> None:
     """Retry options given when enqueueing become the campaign's own schedule, which
     every worker applies to its jobs (a per-campaign override)."""
     given = settings.model_fields_set & RETRY_FIELDS.keys()
@@ -92,7 +92,7 @@ def build_pool(
 
 
 async def make_producer(
-    queue: Queue,
+    queue: Enqueuing,
     renderer: Renderer,
     campaign: str,
     settings: Settings,

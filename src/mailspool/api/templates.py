@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from mailspool.config import Settings
 from mailspool.errors import TemplateError
 from mailspool.message.render import Renderer, Template
-from mailspool.queue import Queue
+from mailspool.queue import Blobs
 
 #: how often a process looks for a version that another process stored
 RECHECK_S = 1.0
@@ -43,7 +43,7 @@ def parse_template(name: str, text: str, html: str | None) -> Template:
 
 
 class TemplateStore:
-    def __init__(self, queue: Queue, settings: Settings) -> None:
+    def __init__(self, queue: Blobs, settings: Settings) -> None:
         self.queue = queue
         self.settings = settings
         self._cache: dict[str, tuple[float, StoredTemplate]] = {}

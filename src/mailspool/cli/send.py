@@ -25,6 +25,7 @@ from mailspool.intake.sources import Row, Source, open_source
 from mailspool.models import CampaignStats, State
 from mailspool.observe.logs import get_logger
 from mailspool.observe.progress import Progress
+from mailspool.queue import Queue
 from mailspool.transport import Transport
 from mailspool.wiring import (
     build_pool,
@@ -90,7 +91,7 @@ class SendRun:
                 limits=shared,
             )
             relay.worker = worker
-            report = await self._deliver(worker, producer, source, progress, pool)
+            report = await self._deliver(queue, worker, producer, source, progress, pool)
             stats = await queue.stats(campaign)
             summary = self._summary(report, stats, sent_before, transport)
             self._print(summary, transport, report)
@@ -105,6 +106,7 @@ class SendRun:
 
     async def _deliver(
         self,
+        queue: Queue,
         worker: Worker,
         producer: Producer,
         source: Source,
@@ -113,7 +115,7 @@ class SendRun:
     ) -> ProducerReport:
         """Queue every row while the worker delivers; then let the worker go on until the
         campaign is final, or until its next retry is due beyond --max-wait."""
-        queue, campaign, max_wait = worker.queue, self.campaign, self.settings.max_wait
+        campaign, max_wait = self.campaign, self.settings.max_wait
         deadline: list[float] = []
         produced = asyncio.Event()
 

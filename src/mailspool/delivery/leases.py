@@ -13,7 +13,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from mailspool.queue.base import Queue
+from mailspool.queue import LeaseAdmin
 
 
 def _pid_space() -> str:
@@ -63,7 +63,7 @@ def owner_is_dead_here(owner: str) -> bool:
     return False
 
 
-async def reclaim_dead_leases(queue: Queue, campaign: str | None = None) -> int:
+async def reclaim_dead_leases(queue: LeaseAdmin, campaign: str | None = None) -> int:
     """Hand back at once the leases of processes on this host that no longer exist (a
     SIGKILLed run), instead of waiting for their leases to expire."""
     reclaimed = 0

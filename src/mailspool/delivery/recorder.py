@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from mailspool.errors import QueueError
 from mailspool.models import Outcome
-from mailspool.queue.base import Queue
+from mailspool.queue import Claiming
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class Recorder:
     def __init__(
         self,
         *,
-        queue: Queue,
+        queue: Claiming,
         owner: str,
         cap: int,
         grace: float,

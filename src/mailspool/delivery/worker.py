@@ -36,7 +36,7 @@ from mailspool.delivery.retry import RetryPolicy
 from mailspool.errors import DeliveryError, MailspoolError, QueueError
 from mailspool.message.compose import attachment_part, with_attachments
 from mailspool.models import DeadReason, Job, Outcome, State
-from mailspool.queue.base import Queue
+from mailspool.queue import Claiming
 from mailspool.transport.base import Delivery, Envelope, Transport
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class Worker:
     def __init__(
         self,
         *,
-        queue: Queue,
+        queue: Claiming,
         transport: Transport,
         config: WorkerConfig | None = None,
         observers: Sequence[Observer] = (),

@@ -19,7 +19,7 @@ from mailspool.intake.rejects import Rejects
 from mailspool.intake.sources.base import Row
 from mailspool.message.render import Renderer
 from mailspool.models import Enqueued, Job
-from mailspool.queue.base import Queue
+from mailspool.queue import Enqueuing
 
 BATCH = 4000
 #: the first batch is small: a worker in this process starts on it that much sooner
@@ -59,7 +59,7 @@ class Producer:
     process does.
     """
 
-    queue: Queue
+    queue: Enqueuing
     renderer: Renderer
     campaign: str
     rejects: Rejects

@@ -54,7 +54,7 @@ from mailspool.delivery.observer import Observer
 from mailspool.errors import DeliveryError
 from mailspool.models import DeadReason, Job, Outcome, State
 from mailspool.observe.logs import reply_code
-from mailspool.queue.base import Queue
+from mailspool.queue import Inspection
 from mailspool.transport.base import Delivery, Transport
 
 OUTCOMES = ("sent", "deferred", "dead")
@@ -243,7 +243,7 @@ class QueueDepth(Collector):
     reading and waits up to five seconds for it.
     """
 
-    def __init__(self, queue: Queue, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, queue: Inspection, loop: asyncio.AbstractEventLoop) -> None:
         self.queue = queue
         self.loop = loop
         self._counts: dict[str, int] | None = None
@@ -325,7 +325,7 @@ class MetricsServer:
 
 
 def serve_metrics(
-    host: str, port: int, queue: Queue, transport: Transport | None = None
+    host: str, port: int, queue: Inspection, transport: Transport | None = None
 ) -> MetricsServer:
     """Serve ``/metrics`` on ``host:port``; call from the event loop the queue runs on."""
     from prometheus_client import start_http_server

@@ -1,28 +1,69 @@
 """Queue backends and job stores, chosen by URL.
 
-Every backend is one folder (``sqlite/``, ``redis/``, ``rabbitmq/``, ``postgres/``) plus
-the in-memory queue tests use; the interfaces are :mod:`mailspool.queue.base` (queues)
-and :mod:`mailspool.queue.store` (job stores for queues that keep state apart). A
-backend's package is imported only when its URL is used.
+The interfaces: :class:`Queue` (:mod:`mailspool.queue.base`), which every queue backend
+implements, and :class:`JobStore` (:mod:`mailspool.queue.store`), for queues that keep job
+state apart; the roles their callers type against (:mod:`mailspool.queue.roles`). Every
+backend is one folder (``sqlite/``, ``redis/``, ``rabbitmq/``, ``postgres/``), plus the
+in-memory queue of tests and dry runs (``memory.py``). A backend's modules are its own:
+code outside its folder uses what this package exports (the classes by URL through
+:data:`QUEUES` and :data:`STORES`, or by name), and a backend's package is imported only
+when its URL or its class is first used.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mailspool.queue.base import DeadFilter, Queue
 from mailspool.queue.memory import MemoryQueue
+from mailspool.queue.roles import (
+    Blobs,
+    CampaignSettings,
+    Claiming,
+    DeadLetterAdmin,
+    Enqueuing,
+    Inspection,
+    LeaseAdmin,
+    StoreClaiming,
+    StoreDeadLetterAdmin,
+    StoreEnqueuing,
+    StoreLeaseAdmin,
+)
 from mailspool.queue.sqlite.queue import SQLiteQueue
-from mailspool.queue.store import JobStore, Ref
+from mailspool.queue.store import STORES, JobStore, Ref, make_store, store_class
 from mailspool.urls import Plugins
+
+if TYPE_CHECKING:
+    from mailspool.queue.postgres.store import PostgresStore
+    from mailspool.queue.rabbitmq.queue import RabbitMQQueue
+    from mailspool.queue.redis.queue import RedisQueue
+    from mailspool.queue.redis.store import RedisJobStore
 
 __all__ = [
     "QUEUES",
     "STORES",
+    "Blobs",
+    "CampaignSettings",
+    "Claiming",
     "DeadFilter",
+    "DeadLetterAdmin",
+    "Enqueuing",
+    "Inspection",
     "JobStore",
+    "LeaseAdmin",
     "MemoryQueue",
+    "PostgresStore",
     "Queue",
+    "RabbitMQQueue",
+    "RedisJobStore",
+    "RedisQueue",
     "Ref",
     "SQLiteQueue",
+    "StoreClaiming",
+    "StoreDeadLetterAdmin",
+    "StoreEnqueuing",
+    "StoreLeaseAdmin",
     "make_queue",
     "make_store",
     "queue_class",
@@ -41,16 +82,6 @@ QUEUES: Plugins[Queue] = Plugins(
         "amqps": "mailspool.queue.rabbitmq.queue:RabbitMQQueue",
     },
     "use sqlite:///file.db, memory://, redis://host:6379/0 or amqp://user:pass@host:5672/",
-)
-STORES: Plugins[JobStore] = Plugins(
-    "job store URL",
-    {
-        "postgresql": "mailspool.queue.postgres.store:PostgresStore",
-        "postgres": "mailspool.queue.postgres.store:PostgresStore",
-        "redis": "mailspool.queue.redis.store:RedisJobStore",
-        "rediss": "mailspool.queue.redis.store:RedisJobStore",
-    },
-    "use postgresql://user@host:5432/database or redis://host:6379/0",
 )
 
 
@@ -71,11 +102,12 @@ def make_queue(url: str, store: str | None = None) -> Queue:
     return queue_class(url).from_url(url, store)
 
 
-def store_class(url: str) -> type[JobStore]:
-    """The job store class for ``url``'s scheme, its driver not yet imported."""
-    return STORES.for_url(url)
-
-
-def make_store(url: str) -> JobStore:
-    """A job store for ``url`` (not yet opened)."""
-    return store_class(url).from_url(url)
+def __getattr__(name: str) -> Any:
+    """A backend's class by name, imported when first named (``from mailspool.queue
+    import RedisQueue``): the optional backends' client libraries are extras."""
+    for plugins in (QUEUES, STORES):
+        for target in plugins.entries.values():
+            module, _, cls = target.partition(":")
+            if cls == name:
+                return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

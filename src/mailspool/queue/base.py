@@ -1,8 +1,12 @@
-"""The queue and job store interface shared by every backend.
+"""The queue interface every backend implements, grouped by the roles its callers use.
 
 A backend is both the queue (claim with a lease, hand back, retry later) and the job
-store (state, attempts, last reply, the sent ledger, dead letters, blobs). Backends
-that split the two (RabbitMQ plus PostgreSQL) implement the same interface.
+store (state, attempts, last reply, the sent ledger, dead letters, blobs). Backends that
+split the two (RabbitMQ plus a :class:`~mailspool.queue.store.JobStore`) implement the
+same interface. Callers type their parameters against a role
+(:mod:`mailspool.queue.roles`): Enqueuing, Claiming, LeaseAdmin, Inspection,
+DeadLetterAdmin, Blobs, CampaignSettings; :class:`Queue` declares the methods of every
+role, grouped and commented by role.
 
 Leases: ``claim`` marks jobs ``sending`` for ``owner`` until ``now + lease``; a job whose
 lease expires is claimable again. ``record`` only applies outcomes for jobs whose lease
@@ -32,6 +36,11 @@ READY_PROBE_CAMPAIGN = ".readyz"
 
 @dataclass(frozen=True, slots=True)
 class DeadFilter:
+    """Which dead letters a call of the dead-letter roles means; every field given must
+    match. ``campaign``: its name; ``reason``: the ``dead_reason`` (``rejected_permanent``,
+    ``too_large``, ...); ``since``: died at or after this Unix time; ``ids``: one of
+    these job ids. The default, no field given, matches every dead letter."""
+
     campaign: str | None = None
     reason: str | None = None
     since: float | None = None
@@ -39,7 +48,11 @@ class DeadFilter:
 
 
 class Queue(abc.ABC):
-    """Abstract queue + job store."""
+    """A queue with its job state: what every backend implements, and what a command that
+    does everything (``send``, ``worker``, the API service) holds. Made by
+    :func:`mailspool.queue.make_queue` from a URL, not yet opened: ``async with queue:``
+    opens and closes it. The abstract methods are grouped by role below; the roles'
+    Protocols (:mod:`mailspool.queue.roles`) are what narrower callers type against."""
 
     #: the URL it was opened with, secrets redacted
     url: str = ""
@@ -58,11 +71,13 @@ class Queue(abc.ABC):
         """``packs_messages`` of the queue ``from_url`` would make with ``store``."""
         return cls.packs_messages
 
+    # -- opening and closing: defaults for a queue with nothing to connect --------------
+
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect and create what is missing (tables, groups)."""
 
-    @abc.abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Disconnect; the queue cannot be used again."""
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -79,9 +94,13 @@ class Queue(abc.ABC):
             await self.stats(READY_PROBE_CAMPAIGN)
         return True
 
+    # -- Enqueuing (and Claiming: a worker queues the retry of refused recipients) ------
+
     @abc.abstractmethod
     async def enqueue(self, jobs: Sequence[Job]) -> list[Enqueued]:
         """Add jobs; a job whose id exists already is not added again. One result per job."""
+
+    # -- Claiming -----------------------------------------------------------------------
 
     @abc.abstractmethod
     async def claim(
@@ -111,47 +130,65 @@ class Queue(abc.ABC):
         ``reply`` (a paused relay's answer) becomes the jobs' last reply, so that status
         says why they wait."""
 
+    # -- LeaseAdmin ---------------------------------------------------------------------
+
     @abc.abstractmethod
     async def lease_owners(self, campaign: str | None = None) -> list[str]:
         """Owners currently holding leases (to reclaim those of workers known to be dead)."""
 
     @abc.abstractmethod
     async def release_owner(self, owner: str) -> int:
-        """Hand back every lease of a worker known to be dead."""
+        """Hand back every lease of a worker known to be dead; returns how many."""
+
+    # -- Inspection ---------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def stats(self, campaign: str | None = None) -> CampaignStats: ...
+    async def stats(self, campaign: str | None = None) -> CampaignStats:
+        """Jobs per state, ambiguous deliveries, when the next is due and the last error,
+        of ``campaign`` or of every campaign."""
 
     @abc.abstractmethod
-    async def get(self, job_id: str) -> Job | None: ...
+    async def get(self, job_id: str) -> Job | None:
+        """The job, or None when there is none with that id."""
 
     @abc.abstractmethod
-    async def put_blob(self, digest: str, data: bytes) -> None:
-        """Store content shared by many jobs (an attachment) once."""
+    async def campaigns(self) -> list[str]:
+        """Every campaign with a job, by name."""
+
+    # -- DeadLetterAdmin ----------------------------------------------------------------
 
     @abc.abstractmethod
-    async def get_blob(self, digest: str) -> bytes | None: ...
-
-    @abc.abstractmethod
-    async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]: ...
+    async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
+        """Dead letters matching ``flt``, those that died first first."""
 
     @abc.abstractmethod
     async def retry_dead(self, flt: DeadFilter) -> int:
         """Queue matching dead letters again (same id, key and Message-ID); returns count."""
 
     @abc.abstractmethod
-    async def purge_dead(self, flt: DeadFilter) -> int: ...
+    async def purge_dead(self, flt: DeadFilter) -> int:
+        """Delete matching dead letters; returns how many."""
+
+    # -- Blobs (Enqueuing puts, Claiming gets) -------------------------------------------
 
     @abc.abstractmethod
-    async def campaigns(self) -> list[str]: ...
+    async def put_blob(self, digest: str, data: bytes) -> None:
+        """Store content shared by many jobs (an attachment) once."""
 
-    # Per-campaign settings (the retry schedule override). Backends that can share them
-    # between processes override these two; the default keeps them in this process only.
+    @abc.abstractmethod
+    async def get_blob(self, digest: str) -> bytes | None:
+        """The content stored under ``digest``, or None."""
+
+    # -- CampaignSettings (Enqueuing sets, Claiming gets) --------------------------------
+    # Backends that can share them between processes override both; the default keeps
+    # them in this process only.
 
     async def set_campaign_settings(self, campaign: str, settings: dict[str, Any]) -> None:
+        """Replace the campaign's settings (JSON-serialisable)."""
         self._campaign_settings()[campaign] = dict(settings)
 
     async def campaign_settings(self, campaign: str) -> dict[str, Any]:
+        """The campaign's settings; empty when none were set."""
         return dict(self._campaign_settings().get(campaign, {}))
 
     def _campaign_settings(self) -> dict[str, dict[str, Any]]:

@@ -14,6 +14,10 @@ _CLAIMABLE = (State.DEFERRED, State.QUEUED, State.SENDING)
 
 
 class MemoryQueue(Queue):
+    """Every role of :class:`Queue` in this process's memory (``memory://``): for tests
+    and dry runs; nothing survives the process, and no other process sees its jobs. It
+    takes no arguments."""
+
     @classmethod
     def from_url(cls, url: str, store: str | None) -> Queue:
         return cls()
@@ -24,9 +28,6 @@ class MemoryQueue(Queue):
         self.blobs: dict[str, bytes] = {}
         self._ready_at: dict[str, float] = {}
         self._ambiguous: dict[str, int] = {}
-
-    async def close(self) -> None:
-        pass
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[Enqueued]:
         now = time.time()

@@ -22,6 +22,7 @@ from typing import Any, Self
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter
+from mailspool.urls import Plugins
 
 #: states a job can be claimed from (``sending`` once its lease has expired)
 CLAIMABLE: tuple[State, ...] = (State.QUEUED, State.DEFERRED, State.SENDING)
@@ -29,15 +30,19 @@ CLAIMABLE: tuple[State, ...] = (State.QUEUED, State.DEFERRED, State.SENDING)
 
 @dataclass(frozen=True, slots=True)
 class Ref:
-    """A job the store made due, for the broker to announce."""
+    """A job the store made due, for the broker to announce: its ``id`` and ``campaign``
+    (an announcement names jobs of one campaign)."""
 
     id: str
     campaign: str
 
 
 class JobStore(abc.ABC):
-    """Job state for a queue that cannot hold it (see the module docstring). Open it with
-    ``async with store:`` (or ``open()`` and ``close()``)."""
+    """Job state for a queue that cannot hold it (see the module docstring). Made by
+    :func:`mailspool.queue.make_store` from a URL, not yet opened: ``async with store:``
+    opens and closes it. The abstract methods are grouped by role below, as the queue's
+    are (:mod:`mailspool.queue.roles`: StoreEnqueuing, StoreClaiming, StoreLeaseAdmin,
+    Inspection, StoreDeadLetterAdmin, Blobs, CampaignSettings)."""
 
     #: the URL it was opened with, secrets redacted
     url: str = ""
@@ -49,6 +54,14 @@ class JobStore(abc.ABC):
         """The store for ``url`` (its scheme is this class's), not yet opened."""
         return cls(url)  # type: ignore[call-arg]  # each concrete store takes its URL
 
+    # -- opening and closing: defaults for a store with nothing to connect --------------
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect and create the tables when they are missing."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Disconnect; the store cannot be used again."""
+
     async def __aenter__(self) -> Self:
         await self.open()
         return self
@@ -56,18 +69,15 @@ class JobStore(abc.ABC):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    @abc.abstractmethod
-    async def open(self) -> None:
-        """Connect and create the tables when they are missing."""
-
-    @abc.abstractmethod
-    async def close(self) -> None: ...
+    # -- StoreEnqueuing -----------------------------------------------------------------
 
     @abc.abstractmethod
     async def insert(self, jobs: Sequence[Job]) -> tuple[list[Enqueued], list[Ref]]:
         """Add jobs whose id is new: one result per job (as ``Queue.enqueue``), and those
         of the jobs added that are due now (a job with a later ``not_before`` is added
         ``deferred``)."""
+
+    # -- StoreClaiming ------------------------------------------------------------------
 
     @abc.abstractmethod
     async def claim_ids(
@@ -87,65 +97,112 @@ class JobStore(abc.ABC):
         """Lease up to ``limit`` due jobs in ``states``, oldest due first."""
 
     @abc.abstractmethod
-    async def has_due(self, campaign: str | None, states: Sequence[State]) -> bool: ...
+    async def has_due(self, campaign: str | None, states: Sequence[State]) -> bool:
+        """Whether a job in ``states`` (and in ``campaign``) is due now."""
 
     @abc.abstractmethod
     async def exists(self, campaign: str) -> bool:
         """Whether the campaign has any job, in any state."""
 
     @abc.abstractmethod
-    async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int: ...
+    async def queued(self, job_ids: Sequence[str]) -> list[Ref]:
+        """Those of ``job_ids`` that are queued (or deferred) and due now."""
 
     @abc.abstractmethod
-    async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None: ...
+    async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int:
+        """As ``Queue.record``."""
+
+    @abc.abstractmethod
+    async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None:
+        """As ``Queue.extend``."""
 
     @abc.abstractmethod
     async def release(
         self,
         owner: str,
         job_ids: Sequence[str],
-        not_before: float | None,
+        not_before: float | None = None,
         reply: str | None = None,
     ) -> list[Ref]:
         """Hand back leased jobs (not counting the attempt), ``reply`` as their last reply
         when given; returns those handed back."""
 
-    @abc.abstractmethod
-    async def lease_owners(self, campaign: str | None) -> list[str]: ...
+    # -- StoreLeaseAdmin ----------------------------------------------------------------
 
     @abc.abstractmethod
-    async def release_owner(self, owner: str) -> list[Ref]: ...
+    async def lease_owners(self, campaign: str | None = None) -> list[str]:
+        """As ``Queue.lease_owners``."""
 
     @abc.abstractmethod
-    async def queued(self, job_ids: Sequence[str]) -> list[Ref]:
-        """Those of ``job_ids`` that are queued (or deferred) and due now."""
+    async def release_owner(self, owner: str) -> list[Ref]:
+        """As ``Queue.release_owner``; returns the jobs handed back."""
+
+    # -- Inspection ---------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def stats(self, campaign: str | None) -> CampaignStats: ...
+    async def stats(self, campaign: str | None = None) -> CampaignStats:
+        """As ``Queue.stats``."""
 
     @abc.abstractmethod
-    async def get(self, job_id: str) -> Job | None: ...
+    async def get(self, job_id: str) -> Job | None:
+        """As ``Queue.get``."""
 
     @abc.abstractmethod
-    async def put_blob(self, digest: str, data: bytes) -> None: ...
+    async def campaigns(self) -> list[str]:
+        """As ``Queue.campaigns``."""
+
+    # -- StoreDeadLetterAdmin -----------------------------------------------------------
 
     @abc.abstractmethod
-    async def get_blob(self, digest: str) -> bytes | None: ...
+    async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
+        """As ``Queue.dead_letters``."""
 
     @abc.abstractmethod
-    async def dead_letters(self, flt: DeadFilter, limit: int) -> list[Job]: ...
+    async def retry_dead(self, flt: DeadFilter) -> list[Ref]:
+        """As ``Queue.retry_dead``; returns the jobs queued again."""
 
     @abc.abstractmethod
-    async def retry_dead(self, flt: DeadFilter) -> list[Ref]: ...
+    async def purge_dead(self, flt: DeadFilter) -> int:
+        """As ``Queue.purge_dead``."""
+
+    # -- Blobs --------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def purge_dead(self, flt: DeadFilter) -> int: ...
+    async def put_blob(self, digest: str, data: bytes) -> None:
+        """As ``Queue.put_blob``."""
 
     @abc.abstractmethod
-    async def campaigns(self) -> list[str]: ...
+    async def get_blob(self, digest: str) -> bytes | None:
+        """As ``Queue.get_blob``."""
+
+    # -- CampaignSettings: shared by every process using the store ----------------------
 
     @abc.abstractmethod
-    async def set_campaign_settings(self, campaign: str, settings: dict[str, Any]) -> None: ...
+    async def set_campaign_settings(self, campaign: str, settings: dict[str, Any]) -> None:
+        """As ``Queue.set_campaign_settings``."""
 
     @abc.abstractmethod
-    async def campaign_settings(self, campaign: str) -> dict[str, Any]: ...
+    async def campaign_settings(self, campaign: str) -> dict[str, Any]:
+        """As ``Queue.campaign_settings``."""
+
+
+STORES: Plugins[JobStore] = Plugins(
+    "job store URL",
+    {
+        "postgresql": "mailspool.queue.postgres.store:PostgresStore",
+        "postgres": "mailspool.queue.postgres.store:PostgresStore",
+        "redis": "mailspool.queue.redis.store:RedisJobStore",
+        "rediss": "mailspool.queue.redis.store:RedisJobStore",
+    },
+    "use postgresql://user@host:5432/database or redis://host:6379/0",
+)
+
+
+def store_class(url: str) -> type[JobStore]:
+    """The job store class for ``url``'s scheme, its driver not yet imported."""
+    return STORES.for_url(url)
+
+
+def make_store(url: str) -> JobStore:
+    """A job store for ``url`` (not yet opened)."""
+    return store_class(url).from_url(url)

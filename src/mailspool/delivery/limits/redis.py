@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from mailspool.delivery.limits.base import LimitSettings
-from mailspool.queue.redis.queue import Reconnect, connect, parse_redis_url
+from mailspool.queue.redis import Reconnect, connect, parse_redis_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -1,1 +1,11 @@
-"""PostgreSQL: a job store for the RabbitMQ queue."""
+"""PostgreSQL: a job store for the RabbitMQ queue
+(:class:`~mailspool.queue.postgres.store.PostgresStore`, ``postgresql://``).
+
+Outside this folder, use the store through :mod:`mailspool.queue` (``STORES``, or
+``PostgresStore`` by name). The modules are this backend's own; the public names they
+share with each other are internals, not part of mailspool's interface:
+
+- ``store``: the store, its URL and its semantics;
+- ``schema``: the tables, the statements prepared on every connection, and how rows
+  become jobs (``job_from_row``, ``refs_from_rows``, ``dead_where``).
+"""

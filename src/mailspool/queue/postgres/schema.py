@@ -85,10 +85,11 @@ JOB_COLUMNS = (
 ADD_PACKED = (
     "ALTER TABLE {s}.jobs ADD COLUMN packed_message bytea, ALTER COLUMN message DROP NOT NULL"
 )
-_CLAIMABLE = [s.value for s in CLAIMABLE]
+#: the states a job can be claimed from, as stored
+CLAIMABLE_VALUES = [s.value for s in CLAIMABLE]
 
 # a handed-back job: deferred if it was tried before, else queued
-_HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
+HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
 
 LEASE_SET = (
     "state = 'sending', lease_owner = $1, ready_at = $2, attempts = attempts + 1,"
@@ -146,7 +147,8 @@ def claim_ids_sql(t: str, scoped: bool) -> str:
     )
 
 
-def _job(r: Any) -> Job:
+def job_from_row(r: Any) -> Job:
+    """The job of a row with the JOB_COLUMNS."""
     packed = r["packed_message"]
     if packed is not None:
         message, unreadable = read_stored(packed)
@@ -177,11 +179,12 @@ def _job(r: Any) -> Job:
     )
 
 
-def _refs(rows: Sequence[Any]) -> list[Ref]:
+def refs_from_rows(rows: Sequence[Any]) -> list[Ref]:
+    """Refs of rows with an ``id`` and a ``campaign``."""
     return [Ref(r["id"], r["campaign"]) for r in rows]
 
 
-def _dead_where(flt: DeadFilter, first: int) -> tuple[str, list[Any]]:
+def dead_where(flt: DeadFilter, first: int) -> tuple[str, list[Any]]:
     """A WHERE clause for dead letters; placeholders numbered from ``first``."""
     where: list[str] = ["state = 'dead'"]
     args: list[Any] = []

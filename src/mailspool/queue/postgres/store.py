@@ -31,20 +31,20 @@ from mailspool.models import (
 from mailspool.queue.base import DeadFilter, resumed
 from mailspool.queue.packing import stored_form
 from mailspool.queue.postgres.schema import (
-    _CLAIMABLE,
-    _HANDED_BACK,
     ADD_PACKED,
+    CLAIMABLE_VALUES,
     DDL,
+    HANDED_BACK,
     JOB_COLUMNS,
     LEASE_SET,
-    _dead_where,
-    _job,
-    _refs,
     claim_ids_sql,
+    dead_where,
     extend_sql,
     insert_sql,
+    job_from_row,
     parse_store_url,
     record_sql,
+    refs_from_rows,
 )
 from mailspool.queue.store import JobStore, Ref
 from mailspool.urls import redact_url
@@ -52,8 +52,7 @@ from mailspool.urls import redact_url
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-# the store, and the URL parser that the tests import from here
-__all__ = ["PostgresStore", "parse_store_url"]
+__all__ = ["PostgresStore"]
 
 DEADLOCK_RETRIES = 5
 _HAS_PACKED = (
@@ -63,6 +62,10 @@ _HAS_PACKED = (
 
 
 class PostgresStore(JobStore):
+    """Every role of :class:`JobStore` in a PostgreSQL database, for the RabbitMQ queue
+    (see the module docstring). ``url``: ``postgresql://`` (or ``postgres://``), with the
+    ``schema`` and ``pool`` options above; asyncpg (the ``postgres`` extra) is needed."""
+
     # a fifth of the bytes to write, send and read back, and none for the server to
     # compress (a packed message stays under its TOAST threshold)
     packs_messages = True
@@ -222,11 +225,11 @@ class PostgresStore(JobStore):
         if not ids:
             return []
         now = time.time()
-        args: list[Any] = [owner, now + lease, now, sorted(ids), _CLAIMABLE]
+        args: list[Any] = [owner, now + lease, now, sorted(ids), CLAIMABLE_VALUES]
         if campaign:
             args.append(campaign)
         rows = await self._fetch(claim_ids_sql(self._t, bool(campaign)), *args)
-        return [_job(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     async def claim_due(
         self,
@@ -252,7 +255,7 @@ class PostgresStore(JobStore):
             f" AND {due} RETURNING {JOB_COLUMNS}",
             *args,
         )
-        return [_job(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     async def has_due(self, campaign: str | None, states: Sequence[State]) -> bool:
         scope = " AND campaign = $3" if campaign else ""
@@ -301,12 +304,12 @@ class PostgresStore(JobStore):
         self,
         owner: str,
         job_ids: Sequence[str],
-        not_before: float | None,
+        not_before: float | None = None,
         reply: str | None = None,
     ) -> list[Ref]:
         if not job_ids:
             return []
-        state = "'deferred'" if not_before else _HANDED_BACK
+        state = "'deferred'" if not_before else HANDED_BACK
         sql = (
             f"UPDATE {self._t} SET state = {state}, ready_at = $2, attempts = attempts - 1,"
             " last_reply = COALESCE($4, last_reply), lease_owner = NULL"
@@ -315,9 +318,9 @@ class PostgresStore(JobStore):
         due = not_before or time.time()
         args = [(jid, due, owner, reply) for jid in sorted(job_ids)]
         rows = await self._call(lambda con: con.fetchmany(sql, args))
-        return _refs(rows)
+        return refs_from_rows(rows)
 
-    async def lease_owners(self, campaign: str | None) -> list[str]:
+    async def lease_owners(self, campaign: str | None = None) -> list[str]:
         scope = " AND campaign = $1" if campaign else ""
         rows = await self._fetch(
             f"SELECT DISTINCT lease_owner FROM {self._t} WHERE state = 'sending'{scope}",
@@ -327,13 +330,13 @@ class PostgresStore(JobStore):
 
     async def release_owner(self, owner: str) -> list[Ref]:
         rows = await self._fetch(
-            f"UPDATE {self._t} SET state = {_HANDED_BACK}, ready_at = $1, lease_owner = NULL,"
+            f"UPDATE {self._t} SET state = {HANDED_BACK}, ready_at = $1, lease_owner = NULL,"
             " ambiguous = ambiguous + 1 WHERE lease_owner = $2 AND state = 'sending'"
             " RETURNING id, campaign",
             time.time(),
             owner,
         )
-        return _refs(rows)
+        return refs_from_rows(rows)
 
     async def queued(self, job_ids: Sequence[str]) -> list[Ref]:
         rows = await self._fetch(
@@ -342,11 +345,11 @@ class PostgresStore(JobStore):
             list(job_ids),
             time.time(),
         )
-        return _refs(rows)
+        return refs_from_rows(rows)
 
     # -- inspection -------------------------------------------------------------------
 
-    async def stats(self, campaign: str | None) -> CampaignStats:
+    async def stats(self, campaign: str | None = None) -> CampaignStats:
         scope, args = ("WHERE campaign = $1", [campaign]) if campaign else ("", [])
         and_scope = "campaign = $2 AND " if campaign else ""
 
@@ -361,7 +364,7 @@ class PostgresStore(JobStore):
                 st.ambiguous += r["amb"] or 0
             st.next_due = await con.fetchval(
                 f"SELECT min(ready_at) FROM {self._t} WHERE {and_scope}state = ANY($1::text[])",
-                _CLAIMABLE,
+                CLAIMABLE_VALUES,
                 *args,
             )
             st.last_error = (
@@ -380,7 +383,7 @@ class PostgresStore(JobStore):
 
     async def get(self, job_id: str) -> Job | None:
         rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM {self._t} WHERE id = $1", job_id)
-        return _job(rows[0]) if rows else None
+        return job_from_row(rows[0]) if rows else None
 
     async def campaigns(self) -> list[str]:
         rows = await self._fetch(f"SELECT DISTINCT campaign FROM {self._t} ORDER BY 1")
@@ -404,27 +407,27 @@ class PostgresStore(JobStore):
         )
         return dict(json.loads(text)) if text else {}
 
-    async def dead_letters(self, flt: DeadFilter, limit: int) -> list[Job]:
-        where, args = _dead_where(flt, 2)
+    async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
+        where, args = dead_where(flt, 2)
         rows = await self._fetch(
             f"SELECT {JOB_COLUMNS} FROM {self._t} WHERE {where} ORDER BY updated_at LIMIT $1",
             limit,
             *args,
         )
-        return [_job(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     async def retry_dead(self, flt: DeadFilter) -> list[Ref]:
-        where, args = _dead_where(flt, 2)
+        where, args = dead_where(flt, 2)
         rows = await self._fetch(
             f"UPDATE {self._t} SET state = 'queued', ready_at = $1, attempts = 0,"
             f" dead_reason = '', updated_at = $1 WHERE {where} RETURNING id, campaign",
             time.time(),
             *args,
         )
-        return _refs(rows)
+        return refs_from_rows(rows)
 
     async def purge_dead(self, flt: DeadFilter) -> int:
-        where, args = _dead_where(flt, 1)
+        where, args = dead_where(flt, 1)
         rows = await self._fetch(f"DELETE FROM {self._t} WHERE {where} RETURNING id", *args)
         return len(rows)
 

@@ -37,7 +37,8 @@ class _QuietConnectErrors(logging.Filter):
         return not str(record.msg).startswith("error when creating transport")
 
 
-def _quiet_aiormq() -> None:
+def quiet_aiormq() -> None:
+    """Keep aiormq from logging each failed connection attempt (see _QuietConnectErrors)."""
     logger = logging.getLogger("aiormq.connection")
     if not any(isinstance(f, _QuietConnectErrors) for f in logger.filters):
         logger.addFilter(_QuietConnectErrors())
@@ -54,7 +55,7 @@ def _chunks(refs: Sequence[Ref], size: int) -> Iterator[tuple[str, list[str]]]:
 
 class BrokerConnection(abc.ABC):
     """The connection half of :class:`~mailspool.queue.rabbitmq.queue.RabbitMQQueue`, which sets
-    these attributes up. Deliveries are the consumer's (see ``rabbitmq_deliveries``): the
+    these attributes up. Deliveries are the consumer's (see :mod:`.deliveries`): the
     connection asks it for their channel, and tells it when they are lost."""
 
     cfg: AMQPSettings

@@ -19,7 +19,8 @@ import structlog
 from mailspool.errors import QueueError
 from mailspool.models import Job
 from mailspool.queue.rabbitmq.connection import CONNECT_TIMEOUT, BrokerConnection
-from mailspool.queue.store import JobStore, Ref
+from mailspool.queue.roles import StoreClaiming
+from mailspool.queue.store import Ref
 
 if TYPE_CHECKING:
     from aio_pika.abc import (
@@ -60,7 +61,7 @@ class DeliveryConsumer(BrokerConnection):
     """The consumer half of :class:`~mailspool.queue.rabbitmq.queue.RabbitMQQueue`, which sets
     these attributes up: consuming starts with the first claim."""
 
-    store: JobStore
+    store: StoreClaiming
     _prefetch: int
     _consume_lock: asyncio.Lock
     _inbox: deque[_Delivery]

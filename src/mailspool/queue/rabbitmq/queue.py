@@ -37,30 +37,34 @@ from typing import Any
 from mailspool.errors import ConfigError, MissingExtra, QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, Queue
-from mailspool.queue.rabbitmq.connection import CONNECT_TIMEOUT, _quiet_aiormq
+from mailspool.queue.rabbitmq.connection import CONNECT_TIMEOUT, quiet_aiormq
 from mailspool.queue.rabbitmq.deliveries import DeliveryConsumer
-from mailspool.queue.rabbitmq.topology import AMQPSettings, parse_amqp_url
-from mailspool.queue.store import JobStore
+from mailspool.queue.rabbitmq.topology import parse_amqp_url
+from mailspool.queue.store import JobStore, make_store, store_class
 from mailspool.urls import redact_url
 
-# the queue, and the URL's settings that other modules import from here
-__all__ = ["AMQPSettings", "RabbitMQQueue", "parse_amqp_url"]
+__all__ = ["RabbitMQQueue"]
 
 
 class RabbitMQQueue(DeliveryConsumer, Queue):
-    """The queue over a broker and a job store (see above). Connecting, reconnecting and
-    publishing are in ``rabbitmq_connection``, deliveries and their claims in
-    ``rabbitmq_deliveries``; this class sets up their state and answers the interface."""
+    """Every role of :class:`Queue` over a RabbitMQ broker and a :class:`JobStore` (see the
+    module docstring). ``url``: ``amqp://`` or ``amqps://``, with the options above;
+    ``store``: the job store's URL (``postgresql://``, ``redis://``) or a store, opened
+    and closed with the queue. aio-pika (the ``rabbitmq`` extra) is needed.
+
+    Connecting, reconnecting and publishing are in :mod:`.connection`, deliveries and
+    their claims in :mod:`.deliveries`; this class sets up their state and answers the
+    interface, each role by the store's role of the same name."""
+
+    store: JobStore
 
     @classmethod
     def from_url(cls, url: str, store: str | None) -> Queue:
-        return cls(url, store)
+        return cls(url=url, store=store)
 
     @classmethod
     def packs_for(cls, store: str | None) -> bool:
         # the store keeps the messages; without one, __init__ says what to add
-        from mailspool.queue import store_class
-
         return store is not None and store_class(store).packs_messages
 
     async def ready(self, timeout: float) -> bool:
@@ -68,7 +72,7 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
         POST's jobs are stored but not announced, and the next POST waits for them."""
         return await super().ready(timeout) and await self._wait_ready(timeout)
 
-    def __init__(self, url: str, store: str | JobStore | None) -> None:
+    def __init__(self, *, url: str, store: str | JobStore | None) -> None:
         try:
             import aio_pika
             from aio_pika.exceptions import CONNECTION_EXCEPTIONS
@@ -81,11 +85,9 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
                 " or --store redis://host:6379/0 (or MAILSPOOL_STORE)"
             )
         self._pika = aio_pika
-        _quiet_aiormq()
+        quiet_aiormq()
         self._errors = (*CONNECTION_EXCEPTIONS, TimeoutError)
         self.cfg = parse_amqp_url(url)
-        from mailspool.queue import make_store
-
         self.store = make_store(store) if isinstance(store, str) else store
         self.packs_messages = self.store.packs_messages
         self._broker = redact_url(url)

@@ -18,8 +18,11 @@ if TYPE_CHECKING:
 _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AMQPSettings:
+    """The RabbitMQ queue's URL, parsed (:func:`parse_amqp_url`): what aio-pika connects
+    to, and our own options, each explained beside it."""
+
     url: str  # for aio-pika: our own parameters removed
     prefix: str = "mailspool"
     batch: int = 200  # job ids per message: fewer, larger messages cost the broker less

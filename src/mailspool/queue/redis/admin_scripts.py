@@ -1,6 +1,7 @@
 """The Redis queue's Lua scripts for inspection and repair: lease owners, handing back a
 dead worker's jobs, stats, dead letters, and the sweep of idle consumers. Each runs after
-the prelude of :mod:`mailspool.queue.redis.scripts` (``jkey``, ``ckey``, ``count``, ...).
+the prelude of :mod:`mailspool.queue.redis.scripts` (``jkey``, ``ckey``, ``count``, ...),
+which adds :data:`ADMIN_SCRIPTS` to its own.
 """
 
 from __future__ import annotations
@@ -187,3 +188,13 @@ for _, c in ipairs(redis.call('ZRANGE', CAMPAIGNS, 0, -1)) do
 end
 return n
 """
+
+#: the scripts by name, without the prelude
+ADMIN_SCRIPTS = {
+    "release_owner": _RELEASE_OWNER,
+    "lease_owners": _LEASE_OWNERS,
+    "stats": _STATS,
+    "retry_dead": _RETRY_DEAD,
+    "purge_dead": _PURGE_DEAD,
+    "sweep_consumers": _SWEEP_CONSUMERS,
+}

@@ -31,9 +31,12 @@ _BAD_PREFIX_CHARS = set("*?[]\\ \t\r\n")
 # -- the URL ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RedisTarget:
-    """A parsed ``redis://`` URL: what redis-py connects to, and our own options."""
+    """A parsed ``redis://`` URL: ``client_url`` is what redis-py connects to (our own
+    options removed), ``prefix`` namespaces every key, ``reconnect_for`` is how many
+    seconds an operation keeps retrying while Redis is unreachable, and ``redacted`` the
+    URL to show (no password)."""
 
     client_url: str
     prefix: str
@@ -42,6 +45,8 @@ class RedisTarget:
 
 
 def parse_redis_url(url: str) -> RedisTarget:
+    """Our options (``prefix``, ``reconnect_for``) taken out of ``url`` and checked; the
+    rest stays for redis-py. ConfigError when they are bad."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("redis", "rediss"):
         raise ConfigError(f"not a Redis URL: {redact_url(url)}")
@@ -62,7 +67,9 @@ def parse_redis_url(url: str) -> RedisTarget:
     if not 0 <= reconnect_for < 86400:
         raise ConfigError(f"bad reconnect_for in {redact_url(url)}: 0 to 86400 seconds")
     client_url = urlunsplit(parts._replace(query=urlencode(rest)))
-    return RedisTarget(client_url, prefix, reconnect_for, redact_url(url))
+    return RedisTarget(
+        client_url=client_url, prefix=prefix, reconnect_for=reconnect_for, redacted=redact_url(url)
+    )
 
 
 def connect(target: RedisTarget) -> Redis:
@@ -116,7 +123,8 @@ class Reconnect:
     """Runs one Redis operation, retrying with backoff while Redis is unreachable, for at
     most ``window`` seconds, then raises :class:`QueueError`. Other Redis errors become a
     QueueError at once. Every operation retried here is one atomic script or read, so a
-    retry after a lost reply at worst finds its own earlier effect (see the scripts)."""
+    retry after a lost reply at worst finds its own earlier effect (see the scripts).
+    ``where`` names the Redis server (its redacted URL) in logs and errors."""
 
     def __init__(self, where: str, window: float) -> None:
         self.where = where

@@ -4,7 +4,10 @@ in their replies and in job hashes.
 Messages are stored packed (mailspool.queue.packing): Redis holds everything in memory, and a
 packed message is a fifth of the bytes. A job's ``meta`` ends with ``1`` when its message
 is packed; jobs written before messages were packed have no such element and keep their
-plain message."""
+plain message.
+
+The Redis job store (:mod:`mailspool.queue.redis.store`) keeps the same job hashes and
+uses these helpers as well."""
 
 from __future__ import annotations
 
@@ -23,11 +26,13 @@ JOB_FIELDS = (
 )  # fmt: skip
 
 
-def _f(x: float) -> str:
+def float_arg(x: float) -> str:
+    """A float as a script argument, exactly (Lua's tonumber reads it back)."""
     return repr(float(x))
 
 
-def _s(b: Any) -> str:
+def as_str(b: Any) -> str:
+    """A value of a reply as text ("" for nil): replies are bytes, decode_responses off."""
     if b is None:
         return ""
     return b.decode() if isinstance(b, bytes) else str(b)
@@ -43,11 +48,12 @@ def _meta(j: Job, created: float) -> str:
     )  # fmt: skip
 
 
-def _job_args(j: Job, now: float) -> list[str | bytes]:
+def job_args(j: Job, now: float) -> list[str | bytes]:
+    """A new job's arguments to the enqueue and insert scripts (seven per job)."""
     created = j.created_at or now
     return [
-        j.id, j.campaign, str(j.row), _f(created), _f(j.not_before or 0.0), _meta(j, created),
-        stored_form(j.message),
+        j.id, j.campaign, str(j.row), float_arg(created), float_arg(j.not_before or 0.0),
+        _meta(j, created), stored_form(j.message),
     ]  # fmt: skip
 
 
@@ -75,7 +81,7 @@ def _from_meta(meta: bytes, message: Any, **dynamic: Any) -> Job:
     )
 
 
-def _claimed(flat: Sequence[Any], owner: str, now: float) -> list[Job]:
+def claimed_jobs(flat: Sequence[Any], owner: str, now: float) -> list[Job]:
     """Jobs from the claim script's flat reply (meta, message, attempts, last_reply each)."""
     return [
         _from_meta(
@@ -83,7 +89,7 @@ def _claimed(flat: Sequence[Any], owner: str, now: float) -> list[Job]:
             flat[i + 1],
             state=State.SENDING,
             attempts=int(flat[i + 2]),
-            last_reply=_s(flat[i + 3]),
+            last_reply=as_str(flat[i + 3]),
             lease_owner=owner,
             updated_at=now,
         )
@@ -91,9 +97,10 @@ def _claimed(flat: Sequence[Any], owner: str, now: float) -> list[Job]:
     ]
 
 
-def _job(values: Sequence[Any]) -> Job:
+def job_from_hash(values: Sequence[Any]) -> Job:
+    """The job from the values of its hash's JOB_FIELDS."""
     v = dict(zip(JOB_FIELDS, values, strict=True))
-    state = State(_s(v["state"]))
+    state = State(as_str(v["state"]))
     return _from_meta(
         v["meta"],
         v["message"],
@@ -101,12 +108,14 @@ def _job(values: Sequence[Any]) -> Job:
         attempts=int(v["attempts"] or 0),
         not_before=float(v["ready_at"] or 0) if state in (State.QUEUED, State.DEFERRED) else 0.0,
         updated_at=float(v["updated_at"] or 0),
-        last_reply=_s(v["last_reply"]),
-        dead_reason=_s(v["dead_reason"]),
-        lease_owner=_s(v["lease_owner"]),
+        last_reply=as_str(v["last_reply"]),
+        dead_reason=as_str(v["dead_reason"]),
+        lease_owner=as_str(v["lease_owner"]),
     )
 
 
-def _idle_ms(lease: float) -> int:
+def idle_ms(lease: float) -> int:
+    """The idle time that makes a pending entry reclaimable when ``lease`` runs out (see
+    the Redis queue's docstring, Leases)."""
     lease_ms = max(1, round(min(lease, MAX_LEASE_S) * 1000))
     return RECLAIM_IDLE_MS - lease_ms

@@ -57,29 +57,23 @@ import structlog
 from mailspool.errors import QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, Queue, resumed
-from mailspool.queue.redis.connection import (
-    Reconnect,
-    RedisTarget,
-    backoff_delays,
-    connect,
-    parse_redis_url,
+from mailspool.queue.redis.connection import Reconnect, connect, parse_redis_url
+from mailspool.queue.redis.encoding import (
+    JOB_FIELDS,
+    as_str,
+    claimed_jobs,
+    float_arg,
+    idle_ms,
+    job_args,
+    job_from_hash,
 )
-from mailspool.queue.redis.encoding import JOB_FIELDS, _claimed, _f, _idle_ms, _job, _job_args, _s
-from mailspool.queue.redis.scripts import _SCRIPTS, MAX_LEASE_S
+from mailspool.queue.redis.scripts import MAX_LEASE_S, QUEUE_SCRIPTS
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-# the queue, and the connection's names that other modules import from here
-__all__ = [
-    "Reconnect",
-    "RedisQueue",
-    "RedisTarget",
-    "backoff_delays",
-    "connect",
-    "parse_redis_url",
-]
+__all__ = ["RedisQueue"]
 
 log = structlog.get_logger("mailspool.redis")
 
@@ -87,9 +81,11 @@ BATCH = 500
 
 
 class RedisQueue(Queue):
-    """Queue and job store in Redis (Streams, a consumer group, hashes and sorted sets)."""
+    """Every role of :class:`Queue` in one Redis server, shared by workers on many
+    machines (Streams, a consumer group, hashes and sorted sets; see the module
+    docstring). ``url``: ``redis://`` or ``rediss://``, with the options above."""
 
-    packs_messages = True  # see redis_encoding
+    packs_messages = True  # see mailspool.queue.redis.encoding
 
     def __init__(self, url: str) -> None:
         self.target = parse_redis_url(url)
@@ -116,7 +112,7 @@ class RedisQueue(Queue):
     async def open(self) -> None:
         client = connect(self.target)
         self._redis = client
-        self._scripts = {n: client.register_script(src) for n, src in _SCRIPTS.items()}
+        self._scripts = {n: client.register_script(src) for n, src in QUEUE_SCRIPTS.items()}
         quick = Reconnect(self.url, min(self.target.reconnect_for, 10.0))
         try:
             await quick.run("connect", client.ping)
@@ -145,13 +141,13 @@ class RedisQueue(Queue):
         for start in range(0, len(jobs), BATCH):
             chunk = jobs[start : start + BATCH]
             now = time.time()
-            args: list[str | bytes | float | int] = [_f(now), uuid.uuid4().hex]
+            args: list[str | bytes | float | int] = [float_arg(now), uuid.uuid4().hex]
             for j in chunk:
-                args.extend(_job_args(j, now))
+                args.extend(job_args(j, now))
             replies = await self._script("enqueue", args)
             for j, r in zip(chunk, replies, strict=True):
                 if isinstance(r, list):
-                    out.append(resumed(int(r[0]), _s(r[1]), j.row))
+                    out.append(resumed(int(r[0]), as_str(r[1]), j.row))
                 else:
                     out.append(Enqueued.NEW if r == b"new" else Enqueued.DUPLICATE)
         return out
@@ -174,23 +170,28 @@ class RedisQueue(Queue):
             return []
         self._owners.add(owner)
         now = time.time()
-        args = [_f(now), owner, str(limit), _f(min(lease, MAX_LEASE_S))]
-        args += [str(_idle_ms(lease)), campaign or ""]
-        return _claimed(await self._script("claim", args), owner, now)
+        args = [float_arg(now), owner, str(limit), float_arg(min(lease, MAX_LEASE_S))]
+        args += [str(idle_ms(lease)), campaign or ""]
+        return claimed_jobs(await self._script("claim", args), owner, now)
 
     async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int:
         applied = 0
         for start in range(0, len(outcomes), BATCH):
-            args: list[str | bytes | float | int] = [_f(time.time()), owner]
+            args: list[str | bytes | float | int] = [float_arg(time.time()), owner]
             for o in outcomes[start : start + BATCH]:
-                flags = f"{o.state.value}|{_f(o.not_before)}|{int(o.ambiguous)}|{o.reason}"
+                flags = f"{o.state.value}|{float_arg(o.not_before)}|{int(o.ambiguous)}|{o.reason}"
                 args += [o.job_id, flags, o.reply]
             applied += int(await self._script("record", args))
         return applied
 
     async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None:
         for start in range(0, len(job_ids), BATCH):
-            args = [_f(time.time()), owner, _f(min(lease, MAX_LEASE_S)), str(_idle_ms(lease))]
+            args = [
+                float_arg(time.time()),
+                owner,
+                float_arg(min(lease, MAX_LEASE_S)),
+                str(idle_ms(lease)),
+            ]
             await self._script("extend", [*args, *job_ids[start : start + BATCH]])
 
     async def release(
@@ -201,15 +202,20 @@ class RedisQueue(Queue):
         reply: str | None = None,
     ) -> None:
         for start in range(0, len(job_ids), BATCH):
-            args = [_f(time.time()), owner, _f(not_before) if not_before else "", reply or ""]
+            args = [
+                float_arg(time.time()),
+                owner,
+                float_arg(not_before) if not_before else "",
+                reply or "",
+            ]
             await self._script("release", [*args, *job_ids[start : start + BATCH]])
 
     async def lease_owners(self, campaign: str | None = None) -> list[str]:
         names = await self._script("lease_owners", [campaign or ""])
-        return sorted({_s(n) for n in names})
+        return sorted({as_str(n) for n in names})
 
     async def release_owner(self, owner: str) -> int:
-        return int(await self._script("release_owner", [_f(time.time()), owner]))
+        return int(await self._script("release_owner", [float_arg(time.time()), owner]))
 
     # -- inspection -------------------------------------------------------------------
 
@@ -217,13 +223,13 @@ class RedisQueue(Queue):
         flat, next_due, last_error = await self._script("stats", [campaign or ""])
         st = CampaignStats(campaign)
         for k, v in zip(flat[::2], flat[1::2], strict=True):
-            name, n = _s(k), int(v)
+            name, n = as_str(k), int(v)
             if name == "ambiguous":
                 st.ambiguous = n
             elif n > 0:
                 st.counts[name] = n
-        st.next_due = float(next_due) if _s(next_due) else None
-        st.last_error = _s(last_error)
+        st.next_due = float(next_due) if as_str(next_due) else None
+        st.last_error = as_str(last_error)
         return st
 
     async def set_campaign_settings(self, campaign: str, settings: dict[str, Any]) -> None:
@@ -245,7 +251,7 @@ class RedisQueue(Queue):
             return list(await pipe.execute())
 
         rows = await self.reconnect.run("get", load) if ids else []
-        return [_job(r) for r in rows if r[0] is not None]
+        return [job_from_hash(r) for r in rows if r[0] is not None]
 
     async def get(self, job_id: str) -> Job | None:
         found = await self._jobs([job_id])
@@ -254,14 +260,14 @@ class RedisQueue(Queue):
     async def campaigns(self) -> list[str]:
         key = f"{self.prefix}:campaigns"
         names = await self.reconnect.run("campaigns", lambda: self.redis.zrange(key, 0, -1))
-        return sorted(_s(n) for n in names)
+        return sorted(as_str(n) for n in names)
 
     async def _dead(self, flt: DeadFilter) -> list[Job]:
         if flt.ids:
             ids = list(flt.ids)
         else:
             campaigns = [flt.campaign] if flt.campaign else await self.campaigns()
-            low = _f(flt.since) if flt.since is not None else "-inf"
+            low = float_arg(flt.since) if flt.since is not None else "-inf"
             ids = []
             for c in campaigns:
                 ids.extend(await self._dead_ids(c, low))
@@ -285,7 +291,7 @@ class RedisQueue(Queue):
         found = await self.reconnect.run(
             "dead_letters", lambda: self.redis.zrangebyscore(key, low, "+inf")
         )
-        return [_s(x) for x in found]
+        return [as_str(x) for x in found]
 
     async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
         return (await self._dead(flt))[:limit]
@@ -294,7 +300,7 @@ class RedisQueue(Queue):
         ids = [j.id for j in await self._dead(flt)]
         n = 0
         for start in range(0, len(ids), BATCH):
-            args = [_f(time.time()), *ids[start : start + BATCH]]
+            args = [float_arg(time.time()), *ids[start : start + BATCH]]
             n += int(await self._script("retry_dead", args))
         return n
 

@@ -3,25 +3,21 @@
 Every operation is one script, so each is atomic. This module holds the prelude every
 script starts with (key names, counters, making a job ready) and the scripts of a job's
 life: enqueue, claim, record, extend, release; those for inspection and repair are in
-:mod:`mailspool.queue.redis.admin_scripts`. ``_SCRIPTS`` has them all, prelude included.
+:mod:`mailspool.queue.redis.admin_scripts`. :data:`QUEUE_SCRIPTS` has them all, each after
+the prelude; the Redis job store's scripts (:mod:`mailspool.queue.redis.store_scripts`)
+start with the same :data:`PRELUDE`.
 """
 
 from __future__ import annotations
 
-from mailspool.queue.redis.admin_scripts import (
-    _LEASE_OWNERS,
-    _PURGE_DEAD,
-    _RELEASE_OWNER,
-    _RETRY_DEAD,
-    _STATS,
-    _SWEEP_CONSUMERS,
-)
+from mailspool.queue.redis.admin_scripts import ADMIN_SCRIPTS
 
 #: XAUTOCLAIM's min-idle-time; a lease of L ms sets an entry's idle time to this minus L
 RECLAIM_IDLE_MS = 10 * 365 * 86400 * 1000
 MAX_LEASE_S = RECLAIM_IDLE_MS / 2000
 
-_PRELUDE = """
+#: what every script starts with (key names, counters, making a job ready)
+PRELUDE = """
 local P = ARGV[1]
 local GROUP = 'workers'
 local RECLAIM_IDLE = '@RECLAIM@'
@@ -279,17 +275,15 @@ end
 return n
 """
 
-_SCRIPTS = {
-    "enqueue": _ENQUEUE,
-    "claim": _CLAIM,
-    "record": _RECORD,
-    "extend": _EXTEND,
-    "release": _RELEASE,
-    "release_owner": _RELEASE_OWNER,
-    "lease_owners": _LEASE_OWNERS,
-    "stats": _STATS,
-    "retry_dead": _RETRY_DEAD,
-    "purge_dead": _PURGE_DEAD,
-    "sweep_consumers": _SWEEP_CONSUMERS,
+#: every script of the Redis queue by name, each after the prelude
+QUEUE_SCRIPTS = {
+    name: PRELUDE + body
+    for name, body in {
+        "enqueue": _ENQUEUE,
+        "claim": _CLAIM,
+        "record": _RECORD,
+        "extend": _EXTEND,
+        "release": _RELEASE,
+        **ADMIN_SCRIPTS,
+    }.items()
 }
-_SCRIPTS = {name: _PRELUDE + body for name, body in _SCRIPTS.items()}

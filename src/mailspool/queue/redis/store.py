@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any
 from mailspool.errors import QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, resumed
-from mailspool.queue.redis.encoding import _claimed, _f, _job_args, _s
+from mailspool.queue.redis.encoding import as_str, claimed_jobs, float_arg, job_args
 from mailspool.queue.redis.queue import BATCH, RedisQueue
-from mailspool.queue.redis.store_scripts import SCRIPTS
+from mailspool.queue.redis.store_scripts import STORE_SCRIPTS
 from mailspool.queue.store import JobStore, Ref
 
 if TYPE_CHECKING:
@@ -57,6 +57,9 @@ Arg = str | bytes | float | int
 
 
 class RedisJobStore(JobStore):
+    """Every role of :class:`JobStore` in one Redis server, for the RabbitMQ queue (see the
+    module docstring). ``url``: ``redis://`` or ``rediss://``, as the Redis queue's."""
+
     packs_messages = RedisQueue.packs_messages  # the same encoding of jobs
 
     def __init__(self, url: str) -> None:
@@ -73,7 +76,7 @@ class RedisJobStore(JobStore):
     async def open(self) -> None:
         await self._shared.open()
         client = self._shared.redis
-        self._scripts = {n: client.register_script(src) for n, src in SCRIPTS.items()}
+        self._scripts = {n: client.register_script(src) for n, src in STORE_SCRIPTS.items()}
 
     async def close(self) -> None:
         self._scripts = {}
@@ -101,14 +104,14 @@ class RedisJobStore(JobStore):
         for start in range(0, len(jobs), BATCH):
             chunk = jobs[start : start + BATCH]
             now = time.time()
-            args: list[Arg] = [_f(now), uuid.uuid4().hex]  # the token: see _INSERT
+            args: list[Arg] = [float_arg(now), uuid.uuid4().hex]  # the token: see _INSERT
             for j in chunk:
-                args.extend(_job_args(j, now))
+                args.extend(job_args(j, now))
             for j, r in zip(chunk, await self._run("insert", args), strict=True):
                 if j.id in seen:  # the same id earlier in this call, in another batch
                     results.append(Enqueued.DUPLICATE)
                 elif isinstance(r, list):
-                    results.append(resumed(int(r[0]), _s(r[1]), j.row))
+                    results.append(resumed(int(r[0]), as_str(r[1]), j.row))
                 elif r == b"new":
                     results.append(Enqueued.NEW)
                     if j.not_before <= now:
@@ -130,8 +133,8 @@ class RedisJobStore(JobStore):
         self, owner: str, ids: Sequence[str], lease: float, campaign: str | None
     ) -> list[Job]:
         now = time.time()
-        head = [_f(now), owner, _f(now + lease), campaign or ""]
-        return _claimed(await self._batches("claim_ids", head, ids), owner, now)
+        head = [float_arg(now), owner, float_arg(now + lease), campaign or ""]
+        return claimed_jobs(await self._batches("claim_ids", head, ids), owner, now)
 
     async def claim_due(
         self,
@@ -144,12 +147,12 @@ class RedisJobStore(JobStore):
         if limit <= 0:
             return []
         now = time.time()
-        args = [_f(now), owner, _f(now + lease), str(limit), campaign or ""]
+        args = [float_arg(now), owner, float_arg(now + lease), str(limit), campaign or ""]
         flat = await self._run("claim_due", [*args, *(s.value for s in states)])
-        return _claimed(flat, owner, now)
+        return claimed_jobs(flat, owner, now)
 
     async def has_due(self, campaign: str | None, states: Sequence[State]) -> bool:
-        args = [_f(time.time()), campaign or "", *(s.value for s in states)]
+        args = [float_arg(time.time()), campaign or "", *(s.value for s in states)]
         return bool(await self._run("has_due", args))
 
     async def exists(self, campaign: str) -> bool:
@@ -162,60 +165,60 @@ class RedisJobStore(JobStore):
     async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int:
         applied = 0
         for start in range(0, len(outcomes), BATCH):
-            now = _f(time.time())
+            now = float_arg(time.time())
             args: list[Arg] = [now, owner]
             for o in outcomes[start : start + BATCH]:
-                ready = _f(o.not_before) if o.state is State.DEFERRED else now
+                ready = float_arg(o.not_before) if o.state is State.DEFERRED else now
                 flags = f"{o.state.value}|{ready}|{int(o.ambiguous)}|{o.reason}"
                 args += [o.job_id, flags, o.reply]
             applied += int(await self._run("record", args))
         return applied
 
     async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None:
-        await self._batches("extend", [owner, _f(time.time() + lease)], job_ids)
+        await self._batches("extend", [owner, float_arg(time.time() + lease)], job_ids)
 
     async def release(
         self,
         owner: str,
         job_ids: Sequence[str],
-        not_before: float | None,
+        not_before: float | None = None,
         reply: str | None = None,
     ) -> list[Ref]:
-        due = _f(not_before or time.time())
+        due = float_arg(not_before or time.time())
         flags = ["1" if not_before else "0", "0" if reply is None else "1", reply or ""]
         return _refs(await self._batches("release", [due, owner, *flags], job_ids))
 
-    async def lease_owners(self, campaign: str | None) -> list[str]:
-        return sorted(_s(o) for o in await self._run("lease_owners", [campaign or ""]))
+    async def lease_owners(self, campaign: str | None = None) -> list[str]:
+        return sorted(as_str(o) for o in await self._run("lease_owners", [campaign or ""]))
 
     async def release_owner(self, owner: str) -> list[Ref]:
-        return _refs(await self._run("release_owner", [_f(time.time()), owner]))
+        return _refs(await self._run("release_owner", [float_arg(time.time()), owner]))
 
     async def queued(self, job_ids: Sequence[str]) -> list[Ref]:
-        return _refs(await self._batches("queued", [_f(time.time())], job_ids))
+        return _refs(await self._batches("queued", [float_arg(time.time())], job_ids))
 
     # -- inspection -------------------------------------------------------------------
 
-    async def stats(self, campaign: str | None) -> CampaignStats:
+    async def stats(self, campaign: str | None = None) -> CampaignStats:
         flat, next_due, last_error = await self._run("stats", [campaign or ""])
         st = CampaignStats(campaign, next_due=float(next_due) if next_due else None)
         counts: dict[str, int] = {}
         for k, v in zip(flat[::2], flat[1::2], strict=True):
-            counts[_s(k)] = counts.get(_s(k), 0) + int(v)
+            counts[as_str(k)] = counts.get(as_str(k), 0) + int(v)
         st.ambiguous = counts.pop("ambiguous", 0)
         st.counts = {state: n for state, n in counts.items() if n > 0}
-        st.last_error = _s(last_error)
+        st.last_error = as_str(last_error)
         return st
 
     async def get(self, job_id: str) -> Job | None:
         return await self._shared.get(job_id)
 
-    async def dead_letters(self, flt: DeadFilter, limit: int) -> list[Job]:
+    async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
         return await self._shared.dead_letters(flt, limit)
 
     async def retry_dead(self, flt: DeadFilter) -> list[Ref]:
         ids = [j.id for j in await self._shared.dead_letters(flt, sys.maxsize)]
-        return _refs(await self._batches("retry_dead", [_f(time.time())], ids))
+        return _refs(await self._batches("retry_dead", [float_arg(time.time())], ids))
 
     async def purge_dead(self, flt: DeadFilter) -> int:
         return await self._shared.purge_dead(flt)
@@ -232,4 +235,4 @@ class RedisJobStore(JobStore):
 
 def _refs(flat: Sequence[Any]) -> list[Ref]:
     """Refs from a script's flat reply: id, campaign, id, campaign, ..."""
-    return [Ref(_s(flat[i]), _s(flat[i + 1])) for i in range(0, len(flat), 2)]
+    return [Ref(as_str(flat[i]), as_str(flat[i + 1])) for i in range(0, len(flat), 2)]

@@ -12,7 +12,7 @@ the same conditions, the same fields set; times come from the calling process's 
 
 from __future__ import annotations
 
-from mailspool.queue.redis.scripts import _PRELUDE
+from mailspool.queue.redis.scripts import PRELUDE
 
 _STORE_PRELUDE = """
 local CLAIMABLE = {queued = true, deferred = true, sending = true}
@@ -331,4 +331,5 @@ _SCRIPTS = {
     "stats": _STATS,
     "retry_dead": _RETRY_DEAD,
 }
-SCRIPTS = {name: _PRELUDE + _STORE_PRELUDE + body for name, body in _SCRIPTS.items()}
+#: every script of the Redis job store by name, each after both preludes
+STORE_SCRIPTS = {name: PRELUDE + _STORE_PRELUDE + body for name, body in _SCRIPTS.items()}

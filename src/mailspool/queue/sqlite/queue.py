@@ -8,166 +8,37 @@ transaction (one fsync) per batch keeps the queue far from being the bottleneck.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from mailspool.errors import ConfigError, QueueError
-from mailspool.models import (
-    CampaignStats,
-    Enqueued,
-    Job,
-    Outcome,
-    State,
-    attachments_from_json,
-    attachments_json,
-)
+from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, Queue, resumed
-from mailspool.queue.packing import read_stored, stored_form
+from mailspool.queue.sqlite.rows import (
+    CLAIMABLE,
+    HANDED_BACK,
+    JOB_COLUMNS,
+    dead_where,
+    existing_rows,
+    insert_chunks,
+    insert_new,
+    job_from_row,
+)
 from mailspool.queue.sqlite.schema import open_schema
 
 T = TypeVar("T")
 
-JOB_COLUMNS = (
-    "id, campaign, key, row, message_id, sender, recipients,"
-    " (SELECT message FROM bodies WHERE bodies.seq = jobs.seq), body_offset, attachments,"
-    " state, attempts, ready_at, created_at, updated_at, last_reply, dead_reason, lease_owner"
-)
-CLAIMABLE = "('deferred', 'queued', 'sending')"
-INSERT_JOBS = (
-    "INSERT OR IGNORE INTO jobs (seq, id, campaign, key, row, message_id, sender, recipients,"
-    " body_offset, attachments, state, ready_at, created_at, updated_at) VALUES "
-)
-INSERT_BODIES = "INSERT INTO bodies (seq, message) VALUES "
-_ROW_PARAMS = "?,?,?,?,?,?,?,?,?,?,?,?,?"
-INSERT_ROWS = 2000  # 13 parameters a row, under SQLite's limit of 32766 a statement
-# a handed-back job: deferred if it was tried before, else queued
-HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
-
-
-def _job_from_row(r: Sequence[Any]) -> Job:
-    atts = attachments_from_json(r[9])
-    state = State(r[10])
-    message, unreadable = read_stored(r[7])  # a damaged file; SQLite's own checks passed
-    return Job(
-        id=r[0],
-        campaign=r[1],
-        key=r[2],
-        row=r[3],
-        message_id=r[4],
-        sender=r[5],
-        recipients=tuple(r[6].split("\n")),
-        message=message,
-        unreadable=unreadable,
-        body_offset=r[8],
-        attachments=atts,
-        state=state,
-        attempts=r[11],
-        not_before=r[12] if state in (State.QUEUED, State.DEFERRED) else 0.0,
-        created_at=r[13],
-        updated_at=r[14],
-        last_reply=r[15],
-        dead_reason=r[16],
-        lease_owner=r[17] or "",
-    )
-
-
-@dataclass(slots=True)
-class _Chunk:
-    """The INSERTs of up to INSERT_ROWS jobs. Row k gets the sequence number ?1 + k,
-    ?1 (the next free number) set in the transaction: no row has to come back."""
-
-    jobs_sql: str
-    jobs_params: list[Any]
-    bodies_sql: str
-    bodies_params: list[Any]
-
-
-def _chunks(jobs: Sequence[Job], now: float) -> list[_Chunk]:
-    out: list[_Chunk] = []
-    for start in range(0, len(jobs), INSERT_ROWS):
-        chunk = jobs[start : start + INSERT_ROWS]
-        params: list[Any] = [0]
-        bodies: list[Any] = [0]
-        for j in chunk:
-            created = j.created_at or now
-            params += (
-                j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
-                "\n".join(j.recipients), j.body_offset, attachments_json(j.attachments),
-                State.DEFERRED.value if j.not_before > now else State.QUEUED.value,
-                j.not_before or created, created, now,
-            )  # fmt: skip
-            bodies.append(stored_form(j.message))
-        jobs_sql, bodies_sql = _insert_sql(len(chunk))
-        out.append(_Chunk(jobs_sql, params, bodies_sql, bodies))
-    return out
-
-
-@functools.lru_cache(maxsize=8)
-def _insert_sql(n: int) -> tuple[str, str]:
-    return (
-        INSERT_JOBS + ",".join(f"(?1+{k},{_ROW_PARAMS})" for k in range(n)),
-        INSERT_BODIES + ",".join(f"(?1+{k},?)" for k in range(n)),
-    )
-
-
-def _insert(db: sqlite3.Connection, chunks: list[_Chunk]) -> int:
-    """Insert the jobs and the message of each one inserted; how many were. A job whose
-    id exists keeps its row and its message (the first message of an id stays)."""
-    inserted = 0
-    for c in chunks:
-        (base,) = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM jobs").fetchone()
-        c.jobs_params[0] = c.bodies_params[0] = base
-        n = len(c.bodies_params) - 1
-        added = db.execute(c.jobs_sql, c.jobs_params).rowcount
-        if added == n:
-            db.execute(c.bodies_sql, c.bodies_params)
-        elif added:  # some were there already: store only the new ones' messages
-            rows = db.execute(
-                "SELECT seq FROM jobs WHERE seq BETWEEN ? AND ?", (base, base + n - 1)
-            ).fetchall()
-            values = [v for (seq,) in rows for v in (seq, c.bodies_params[1 + seq - base])]
-            db.execute(INSERT_BODIES + ",".join(["(?,?)"] * len(rows)), values)
-        inserted += added
-    return inserted
-
-
-def _existing(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[int, str, float]]:
-    found: dict[str, tuple[int, str, float]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        q = f"SELECT id, row, state, updated_at FROM jobs WHERE id IN ({marks})"
-        for jid, row, state, updated in db.execute(q, chunk):
-            found[jid] = (row, state, updated)
-    return found
-
-
-def _dead_where(flt: DeadFilter) -> tuple[str, list[Any]]:
-    where: list[str] = ["state = 'dead'"]
-    args: list[Any] = []
-    if flt.campaign:
-        where.append("campaign = ?")
-        args.append(flt.campaign)
-    if flt.reason:
-        where.append("dead_reason = ?")
-        args.append(flt.reason)
-    if flt.since is not None:
-        where.append("updated_at >= ?")
-        args.append(flt.since)
-    if flt.ids:
-        where.append(f"id IN ({','.join('?' * len(flt.ids))})")
-        args.extend(flt.ids)
-    return " AND ".join(where), args
-
 
 class SQLiteQueue(Queue):
+    """The embedded queue (``sqlite:///file.db``): every role of :class:`Queue` in one
+    SQLite file, for one machine. ``path``: the file, created with its folder when
+    missing; one process or many on the same machine may share it."""
+
     packs_messages = True
 
     @classmethod
@@ -241,12 +112,12 @@ class SQLiteQueue(Queue):
         # only C code (multi-row INSERTs run without the GIL), so a producer renders the
         # next batch while this one is written.
         now = time.time()
-        chunks = _chunks(jobs, now)
+        chunks = insert_chunks(jobs, now)
 
         def _tx(db: sqlite3.Connection) -> dict[str, tuple[int, str, float]] | None:
-            if _insert(db, chunks) == len(jobs):
+            if insert_new(db, chunks) == len(jobs):
                 return None  # all new: the common case needs no look-up
-            return _existing(db, [j.id for j in jobs])
+            return existing_rows(db, [j.id for j in jobs])
 
         found = await self._run(_tx)
         if found is None:
@@ -296,7 +167,7 @@ class SQLiteQueue(Queue):
         params = [owner, now + lease, now, *args, now, limit]
 
         def _tx(db: sqlite3.Connection) -> list[Job]:
-            return [_job_from_row(r) for r in db.execute(sql, params).fetchall()]
+            return [job_from_row(r) for r in db.execute(sql, params).fetchall()]
 
         return await self._run(_tx)
 
@@ -407,7 +278,7 @@ class SQLiteQueue(Queue):
     async def get(self, job_id: str) -> Job | None:
         def _q(db: sqlite3.Connection) -> Job | None:
             r = db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return _job_from_row(r) if r else None
+            return job_from_row(r) if r else None
 
         return await self._run(_q)
 
@@ -435,14 +306,14 @@ class SQLiteQueue(Queue):
         return await self._run(_q)
 
     async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
-        where, args = _dead_where(flt)
+        where, args = dead_where(flt)
         sql = f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} ORDER BY updated_at LIMIT ?"
         return await self._run(
-            lambda db: [_job_from_row(r) for r in db.execute(sql, [*args, limit])]
+            lambda db: [job_from_row(r) for r in db.execute(sql, [*args, limit])]
         )
 
     async def retry_dead(self, flt: DeadFilter) -> int:
-        where, args = _dead_where(flt)
+        where, args = dead_where(flt)
         now = time.time()
         sql = (
             "UPDATE jobs SET state = 'queued', ready_at = ?, attempts = 0, dead_reason = '',"
@@ -451,7 +322,7 @@ class SQLiteQueue(Queue):
         return await self._run(lambda db: db.execute(sql, [now, now, *args]).rowcount)
 
     async def purge_dead(self, flt: DeadFilter) -> int:
-        where, args = _dead_where(flt)
+        where, args = dead_where(flt)
 
         def _tx(db: sqlite3.Connection) -> int:
             db.execute(
