@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """End-to-end send throughput: ``mailspool send`` against Postfix smtp-sink, as a ratio to
-Postfix smtp-source measured against the same sink in the same run (DESIGN.md section 8).
+Postfix smtp-source measured against the same sink in the same run (bench/README.md).
 
 Generates a CSV of N recipients and a template rendering a ~2 KB message in a temp dir,
 starts one smtp-sink on a free 127.0.0.1 port, then for --runs interleaved rounds:

@@ -1,4 +1,4 @@
-"""Templates and rendering: DESIGN section 5, one test per rule."""
+"""Templates and rendering (README, "The input"; docs/security.md): one test per rule."""
 
 from __future__ import annotations
 

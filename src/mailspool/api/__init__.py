@@ -1,4 +1,4 @@
-"""The HTTP API, ``mailspool serve`` (DESIGN section 7): FastAPI on uvicorn.
+"""The HTTP API, ``mailspool serve`` (docs/api.md): FastAPI on uvicorn.
 
 ::
 
