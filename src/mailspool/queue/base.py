@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.queue.suppression import SuppressionList
 
 #: ready() reads this campaign's stats: cheap, and no campaign has this name (one starts
 #: with a letter or digit); no NUL either, which PostgreSQL refuses in text
@@ -70,6 +71,14 @@ class Queue(abc.ABC):
     def packs_for(cls, store: str | None) -> bool:
         """``packs_messages`` of the queue ``from_url`` would make with ``store``."""
         return cls.packs_messages
+
+    # -- suppressions: who must not be mailed (queue/suppression.py) ----------------------
+
+    @property
+    def suppressions(self) -> SuppressionList:
+        """The suppression list kept beside the jobs, in the same database, sharing the
+        queue's connection (RabbitMQ: its job store's)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no suppression list")
 
     # -- opening and closing: defaults for a queue with nothing to connect --------------
 

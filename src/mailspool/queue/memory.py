@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, Queue, resumed
+from mailspool.queue.suppression import MemorySuppressionList
 
 _CLAIMABLE = (State.DEFERRED, State.QUEUED, State.SENDING)
 
@@ -22,8 +23,13 @@ class MemoryQueue(Queue):
     def from_url(cls, url: str, store: str | None) -> Queue:
         return cls()
 
+    @property
+    def suppressions(self) -> MemorySuppressionList:
+        return self._suppressions
+
     def __init__(self) -> None:
         self.url = "memory://"
+        self._suppressions = MemorySuppressionList()
         self.jobs: dict[str, Job] = {}
         self.blobs: dict[str, bytes] = {}
         self._ready_at: dict[str, float] = {}

@@ -22,6 +22,7 @@ from typing import Any, Self
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter
+from mailspool.queue.suppression import SuppressionList
 from mailspool.urls import Plugins
 
 #: states a job can be claimed from (``sending`` once its lease has expired)
@@ -48,6 +49,11 @@ class JobStore(abc.ABC):
     url: str = ""
     #: stores messages packed, as Queue.packs_messages
     packs_messages: bool = False
+
+    @property
+    def suppressions(self) -> SuppressionList:
+        """The suppression list kept in this store (a table, or keys under its prefix)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no suppression list")
 
     @classmethod
     def from_url(cls, url: str) -> JobStore:
