@@ -115,6 +115,9 @@ class Enqueued(enum.Enum):
     SENT = "sent"  # already sent by an earlier run
     DEAD = "dead"  # dead-lettered by an earlier run
     DUPLICATE = "duplicate"  # another row of this campaign has the same key
+    #: stored final as suppressed: offered so (every recipient on the suppression list;
+    #: added by this call) or so by an earlier run (never sent, whatever was offered now)
+    SUPPRESSED = "suppressed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,12 +187,13 @@ if TYPE_CHECKING:
     # contract suite compares names and defaults of each backend class at run time).
 
     def _queue_roles(q: Queue) -> tuple[
-        Enqueuing, Claiming, LeaseAdmin, Inspection, DeadLetterAdmin, Blobs, CampaignSettings
+        Enqueuing, Claiming, LeaseAdmin, Inspection, DeadLetterAdmin, Blobs, CampaignSettings,
+        Suppressing,
     ]:  # fmt: skip
-        return (q, q, q, q, q, q, q)
+        return (q, q, q, q, q, q, q, q)
 
     def _store_roles(s: JobStore) -> tuple[
         StoreEnqueuing, StoreClaiming, StoreLeaseAdmin, Inspection, StoreDeadLetterAdmin,
-        Blobs, CampaignSettings,
+        Blobs, CampaignSettings, Suppressing,
     ]:  # fmt: skip
-        return (s, s, s, s, s, s, s)
+        return (s, s, s, s, s, s, s, s)

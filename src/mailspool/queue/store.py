@@ -81,7 +81,7 @@ class JobStore(abc.ABC):
     async def insert(self, jobs: Sequence[Job]) -> tuple[list[Enqueued], list[Ref]]:
         """Add jobs whose id is new: one result per job (as ``Queue.enqueue``), and those
         of the jobs added that are due now (a job with a later ``not_before`` is added
-        ``deferred``)."""
+        ``deferred``; one offered SUPPRESSED is stored final, never due)."""
 
     # -- StoreClaiming ------------------------------------------------------------------
 
