@@ -213,6 +213,32 @@ async def test_the_redis_keys_of_the_suppression_list(redis_holder: Any) -> None
     assert left == []
 
 
+async def test_a_redis_page_goes_on_past_a_calls_budget(
+    redis_holder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's script looks at a few index members a call (Redis serves nothing else
+    meanwhile): the page is filled by as many calls as it takes, in order."""
+    from mailspool.queue.redis import suppressions as module
+
+    monkeypatch.setattr(module, "PAGE_BUDGET", 3)
+    s = redis_holder.suppressions
+    added = await s.add(
+        [
+            Suppression(f"u{i:02d}@example.com", "news", reason, "test", T0)
+            for i in range(20)
+            for reason in [Reason.BOUNCED if i % 4 == 0 else Reason.MANUAL]
+        ]
+    )
+    bounced = [e for e in added if e.reason is Reason.BOUNCED]
+    first = await s.entries("news", Reason.BOUNCED, limit=4)
+    assert first == bounced[:4]
+    assert await s.entries("news", Reason.BOUNCED, limit=4, after=first[-1].position) == [
+        bounced[4]
+    ]
+    assert await s.entries(limit=7) == added[:7]
+    assert await s.entries(None, Reason.BOUNCED) == []
+
+
 async def test_the_redis_batch_check_is_one_round_trip(redis_holder: Any) -> None:
     calls = counting(getattr(redis_holder, "_shared", redis_holder).reconnect)
     found = await check_batch(redis_holder.suppressions)

@@ -4,7 +4,7 @@ each call one statement.
 
 Keys are ``COLLATE "C"``: pages come in code-point order, as in every backend, and
 walk an index (the primary key (address, list), or (list, address) for one list). A
-batch check is one SELECT of the keys as one array, looked up in the primary key.
+batch check is one SELECT of the keys as one array, each looked up in an index.
 """
 
 from __future__ import annotations
@@ -57,9 +57,14 @@ class PostgresSuppressionList(SuppressionList):
             " WHERE s.expires_at IS NOT NULL AND (excluded.expires_at IS NULL"
             " OR excluded.expires_at > s.expires_at)"
         )
+        # One index probe per key (the keys are distinct), whatever the statistics: as
+        # "address = ANY($1)", a table never analyzed (just filled by an import) or a
+        # small one is read whole for a batch of thousands of keys. A LATERAL subquery
+        # with a LIMIT is never flattened into a hash or merge join.
         self._match_sql = (
-            f"SELECT DISTINCT address FROM {table} WHERE address = ANY($1::text[])"
-            " AND list = ANY($2::text[]) AND (expires_at IS NULL OR expires_at > $3)"
+            f"SELECT k.address FROM unnest($1::text[]) AS k(address), LATERAL (SELECT 1"
+            f" FROM {table} s WHERE s.address = k.address AND s.list = ANY($2::text[])"
+            " AND (s.expires_at IS NULL OR s.expires_at > $3) LIMIT 1) AS hit"
         )
 
     async def _put(self, entries: Sequence[Suppression]) -> None:

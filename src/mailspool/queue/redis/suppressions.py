@@ -13,8 +13,8 @@ address or ``@domain`` key)::
 
 The batch check (``_match``) is one round trip: HMGET of the keys in the list's hash and
 in the global hash, pipelined; the expiry is compared here. A page is one ZRANGEBYLEX
-from the cursor (a few more with a reason filter), so a page of 1,000 costs the same
-with a million entries. Adding, removing and purging are Lua scripts, each atomic: the
+from the cursor, so a page of 1,000 costs the same with a million entries; a reason
+filter may pass over many entries, in calls of at most ``PAGE_BUDGET`` each. Adding, removing and purging are Lua scripts, each atomic: the
 merge rule (:func:`mailspool.queue.suppression.merge`) is applied in Redis.
 """
 
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 #: entries (or keys) a script call takes; each call is atomic, a whole call is not
 BATCH = 1000
+#: index members a page's script call looks at, at most (see _PAGE)
+PAGE_BUDGET = 5000
 
 _KEYS = """
 local P = ARGV[1]
@@ -106,18 +108,22 @@ return #gone
 """
 
 # ARGV: prefix, list or '' (with "all": every list), "all" or "one", the ZRANGEBYLEX start,
-# limit, reason or ''. Returns key, list, value of each entry of the page, flat.
+# limit, reason or '', budget. Looks at up to budget index members (a reason filter may
+# pass over many: each call stays short, as Redis serves nothing else meanwhile). Returns
+# {key, list, value of each entry found, flat; where to go on from, '' at the end}.
 _PAGE = """
 local l, every, from = ARGV[2], ARGV[3] == 'all', ARGV[4]
-local limit, reason = tonumber(ARGV[5]), ARGV[6]
+local limit, reason, budget = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 local src = zkey(l)
 if every then src = ALL end
-local out, found = {}, 0
-local chunk = math.max(limit, 100)
-while found < limit do
-  local got = redis.call('ZRANGEBYLEX', src, from, '+', 'LIMIT', 0, chunk)
-  if #got == 0 then break end
+local out, found, seen = {}, 0, 0
+while found < limit and seen < budget do
+  local want = math.min(math.max(limit - found, 100), budget - seen)
+  local got = redis.call('ZRANGEBYLEX', src, from, '+', 'LIMIT', 0, want)
+  if #got == 0 then return {out, ''} end
   for _, m in ipairs(got) do
+    seen = seen + 1
+    from = '(' .. m
     local k, list = m, l
     if every then
       local at = string.find(m, '\\0', 1, true)
@@ -132,9 +138,8 @@ while found < limit do
       if found == limit then break end
     end
   end
-  from = '(' .. got[#got]
 end
-return out
+return {out, from}
 """
 
 SCRIPTS = {
@@ -186,7 +191,7 @@ class RedisSuppressionList(SuppressionList):
     def _hash(self, list_name: str | None) -> str:
         return f"{self._holder.prefix}:supp:h:{list_name or ''}"
 
-    async def _script(self, name: str, args: Sequence[str | float | int]) -> Any:
+    async def _script(self, name: str, args: Sequence[str | bytes | float | int]) -> Any:
         client = self._holder.redis  # QueueError when not open
         if client is not self._client:  # opened (again): the scripts belong to a client
             self._client = client
@@ -217,9 +222,14 @@ class RedisSuppressionList(SuppressionList):
     ) -> list[Suppression]:
         every = list_name is ALL_LISTS
         scope = "" if isinstance(list_name, Scope) else list_name or ""
-        args = [scope, "all" if every else "one", _start(list_name, after), limit]
-        flat = await self._script("page", [*args, reason.value if reason else ""])
-        return [_entry(*flat[i : i + 3]) for i in range(0, len(flat), 3)]
+        mode, wanted = "all" if every else "one", reason.value if reason else ""
+        start: str | bytes = _start(list_name, after)
+        found: list[Suppression] = []
+        while start and len(found) < limit:
+            args = [scope, mode, start, limit - len(found), wanted, PAGE_BUDGET]
+            flat, start = await self._script("page", args)
+            found += [_entry(*flat[i : i + 3]) for i in range(0, len(flat), 3)]
+        return found
 
     async def _match(self, keys: Collection[str], list_name: str | None, now: float) -> set[str]:
         fields = list(keys)
