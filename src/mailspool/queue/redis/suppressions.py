@@ -14,8 +14,9 @@ address or ``@domain`` key)::
 The batch check (``_match``) is one round trip: HMGET of the keys in the list's hash and
 in the global hash, pipelined; the expiry is compared here. A page is one ZRANGEBYLEX
 from the cursor, so a page of 1,000 costs the same with a million entries; a reason
-filter may pass over many entries, in calls of at most ``PAGE_BUDGET`` each. Adding, removing and purging are Lua scripts, each atomic: the
-merge rule (:func:`mailspool.queue.suppression.merge`) is applied in Redis.
+filter may pass over many entries, in calls of at most ``PAGE_BUDGET`` each. Adding,
+removing and purging are Lua scripts, each atomic: the merge rule
+(:func:`mailspool.queue.suppression.merge`) is applied in Redis.
 """
 
 from __future__ import annotations
