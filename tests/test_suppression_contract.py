@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from mailspool.queue import JobStore, Queue, SQLiteQueue
 from mailspool.queue.suppression import (
     ALL_LISTS,
     MemorySuppressionList,
@@ -14,20 +16,52 @@ from mailspool.queue.suppression import (
     SuppressionList,
 )
 
-BACKENDS = ["memory"]
+from .conftest import RabbitMQNamespace
+
+BACKENDS = ["memory", "sqlite", "redis", "redis-store", "postgres", "rabbitmq"]
 T0 = 1_700_000_000.0
 DAY = 86_400.0
 
 
 @pytest.fixture(params=BACKENDS, name="s")
-async def suppressions(request: pytest.FixtureRequest) -> AsyncIterator[SuppressionList]:
+async def suppressions(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SuppressionList]:
     """A fresh, empty suppression list of each backend. A backend adds itself here with a
     namespace of its own per test (a file, a key prefix, a schema), and skips (fails
-    under CI) when its server is absent."""
+    under CI) when its server is absent: the SQLite queue's, the Redis queue's, the Redis
+    job store's, the PostgreSQL store's, and the RabbitMQ queue's (its store's)."""
     if request.param == "memory":
         yield MemorySuppressionList()
+        return
+    holder: Queue | JobStore
+    if request.param == "sqlite":
+        holder = SQLiteQueue(tmp_path / "q.db")
+    elif request.param == "redis":
+        from mailspool.queue import RedisQueue
+
+        holder = RedisQueue(request.getfixturevalue("redis_url"))
+    elif request.param == "redis-store":
+        from mailspool.queue import RedisJobStore
+
+        holder = RedisJobStore(request.getfixturevalue("redis_url"))
+    elif request.param == "postgres":
+        from mailspool.queue import PostgresStore
+
+        ns: RabbitMQNamespace = request.getfixturevalue("rabbitmq")  # its schema only
+        holder = PostgresStore(ns.store)
+    elif request.param == "rabbitmq":
+        from mailspool.queue import RabbitMQQueue
+
+        ns = request.getfixturevalue("rabbitmq")
+        holder = RabbitMQQueue(url=ns.amqp(), store=ns.store)
     else:  # pragma: no cover - every param is handled above
         raise AssertionError(request.param)
+    await holder.open()
+    try:
+        yield holder.suppressions
+    finally:
+        await holder.close()
 
 
 def entry(

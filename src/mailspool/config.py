@@ -23,10 +23,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from mailspool.delivery.limits import LimitSettings, parse_domain_rates, parse_rate
 from mailspool.errors import ConfigError
 from mailspool.message.addresses import normalize_domain
+from mailspool.message.optout import check_list_name
+from mailspool.message.unsubscribe import check_unsubscribe_url
 
 ENV_PREFIX = "MAILSPOOL_"
 #: option names that differ from the field name
-_OPTION_TO_FIELD = {"from": "from_addr"}
+_OPTION_TO_FIELD = {"from": "from_addr", "list": "list_name"}
 _FIELD_TO_OPTION = {v: k for k, v in _OPTION_TO_FIELD.items()}
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
@@ -117,6 +119,14 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     #: sender domains serve accepts besides --from's (api/senders.py); "*" for any
     allowed_from: list[str] = Field(default_factory=list)
+    #: DKIM keys, DOMAIN:SELECTOR:KEYFILE (message/dkim_keys.py); loaded at start
+    dkim: list[str] = Field(default_factory=list)
+    #: refuse at enqueue a row whose From domain has no DKIM key
+    dkim_required: bool = False
+    #: the one-click unsubscribe endpoint (message/unsubscribe.py): URL/TOKEN per message
+    unsubscribe_url: str | None = None
+    #: the mailing list a campaign's messages are for (the --list option)
+    list_name: str = "default"
 
     @field_validator(
         "lease",
@@ -156,6 +166,29 @@ class Settings(BaseSettings):
                 except ValueError as exc:
                     raise ValueError(f"{item!r} is not a domain: {exc}") from None
         return [i for i in items if i]
+
+    @field_validator("dkim", mode="before")
+    @classmethod
+    def _dkim(cls, v: Any) -> list[str]:
+        # the keys themselves are loaded (and refused, naming the file) at start: wiring.py
+        items = [p.strip() for p in v.split(",")] if isinstance(v, str) else list(v)
+        return [i for i in items if i]
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _unsubscribe_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                check_unsubscribe_url(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("list_name")
+    @classmethod
+    def _list_name(cls, v: str) -> str:
+        check_list_name(v)
+        return v
 
     @field_validator("rate", "default_domain_rate")
     @classmethod

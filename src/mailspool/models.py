@@ -15,13 +15,15 @@ def job_id(campaign: str, key: str) -> str:
 
 class State(enum.StrEnum):
     """Where a job is in its life: queued, leased by a worker (sending), waiting for a
-    retry (deferred), or final (sent, dead)."""
+    retry (deferred), or final (sent, dead, or suppressed: every recipient was on the
+    suppression list, at enqueue or just before sending)."""
 
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
     DEFERRED = "deferred"
     DEAD = "dead"
+    SUPPRESSED = "suppressed"
 
 
 PENDING_STATES = (State.QUEUED, State.SENDING, State.DEFERRED)
@@ -96,6 +98,9 @@ class Job:
     # why the stored message could not be read (a damaged store): the worker records the
     # job dead instead of sending it
     unreadable: str = ""
+    #: the mailing list the job was sent for ("" is the default list): its recipients
+    #: are checked against that list's suppressions and the global ones
+    list_name: str = ""
 
     @property
     def domain(self) -> str:
@@ -110,6 +115,9 @@ class Enqueued(enum.Enum):
     SENT = "sent"  # already sent by an earlier run
     DEAD = "dead"  # dead-lettered by an earlier run
     DUPLICATE = "duplicate"  # another row of this campaign has the same key
+    #: stored final as suppressed: offered so (every recipient on the suppression list;
+    #: added by this call) or so by an earlier run (never sent, whatever was offered now)
+    SUPPRESSED = "suppressed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +125,7 @@ class Outcome:
     """The result of one attempt, recorded by the worker."""
 
     job_id: str
-    state: State  # SENT, DEFERRED or DEAD
+    state: State  # SENT, DEFERRED, DEAD or SUPPRESSED
     reply: str = ""
     not_before: float = 0.0
     reason: str = ""

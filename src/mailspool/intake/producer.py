@@ -40,6 +40,10 @@ class ProducerReport:
     already_dead: int = 0
     duplicates: int = 0
     rejected: int = 0
+    #: rows whose every recipient is suppressed: recorded as final suppressed jobs
+    suppressed: int = 0
+    #: messages queued without a DKIM signature (no key for their From domain)
+    unsigned: int = 0
     rejects_file: Path | None = None
 
     @property

@@ -29,6 +29,7 @@ from mailspool.queue.roles import (
     StoreDeadLetterAdmin,
     StoreEnqueuing,
     StoreLeaseAdmin,
+    Suppressing,
 )
 from mailspool.queue.sqlite.queue import SQLiteQueue
 from mailspool.queue.store import STORES, JobStore, Ref, make_store, store_class
@@ -64,6 +65,7 @@ __all__ = [
     "StoreDeadLetterAdmin",
     "StoreEnqueuing",
     "StoreLeaseAdmin",
+    "Suppressing",
     "make_queue",
     "make_store",
     "queue_class",

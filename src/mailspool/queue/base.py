@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.queue.suppression import SuppressionList
 
 #: ready() reads this campaign's stats: cheap, and no campaign has this name (one starts
 #: with a letter or digit); no NUL either, which PostgreSQL refuses in text
@@ -71,6 +72,14 @@ class Queue(abc.ABC):
         """``packs_messages`` of the queue ``from_url`` would make with ``store``."""
         return cls.packs_messages
 
+    # -- suppressions: who must not be mailed (queue/suppression.py) ----------------------
+
+    @property
+    def suppressions(self) -> SuppressionList:
+        """The suppression list kept beside the jobs, in the same database, sharing the
+        queue's connection (RabbitMQ: its job store's)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no suppression list")
+
     # -- opening and closing: defaults for a queue with nothing to connect --------------
 
     async def open(self) -> None:  # noqa: B027 - optional hook
@@ -98,7 +107,12 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     async def enqueue(self, jobs: Sequence[Job]) -> list[Enqueued]:
-        """Add jobs; a job whose id exists already is not added again. One result per job."""
+        """Add jobs; a job whose id exists already is not added again. One result per job.
+
+        A job offered in state SUPPRESSED (every recipient on the suppression list) is
+        stored final: never claimable, counted as ``suppressed``; its result is
+        ``Enqueued.SUPPRESSED`` (see :func:`added`). Any other state offered is ignored:
+        the job is queued, or deferred until its ``not_before``."""
 
     # -- Claiming -----------------------------------------------------------------------
 
@@ -111,7 +125,9 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int:
-        """Apply outcomes of leases ``owner`` still holds; returns how many were applied."""
+        """Apply outcomes of leases ``owner`` still holds; returns how many were applied.
+        SENT, DEAD and SUPPRESSED are final (a suppressed job keeps the reply, and no
+        dead reason: :func:`final_reason`); DEFERRED is due again at ``not_before``."""
 
     @abc.abstractmethod
     async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None:
@@ -208,4 +224,16 @@ def resumed(existing_row: int, existing_state: str, row: int) -> Enqueued:
         return Enqueued.SENT
     if existing_state == State.DEAD.value:
         return Enqueued.DEAD
+    if existing_state == State.SUPPRESSED.value:
+        return Enqueued.SUPPRESSED
     return Enqueued.PENDING
+
+
+def added(job: Job) -> Enqueued:
+    """The result for a job this call stored: NEW, or SUPPRESSED for one offered so."""
+    return Enqueued.SUPPRESSED if job.state is State.SUPPRESSED else Enqueued.NEW
+
+
+def final_reason(outcome: Outcome) -> str:
+    """The dead reason an outcome stores: none for a suppressed job (never dead)."""
+    return "" if outcome.state is State.SUPPRESSED else outcome.reason

@@ -8,7 +8,8 @@ import time
 from collections.abc import Sequence
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
-from mailspool.queue.base import DeadFilter, Queue, resumed
+from mailspool.queue.base import DeadFilter, Queue, added, final_reason, resumed
+from mailspool.queue.suppression import MemorySuppressionList
 
 _CLAIMABLE = (State.DEFERRED, State.QUEUED, State.SENDING)
 
@@ -22,8 +23,13 @@ class MemoryQueue(Queue):
     def from_url(cls, url: str, store: str | None) -> Queue:
         return cls()
 
+    @property
+    def suppressions(self) -> MemorySuppressionList:
+        return self._suppressions
+
     def __init__(self) -> None:
         self.url = "memory://"
+        self._suppressions = MemorySuppressionList()
         self.jobs: dict[str, Job] = {}
         self.blobs: dict[str, bytes] = {}
         self._ready_at: dict[str, float] = {}
@@ -37,12 +43,15 @@ class MemoryQueue(Queue):
             if old is not None:
                 out.append(resumed(old.row, old.state.value, j.row))
                 continue
-            state = State.DEFERRED if j.not_before > now else State.QUEUED
+            if j.state is State.SUPPRESSED:
+                state = State.SUPPRESSED
+            else:
+                state = State.DEFERRED if j.not_before > now else State.QUEUED
             job = dataclasses.replace(j, state=state, created_at=j.created_at or now)
             job.updated_at = now
             self.jobs[j.id] = job
             self._ready_at[j.id] = j.not_before or job.created_at
-            out.append(Enqueued.NEW)
+            out.append(added(j))
         return out
 
     def _due(self, campaign: str | None, now: float) -> list[Job]:
@@ -85,7 +94,8 @@ class MemoryQueue(Queue):
             j = self._held(owner, o.job_id)
             if j is None:
                 continue
-            j.state, j.last_reply, j.dead_reason, j.updated_at = o.state, o.reply, o.reason, now
+            j.state, j.last_reply, j.updated_at = o.state, o.reply, now
+            j.dead_reason = final_reason(o)
             j.lease_owner = ""
             j.not_before = o.not_before if o.state is State.DEFERRED else 0.0
             self._ready_at[j.id] = o.not_before if o.state is State.DEFERRED else now

@@ -16,6 +16,7 @@ Inspection          read stats, one job, the campaigns
 DeadLetterAdmin     list, retry and purge dead letters
 Blobs               content shared by many jobs (attachments, named templates)
 CampaignSettings    per-campaign settings (a campaign's own retry schedule)
+Suppressing         the suppression list kept beside the jobs
 ==================  ====================================================================
 
 Job store roles (:mod:`mailspool.queue.store`) are the same, in the shapes a broker queue
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter
 from mailspool.queue.store import Ref
+from mailspool.queue.suppression import SuppressionList
 
 if TYPE_CHECKING:
     from mailspool.queue.base import Queue
@@ -53,6 +55,14 @@ class CampaignSettings(Protocol):
 
     async def set_campaign_settings(self, campaign: str, settings: dict[str, Any]) -> None: ...
     async def campaign_settings(self, campaign: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Suppressing(Protocol):
+    """The suppression list kept beside the jobs (queue/suppression.py)."""
+
+    @property
+    def suppressions(self) -> SuppressionList: ...
 
 
 @runtime_checkable
@@ -177,12 +187,13 @@ if TYPE_CHECKING:
     # contract suite compares names and defaults of each backend class at run time).
 
     def _queue_roles(q: Queue) -> tuple[
-        Enqueuing, Claiming, LeaseAdmin, Inspection, DeadLetterAdmin, Blobs, CampaignSettings
+        Enqueuing, Claiming, LeaseAdmin, Inspection, DeadLetterAdmin, Blobs, CampaignSettings,
+        Suppressing,
     ]:  # fmt: skip
-        return (q, q, q, q, q, q, q)
+        return (q, q, q, q, q, q, q, q)
 
     def _store_roles(s: JobStore) -> tuple[
         StoreEnqueuing, StoreClaiming, StoreLeaseAdmin, Inspection, StoreDeadLetterAdmin,
-        Blobs, CampaignSettings,
+        Blobs, CampaignSettings, Suppressing,
     ]:  # fmt: skip
-        return (s, s, s, s, s, s, s)
+        return (s, s, s, s, s, s, s, s)

@@ -22,6 +22,7 @@ from typing import Any, Self
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter
+from mailspool.queue.suppression import SuppressionList
 from mailspool.urls import Plugins
 
 #: states a job can be claimed from (``sending`` once its lease has expired)
@@ -49,6 +50,11 @@ class JobStore(abc.ABC):
     #: stores messages packed, as Queue.packs_messages
     packs_messages: bool = False
 
+    @property
+    def suppressions(self) -> SuppressionList:
+        """The suppression list kept in this store (a table, or keys under its prefix)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no suppression list")
+
     @classmethod
     def from_url(cls, url: str) -> JobStore:
         """The store for ``url`` (its scheme is this class's), not yet opened."""
@@ -75,7 +81,7 @@ class JobStore(abc.ABC):
     async def insert(self, jobs: Sequence[Job]) -> tuple[list[Enqueued], list[Ref]]:
         """Add jobs whose id is new: one result per job (as ``Queue.enqueue``), and those
         of the jobs added that are due now (a job with a later ``not_before`` is added
-        ``deferred``)."""
+        ``deferred``; one offered SUPPRESSED is stored final, never due)."""
 
     # -- StoreClaiming ------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The PostgreSQL job store's schema: where its tables live (the store URL), the tables,
+"""The PostgreSQL job store's schema: where its tables live (the store URL), the tables
+(created, or brought up to date from an earlier version: ``create_or_upgrade``),
 the statements prepared on every connection, and how rows become jobs."""
 
 from __future__ import annotations
@@ -43,6 +44,23 @@ def parse_store_url(url: str) -> tuple[str, str, int]:
     return urlunsplit(parts._replace(query=urlencode(rest))), schema, pool
 
 
+#: the suppression list (mailspool.queue.postgres.suppressions): one row per (address or
+#: @domain key, list; '' is global), in code-point order (COLLATE "C") for its pages
+SUPPRESSIONS_DDL = """
+CREATE TABLE IF NOT EXISTS {s}.suppressions (
+    address text COLLATE "C" NOT NULL,
+    list text COLLATE "C" NOT NULL,
+    reason text NOT NULL,
+    source text NOT NULL,
+    created_at double precision NOT NULL,
+    expires_at double precision,
+    PRIMARY KEY (address, list)
+);
+CREATE INDEX IF NOT EXISTS suppressions_list ON {s}.suppressions (list, address);
+CREATE INDEX IF NOT EXISTS suppressions_expiry ON {s}.suppressions (expires_at)
+    WHERE expires_at IS NOT NULL;
+"""
+
 DDL = """
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.jobs (
@@ -65,18 +83,20 @@ CREATE TABLE IF NOT EXISTS {s}.jobs (
     last_reply text NOT NULL DEFAULT '',
     dead_reason text NOT NULL DEFAULT '',
     ambiguous integer NOT NULL DEFAULT 0,
-    packed_message bytea
+    packed_message bytea,
+    list_name text NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON {s}.jobs (state, ready_at);
 CREATE INDEX IF NOT EXISTS jobs_campaign ON {s}.jobs (campaign, state, ready_at);
 CREATE TABLE IF NOT EXISTS {s}.blobs (digest text PRIMARY KEY, data bytea NOT NULL);
+@SUPPRESSIONS@
 CREATE TABLE IF NOT EXISTS {s}.campaigns (name text PRIMARY KEY, settings text NOT NULL);
-"""
+""".replace("@SUPPRESSIONS@", SUPPRESSIONS_DDL.strip())
 
 JOB_COLUMNS = (
     'id, campaign, key, "row", message_id, sender, recipients, message, body_offset,'
     " attachments, state, attempts, ready_at, created_at, updated_at, last_reply,"
-    " dead_reason, lease_owner, packed_message"
+    " dead_reason, lease_owner, packed_message, list_name"
 )
 
 # A table from before messages were packed: its rows keep their plain ``message``; new
@@ -85,6 +105,31 @@ JOB_COLUMNS = (
 ADD_PACKED = (
     "ALTER TABLE {s}.jobs ADD COLUMN packed_message bytea, ALTER COLUMN message DROP NOT NULL"
 )
+# A table from before mailing lists: its jobs are on the default list ("").
+ADD_LIST_NAME = "ALTER TABLE {s}.jobs ADD COLUMN list_name text NOT NULL DEFAULT ''"
+
+_HAS_COLUMN = (
+    "SELECT true FROM information_schema.columns"
+    " WHERE table_schema = $1 AND table_name = 'jobs' AND column_name = $2"
+)
+
+
+async def create_or_upgrade(con: Any, s: str) -> None:
+    """Create the tables of schema ``s``, or add what a schema of an earlier version
+    lacks, each only when it is missing: a role that does not own the tables can open a
+    store that is up to date. Run in a transaction, under the store's advisory lock."""
+    # the table created last: its presence means every other one of its time is there
+    if await con.fetchval("SELECT to_regclass($1)", f"{s}.campaigns") is None:
+        await con.execute(DDL.format(s=s))
+        return
+    if not await con.fetchval(_HAS_COLUMN, s, "packed_message"):
+        await con.execute(ADD_PACKED.format(s=s))
+    if not await con.fetchval(_HAS_COLUMN, s, "list_name"):
+        await con.execute(ADD_LIST_NAME.format(s=s))
+    if await con.fetchval("SELECT to_regclass($1)", f"{s}.suppressions") is None:
+        await con.execute(SUPPRESSIONS_DDL.format(s=s))
+
+
 #: the states a job can be claimed from, as stored
 CLAIMABLE_VALUES = [s.value for s in CLAIMABLE]
 
@@ -104,10 +149,10 @@ def insert_sql(t: str) -> str:
         f'INSERT INTO {t} (id, campaign, key, "row", message_id, sender,'
         # every message written now is packed (mailspool.queue.packing)
         " recipients, packed_message, body_offset, attachments, ready_at, created_at,"
-        " updated_at, state)"
+        " updated_at, state, list_name)"
         " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],"
         " $5::text[], $6::text[], $7::text[], $8::bytea[], $9::int[], $10::text[],"
-        " $11::float8[], $12::float8[], $13::float8[], $14::text[])"
+        " $11::float8[], $12::float8[], $13::float8[], $14::text[], $15::text[])"
         " ON CONFLICT (id) DO NOTHING RETURNING id"
     )
 
@@ -176,6 +221,7 @@ def job_from_row(r: Any) -> Job:
         last_reply=r["last_reply"],
         dead_reason=r["dead_reason"],
         lease_owner=r["lease_owner"] or "",
+        list_name=r["list_name"],
     )
 
 

@@ -8,6 +8,11 @@ passed to asyncpg (``sslmode=...``, ``application_name=...``).
 Each call is one statement (one transaction): a batch of inserts, claims or outcomes costs
 one commit, whatever its size. Leases are compared with the clock of the process that
 claims, as in the SQLite queue: keep the workers' clocks synchronised (NTP).
+
+The suppression list is the table ``suppressions`` of the same schema
+(:mod:`mailspool.queue.postgres.suppressions`). A schema made by an earlier version gets
+what it lacks when first opened (the ``packed_message`` and ``list_name`` columns, the
+suppressions table): that needs the owner of the tables (docs/distributed.md, Upgrading).
 """
 
 from __future__ import annotations
@@ -28,16 +33,15 @@ from mailspool.models import (
     State,
     attachments_json,
 )
-from mailspool.queue.base import DeadFilter, resumed
+from mailspool.queue.base import DeadFilter, added, final_reason, resumed
 from mailspool.queue.packing import stored_form
 from mailspool.queue.postgres.schema import (
-    ADD_PACKED,
     CLAIMABLE_VALUES,
-    DDL,
     HANDED_BACK,
     JOB_COLUMNS,
     LEASE_SET,
     claim_ids_sql,
+    create_or_upgrade,
     dead_where,
     extend_sql,
     insert_sql,
@@ -46,6 +50,7 @@ from mailspool.queue.postgres.schema import (
     record_sql,
     refs_from_rows,
 )
+from mailspool.queue.postgres.suppressions import PostgresSuppressionList
 from mailspool.queue.store import JobStore, Ref
 from mailspool.urls import redact_url
 
@@ -55,10 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["PostgresStore"]
 
 DEADLOCK_RETRIES = 5
-_HAS_PACKED = (
-    "SELECT true FROM information_schema.columns"
-    " WHERE table_schema = $1 AND table_name = 'jobs' AND column_name = 'packed_message'"
-)
 
 
 class PostgresStore(JobStore):
@@ -83,6 +84,12 @@ class PostgresStore(JobStore):
         self._insert_sql = insert_sql(self._t)
         self._record_sql = record_sql(self._t)
         self._extend_sql = extend_sql(self._t)
+        self._suppressions = PostgresSuppressionList(self._call, f"{self.schema}.suppressions")
+
+    @property
+    def suppressions(self) -> PostgresSuppressionList:
+        """The table ``suppressions`` of the store's schema, on the store's pool."""
+        return self._suppressions
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -117,12 +124,7 @@ class PostgresStore(JobStore):
                 async with con.transaction():
                     # one process creates the tables; the others wait, then find them
                     await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._t)
-                    # the table created last: its presence means every other one is there
-                    last = f"{self.schema}.campaigns"
-                    if await con.fetchval("SELECT to_regclass($1)", last) is None:
-                        await con.execute(DDL.format(s=self.schema))
-                    elif not await con.fetchval(_HAS_PACKED, self.schema):
-                        await con.execute(ADD_PACKED.format(s=self.schema))
+                    await create_or_upgrade(con, self.schema)
             finally:
                 await con.close()
             self._pool = await pg.create_pool(
@@ -140,7 +142,7 @@ class PostgresStore(JobStore):
         """Prepare the frequent statements on a new connection (run each once, changing
         nothing): the first batch then goes out in one round trip, without waiting for
         a Parse to come back while the producer is busy rendering."""
-        await con.fetch(self._insert_sql, *[[]] * 14)
+        await con.fetch(self._insert_sql, *[[]] * 15)
         await con.fetch(self._record_sql, *[[]] * 6, 0.0, "")
         await con.fetch(claim_ids_sql(self._t, False), "", 0.0, 0.0, [], [])
         await con.fetch(claim_ids_sql(self._t, True), "", 0.0, 0.0, [], [], "")
@@ -160,26 +162,28 @@ class PostgresStore(JobStore):
         fresh: dict[str, Job] = {}
         for j in jobs:
             fresh.setdefault(j.id, j)
-        cols: list[list[Any]] = [[] for _ in range(14)]
+        cols: list[list[Any]] = [[] for _ in range(15)]
         for j in fresh.values():
             created = j.created_at or now
             state = State.DEFERRED if j.not_before > now else State.QUEUED
+            if j.state is State.SUPPRESSED:
+                state = State.SUPPRESSED  # final: stored, never due
             for col, value in zip(
                 cols,
                 (
                     j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
                     "\n".join(j.recipients), stored_form(j.message), j.body_offset,
                     attachments_json(j.attachments), j.not_before or created, created, now,
-                    state.value,
+                    state.value, j.list_name,
                 ),
                 strict=True,
             ):  # fmt: skip
                 col.append(value)
         rows = await self._fetch(self._insert_sql, *cols)
-        added = {r["id"] for r in rows}
+        inserted = {r["id"] for r in rows}
         existing: dict[str, tuple[int, str]] = {}
-        if len(added) < len(fresh):
-            lost = [jid for jid in fresh if jid not in added]
+        if len(inserted) < len(fresh):
+            lost = [jid for jid in fresh if jid not in inserted]
             for r in await self._fetch(
                 f'SELECT id, "row", state FROM {self._t} WHERE id = ANY($1::text[])', lost
             ):
@@ -189,14 +193,18 @@ class PostgresStore(JobStore):
         for j in jobs:
             if j.id in seen:
                 results.append(Enqueued.DUPLICATE)  # the same key twice in this batch
-            elif j.id in added:
-                results.append(Enqueued.NEW)
+            elif j.id in inserted:
+                results.append(added(j))
             elif j.id in existing:
                 results.append(resumed(*existing[j.id], j.row))
             else:  # added and purged by another process in between
                 results.append(Enqueued.DEAD)
             seen.add(j.id)
-        due = [fresh[jid] for jid in fresh if jid in added and fresh[jid].not_before <= now]
+        due = [
+            j
+            for jid, j in fresh.items()
+            if jid in inserted and j.not_before <= now and j.state is not State.SUPPRESSED
+        ]
         return results, [Ref(j.id, j.campaign) for j in due]
 
     async def put_blob(self, digest: str, data: bytes) -> None:
@@ -287,7 +295,7 @@ class PostgresStore(JobStore):
             [o.state.value for o in todo],
             [o.not_before if o.state is State.DEFERRED else now for o in todo],
             [o.reply for o in todo],
-            [o.reason for o in todo],
+            [final_reason(o) for o in todo],
             [int(o.ambiguous) for o in todo],
         )
         rows = await self._fetch(self._record_sql, *columns, now, owner)

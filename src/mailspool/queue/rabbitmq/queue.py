@@ -41,6 +41,7 @@ from mailspool.queue.rabbitmq.connection import CONNECT_TIMEOUT, quiet_aiormq
 from mailspool.queue.rabbitmq.deliveries import DeliveryConsumer
 from mailspool.queue.rabbitmq.topology import parse_amqp_url
 from mailspool.queue.store import JobStore, make_store, store_class
+from mailspool.queue.suppression import SuppressionList
 from mailspool.urls import redact_url
 
 __all__ = ["RabbitMQQueue"]
@@ -66,6 +67,11 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
     def packs_for(cls, store: str | None) -> bool:
         # the store keeps the messages; without one, __init__ says what to add
         return store is not None and store_class(store).packs_messages
+
+    @property
+    def suppressions(self) -> SuppressionList:
+        """The job store's suppression list."""
+        return self.store.suppressions
 
     async def ready(self, timeout: float) -> bool:
         """The job store answers, and the broker connection is up: while it is down, a

@@ -6,6 +6,10 @@ packed message is a fifth of the bytes. A job's ``meta`` ends with ``1`` when it
 is packed; jobs written before messages were packed have no such element and keep their
 plain message.
 
+A job's mailing list is the hash field ``list_name`` (absent in jobs written before
+lists: the default list, ""); a job offered suppressed is stored so (the enqueue and
+insert scripts' state argument).
+
 The Redis job store (:mod:`mailspool.queue.redis.store`) keeps the same job hashes and
 uses these helpers as well."""
 
@@ -22,7 +26,7 @@ from mailspool.queue.redis.scripts import MAX_LEASE_S, RECLAIM_IDLE_MS
 #: what ``get`` reads of a job hash; ``meta`` is the JSON of what never changes (see _meta)
 JOB_FIELDS = (
     "meta", "message", "state", "attempts", "ready_at", "updated_at", "last_reply",
-    "dead_reason", "lease_owner",
+    "dead_reason", "lease_owner", "list_name",
 )  # fmt: skip
 
 
@@ -48,12 +52,19 @@ def _meta(j: Job, created: float) -> str:
     )  # fmt: skip
 
 
+#: how many arguments job_args gives a job
+JOB_ARGS = 9
+
+
 def job_args(j: Job, now: float) -> list[str | bytes]:
-    """A new job's arguments to the enqueue and insert scripts (seven per job)."""
+    """A new job's arguments to the enqueue and insert scripts (JOB_ARGS per job): id,
+    campaign, row, created_at, not_before, meta, message, "suppressed" for a job offered
+    so (stored final) or "", list name."""
     created = j.created_at or now
+    suppressed = State.SUPPRESSED.value if j.state is State.SUPPRESSED else ""
     return [
         j.id, j.campaign, str(j.row), float_arg(created), float_arg(j.not_before or 0.0),
-        _meta(j, created), stored_form(j.message),
+        _meta(j, created), stored_form(j.message), suppressed, j.list_name,
     ]  # fmt: skip
 
 
@@ -82,7 +93,8 @@ def _from_meta(meta: bytes, message: Any, **dynamic: Any) -> Job:
 
 
 def claimed_jobs(flat: Sequence[Any], owner: str, now: float) -> list[Job]:
-    """Jobs from the claim script's flat reply (meta, message, attempts, last_reply each)."""
+    """Jobs from the claim script's flat reply (meta, message, attempts, last_reply,
+    list_name each)."""
     return [
         _from_meta(
             flat[i],
@@ -92,8 +104,9 @@ def claimed_jobs(flat: Sequence[Any], owner: str, now: float) -> list[Job]:
             last_reply=as_str(flat[i + 3]),
             lease_owner=owner,
             updated_at=now,
+            list_name=as_str(flat[i + 4]),
         )
-        for i in range(0, len(flat), 4)
+        for i in range(0, len(flat), 5)
     ]
 
 
@@ -111,6 +124,7 @@ def job_from_hash(values: Sequence[Any]) -> Job:
         last_reply=as_str(v["last_reply"]),
         dead_reason=as_str(v["dead_reason"]),
         lease_owner=as_str(v["lease_owner"]),
+        list_name=as_str(v["list_name"]),
     )
 
 

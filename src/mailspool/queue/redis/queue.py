@@ -20,6 +20,18 @@ Keys (``P`` is the prefix, ``C`` a campaign)::
     P:blob:DIGEST     string content shared by many jobs (attachments)
     P:settings        hash   per-campaign settings (JSON), shared by every process
 
+The suppression list (:mod:`mailspool.queue.redis.suppressions`; ``L`` a list name, empty
+for the global entries)::
+
+    P:supp:h:L        hash   L's entries by address or @domain key (JSON: reason, source,
+                             created_at, expires_at)
+    P:supp:z:L        zset   L's keys, scored 0, for pages (ZRANGEBYLEX)
+    P:supp:all        zset   "KEY\0L" of every entry, scored 0, for pages of every list
+    P:supp:exp        zset   "KEY\0L" of the entries that expire, by expiry (the purge)
+
+A job's hash holds its mailing list (``list_name``; absent in jobs from before lists: the
+default list). A job enqueued suppressed is stored final: no stream entry, never delayed.
+
 Every operation is one Lua script, so each is atomic: a claim, an outcome, a hand-back
 either happens whole or not at all, and a job's hash always names its one live stream
 entry (``entry``). The job hash is the sent ledger: a stream entry whose job is not
@@ -56,7 +68,7 @@ import structlog
 
 from mailspool.errors import QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
-from mailspool.queue.base import DeadFilter, Queue, resumed
+from mailspool.queue.base import DeadFilter, Queue, added, final_reason, resumed
 from mailspool.queue.redis.connection import Reconnect, connect, parse_redis_url
 from mailspool.queue.redis.encoding import (
     JOB_FIELDS,
@@ -68,6 +80,7 @@ from mailspool.queue.redis.encoding import (
     job_from_hash,
 )
 from mailspool.queue.redis.scripts import MAX_LEASE_S, QUEUE_SCRIPTS
+from mailspool.queue.redis.suppressions import RedisSuppressionList
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -95,6 +108,12 @@ class RedisQueue(Queue):
         self._scripts: dict[str, AsyncScript] = {}
         self._owners: set[str] = set()
         self.reconnect = Reconnect(self.url, self.target.reconnect_for)
+        self._suppressions = RedisSuppressionList(self)
+
+    @property
+    def suppressions(self) -> RedisSuppressionList:
+        """The suppression list under this queue's prefix, on its connection."""
+        return self._suppressions
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -149,7 +168,7 @@ class RedisQueue(Queue):
                 if isinstance(r, list):
                     out.append(resumed(int(r[0]), as_str(r[1]), j.row))
                 else:
-                    out.append(Enqueued.NEW if r == b"new" else Enqueued.DUPLICATE)
+                    out.append(added(j) if r == b"new" else Enqueued.DUPLICATE)
         return out
 
     async def put_blob(self, digest: str, data: bytes) -> None:
@@ -179,7 +198,8 @@ class RedisQueue(Queue):
         for start in range(0, len(outcomes), BATCH):
             args: list[str | bytes | float | int] = [float_arg(time.time()), owner]
             for o in outcomes[start : start + BATCH]:
-                flags = f"{o.state.value}|{float_arg(o.not_before)}|{int(o.ambiguous)}|{o.reason}"
+                amb, reason = int(o.ambiguous), final_reason(o)
+                flags = f"{o.state.value}|{float_arg(o.not_before)}|{amb}|{reason}"
                 args += [o.job_id, flags, o.reply]
             applied += int(await self._script("record", args))
         return applied

@@ -77,15 +77,16 @@ end
 """.replace("@RECLAIM@", str(RECLAIM_IDLE_MS))
 
 # ARGV: prefix, now, token, then per job: id campaign row created_at not_before meta
-# message. Returns per job 'new', 'duplicate'
+# message suppressed list_name (encoding.job_args). Returns per job 'new', 'duplicate'
 # (its id came earlier in this call) or the existing job's {row, state}. A job that exists
 # with this call's token was created by an earlier attempt of this very call whose reply
-# was lost: it is reported new again.
+# was lost: it is reported new again. A job offered suppressed is stored final: no stream
+# entry, never delayed.
 _ENQUEUE = """
 local now = tonumber(ARGV[2])
 local token = ARGV[3]
 local out, touched, mine = {}, {}, {}
-for i = 4, #ARGV, 7 do
+for i = 4, #ARGV, 9 do
   local id, c = ARGV[i], ARGV[i + 1]
   local k = jkey(id)
   local old = redis.call('HMGET', k, 'row', 'state', 'token')
@@ -100,9 +101,12 @@ for i = 4, #ARGV, 7 do
     local due, state = nb, 'deferred'
     if nb <= now then state = 'queued' end
     if nb <= 0 then due = tonumber(ARGV[i + 3]) end
+    if ARGV[i + 7] == 'suppressed' then state = 'suppressed' end
     if not touched[c] then ensure(c); touched[c] = true end
     local entry = ''
-    if due > now then
+    if state == 'suppressed' then  -- final: neither on the stream nor delayed
+      entry = ''
+    elseif due > now then
       redis.call('ZADD', ckey('delayed', c), num(due), id)
     else
       entry = redis.call('XADD', ckey('stream', c), '*', 'id', id)
@@ -110,7 +114,7 @@ for i = 4, #ARGV, 7 do
     redis.call('HSET', k, 'campaign', c, 'row', ARGV[i + 2], 'meta', ARGV[i + 5],
       'message', ARGV[i + 6], 'state', state, 'attempts', 0, 'updated_at', ARGV[2],
       'last_reply', '', 'dead_reason', '', 'lease_owner', '', 'ambiguous', 0, 'token', token,
-      'entry', entry, 'ready_at', num(due))
+      'entry', entry, 'ready_at', num(due), 'list_name', ARGV[i + 8])
     count(c, nil, state)
     out[#out + 1] = 'new'
   end
@@ -121,7 +125,8 @@ return out
 """
 
 # ARGV: prefix, now, owner, limit, lease seconds, idle ms (RECLAIM_IDLE - lease), campaign
-# or ''. Returns the leased jobs, flat: meta, message, attempts, last_reply for each.
+# or ''. Returns the leased jobs, flat: meta, message, attempts, last_reply, list_name for
+# each.
 _CLAIM = """
 local now, owner, limit = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local lease_until = num(now + tonumber(ARGV[5]))
@@ -149,11 +154,12 @@ local function take(c, s, e, id, reclaimed)
   redis.call('HSET', k, 'state', 'sending', 'lease_owner', owner, 'updated_at', ARGV[2],
     'ready_at', lease_until, 'attempts', attempts)
   redis.call('ZADD', ckey('leases', c), lease_until, id)
-  local v2 = redis.call('HMGET', k, 'meta', 'message', 'last_reply')
+  local v2 = redis.call('HMGET', k, 'meta', 'message', 'last_reply', 'list_name')
   out[#out + 1] = v2[1]
   out[#out + 1] = v2[2]
   out[#out + 1] = attempts
   out[#out + 1] = v2[3]
+  out[#out + 1] = v2[4] or ''
   taken = taken + 1
 end
 

@@ -21,6 +21,8 @@ blobs and settings here and purges dead letters (see :mod:`mailspool.queue.redis
     P:active          zset   campaigns with jobs queued, deferred or sending
     P:blob:DIGEST     string content shared by many jobs (attachments)
     P:settings        hash   per-campaign settings (JSON)
+    P:supp:...        the suppression list, as the Redis queue's
+                      (:mod:`mailspool.queue.redis.suppressions`)
 
 In place of the queue's stream, one index of what is due (the table's ``ready_at``)::
 
@@ -42,10 +44,11 @@ from typing import TYPE_CHECKING, Any
 
 from mailspool.errors import QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
-from mailspool.queue.base import DeadFilter, resumed
+from mailspool.queue.base import DeadFilter, added, final_reason, resumed
 from mailspool.queue.redis.encoding import as_str, claimed_jobs, float_arg, job_args
 from mailspool.queue.redis.queue import BATCH, RedisQueue
 from mailspool.queue.redis.store_scripts import STORE_SCRIPTS
+from mailspool.queue.redis.suppressions import RedisSuppressionList
 from mailspool.queue.store import JobStore, Ref
 
 if TYPE_CHECKING:
@@ -70,6 +73,11 @@ class RedisJobStore(JobStore):
         self.url = self._shared.url
         self.prefix = self._shared.prefix
         self._scripts: dict[str, AsyncScript] = {}
+
+    @property
+    def suppressions(self) -> RedisSuppressionList:
+        """The Redis queue's suppression list: the same keys under the same prefix."""
+        return self._shared.suppressions
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -113,8 +121,8 @@ class RedisJobStore(JobStore):
                 elif isinstance(r, list):
                     results.append(resumed(int(r[0]), as_str(r[1]), j.row))
                 elif r == b"new":
-                    results.append(Enqueued.NEW)
-                    if j.not_before <= now:
+                    results.append(added(j))
+                    if j.not_before <= now and j.state is not State.SUPPRESSED:
                         due.append(Ref(j.id, j.campaign))
                 else:
                     results.append(Enqueued.DUPLICATE)
@@ -169,7 +177,7 @@ class RedisJobStore(JobStore):
             args: list[Arg] = [now, owner]
             for o in outcomes[start : start + BATCH]:
                 ready = float_arg(o.not_before) if o.state is State.DEFERRED else now
-                flags = f"{o.state.value}|{ready}|{int(o.ambiguous)}|{o.reason}"
+                flags = f"{o.state.value}|{ready}|{int(o.ambiguous)}|{final_reason(o)}"
                 args += [o.job_id, flags, o.reply]
             applied += int(await self._run("record", args))
         return applied

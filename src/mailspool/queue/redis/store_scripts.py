@@ -54,7 +54,7 @@ local function ambiguous(k, c)
 end
 
 -- lease job `id` (campaign c, state st) to ARGV[3] until ARGV[4] (ARGV[2] is now), and add
--- meta, message, attempts, last_reply to `out`
+-- meta, message, attempts, last_reply, list_name to `out`
 local function lease(c, id, st, out)
   local k = jkey(id)
   if st == 'sending' then ambiguous(k, c) end  -- an expired lease: delivered, maybe
@@ -62,22 +62,25 @@ local function lease(c, id, st, out)
   local attempts = redis.call('HINCRBY', k, 'attempts', 1)
   redis.call('HSET', k, 'state', 'sending', 'lease_owner', ARGV[3], 'ready_at', ARGV[4],
     'updated_at', ARGV[2])
-  local v = redis.call('HMGET', k, 'meta', 'message', 'last_reply')
+  local v = redis.call('HMGET', k, 'meta', 'message', 'last_reply', 'list_name')
   out[#out + 1] = v[1]
   out[#out + 1] = v[2]
   out[#out + 1] = attempts
   out[#out + 1] = v[3]
+  out[#out + 1] = v[4] or ''
 end
 """
 
 # ARGV: prefix, now, token, then per job: id campaign row created_at not_before meta
-# message. Returns per job 'new', 'duplicate' (its id came earlier in this call) or the
-# existing job's {row, state}. A job stored with this call's token was added by an earlier
-# attempt of this very call whose reply was lost: it is reported new again.
+# message suppressed list_name (encoding.job_args). Returns per job 'new', 'duplicate'
+# (its id came earlier in this call) or the existing job's {row, state}. A job stored with
+# this call's token was added by an earlier attempt of this very call whose reply was
+# lost: it is reported new again. A job offered suppressed is stored final (not in the
+# due index).
 _INSERT = """
 local now, token = tonumber(ARGV[2]), ARGV[3]
 local out, touched, seen = {}, {}, {}
-for i = 4, #ARGV, 7 do
+for i = 4, #ARGV, 9 do
   local id, c = ARGV[i], ARGV[i + 1]
   local k = jkey(id)
   local had = redis.call('HMGET', k, 'row', 'state', 'token')
@@ -91,11 +94,12 @@ for i = 4, #ARGV, 7 do
     local due, state = ARGV[i + 4], 'queued'
     if nb > now then state = 'deferred' end
     if nb == 0 then due = ARGV[i + 3] end  -- due when created
+    if ARGV[i + 7] == 'suppressed' then state = 'suppressed' end
     redis.call('ZADD', CAMPAIGNS, 'NX', ARGV[2], c)
     redis.call('HSET', k, 'campaign', c, 'row', ARGV[i + 2], 'meta', ARGV[i + 5],
       'message', ARGV[i + 6], 'state', state, 'attempts', 0, 'ready_at', due,
       'updated_at', ARGV[2], 'last_reply', '', 'dead_reason', '', 'lease_owner', '',
-      'ambiguous', 0, 'token', token)
+      'ambiguous', 0, 'token', token, 'list_name', ARGV[i + 8])
     move(c, id, nil, state, due)
     touched[c] = true
   end
@@ -169,7 +173,7 @@ for i = 4, #ARGV, 3 do
       'last_reply', ARGV[i + 2], 'dead_reason', reason, 'lease_owner', '')
     if amb == '1' then ambiguous(k, c) end
     -- Redis holds everything in memory: a sent job keeps what the ledger needs
-    if st == 'sent' then redis.call('HDEL', k, 'message') end
+    if st == 'sent' or st == 'suppressed' then redis.call('HDEL', k, 'message') end
     applied = applied + 1
   end
 end

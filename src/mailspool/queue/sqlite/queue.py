@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from mailspool.errors import ConfigError, QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
-from mailspool.queue.base import DeadFilter, Queue, resumed
+from mailspool.queue.base import DeadFilter, Queue, added, final_reason, resumed
 from mailspool.queue.sqlite.rows import (
     CLAIMABLE,
     HANDED_BACK,
@@ -30,6 +30,7 @@ from mailspool.queue.sqlite.rows import (
     job_from_row,
 )
 from mailspool.queue.sqlite.schema import open_schema
+from mailspool.queue.sqlite.suppressions import SQLiteSuppressionList
 
 T = TypeVar("T")
 
@@ -57,6 +58,12 @@ class SQLiteQueue(Queue):
         self.url = f"sqlite:///{self.path}"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailspool-sqlite")
         self._db: sqlite3.Connection | None = None
+        self._suppressions = SQLiteSuppressionList(self._run)
+
+    @property
+    def suppressions(self) -> SQLiteSuppressionList:
+        """The table ``suppressions`` of the same file, on the queue's thread."""
+        return self._suppressions
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -121,7 +128,7 @@ class SQLiteQueue(Queue):
 
         found = await self._run(_tx)
         if found is None:
-            return [Enqueued.NEW] * len(jobs)
+            return [added(j) for j in jobs]
         results = []
         seen: set[str] = set()
         for j in jobs:
@@ -129,7 +136,7 @@ class SQLiteQueue(Queue):
             if j.id in seen:
                 results.append(Enqueued.DUPLICATE)  # the same key twice in this batch
             elif updated == now and row == j.row:
-                results.append(Enqueued.NEW)  # inserted by this call
+                results.append(added(j))  # inserted by this call
             else:
                 results.append(resumed(row, state, j.row))
             seen.add(j.id)
@@ -179,7 +186,7 @@ class SQLiteQueue(Queue):
                 o.not_before if o.state is State.DEFERRED else now,
                 now,
                 o.reply,
-                o.reason,
+                final_reason(o),
                 int(o.ambiguous),
                 o.job_id,
                 owner,

@@ -16,16 +16,17 @@ from mailspool.queue.packing import read_stored, stored_form
 JOB_COLUMNS = (
     "id, campaign, key, row, message_id, sender, recipients,"
     " (SELECT message FROM bodies WHERE bodies.seq = jobs.seq), body_offset, attachments,"
-    " state, attempts, ready_at, created_at, updated_at, last_reply, dead_reason, lease_owner"
+    " state, attempts, ready_at, created_at, updated_at, last_reply, dead_reason, lease_owner,"
+    " list_name"
 )
 CLAIMABLE = "('deferred', 'queued', 'sending')"
 INSERT_JOBS = (
     "INSERT OR IGNORE INTO jobs (seq, id, campaign, key, row, message_id, sender, recipients,"
-    " body_offset, attachments, state, ready_at, created_at, updated_at) VALUES "
+    " body_offset, attachments, state, ready_at, created_at, updated_at, list_name) VALUES "
 )
 INSERT_BODIES = "INSERT INTO bodies (seq, message) VALUES "
-_ROW_PARAMS = "?,?,?,?,?,?,?,?,?,?,?,?,?"
-INSERT_ROWS = 2000  # 13 parameters a row, under SQLite's limit of 32766 a statement
+_ROW_PARAMS = "?,?,?,?,?,?,?,?,?,?,?,?,?,?"
+INSERT_ROWS = 2000  # 14 parameters a row, under SQLite's limit of 32766 a statement
 # a handed-back job: deferred if it was tried before, else queued
 HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
 
@@ -55,6 +56,7 @@ def job_from_row(r: Sequence[Any]) -> Job:
         last_reply=r[15],
         dead_reason=r[16],
         lease_owner=r[17] or "",
+        list_name=r[18],
     )
 
 
@@ -81,13 +83,19 @@ def insert_chunks(jobs: Sequence[Job], now: float) -> list[InsertChunk]:
             params += (
                 j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
                 "\n".join(j.recipients), j.body_offset, attachments_json(j.attachments),
-                State.DEFERRED.value if j.not_before > now else State.QUEUED.value,
-                j.not_before or created, created, now,
+                _initial_state(j, now), j.not_before or created, created, now, j.list_name,
             )  # fmt: skip
             bodies.append(stored_form(j.message))
         jobs_sql, bodies_sql = _insert_sql(len(chunk))
         out.append(InsertChunk(jobs_sql, params, bodies_sql, bodies))
     return out
+
+
+def _initial_state(j: Job, now: float) -> str:
+    """A new job's state: suppressed (final) when offered so, else queued or deferred."""
+    if j.state is State.SUPPRESSED:
+        return State.SUPPRESSED.value
+    return State.DEFERRED.value if j.not_before > now else State.QUEUED.value
 
 
 @functools.lru_cache(maxsize=8)

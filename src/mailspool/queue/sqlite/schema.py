@@ -7,6 +7,14 @@ compressed: each insert then appends to the end of both tables instead of landin
 random page of an id-ordered tree, and a batch writes a fifth of the bytes (see
 mailspool.queue.packing). Written
 once, a message is never rewritten by a state change.
+
+The suppression list (:mod:`mailspool.queue.sqlite.suppressions`) is the table
+``suppressions``, keyed by (address key, list), ``''`` standing for global.
+
+Files written by earlier versions are moved to this layout when opened, once: a file
+whose jobs are keyed by id is rebuilt (:func:`_move_to_bodies`); one from before mailing
+lists gets the ``list_name`` column (its jobs are on the default list, ``''``) and the
+suppressions table (:func:`_add_lists`).
 """
 
 from __future__ import annotations
@@ -15,7 +23,26 @@ import sqlite3
 
 from mailspool.queue.packing import pack
 
-SCHEMA = """
+#: the suppression list: one row per (address or @domain key, list; '' is global)
+SUPPRESSIONS = """
+CREATE TABLE IF NOT EXISTS suppressions (
+    address TEXT NOT NULL,
+    list TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    source TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    PRIMARY KEY (address, list)
+) WITHOUT ROWID;
+-- a page of one list's entries
+CREATE INDEX IF NOT EXISTS suppressions_list ON suppressions(list, address);
+-- the purge of expired entries
+CREATE INDEX IF NOT EXISTS suppressions_expiry ON suppressions(expires_at)
+    WHERE expires_at IS NOT NULL;
+"""
+
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -35,7 +62,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL,
     last_reply TEXT NOT NULL DEFAULT '',
     dead_reason TEXT NOT NULL DEFAULT '',
-    ambiguous INTEGER NOT NULL DEFAULT 0
+    ambiguous INTEGER NOT NULL DEFAULT 0,
+    list_name TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, ready_at);
 CREATE INDEX IF NOT EXISTS jobs_campaign ON jobs(campaign, state, ready_at);
@@ -44,6 +72,9 @@ CREATE TABLE IF NOT EXISTS bodies (seq INTEGER PRIMARY KEY, message BLOB NOT NUL
 CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS campaigns (name TEXT PRIMARY KEY, settings TEXT NOT NULL);
 """
+    + SUPPRESSIONS
+)
+
 
 #: the columns every layout has had, copied as they are when a file moves to this one
 _KEPT = (
@@ -55,11 +86,40 @@ _KEPT = (
 
 def open_schema(db: sqlite3.Connection) -> None:
     """Create the tables of a new file, or move an earlier file's rows to them."""
-    columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+    columns = _columns(db)
     if columns and "seq" not in columns:
         _move_to_bodies(db, had_message_column="message" in columns)
+    elif columns and "list_name" not in columns:
+        _add_lists(db)
     else:
         db.executescript(SCHEMA)
+
+
+def _columns(db: sqlite3.Connection) -> set[str]:
+    return {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+
+
+def _add_lists(db: sqlite3.Connection) -> None:
+    """A file from before mailing lists: its jobs are on the default list (''); add the
+    column and the suppression list, in one transaction. Another process may have done
+    it meanwhile: checked again once the file is locked."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if "list_name" not in _columns(db):
+            db.execute("ALTER TABLE jobs ADD COLUMN list_name TEXT NOT NULL DEFAULT ''")
+        _run_script(db, SCHEMA)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Each statement of ``script`` inside the open transaction (executescript would
+    commit it first)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 def _move_to_bodies(db: sqlite3.Connection, *, had_message_column: bool) -> None:
@@ -71,9 +131,7 @@ def _move_to_bodies(db: sqlite3.Connection, *, had_message_column: bool) -> None
         db.execute("DROP INDEX IF EXISTS jobs_due")
         db.execute("DROP INDEX IF EXISTS jobs_campaign")
         db.execute("ALTER TABLE jobs RENAME TO jobs_before")
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
+        _run_script(db, SCHEMA)
         db.execute(f"INSERT INTO jobs ({_KEPT}) SELECT {_KEPT} FROM jobs_before ORDER BY rowid")
         if had_message_column:
             source = "SELECT j.seq, b.message FROM jobs j JOIN jobs_before b ON b.id = j.id"
