@@ -114,6 +114,7 @@ class Enqueued(enum.Enum):
     PENDING = "pending"  # the same row was queued by an earlier run and is not final yet
     SENT = "sent"  # already sent by an earlier run
     DEAD = "dead"  # dead-lettered by an earlier run
+    SUPPRESSED = "suppressed"  # recorded suppressed by an earlier run (final)
     DUPLICATE = "duplicate"  # another row of this campaign has the same key
 
 

@@ -107,7 +107,9 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     async def enqueue(self, jobs: Sequence[Job]) -> list[Enqueued]:
-        """Add jobs; a job whose id exists already is not added again. One result per job."""
+        """Add jobs; a job whose id exists already is not added again. One result per job.
+        A job given in state SUPPRESSED (every recipient suppressed at enqueue) is stored in
+        that state: final, never claimed."""
 
     # -- Claiming -----------------------------------------------------------------------
 
@@ -217,4 +219,6 @@ def resumed(existing_row: int, existing_state: str, row: int) -> Enqueued:
         return Enqueued.SENT
     if existing_state == State.DEAD.value:
         return Enqueued.DEAD
+    if existing_state == State.SUPPRESSED.value:
+        return Enqueued.SUPPRESSED
     return Enqueued.PENDING

@@ -43,7 +43,10 @@ class MemoryQueue(Queue):
             if old is not None:
                 out.append(resumed(old.row, old.state.value, j.row))
                 continue
-            state = State.DEFERRED if j.not_before > now else State.QUEUED
+            if j.state is State.SUPPRESSED:  # every recipient suppressed at enqueue: final
+                state = State.SUPPRESSED
+            else:
+                state = State.DEFERRED if j.not_before > now else State.QUEUED
             job = dataclasses.replace(j, state=state, created_at=j.created_at or now)
             job.updated_at = now
             self.jobs[j.id] = job
