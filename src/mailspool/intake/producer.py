@@ -90,6 +90,9 @@ class Producer:
     def __post_init__(self) -> None:
         if self.pool is not None and self.pool.spec.campaign != self.campaign:
             raise ValueError(f"the pool builds jobs of {self.pool.spec.campaign!r}")
+        if self.pool is not None and self.pool.spec.deliverability != self.deliverability:
+            # rows built here while the children start must come out the same
+            raise ValueError("the pool signs and links with other settings than the producer")
         self.builder = JobBuilder(
             renderer=self.renderer,
             campaign=self.campaign,
