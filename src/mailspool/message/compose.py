@@ -111,10 +111,11 @@ def header_block(
     lines = [
         f"Date: {_date_header(int(date))}",
         *(encode_header(name, value) for name, value in headers),
-        *(f"{name}: {value}" for name, value in unfolded),
         f"Message-ID: {message_id}",
         "MIME-Version: 1.0",
     ]
+    if unfolded:
+        lines[-2:-2] = [f"{name}: {value}" for name, value in unfolded]
     return CRLF.join(lines) + CRLF
 
 
