@@ -151,6 +151,22 @@ async def test_a_recipient_suppressed_after_enqueue_is_not_sent(
     assert event["job_id"] == ann.id and event["state"] == "suppressed"
 
 
+async def test_before_sending_a_job_is_checked_against_its_own_list(
+    queue: Queue, tmp_path: Path, smtpd: RecordingSMTPServer
+) -> None:
+    rows = people("ann@example.org", "bob@example.org")
+    for list_name in ("default", "weekly"):
+        d = Deliverability(list_name=list_name)
+        assert (await producer(tmp_path, queue, d, campaign=list_name).run(rows)).new == 2
+    await suppress(queue, "ann@example.org", list_name="weekly")  # after enqueue
+    await drain(worker(queue, smtpd.port), queue)
+    got = sorted(m.recipients[0] for m in smtpd.messages)
+    assert got == ["ann@example.org", "bob@example.org", "bob@example.org"]
+    assert await counts(queue) == {"suppressed": 1, "sent": 3}
+    stats = await queue.stats("weekly")
+    assert stats.get(State.SUPPRESSED) == 1
+
+
 class Listed(MemoryQueue):
     """A memory queue with the suppression list it is given."""
 
