@@ -273,6 +273,8 @@ _BODY_PIECES = st.sampled_from(["a", "b", " ", "  ", "\t", "\r\n", "\r", "\n", "
 @given(st.lists(_BODY_PIECES, max_size=40).map(lambda p: "".join(p).encode()))
 @example(b"base64+text\r\n\r\n\r\n")  # the fast path's own case
 @example(b"one space\r\n")
+@example(b"-- \r\nsignature \r\n \r\n\r\n")  # one space ending lines: the fast path too
+@example(b"x \r\r\n \n \r\n")
 @example(b"\r\n\r\n")
 def test_the_body_fast_path_canonicalises_as_dkimpy(body: bytes) -> None:
     assert canonical_body(body) == Relaxed.canonicalize_body(body)

@@ -13,10 +13,14 @@ from mailspool.delivery.retry import RetryPolicy
 from mailspool.delivery.worker import WorkerConfig
 from mailspool.errors import ConfigError
 from mailspool.intake.builder import Attachments
+from mailspool.intake.deliverability import Deliverability
 from mailspool.intake.pool import BuildPool, BuildSpec, default_processes
-from mailspool.intake.producer import Producer
+from mailspool.intake.producer import EnqueuingSuppressing, Producer
 from mailspool.intake.rejects import Rejects
+from mailspool.message.dkim import Signer
+from mailspool.message.dkim_keys import load_keys
 from mailspool.message.render import Renderer, Template
+from mailspool.message.unsubscribe import MAX_NAME_BYTES, Secrets, UnsubscribeLinks
 from mailspool.queue import Enqueuing, Queue, make_queue, queue_packs_messages
 from mailspool.transport import TRANSPORTS, OutboxTransport, Transport
 
@@ -69,16 +73,50 @@ def attachment_base(settings: Settings) -> Path:
     return settings.attachment_dir or (settings.template.parent if settings.template else Path())
 
 
+def load_deliverability(settings: Settings, campaign: str | None = None) -> Deliverability:
+    """The DKIM keys, the unsubscribe links and the list of the settings, loaded and
+    checked now, at start: a key file that cannot be used, a missing unsubscribe secret,
+    or a campaign name too long for an unsubscribe link is a ConfigError (exit 2) naming
+    it, never a failure in the middle of a run. The secrets are read only when
+    --unsubscribe-url is set."""
+    keys = load_keys(settings.dkim)
+    if settings.dkim_required and not keys:
+        raise ConfigError("--dkim-required needs at least one key: --dkim DOMAIN:SELECTOR:KEYFILE")
+    links = None
+    if settings.unsubscribe_url is not None:
+        links = UnsubscribeLinks(settings.unsubscribe_url, Secrets.from_environment())
+        if campaign is not None and len(campaign.encode()) > MAX_NAME_BYTES:
+            raise ConfigError(
+                f"--campaign {campaign[:120]!r}: longer than {MAX_NAME_BYTES} bytes, too long"
+                " for an unsubscribe link (--unsubscribe-url)"
+            )
+    return Deliverability(
+        signer=Signer(keys) if keys else None,
+        dkim_required=settings.dkim_required,
+        unsubscribe=links,
+        list_name=settings.list_name,
+    )
+
+
 def build_pool(
-    settings: Settings, renderer: Renderer, campaign: str, source: Path, *, delivering: bool
+    settings: Settings,
+    renderer: Renderer,
+    campaign: str,
+    source: Path,
+    *,
+    delivering: bool,
+    deliverability: Deliverability | None = None,
 ) -> BuildPool | None:
     """Child processes to render a large source with (started now, so that their
-    start-up overlaps ours), or None to render in this process."""
+    start-up overlaps ours), or None to render in this process. ``deliverability``:
+    as :func:`load_deliverability` makes it (loaded here when not given)."""
     n = settings.render_processes
     if n is None:
         n = default_processes(source, delivering=delivering)
     if n == 0:
         return None
+    if deliverability is None:
+        deliverability = load_deliverability(settings, campaign)
     spec = BuildSpec(
         template=BuildSpec.template_of(renderer.template),
         from_addr=settings.from_addr,
@@ -87,19 +125,29 @@ def build_pool(
         attachment_dir=attachment_base(settings),
         key_column=settings.key_column,
         pack=queue_packs_messages(settings.queue, settings.store),
+        deliverability=deliverability,
     )
     return BuildPool(spec=spec, processes=n)
 
 
 async def make_producer(
-    queue: Enqueuing,
+    queue: EnqueuingSuppressing,
     renderer: Renderer,
     campaign: str,
     settings: Settings,
     *,
     pool: BuildPool | None = None,
+    deliverability: Deliverability | None = None,
 ) -> Producer:
-    """The producer for a campaign; stores the campaign's retry schedule first."""
+    """The producer for a campaign; stores the campaign's retry schedule first.
+    ``deliverability``: as :func:`load_deliverability` makes it (the pool's when there
+    is one, else loaded here when not given)."""
+    if deliverability is None:
+        deliverability = (
+            pool.spec.deliverability
+            if pool is not None
+            else load_deliverability(settings, campaign)
+        )
     await store_campaign_retry(queue, campaign, settings)
     return Producer(
         queue=queue,
@@ -109,6 +157,7 @@ async def make_producer(
         attachments=Attachments(base=attachment_base(settings)),
         key_column=settings.key_column,
         pool=pool,
+        deliverability=deliverability,
     )
 
 

@@ -29,6 +29,10 @@ class Observer:
     def dead(self, job: Job, reason: DeadReason, reply: str) -> None:
         """The job is given up: dead-lettered for ``reason``."""
 
+    def suppressed(self, job: Job) -> None:
+        """Every recipient of ``job`` is on the suppression list: it is not sent, and is
+        recorded SUPPRESSED (final)."""
+
     def relay_paused(self, err: DeliveryError, delay: float) -> None:
         """``err`` closed the relay gate: no sender uses the relay for ``delay`` seconds."""
 
@@ -43,13 +47,15 @@ class Observer:
 
 
 class Counter(Observer):
-    """Counts the outcomes this process recorded (sent, deferred, dead; how many of them
-    ambiguous) and the relay pauses: what ``send`` and ``worker`` report at their end."""
+    """Counts the outcomes this process recorded (sent, deferred, dead, suppressed; how
+    many of them ambiguous) and the relay pauses: what ``send`` and ``worker`` report at
+    their end."""
 
     def __init__(self) -> None:
         self.sent_count = 0
         self.deferred_count = 0
         self.dead_count = 0
+        self.suppressed_count = 0
         self.ambiguous = 0
         self.relay_pauses = 0
 
@@ -62,6 +68,8 @@ class Counter(Observer):
                 self.sent_count += 1
             elif o.state is State.DEAD:
                 self.dead_count += 1
+            elif o.state is State.SUPPRESSED:
+                self.suppressed_count += 1
             else:
                 self.deferred_count += 1
             self.ambiguous += o.ambiguous

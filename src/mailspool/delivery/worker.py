@@ -1,6 +1,9 @@
 """The worker: claim due jobs, send each through the transport, record the outcome.
 
-    feeder     claims batches under a lease while the local buffer runs low
+    feeder     claims batches under a lease while the local buffer runs low, and checks
+               each batch's recipients against the suppression list (one query per
+               list for the whole batch): suppressed recipients leave the envelope, a
+               job left with none is recorded SUPPRESSED and never sent
     senders    ``concurrency`` tasks: rate limit, relay gate, send, decide the outcome
     recorder   writes outcomes in batches (mailspool.delivery.recorder); senders wait while more
                than ``2 * concurrency`` outcomes are not yet durable, so a crash can leave
@@ -23,7 +26,7 @@ import operator
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from mailspool.delivery.classify import Action, Verdict, classify
 from mailspool.delivery.leases import make_owner
@@ -33,13 +36,18 @@ from mailspool.delivery.outcomes import interrupted, refused_retry, sent_reply, 
 from mailspool.delivery.recorder import Recorder
 from mailspool.delivery.relay_gate import RelayGate
 from mailspool.delivery.retry import RetryPolicy
+from mailspool.delivery.screen import Screen
 from mailspool.errors import DeliveryError, MailspoolError, QueueError
 from mailspool.message.compose import attachment_part, with_attachments
-from mailspool.models import DeadReason, Job, Outcome, State
-from mailspool.queue import Claiming
+from mailspool.models import AttachmentRef, DeadReason, Job, Outcome, State
+from mailspool.queue import Claiming, Suppressing
 from mailspool.transport.base import Delivery, Envelope, Transport
 
 log = logging.getLogger(__name__)
+
+
+class ClaimingSuppressing(Claiming, Suppressing, Protocol):
+    """What a worker uses of a queue: claims and outcomes, and the suppression list."""
 
 
 @dataclass(kw_only=True)
@@ -76,7 +84,7 @@ class Worker:
     def __init__(
         self,
         *,
-        queue: Claiming,
+        queue: ClaimingSuppressing,
         transport: Transport,
         config: WorkerConfig | None = None,
         observers: Sequence[Observer] = (),
@@ -108,8 +116,9 @@ class Worker:
         self._policies: dict[str, RetryPolicy] = {}
         self._parked: list[str] = []
         self._park_task: asyncio.Task[None] | None = None
-        self._parts: dict[str, bytes] = {}
+        self._parts: dict[AttachmentRef, bytes] = {}
         self._handed: set[str] = set()  # given to the transport, no outcome yet
+        self.screen = Screen(queue)
         self.error: BaseException | None = None
 
     # -- control ------------------------------------------------------------------
@@ -224,6 +233,7 @@ class Worker:
                 self._policies[campaign] = await self._campaign_policy(campaign)
             for job in jobs:
                 self._held.add(job.id)
+            for job in await self._screen(jobs):
                 self._buffer.put_nowait(job)
             if jobs:
                 wait = 0.01
@@ -232,6 +242,25 @@ class Worker:
                 return
             await self._sleep(wait)
             wait = min(self.config.poll_interval, wait * 2)
+
+    async def _screen(self, jobs: list[Job]) -> list[Job]:
+        """The claimed jobs to send (screen.py); those left with no recipient are recorded
+        SUPPRESSED. When the store cannot answer, the batch is retried on the usual
+        schedule, never sent unchecked."""
+        try:
+            send, suppressed = await self.screen.check(jobs)
+        except QueueError as exc:
+            for job in jobs:
+                self.recorder.add(self._unexpected(job, exc))
+            return []
+        for job in suppressed:
+            self._suppressed(job)
+        return send
+
+    def _suppressed(self, job: Job) -> None:
+        self._tell(lambda obs: obs.suppressed(job))
+        reply = f"suppressed: {', '.join(job.recipients)}"[:1000]
+        self.recorder.add(Outcome(job.id, State.SUPPRESSED, reply))
 
     async def _campaign_policy(self, campaign: str) -> RetryPolicy:
         """The campaign's own retry schedule when it was enqueued with one, else ours."""
@@ -298,6 +327,7 @@ class Worker:
             finally:
                 self._in_flight -= 1
                 self._handed.discard(job.id)
+                self.screen.dropped.pop(job.id, None)
             if outcome is not None:
                 self.recorder.add(outcome)
 
@@ -340,6 +370,9 @@ class Worker:
         reply = sent_reply(delivery)
         if delivery.refused:
             reply += await self._retry_refused(job, delivery)
+        dropped = self.screen.dropped.get(job.id)
+        if dropped:
+            reply += f" | suppressed: {', '.join(dropped)}"
         return Outcome(job.id, State.SENT, reply[:1000])
 
     def _unexpected(self, job: Job, exc: Exception) -> Outcome:
@@ -376,12 +409,13 @@ class Worker:
             raise MailspoolError(job.unreadable)
         parts = []
         for ref in job.attachments:
-            part = self._parts.get(ref.digest)
+            # by reference, not digest: one file under two names makes two parts
+            part = self._parts.get(ref)
             if part is None:
                 blob = await self.queue.get_blob(ref.digest)
                 if blob is None:
                     raise MailspoolError(f"attachment {ref.filename} is missing from the store")
-                part = self._parts[ref.digest] = attachment_part(ref, blob)
+                part = self._parts[ref] = attachment_part(ref, blob)
             parts.append(part)
         return with_attachments(job, parts)
 

@@ -3,7 +3,9 @@ producer, by the render processes (pool.py) and by the HTTP API alike.
 
 A row's values are rendered (message/render.py), its key and job id worked out, its
 attachments resolved (each file read once) and the message composed (message/compose.py);
-anything wrong rejects the row, naming the field.
+anything wrong rejects the row, naming the field. With a :class:`Deliverability` the
+message also gets its one-click unsubscribe link and its DKIM signature
+(intake/deliverability.py).
 """
 
 from __future__ import annotations
@@ -11,19 +13,25 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from mailspool.errors import RejectedRow
+from mailspool.errors import ConfigError, RejectedRow
+from mailspool.intake.deliverability import Deliverability, add_unsubscribe, sign
 from mailspool.intake.sources.base import Row
-from mailspool.message.compose import compose
+from mailspool.message.compose import attachment_part, compose
 from mailspool.message.headers import check_filename
+from mailspool.message.optout import DEFAULT_LIST, check_list_name
 from mailspool.message.render import Rendered, Renderer
+from mailspool.message.unsubscribe import MAX_NAME_BYTES, PLACEHOLDER, TEMPLATE_VARIABLE
 from mailspool.models import AttachmentRef, Job, job_id
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+#: encoded attachment parts kept for signing (a part evicted is read from its file again)
+MAX_CACHED_PARTS = 64 * 1024 * 1024
 
 
 class AttachmentPolicy(Protocol):
@@ -35,6 +43,10 @@ class AttachmentPolicy(Protocol):
 
     def encoded_size(self, ref: AttachmentRef) -> int:
         """About how many bytes the attachment adds to a message."""
+
+    def part(self, ref: AttachmentRef) -> bytes:
+        """The MIME part the worker will wrap in for ``ref`` (compose.attachment_part),
+        to sign the message with it; RejectedRow when it cannot be made."""
 
 
 @dataclass(kw_only=True)
@@ -50,6 +62,9 @@ class Attachments:
     _sizes: dict[str, int] = field(default_factory=dict, init=False)
     #: digests handed on already: a blob a render process read again is not stored twice
     _taken: set[str] = field(default_factory=set, init=False)
+    _paths: dict[AttachmentRef, Path] = field(default_factory=dict, init=False)
+    _parts: OrderedDict[AttachmentRef, bytes] = field(default_factory=OrderedDict, init=False)
+    _parts_size: int = field(default=0, init=False)
 
     def resolve(self, name: str) -> AttachmentRef:
         base = self.base.resolve()
@@ -71,7 +86,41 @@ class Attachments:
         self._refs[key] = ref
         self._pending[ref.digest] = data
         self._sizes[ref.digest] = len(data)
+        self._paths[ref] = path
         return ref
+
+    def part(self, ref: AttachmentRef) -> bytes:
+        """The attachment's MIME part, from a cache of the most recent ones (at most
+        MAX_CACHED_PARTS bytes), else made from its blob or read from its file again
+        (rejected if the file has changed since)."""
+        part = self._parts.get(ref)
+        if part is not None:
+            self._parts.move_to_end(ref)
+            return part
+        data = self._pending.get(ref.digest)
+        if data is None:
+            data = self._read_again(ref)
+        part = attachment_part(ref, data)
+        if len(part) <= MAX_CACHED_PARTS:
+            self._parts[ref] = part
+            self._parts_size += len(part)
+            while self._parts_size > MAX_CACHED_PARTS:
+                _, old = self._parts.popitem(last=False)
+                self._parts_size -= len(old)
+        return part
+
+    def _read_again(self, ref: AttachmentRef) -> bytes:
+        path = self._paths.get(ref)
+        if path is None:
+            raise RejectedRow("Attachment", f"{ref.filename!r} was not resolved here")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            reason = f"cannot read {ref.filename!r}: {exc.strerror or exc}"
+            raise RejectedRow("Attachment", reason) from None
+        if hashlib.sha256(data).hexdigest() != ref.digest:
+            raise RejectedRow("Attachment", f"{ref.filename!r} changed while being queued")
+        return data
 
     def encoded_size(self, ref: AttachmentRef) -> int:
         """About how many bytes the attachment adds to a message (base64, CRLF lines)."""
@@ -104,6 +153,9 @@ class NoAttachments:
     def encoded_size(self, ref: AttachmentRef) -> int:
         return 0
 
+    def part(self, ref: AttachmentRef) -> bytes:
+        raise RejectedRow("Attachment", self.reason)
+
 
 @dataclass(kw_only=True)
 class JobBuilder:
@@ -111,23 +163,65 @@ class JobBuilder:
 
     ``renderer`` renders the row; ``attachments`` resolves the files it attaches;
     ``key_column`` names the column whose value is the job's idempotency key (the job id
-    is made from campaign and key), or None for the recipients' addresses.
+    is made from campaign and key), or None for the recipients' addresses;
+    ``deliverability``: the DKIM keys, unsubscribe links and list of its messages (none
+    by default).
     """
 
     renderer: Renderer
     campaign: str
     attachments: AttachmentPolicy
     key_column: str | None = None
+    deliverability: Deliverability = field(default_factory=Deliverability)
+    #: From domain -> whether a key signs it
+    _signs: dict[str, bool] = field(default_factory=dict, init=False, repr=False)
 
-    def build(self, row: Row, now: float) -> Job:
-        """The row's job, created at ``now`` (its Date header)."""
-        r = self.renderer.render(row.values)
+    def __post_init__(self) -> None:
+        d = self.deliverability
+        if d.unsubscribe is not None and len(self.campaign.encode()) > MAX_NAME_BYTES:
+            raise ConfigError(
+                f"campaign {self.campaign[:120]!r}: longer than {MAX_NAME_BYTES} bytes, too"
+                " long for an unsubscribe link"
+            )
+
+    def signs(self, domain: str) -> bool:
+        """Whether a message from ``domain`` gets a DKIM signature."""
+        found = self._signs.get(domain)
+        if found is None:
+            signer = self.deliverability.signer
+            found = signer is not None and signer.has_key_for(domain)
+            if len(self._signs) < 1024:
+                self._signs[domain] = found
+        return found
+
+    def build(self, row: Row, now: float, *, list_name: str | None = None) -> Job:
+        """The row's job, created at ``now`` (its Date header), for the builder's list or
+        for ``list_name`` (a message that names its own: the HTTP API)."""
+        d = self.deliverability
+        values = row.values
+        if d.unsubscribe is not None:  # the URL is known once the recipient is
+            values = {**values, TEMPLATE_VARIABLE: PLACEHOLDER}
+        r = self.renderer.render(values)
         key = self._key(row, r)
         jid = job_id(self.campaign, key)
         domain = r.sender[1].rpartition("@")[2]
+        if d.dkim_required and not self.signs(domain):
+            raise RejectedRow("From", f"no DKIM key for the domain {domain} (--dkim-required)")
+        if list_name is None:
+            list_name = d.list_name
+        else:
+            try:
+                check_list_name(list_name)
+            except ValueError as exc:
+                raise RejectedRow("list", str(exc)) from None
+        unfolded = (
+            add_unsubscribe(r, d.unsubscribe, list_name, self.campaign)
+            if d.unsubscribe is not None
+            else ()
+        )
         message_id = f"<{jid}@{domain}>"
         refs = tuple(self.attachments.resolve(a) for a in r.attachments) if r.attachments else ()
-        message, offset = compose(r, message_id, now)
+        message, offset = compose(r, message_id, now, unfolded)
         size = len(message)
         if refs:
             size += sum(self.attachments.encoded_size(ref) for ref in refs)
@@ -136,7 +230,7 @@ class JobBuilder:
             raise RejectedRow(
                 field_name, f"message is {size} bytes, over the {MAX_MESSAGE_BYTES} byte limit"
             )
-        return Job(
+        job = Job(
             id=jid,
             campaign=self.campaign,
             key=key,
@@ -148,7 +242,11 @@ class JobBuilder:
             body_offset=offset,
             attachments=refs,
             created_at=now,
+            list_name="" if list_name == DEFAULT_LIST else list_name,
         )
+        if d.signer is not None:
+            sign(job, d.signer, [self.attachments.part(ref) for ref in refs])
+        return job
 
     def build_rows(self, rows: Iterable[Row | RejectedRow]) -> Iterator[Job | RejectedRow]:
         """Each row's job, or its rejection (with the row number), in row order; a row

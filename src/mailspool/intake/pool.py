@@ -25,13 +25,14 @@ import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from mailspool.errors import MailspoolError, RejectedRow
 from mailspool.intake.builder import Attachments, JobBuilder
+from mailspool.intake.deliverability import Deliverability
 from mailspool.intake.sources.base import Row
 from mailspool.message.render import Renderer, Template
 from mailspool.models import Job
@@ -62,7 +63,9 @@ class BuildSpec:
     ``template`` is the template's text, HTML text and names (:meth:`template_of`), None
     in direct mode; ``from_addr`` and ``subject`` the ``--from`` and ``--subject``
     defaults; ``campaign`` the jobs' campaign; ``attachment_dir`` where attachments are
-    resolved; ``key_column`` the idempotency key column, if any.
+    resolved; ``key_column`` the idempotency key column, if any; ``deliverability`` the
+    DKIM keys, unsubscribe secrets and list (the keys and secrets pickle as they are: a
+    child never reads a key file or the environment).
     """
 
     template: tuple[str, str | None, tuple[str, str]] | None  # text, html text, names
@@ -73,6 +76,7 @@ class BuildSpec:
     key_column: str | None
     #: pack each message for a queue that stores them packed (mailspool.queue.packing)
     pack: bool = False
+    deliverability: Deliverability = field(default_factory=Deliverability)
 
     @staticmethod
     def template_of(tpl: Template | None) -> tuple[str, str | None, tuple[str, str]] | None:
@@ -91,6 +95,7 @@ class BuildSpec:
             campaign=self.campaign,
             attachments=attachments,
             key_column=self.key_column,
+            deliverability=self.deliverability,
         )
         return builder, attachments
 
@@ -155,11 +160,12 @@ def _job_data(j: Job, packs: bool) -> _Built:
         j.body_offset,
         j.attachments,
         j.created_at,
+        j.list_name,
     )
 
 
 def _job(campaign: str, d: _Built, packs: bool) -> Job:
-    jid, key, message_id, sender, recipients, message, row, body_offset, atts, created = d
+    jid, key, message_id, sender, recipients, message, row, body_offset, atts, created, lst = d
     return Job(
         id=jid,
         campaign=campaign,
@@ -172,6 +178,7 @@ def _job(campaign: str, d: _Built, packs: bool) -> Job:
         body_offset=body_offset,
         attachments=atts,
         created_at=created,
+        list_name=lst,
     )
 
 

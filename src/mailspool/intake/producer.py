@@ -2,24 +2,30 @@
 
 A row that fails is written to the rejects file (rejects.py) with its row number, field
 and reason; the others go on. Content shared by many jobs (attachments) is stored once
-as a blob, before the first batch that references it.
+as a blob, before the first batch that references it. Each batch's recipients are checked
+against the suppression list (screen.py) just before it is queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from mailspool.errors import RejectedRow
 from mailspool.intake.builder import Attachments, JobBuilder
+from mailspool.intake.deliverability import Deliverability
 from mailspool.intake.pool import BuildPool
 from mailspool.intake.rejects import Rejects
+from mailspool.intake.screen import screen, suppression_list
 from mailspool.intake.sources.base import Row
 from mailspool.message.render import Renderer
-from mailspool.models import Enqueued, Job
-from mailspool.queue import Enqueuing
+from mailspool.models import Enqueued, Job, State
+from mailspool.queue import Enqueuing, Suppressing
+from mailspool.queue.suppression import SuppressionList
 
 BATCH = 4000
 #: the first batch is small: a worker in this process starts on it that much sooner
@@ -31,7 +37,9 @@ class ProducerReport:
     """What a producer's run did with the rows: how many were read (``rows``), queued
     as new jobs, found queued by an earlier run of the same campaign and not final yet
     (``pending``), found sent or dead already, duplicates of an earlier row of this run,
-    and rejected (then ``rejects_file`` is where they are listed)."""
+    rejected (then ``rejects_file`` is where they are listed), suppressed (every
+    recipient on the suppression list, now or in an earlier run) and queued without a
+    DKIM signature while keys are configured (``unsigned``)."""
 
     rows: int = 0
     new: int = 0
@@ -52,36 +60,47 @@ class ProducerReport:
         return self.new + self.pending
 
 
+class EnqueuingSuppressing(Enqueuing, Suppressing, Protocol):
+    """What the producer uses of a queue: adding jobs, and its suppression list."""
+
+
 @dataclass(kw_only=True)
 class Producer:
     """Builds a campaign's jobs from rows and puts them on ``queue`` in batches; one
     batch is written while the next is built. :meth:`run` returns a ProducerReport.
 
-    ``renderer``, ``campaign``, ``attachments`` and ``key_column`` make the job builder
-    (builder.JobBuilder; ``attachments`` also holds the blobs to store); rejected rows go
-    to ``rejects``. With ``pool``, render processes build the jobs (pool.py), else this
-    process does.
+    ``renderer``, ``campaign``, ``attachments``, ``key_column`` and ``deliverability``
+    make the job builder (builder.JobBuilder; ``attachments`` also holds the blobs to
+    store); rejected rows go to ``rejects``. With ``pool``, render processes build the
+    jobs (pool.py; its spec has the same deliverability), else this process does.
     """
 
-    queue: Enqueuing
+    queue: EnqueuingSuppressing
     renderer: Renderer
     campaign: str
     rejects: Rejects
     attachments: Attachments
     key_column: str | None = None
     pool: BuildPool | None = None
+    deliverability: Deliverability = field(default_factory=Deliverability)
     report: ProducerReport = field(default_factory=ProducerReport, init=False)
     builder: JobBuilder = field(init=False)
+    _suppressions: SuppressionList | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.pool is not None and self.pool.spec.campaign != self.campaign:
             raise ValueError(f"the pool builds jobs of {self.pool.spec.campaign!r}")
+        if self.pool is not None and self.pool.spec.deliverability != self.deliverability:
+            # rows built here while the children start must come out the same
+            raise ValueError("the pool signs and links with other settings than the producer")
         self.builder = JobBuilder(
             renderer=self.renderer,
             campaign=self.campaign,
             attachments=self.attachments,
             key_column=self.key_column,
+            deliverability=self.deliverability,
         )
+        self._suppressions = suppression_list(self.queue)
 
     async def run(self, rows: Iterable[Row | RejectedRow]) -> ProducerReport:
         batch: list[Job] = []
@@ -138,10 +157,20 @@ class Producer:
 
     async def _flush(self, batch: list[Job]) -> None:
         await self._store_blobs()
+        if self._suppressions is not None:
+            await screen(self._suppressions, batch, time.time())
         rep = self.report
-        for res in await self.queue.enqueue(batch):
+        signing = self.deliverability.signer is not None
+        for job, res in zip(batch, await self.queue.enqueue(batch), strict=True):
             if res is Enqueued.NEW:
+                if job.state is State.SUPPRESSED:
+                    rep.suppressed += 1
+                    continue
                 rep.new += 1
+                if signing and not self.builder.signs(job.sender.rpartition("@")[2]):
+                    rep.unsigned += 1
+            elif res is Enqueued.SUPPRESSED:
+                rep.suppressed += 1
             elif res is Enqueued.PENDING:
                 rep.pending += 1
             elif res is Enqueued.SENT:

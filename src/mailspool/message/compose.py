@@ -100,13 +100,22 @@ def _date_header(second: int) -> str:
     return formatdate(second, localtime=False, usegmt=True)
 
 
-def header_block(headers: list[tuple[str, str]], message_id: str, date: float) -> str:
+def header_block(
+    headers: list[tuple[str, str]],
+    message_id: str,
+    date: float,
+    unfolded: Sequence[tuple[str, str]] = (),
+) -> str:
+    """The header section: ``headers`` encoded and folded, then ``unfolded`` (ASCII, each
+    on one line, which must stay under 998 characters)."""
     lines = [
         f"Date: {_date_header(int(date))}",
         *(encode_header(name, value) for name, value in headers),
         f"Message-ID: {message_id}",
         "MIME-Version: 1.0",
     ]
+    if unfolded:
+        lines[-2:-2] = [f"{name}: {value}" for name, value in unfolded]
     return CRLF.join(lines) + CRLF
 
 
@@ -136,11 +145,14 @@ def attachment_part(ref: AttachmentRef, data: bytes) -> bytes:
 
 
 def wrap_mixed(message: bytes, body_offset: int, parts: Sequence[bytes], boundary: str) -> bytes:
-    """Insert attachment parts: headers, then multipart/mixed of the body entity and parts."""
+    """Insert attachment parts: headers, then multipart/mixed of the body entity and parts.
+
+    The boundary depends on the body and the parts only, never on the header block: the
+    DKIM signature lines put in front of a signed message must not change it."""
     b = boundary.encode("ascii")
     n = 0
     heads = [p.partition(b"\r\n\r\n")[0] for p in parts]  # base64 itself has no "-"
-    while b in message or any(b in h for h in heads):
+    while message.find(b, body_offset) >= 0 or any(b in h for h in heads):
         n += 1
         b = f"{boundary}.{n}".encode("ascii")
     out = [
@@ -155,17 +167,30 @@ def wrap_mixed(message: bytes, body_offset: int, parts: Sequence[bytes], boundar
     return b"".join(out)
 
 
+def mixed_boundary(message_id: str) -> str:
+    """The multipart/mixed boundary of a message: from its Message-ID, which a retry of
+    refused recipients (a job of its own, with an id of its own) keeps, so that its bytes
+    are those that were signed."""
+    token = "".join(c for c in message_id[:40] if c.isascii() and c.isalnum())[:16]
+    return "mix-" + (token or "0")
+
+
 def with_attachments(job: Job, parts: Sequence[bytes]) -> bytes:
     """The message to send for a job: the stored message as it is, or with ``parts``
-    (one :func:`attachment_part` per ``job.attachments``, in order) around its body."""
+    (one :func:`attachment_part` per ``job.attachments``, in order) around its body.
+    The same bytes for the same message and parts, on any worker at any time: a DKIM
+    signature made at intake over them (intake/builder.py) still verifies."""
     if not job.attachments:
         return job.message
-    return wrap_mixed(job.message, job.body_offset, parts, "mix-" + job.id[:16])
+    return wrap_mixed(job.message, job.body_offset, parts, mixed_boundary(job.message_id))
 
 
-def compose(r: Rendered, message_id: str, date: float) -> tuple[bytes, int]:
+def compose(
+    r: Rendered, message_id: str, date: float, unfolded: Sequence[tuple[str, str]] = ()
+) -> tuple[bytes, int]:
     """A rendered message's bytes (attachments apart: see with_attachments), and the
-    offset where the body entity starts."""
+    offset where the body entity starts. ``unfolded``: header fields written as they are,
+    each on one line (List-Unsubscribe: a URL is better not folded)."""
     headers = [("From", format_sender(*r.sender))]
     if r.to:
         headers.append(("To", ", ".join(format_address(n, a) for n, a in r.to)))
@@ -175,7 +200,7 @@ def compose(r: Rendered, message_id: str, date: float) -> tuple[bytes, int]:
         headers.append(("Reply-To", ", ".join(format_address(n, a) for n, a in r.reply_to)))
     headers.append(("Subject", r.subject))
     headers += r.headers
-    head = header_block(headers, message_id, date).encode("utf-8")
+    head = header_block(headers, message_id, date, unfolded).encode("utf-8")
     if r.html is not None:
         boundary = "alt-" + message_id[1:17]
         entity = alternative_entity(r.text, r.html, boundary)

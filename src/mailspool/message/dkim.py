@@ -145,10 +145,13 @@ def parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
 
 def canonical_body(body: bytes) -> bytes:
     """The relaxed canonical body (RFC 6376 section 3.4.4) as dkimpy computes it. Its
-    regular expressions scan every byte; a body without tabs, double spaces or spaces at
-    line ends (base64 attachments, most text) only loses its empty lines at the end."""
-    if b"\t" in body or b"  " in body or b" \r\n" in body or not body.endswith(b"\r\n"):
+    regular expressions scan every byte; a body without tabs or double spaces (base64
+    attachments, most text) only loses its empty lines at the end and the one space that
+    may end a line (as the "-- " signature separator does)."""
+    if b"\t" in body or b"  " in body or not body.endswith(b"\r\n"):
         return Relaxed.canonicalize_body(body)  # type: ignore[no-any-return]
+    if b" \r\n" in body:  # no double spaces: a line ends in one space at most
+        body = body.replace(b" \r\n", b"\r\n")
     text = body.rstrip(b"\r\n")
     tail = body[len(text) :]
     if tail != b"\r\n" * (len(tail) // 2):  # a bare CR or LF among the final line ends

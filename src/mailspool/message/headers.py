@@ -9,8 +9,8 @@ cell, a JSONL field, an HTTP message), so a fix for one hostile input fixes it f
   handled differently by every parser on the way. Unicode's line and paragraph
   separators count as line breaks for some of them, and a lone surrogate is not text.
 - Some headers only mailspool writes (``PROTECTED``): the trace and authentication
-  headers a relay or verifier relies on, and those that describe the message's own
-  structure. No face may set them.
+  headers a relay or verifier relies on, those that describe the message's own
+  structure, and the one-click unsubscribe headers. No face may set them.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ PROTECTED = frozenset(
         "content-transfer-encoding",
         "content-disposition",
         "sender",
+        # one-click unsubscribe: the signed link of the message's recipient
+        "list-unsubscribe",
+        "list-unsubscribe-post",
     )
 )
 PROTECTED_PREFIXES = ("arc-",)

@@ -266,6 +266,31 @@ def unsubscribe_url(base_url: str, token: str) -> str:
     return f"{base_url}/{token}"
 
 
+#: the template variable holding the recipient's unsubscribe URL (with --unsubscribe-url)
+TEMPLATE_VARIABLE = "unsubscribe_url"
+#: what the variable holds while a row renders (the recipient, and so the token, is known
+#: only once the row is rendered); replaced by the URL in the rendered message. Letters,
+#: digits and URL punctuation only: HTML escaping leaves it as it is.
+PLACEHOLDER = "https://unsubscribe.invalid/mailspool-unsubscribe-url-3f9a1c7e"
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeLinks:
+    """What every message's one-click unsubscribe link is made with: the base URL
+    (``--unsubscribe-url``, checked) and the secrets. Pickles (for render processes);
+    the secrets never show in its repr."""
+
+    base_url: str
+    secrets: Secrets
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_url", check_unsubscribe_url(self.base_url))
+
+    def token(self, address: str, list_name: str, campaign: str) -> str:
+        """:func:`make_token` with these secrets (ValueError as it raises it)."""
+        return make_token(self.secrets, address, list_name, campaign)
+
+
 def list_unsubscribe_headers(base_url: str, token: str) -> list[tuple[str, str]]:
     """The RFC 2369 and RFC 8058 headers for one recipient."""
     return [

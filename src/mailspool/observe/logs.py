@@ -5,11 +5,14 @@ asyncio) through the same renderer, so every line of a process has one format.
 
 :class:`LogObserver` writes one event per state change of a job::
 
-    event            level    fields
-    message sent     info     job_id campaign domain attempt code elapsed_ms [refused]
-    message deferred warning  job_id campaign domain attempt code enhanced stage kind retry_at
-    message dead     error    job_id campaign domain attempt code reason
-    relay paused     warning  code stage kind retry_in_s
+    event               level    fields
+    message sent        info     job_id campaign domain attempt code elapsed_ms [refused]
+    message deferred    warning  job_id campaign domain attempt code enhanced stage kind
+                                 retry_at
+    message dead        error    job_id campaign domain attempt code reason
+    message suppressed  info     job_id campaign domain attempt (every recipient on the
+                                 suppression list: not sent)
+    relay paused        warning  code stage kind retry_in_s
 
 ``domain`` is the first recipient's domain; the full addresses (``recipients``) and the
 relay's reply text (``reply``, which often quotes an address) are added only at debug
@@ -194,6 +197,13 @@ class LogObserver(Observer):
         if self.debug:
             fields["reply"] = reply
         self.log.error("message dead", **fields)
+
+    def suppressed(self, job: Job) -> None:
+        if not self._sent_on:
+            return
+        fields = self._fields(job)
+        fields["state"] = "suppressed"
+        self.log.log(self._sent_level, "message suppressed", **fields)
 
     def relay_paused(self, err: DeliveryError, delay: float) -> None:
         # refused credentials or TLS are a misconfiguration that waiting will not mend:

@@ -6,7 +6,8 @@ outcomes, reply classes, dead-letter reasons, API routes), never from user input
 ==========================================  =========  ===============================
 metric                                      type       labels
 ==========================================  =========  ===============================
-mailspool_messages_total                    counter    outcome: sent, deferred, dead
+mailspool_messages_total                    counter    outcome: sent, deferred, dead,
+                                                       suppressed
 mailspool_dead_letters_total                counter    reason: the dead-letter reasons
 mailspool_send_duration_seconds             histogram  outcome: sent, failed
 mailspool_smtp_replies_total                counter    class: 2xx 4xx 5xx network
@@ -18,7 +19,7 @@ mailspool_ambiguous_deliveries_total        counter    -
 mailspool_rate_limit_wait_seconds_total     counter    -
 mailspool_rate_limited_sends_total          counter    -
 mailspool_queue_depth                       gauge      state: queued sending deferred
-                                                       sent dead
+                                                       sent dead suppressed
 mailspool_queue_up                          gauge      -
 mailspool_api_requests_total                counter    method, route, status
 mailspool_api_messages_accepted_total       counter    -
@@ -57,7 +58,7 @@ from mailspool.observe.logs import reply_code
 from mailspool.queue import Inspection
 from mailspool.transport.base import Delivery, Transport
 
-OUTCOMES = ("sent", "deferred", "dead")
+OUTCOMES = ("sent", "deferred", "dead", "suppressed")
 DURATION_OUTCOMES = ("sent", "failed")
 REPLY_CLASSES = ("2xx", "4xx", "5xx", "network", "timeout", "tls", "auth", "other")
 STATES = tuple(s.value for s in State)
