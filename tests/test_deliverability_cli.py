@@ -166,7 +166,8 @@ def test_export_then_import_gives_the_same_entries(cli: CLI, tmp_path: Path) -> 
                      "'+plus@example.org"}  # fmt: skip
     before = sorted(listed(cli), key=lambda e: (str(e["address"]), str(e["list"])))
     assert cli("suppress", "export", "news.csv", "--list", "news").returncode == 0
-    news = list(csv.reader((tmp_path / "news.csv").open(newline="", encoding="utf-8")))
+    with (tmp_path / "news.csv").open(newline="", encoding="utf-8") as f:
+        news = list(csv.reader(f))
     assert [r[0] for r in news[1:]] == ["'=cmd@example.org"]
     # into another queue: the same entries, times and all
     res = cli("suppress", "import", "all.csv", "--queue", "sqlite:///other.db")

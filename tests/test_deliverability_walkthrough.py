@@ -158,7 +158,9 @@ def test_preview_shows_the_headers_the_message_will_carry(cli: CLI, example: int
     assert read_token(Secrets([SECRET]), link.rsplit("/", 1)[1]).list_name == "news"
 
 
-def test_messages_without_a_key_are_counted_or_refused(cli: CLI, example: int) -> None:
+def test_messages_without_a_key_are_counted_or_refused(
+    cli: CLI, tmp_path: Path, example: int
+) -> None:
     keygen(cli, "s1", domain="other.example")  # not the From domain of the example
     args = ["recipients.csv", "--template", "welcome.txt", "--dkim", dkim("s1", "other.example")]
     res = cli("send", *args, "--json")
@@ -168,7 +170,7 @@ def test_messages_without_a_key_are_counted_or_refused(cli: CLI, example: int) -
     assert res.returncode == 1
     s = summary(res)
     assert (s["rejected"], s["sent"]) == (example, 0)
-    assert "no DKIM key" in Path(s["rejects_file"]).read_text()
+    assert "no DKIM key" in (tmp_path / s["rejects_file"]).read_text()
 
 
 def test_a_bad_key_or_a_missing_secret_stops_at_start(
@@ -179,7 +181,7 @@ def test_a_bad_key_or_a_missing_secret_stops_at_start(
     assert res.returncode == 2 and "keys/missing.key" in res.stderr
     res = cli("send", *args, "--unsubscribe-url", "https://mail.example.com/u")
     assert res.returncode == 2 and "MAILSPOOL_UNSUBSCRIBE_SECRET" in res.stderr
-    assert not (tmp_path / "outbox").exists()  # nothing was sent before it stopped
+    assert not list(tmp_path.glob("outbox/**/*.eml"))  # it stopped before sending any
     tokens = {"MAILSPOOL_API_TOKENS": "t" * 20}
     res = cli("serve", "--port", "0", "--unsubscribe-url", "https://mail.example.com/u",
               env=tokens)  # fmt: skip
