@@ -26,8 +26,11 @@ EXAMPLES = int(os.environ.get("MAILSPOOL_FUZZ_EXAMPLES", "40"))
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    # no workers and no relay: accepted messages stay queued
-    srv = ApiServer(tmp_path_factory.mktemp("schema"), "--workers", "0", "--max-body", "65536")
+    # no workers and no relay: accepted messages stay queued; /u checks tokens
+    srv = ApiServer(
+        tmp_path_factory.mktemp("schema"), "--workers", "0", "--max-body", "65536",
+        env={"MAILSPOOL_UNSUBSCRIBE_SECRET": "s" * 32},
+    )  # fmt: skip
     yield srv
     srv.stop()
 
@@ -44,8 +47,15 @@ WITH_INPUT = [
     ("POST", "/v1/dead-letters/retry"),
     ("PUT", "/v1/templates/{name}"),
     ("GET", "/v1/templates/{name}"),
+    ("GET", "/v1/suppressions"),
+    ("POST", "/v1/suppressions"),
+    ("DELETE", "/v1/suppressions"),
+    ("POST", "/u/{token}"),
 ]
-OPERATIONS = [*WITH_INPUT, ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")]
+# GET /u/{token} takes any text as its token (what is not one gets 400): nothing to get wrong
+OPERATIONS = [
+    *WITH_INPUT, ("GET", "/u/{token}"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")
+]  # fmt: skip
 # negative cases need something to get wrong: parameters or a body
 CASES = [(m, p, GenerationMode.POSITIVE) for m, p in OPERATIONS] + [
     (m, p, GenerationMode.NEGATIVE) for m, p in WITH_INPUT

@@ -8,6 +8,8 @@
     POST /v1/dead-letters/retry   the filters of ``mailspool dlq retry``
     PUT  /v1/templates/{name}     register a template (rendered in a Jinja2 sandbox)
     GET  /v1/templates/{name}
+    GET|POST|DELETE /v1/suppressions  the suppression list
+    POST /u/{token}               one-click unsubscribe (RFC 8058); GET: a page with a button
     GET  /healthz  /readyz  /metrics  /openapi.json
 
 A posted message is validated and rendered here by the same ``Renderer`` and ``Producer``
@@ -16,11 +18,14 @@ reported with its index, field and reason (422), and nothing of that request is 
 
 Everything under ``/v1`` and ``/metrics`` needs ``Authorization: Bearer <token>`` with a
 token from ``MAILSPOOL_API_TOKENS`` (comma-separated) or ``MAILSPOOL_API_TOKENS_FILE``.
+``/u/{token}`` needs none (mail providers post to it blind): its own signed token says
+what it may do, and it is rate-limited per client address.
 
 Modules: ``bodies`` (request and response models), ``auth`` (tokens), ``templates``
 (named templates in the blob store), ``intake`` (messages -> jobs -> queue), ``service``
 (what the routes share, in-process workers), ``middleware`` (body limit, access log),
-``routes``, ``app`` (the FastAPI app and ``serve``).
+``routes``, ``suppressions`` (/v1/suppressions), ``unsubscribe`` (/u) and ``ratelimit``
+(its limit per client), ``app`` (the FastAPI app and ``serve``).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,10 +19,14 @@ from mailspool.api.auth import Tokens
 from mailspool.api.bodies import BatchIn, MessageIn
 from mailspool.api.intake import error
 from mailspool.api.middleware import AccessLog, BodyLimit
+from mailspool.api.ratelimit import ClientLimits
 from mailspool.api.routes import invalid, ops, v1
 from mailspool.api.service import Service
+from mailspool.api.suppressions import suppressions
+from mailspool.api.unsubscribe import u
 from mailspool.config import Settings
 from mailspool.errors import QueueError
+from mailspool.message.unsubscribe import ENV_SECRET, ENV_SECRET_FILE, Secrets
 from mailspool.observe.logs import get_logger
 from mailspool.observe.metrics import Metrics
 from mailspool.queue import Queue
@@ -35,11 +40,15 @@ def create_app(
     queue: Queue | None = None,
     workers: int | None = None,
     metrics: Metrics | None = None,
+    unsubscribe: Secrets | None = None,
+    client_limits: ClientLimits | None = None,
 ) -> FastAPI:
     """The ASGI app. ``queue``: an open queue to use (otherwise one is opened from the
     settings at start-up and closed at shutdown); ``workers``: worker loops to run in this
-    process (default ``settings.workers``)."""
-    svc = Service(settings, queue, workers, metrics)
+    process (default ``settings.workers``); ``unsubscribe``: the secrets of one-click
+    unsubscribe tokens (None: ``/u`` answers 404); ``client_limits``: the rate limit of the
+    routes without a token (default: ratelimit.py's)."""
+    svc = Service(settings, queue, workers, metrics, unsubscribe)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,7 +68,10 @@ def create_app(
     )
     app.state.service = svc
     app.state.tokens = tokens
+    app.state.client_limits = client_limits or ClientLimits()
     app.include_router(v1)
+    app.include_router(suppressions)
+    app.include_router(u)
     app.include_router(ops)
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(QueueError, _queue_unavailable)
@@ -110,6 +122,15 @@ def _document_message_body(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def unsubscribe_secrets(settings: Settings) -> Secrets | None:
+    """The secrets that check /u tokens: needed with --unsubscribe-url (ConfigError when
+    missing), read whenever one is set (a server may only answer the links that ``send``
+    put in messages); None otherwise."""
+    if settings.unsubscribe_url or os.environ.get(ENV_SECRET) or os.environ.get(ENV_SECRET_FILE):
+        return Secrets.from_environment()
+    return None
+
+
 async def serve(settings: Settings) -> bool:
     """``mailspool serve``: run until SIGINT/SIGTERM, then stop the workers gracefully.
     False when the server could not start (the address is taken, a startup step failed:
@@ -117,6 +138,7 @@ async def serve(settings: Settings) -> bool:
     import uvicorn
 
     tokens = Tokens.from_environment()
+    unsubscribe = unsubscribe_secrets(settings)
     log = get_logger("mailspool.api")
     if not is_loopback(settings.host):
         log.warning(
@@ -124,12 +146,17 @@ async def serve(settings: Settings) -> bool:
             host=settings.host,
         )
     config = uvicorn.Config(
-        create_app(settings, tokens),
+        create_app(settings, tokens, unsubscribe=unsubscribe),
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
         server_header=False,
+        # the client address (the /u rate limit's) is X-Forwarded-For's only from the
+        # proxies in FORWARDED_ALLOW_IPS, by default 127.0.0.1 and ::1: said here so that
+        # another default of uvicorn's cannot change it unnoticed
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1",
         lifespan="on",
         timeout_graceful_shutdown=int(settings.lease),
     )

@@ -6,12 +6,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mailspool.message.optout import LIST_NAME
 from mailspool.models import DeadReason, State
 
 MAX_BATCH = 1000
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 CAMPAIGN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
 IDEMPOTENCY_PATTERN = r"^[!-~]{1,200}$"  # printable ASCII, no spaces
+#: a mailing list's name (message/optout.py LIST_NAME)
+LIST_PATTERN = f"^{LIST_NAME.pattern}$"
 MAX_TEMPLATE_CHARS = 1_000_000
 
 Addresses = str | list[str]
@@ -20,7 +23,7 @@ Addresses = str | list[str]
 class MessageIn(BaseModel):
     """A message: the fields of a direct-mode CSV row, or a registered template and its
     variables. ``campaign`` groups messages (default ``api``); idempotency keys are scoped
-    to it."""
+    to it. ``list`` is the mailing list it is for."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -38,6 +41,13 @@ class MessageIn(BaseModel):
     )
     variables: dict[str, Any] | None = Field(default=None, description="the template's data")
     campaign: str | None = Field(default=None, pattern=CAMPAIGN_PATTERN)
+    list_name: str | None = Field(
+        default=None,
+        alias="list",
+        pattern=LIST_PATTERN,
+        description="the mailing list the message is for: its unsubscribe link and"
+        " suppressions (default: the server's --list)",
+    )
 
 
 class BatchIn(BaseModel):

@@ -20,6 +20,7 @@ from mailspool.api.senders import SenderDomains
 from mailspool.errors import RejectedRow
 from mailspool.intake.builder import JobBuilder, NoAttachments
 from mailspool.intake.sources.base import Row
+from mailspool.message.optout import DEFAULT_LIST
 from mailspool.message.render import Renderer
 from mailspool.models import Enqueued, Job
 from mailspool.queue import Queue
@@ -152,17 +153,26 @@ def api_builder(renderer: Renderer, campaign: str) -> JobBuilder:
     )
 
 
-def build_jobs(
-    items: Sequence[tuple[int, JobBuilder, dict[str, Any]]],
-    now: float,
-    senders: SenderDomains,
-) -> Built:
-    """Render and validate each (index, job builder, row values) as the producer does a
-    row; a sender whose domain ``senders`` does not allow is refused as invalid."""
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One posted message to build: its ``index`` in the request, its job ``builder``,
+    its row ``values`` and the ``list_name`` it is for."""
+
+    index: int
+    builder: JobBuilder
+    values: dict[str, Any]
+    list_name: str
+
+
+def build_jobs(items: Sequence[Item], now: float, senders: SenderDomains) -> Built:
+    """Render and validate each message as the producer does a row; a sender whose domain
+    ``senders`` does not allow is refused as invalid."""
     out = Built([])
-    for index, builder, values in items:
+    for item in items:
+        index = item.index
         try:
-            job = builder.build(Row(index + 1, values), now)
+            job = item.builder.build(Row(index + 1, item.values), now)
+            job.list_name = "" if item.list_name == DEFAULT_LIST else item.list_name
             senders.check(job.sender)
             out.jobs.append(job)
         except RejectedRow as exc:

@@ -14,6 +14,7 @@ from mailspool.api.intake import (
     KEY_FIELD,
     GroupCommit,
     Invalid,
+    Item,
     api_builder,
     build_jobs,
     direct_values,
@@ -27,7 +28,9 @@ from mailspool.delivery.limits import Limits, LocalLimits
 from mailspool.delivery.worker import Worker
 from mailspool.errors import QueueError
 from mailspool.intake.builder import JobBuilder
+from mailspool.message.dkim_keys import load_keys
 from mailspool.message.render import Renderer
+from mailspool.message.unsubscribe import Secrets
 from mailspool.models import Enqueued, Job
 from mailspool.observe.logs import get_logger
 from mailspool.observe.metrics import (
@@ -83,8 +86,12 @@ class Service:
         queue: Queue | None = None,
         workers: int | None = None,
         metrics: Metrics | None = None,
+        unsubscribe: Secrets | None = None,
     ) -> None:
+        """``unsubscribe``: the secrets that check one-click unsubscribe tokens (/u), None
+        when it is not set up."""
         self.settings = settings
+        self.unsubscribe = unsubscribe
         self._own_queue = queue is None
         self.queue: Queue | None = queue
         self.n_workers = settings.workers if workers is None else workers
@@ -93,7 +100,12 @@ class Service:
         self.rates = RateSampler()
         self.tracer = tracer()
         self.direct = Renderer.build(None, settings.from_addr, settings.subject)
-        self.senders = SenderDomains.from_settings(settings.allowed_from, settings.from_addr)
+        #: the --dkim keys, loaded (and any bad one refused, naming its file) at start
+        self.keys = load_keys(settings.dkim)
+        # the domains of the DKIM keys are ours to send as: a client may use them
+        self.senders = SenderDomains.from_settings(
+            settings.allowed_from, settings.from_addr, extra=[k.domain for k in self.keys]
+        )
         self.workers: list[Worker] = []
         self.tasks: list[asyncio.Task[None]] = []
         self._limits: Limits | None = None
@@ -213,8 +225,8 @@ class Service:
 
     async def _rows(
         self, messages: list[MessageIn], key: str | None
-    ) -> tuple[list[tuple[int, JobBuilder, dict[str, Any]]], list[FieldError]]:
-        items: list[tuple[int, JobBuilder, dict[str, Any]]] = []
+    ) -> tuple[list[Item], list[FieldError]]:
+        items: list[Item] = []
         errors: list[FieldError] = []
         batch = len(messages) > 1
         for i, msg in enumerate(messages):
@@ -233,7 +245,7 @@ class Service:
                 values[KEY_FIELD] = uuid.uuid4().hex
             else:
                 values[KEY_FIELD] = f"{key}#{i}" if batch else key
-            items.append((i, builder, values))
+            items.append(Item(i, builder, values, msg.list_name or self.settings.list_name))
         return items, errors
 
     async def accept(self, messages: list[MessageIn], key: str | None) -> list[Job]:
@@ -244,7 +256,7 @@ class Service:
             # a registered template may take up to its render limit (budget.py): never on
             # the event loop, which answers /healthz and every other request meanwhile
             if len(items) >= THREAD_RENDER_AT or any(
-                messages[i].template is not None for i, _, _ in items
+                messages[item.index].template is not None for item in items
             ):
                 built = await asyncio.to_thread(build_jobs, items, now, self.senders)
             else:

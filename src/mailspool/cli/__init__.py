@@ -1,5 +1,5 @@
 """The command line: the parser and ``main`` (parser.py), one module per command (send,
-enqueue, worker, serve, status, preview, dlq), what the delivering commands share
+enqueue, worker, serve, status, preview, dlq, suppress, dkim), what the delivering commands share
 (shared.py: signals, the run's tally) and the exit codes (exits.py)."""
 
 from mailspool.cli.parser import main

@@ -36,6 +36,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         "rejected": rep.rejected,
         "duplicates": rep.duplicates,
         "skipped_already_sent": rep.already_sent,
+        # every recipient suppressed: recorded as final, never sent; not a failure
+        "suppressed": rep.suppressed,
+        "unsigned": rep.unsigned,
         "elapsed_s": round(time.monotonic() - started, 3),
     }
     if rep.rejects_file:
@@ -46,9 +49,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         print(
             f"campaign {campaign}: {rep.rows} rows, {rep.queued} queued ({rep.new} new),"
             f" {rep.rejected} rejected, {rep.duplicates} duplicates,"
-            f" {rep.already_sent} already sent",
+            f" {rep.already_sent} already sent, {rep.suppressed} suppressed",
             file=sys.stderr,
         )
+        if rep.unsigned:
+            print(
+                f"  {rep.unsigned} without a DKIM signature (no --dkim key for their From domain)",
+                file=sys.stderr,
+            )
         if rep.rejects_file:
             print(f"  rejected rows: {rep.rejects_file}", file=sys.stderr)
     return ExitCode.SOME_FAILED if rep.rejected else ExitCode.OK

@@ -18,6 +18,9 @@ from mailspool import __version__
 from mailspool.cli.exits import ExitCode
 from mailspool.errors import ConfigError, MailspoolError, QueueError, SourceError, TemplateError
 
+#: the reasons of suppression entries (queue.suppression.Reason, not imported at start-up)
+REASONS = ("unsubscribed", "bounced", "complained", "manual")
+
 if TYPE_CHECKING:
     from mailspool.config import Settings
 
@@ -87,6 +90,81 @@ def _producer(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _deliverability(p: argparse.ArgumentParser) -> None:
+    """DKIM signing, one-click unsubscribe and the campaign's list (docs/deliverability.md)."""
+    p.add_argument(
+        "--dkim",
+        action="append",
+        metavar="DOMAIN:SELECTOR:KEYFILE",
+        help="sign messages from DOMAIN with this key (repeatable; `mailspool dkim keygen`)",
+    )
+    p.add_argument(
+        "--dkim-required",
+        dest="dkim_required",
+        action="store_true",
+        default=None,
+        help="reject a row whose From domain has no --dkim key (default: sent unsigned)",
+    )
+    p.add_argument(
+        "--unsubscribe-url",
+        dest="unsubscribe_url",
+        metavar="URL",
+        help="one-click unsubscribe endpoint (mailspool serve's /u, e.g. https://mail.example.com/u)",
+    )
+    p.add_argument(
+        "--list",
+        metavar="NAME",
+        help="the mailing list the messages are for: unsubscribes and suppressions (default)",
+    )
+
+
+def _suppress(sub: Any) -> None:
+    """``mailspool suppress add|remove|list|import|export``."""
+    p = sub.add_parser("suppress", help="the suppression list: who is never mailed again")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def scoped(name: str, summary: str, *, all_lists: bool) -> argparse.ArgumentParser:
+        a: argparse.ArgumentParser = actions.add_parser(name, help=summary)
+        a.add_argument(
+            "--list",
+            dest="suppress_list",
+            metavar="L",
+            help="this list's entries only"
+            + (" (default: every entry)" if all_lists else " (default: the global entry)"),
+        )
+        if all_lists:
+            a.add_argument("--global", dest="global_only", action="store_true",
+                           help="the global entries only")  # fmt: skip
+            a.add_argument("--reason", choices=REASONS, help="only entries with this reason")
+        _common(a)
+        return a
+
+    a = scoped("add", "suppress addresses or @domains", all_lists=False)
+    a.add_argument("addresses", nargs="+", metavar="ADDR", help="an address or @domain")
+    a.add_argument("--reason", choices=REASONS, default="manual", help="why (default manual)")
+    a.add_argument("--expires", help="lift it after a duration (30d) or on a date (2026-01-31)")
+    a = scoped("remove", "remove entries (of --list, else the global ones)", all_lists=False)
+    a.add_argument("addresses", nargs="+", metavar="ADDR", help="an address or @domain")
+    a = scoped("list", "print the entries", all_lists=True)
+    a.add_argument("--json", action="store_true", help="one JSON array on stdout")
+    a = scoped("import", "add the entries of a CSV file", all_lists=False)
+    a.add_argument("file", help="CSV: address[,list,reason,source,created_at,expires_at]")
+    a = scoped("export", "write the entries to a CSV file", all_lists=True)
+    a.add_argument("file", help="the CSV file to write (replaced)")
+
+
+def _dkim(sub: Any) -> None:
+    """``mailspool dkim keygen``."""
+    p = sub.add_parser("dkim", help="DKIM keys: keygen")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("keygen", help="make a signing key and print its DNS record")
+    a.add_argument("domain", help="the domain the key signs for (the From addresses')")
+    a.add_argument("--selector", required=True, help="the DNS label of the key, e.g. s2025")
+    a.add_argument("--algorithm", choices=("rsa", "ed25519"), default="rsa")
+    a.add_argument("--bits", type=int, help="RSA key size (default 2048)")
+    a.add_argument("--out", default=".", help="directory for the key file (default .)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailspool", description="Durable email dispatcher.")
     parser.add_argument("--version", action="version", version=f"mailspool {__version__}")
@@ -94,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("send", help="enqueue a file and deliver it, in one process")
     _producer(p)
+    _deliverability(p)
     _delivery(p)
     _common(p)
     p.add_argument("--max-wait", dest="max_wait", help="keep waiting for retries this long (15m)")
@@ -102,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("enqueue", help="only enqueue a file (workers deliver it)")
     _producer(p)
+    _deliverability(p)
     _retry(p)
     _common(p)
     p.add_argument("--json", action="store_true")
@@ -121,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="HTTP API (and in-process workers)")
     _delivery(p)
+    _deliverability(p)
     _common(p)
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8025)")
@@ -140,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a sender domain clients may use besides --from's (repeatable; '*': any)",
     )
 
+    _admin(sub)
+    return parser
+
+
+def _admin(sub: Any) -> None:
+    """status, preview, dlq, suppress and dkim."""
     p = sub.add_parser("status", help="job counts by state")
     _common(p)
     p.add_argument("--campaign")
@@ -147,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("preview", help="render one row and print it; sends nothing")
     _producer(p)
+    _deliverability(p)
     p.add_argument("--row", type=int, default=2, help="row number as a spreadsheet shows it (2)")
 
     p = sub.add_parser("dlq", help="dead letters: list, show, retry, purge")
@@ -157,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason")
     p.add_argument("--since", help="only dead letters newer than this, e.g. 2h")
     p.add_argument("--json", action="store_true")
-    return parser
+    _suppress(sub)
+    _dkim(sub)
 
 
 async def dispatch(args: argparse.Namespace, settings: Settings) -> ExitCode:

@@ -172,10 +172,14 @@ class SendRun:
             "sent": tally.sent,
             "deferred": stats.pending,
             "dead": stats.get(State.DEAD),
+            # not sent because every recipient is suppressed: at enqueue, or found so by
+            # the worker just before sending; not a failure
+            "suppressed": report.suppressed + tally.suppressed,
             "rejected": report.rejected,
             "duplicates": report.duplicates,
             "skipped_already_sent": sent_before,
             "ambiguous": stats.ambiguous,
+            "unsigned": report.unsigned,
             "elapsed_s": tally.elapsed_s,
             "rate_per_s": tally.rate_per_s,
             "outbox": None if transport.delivers else str(getattr(transport, "directory", "")),
@@ -197,6 +201,8 @@ class SendRun:
             ("duplicates skipped", "duplicates"),
             ("rejected", "rejected"),
             ("dead-lettered", "dead"),
+            ("suppressed (unsubscribed, bounced or complained): not sent", "suppressed"),
+            ("without a DKIM signature (no --dkim key for their From domain)", "unsigned"),
             ("still queued or deferred", "deferred"),
             ("ambiguous deliveries (may have been sent twice)", "ambiguous"),
         ):

@@ -29,13 +29,15 @@ def source_path(args: argparse.Namespace) -> Path:
 @dataclass(frozen=True, slots=True)
 class Tally:
     """What one process's worker recorded (sent, deferred, dead; ``ambiguous``: how many
-    of those may have been delivered twice) in ``elapsed_s`` seconds, and the rate of
-    messages sent."""
+    of those may have been delivered twice; ``suppressed``: jobs not sent because every
+    recipient was suppressed after they were queued) in ``elapsed_s`` seconds, and the
+    rate of messages sent."""
 
     sent: int
     deferred: int
     dead: int
     ambiguous: int
+    suppressed: int
     elapsed_s: float
     rate_per_s: float
 
@@ -92,6 +94,8 @@ class DeliveryRun:
             deferred=c.deferred_count,
             dead=c.dead_count,
             ambiguous=c.ambiguous,
+            # Counter.suppressed_count comes with the worker's check before sending
+            suppressed=int(getattr(c, "suppressed_count", 0)),
             elapsed_s=round(elapsed, 3),
             rate_per_s=round(c.sent_count / elapsed, 1) if elapsed > 0 else 0.0,
         )

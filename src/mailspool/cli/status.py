@@ -7,9 +7,10 @@ import json
 
 from mailspool.cli.exits import ExitCode
 from mailspool.config import Settings
+from mailspool.models import State
 from mailspool.wiring import open_queue
 
-STATES = ("queued", "sending", "deferred", "sent", "dead", "ambiguous", "total")
+STATES = ("queued", "sending", "deferred", "sent", "dead", "suppressed", "ambiguous", "total")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
@@ -22,6 +23,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
                 {
                     "campaign": c,
                     **st.counts,
+                    "suppressed": st.get(State.SUPPRESSED),
                     "ambiguous": st.ambiguous,
                     "total": st.total,
                     "last_error": st.last_error,
