@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +20,9 @@ from mailspool.api.bodies import MAX_BATCH, FieldError, MessageIn
 from mailspool.api.senders import SenderDomains
 from mailspool.errors import RejectedRow
 from mailspool.intake.builder import JobBuilder, NoAttachments
+from mailspool.intake.deliverability import Deliverability
+from mailspool.intake.screen import screen, suppression_list
 from mailspool.intake.sources.base import Row
-from mailspool.message.optout import DEFAULT_LIST
 from mailspool.message.render import Renderer
 from mailspool.models import Enqueued, Job
 from mailspool.queue import Queue
@@ -145,11 +147,15 @@ class Built:
     errors: list[FieldError] = field(default_factory=list)
 
 
-def api_builder(renderer: Renderer, campaign: str) -> JobBuilder:
+def api_builder(renderer: Renderer, campaign: str, deliverability: Deliverability) -> JobBuilder:
     """The job builder for a campaign's messages rendered by ``renderer``: keyed by
-    KEY_FIELD, without attachments."""
+    KEY_FIELD, without attachments, signed and linked as ``deliverability`` says."""
     return JobBuilder(
-        renderer=renderer, campaign=campaign, attachments=NO_ATTACHMENTS, key_column=KEY_FIELD
+        renderer=renderer,
+        campaign=campaign,
+        attachments=NO_ATTACHMENTS,
+        key_column=KEY_FIELD,
+        deliverability=deliverability,
     )
 
 
@@ -171,8 +177,7 @@ def build_jobs(items: Sequence[Item], now: float, senders: SenderDomains) -> Bui
     for item in items:
         index = item.index
         try:
-            job = item.builder.build(Row(index + 1, item.values), now)
-            job.list_name = "" if item.list_name == DEFAULT_LIST else item.list_name
+            job = item.builder.build(Row(index + 1, item.values), now, list_name=item.list_name)
             senders.check(job.sender)
             out.jobs.append(job)
         except RejectedRow as exc:
@@ -191,6 +196,7 @@ class GroupCommit:
 
     def __init__(self, queue: Queue) -> None:
         self.queue = queue
+        self.suppressions = suppression_list(queue)
         self._pending: list[tuple[list[Job], asyncio.Future[list[Enqueued]]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -206,6 +212,8 @@ class GroupCommit:
             batch, self._pending = self._pending, []
             jobs = [j for js, _ in batch for j in js]
             try:
+                if self.suppressions is not None:  # one query per list for the batch
+                    await screen(self.suppressions, jobs, time.time())
                 results = await self.queue.enqueue(jobs)
             except Exception as exc:  # handed to every request of the batch
                 for _, fut in batch:

@@ -28,7 +28,6 @@ from mailspool.delivery.limits import Limits, LocalLimits
 from mailspool.delivery.worker import Worker
 from mailspool.errors import QueueError
 from mailspool.intake.builder import JobBuilder
-from mailspool.message.dkim_keys import load_keys
 from mailspool.message.render import Renderer
 from mailspool.message.unsubscribe import Secrets
 from mailspool.models import Enqueued, Job
@@ -42,7 +41,14 @@ from mailspool.observe.metrics import (
 )
 from mailspool.observe.tracing import span, tracer
 from mailspool.queue import Queue
-from mailspool.wiring import limits, make_transport, observers, open_queue, worker_config
+from mailspool.wiring import (
+    limits,
+    load_deliverability,
+    make_transport,
+    observers,
+    open_queue,
+    worker_config,
+)
 
 #: batches at least this large are rendered on a thread, off the event loop (as is any
 #: message using a registered template)
@@ -100,11 +106,13 @@ class Service:
         self.rates = RateSampler()
         self.tracer = tracer()
         self.direct = Renderer.build(None, settings.from_addr, settings.subject)
-        #: the --dkim keys, loaded (and any bad one refused, naming its file) at start
-        self.keys = load_keys(settings.dkim)
+        #: the --dkim keys, unsubscribe links and list of the messages, loaded (and a bad
+        #: key or a missing secret refused) at start
+        self.deliverability = load_deliverability(settings)
+        signer = self.deliverability.signer
         # the domains of the DKIM keys are ours to send as: a client may use them
         self.senders = SenderDomains.from_settings(
-            settings.allowed_from, settings.from_addr, extra=[k.domain for k in self.keys]
+            settings.allowed_from, settings.from_addr, extra=signer.domains if signer else ()
         )
         self.workers: list[Worker] = []
         self.tasks: list[asyncio.Task[None]] = []
@@ -220,7 +228,7 @@ class Service:
         if builder is None:
             if len(self._builders) >= MAX_BUILDERS:
                 self._builders.clear()
-            builder = self._builders[key] = api_builder(renderer, campaign)
+            builder = self._builders[key] = api_builder(renderer, campaign, self.deliverability)
         return builder
 
     async def _rows(

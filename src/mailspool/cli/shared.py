@@ -94,8 +94,7 @@ class DeliveryRun:
             deferred=c.deferred_count,
             dead=c.dead_count,
             ambiguous=c.ambiguous,
-            # Counter.suppressed_count comes with the worker's check before sending
-            suppressed=int(getattr(c, "suppressed_count", 0)),
+            suppressed=c.suppressed_count,
             elapsed_s=round(elapsed, 3),
             rate_per_s=round(c.sent_count / elapsed, 1) if elapsed > 0 else 0.0,
         )
