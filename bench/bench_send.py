@@ -57,8 +57,11 @@ from _common import (
 )
 from _namespace import namespace
 
-SMTP_SINK = "/usr/sbin/smtp-sink"
-SMTP_SOURCE = "/usr/sbin/smtp-source"
+from mailspool.testing.sink import postfix_tool
+
+# found on PATH, in /usr/sbin or at $MAILSPOOL_SMTP_SINK / $MAILSPOOL_SMTP_SOURCE
+SMTP_SINK = postfix_tool("smtp-sink") or "smtp-sink"
+SMTP_SOURCE = postfix_tool("smtp-source") or "smtp-source"
 TARGET_RATIO = 0.25
 TARGET_OF_SQLITE = 0.8  # the distributed queues, against the SQLite runs beside them
 DEFAULT_QUEUE = "sqlite:///{tmp}/queue-{uuid}.db"
@@ -423,7 +426,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("-n, --runs, --concurrency and --sessions must be positive")
     for tool in (SMTP_SINK, SMTP_SOURCE):
         if not os.access(tool, os.X_OK):
-            ap.error(f"{tool} not found: install Postfix (see bench/README.md)")
+            ap.error(
+                f"{tool} not found: install Postfix (see bench/README.md) or set"
+                f" MAILSPOOL_{tool.upper().replace('-', '_')} to its path"
+            )
     args.mailspool = find_mailspool(args.mailspool)
     if args.timeout is None:
         args.timeout = 120 + args.n / 100  # far above any plausible run

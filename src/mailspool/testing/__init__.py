@@ -24,12 +24,10 @@ from mailspool.testing.invariant import (
     violation_report,
 )
 from mailspool.testing.servers import LineServer, RecordingSMTPServer, free_port, wait_listening
-from mailspool.testing.sink import SMTP_SINK, SMTP_SOURCE, SMTPSink
+from mailspool.testing.sink import SMTPSink, postfix_tool, smtp_sink_path, smtp_source_path
 
 __all__ = [
     "MAX_LINE",
-    "SMTP_SINK",
-    "SMTP_SOURCE",
     "LineServer",
     "Received",
     "RecordingSMTPServer",
@@ -38,6 +36,9 @@ __all__ = [
     "assert_valid_message",
     "check_message",
     "free_port",
+    "postfix_tool",
+    "smtp_sink_path",
+    "smtp_source_path",
     "violation_report",
     "wait_listening",
 ]

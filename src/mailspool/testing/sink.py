@@ -22,8 +22,28 @@ from mailspool.testing.invariant import (
 )
 from mailspool.testing.servers import free_port, wait_listening
 
-SMTP_SINK = "/usr/sbin/smtp-sink"
-SMTP_SOURCE = "/usr/sbin/smtp-source"
+# Postfix installs its tools in sbin, which is often not on an unprivileged user's PATH
+_SBIN = os.pathsep.join(("/usr/sbin", "/usr/local/sbin", "/sbin"))
+
+
+def postfix_tool(name: str) -> str | None:
+    """Where Postfix's ``smtp-sink`` or ``smtp-source`` is: the path in
+    ``MAILSPOOL_SMTP_SINK`` / ``MAILSPOOL_SMTP_SOURCE`` when set, else the first on
+    ``PATH``, else in the usual sbin folders; None when it is nowhere."""
+    override = os.environ.get("MAILSPOOL_" + name.upper().replace("-", "_"))
+    if override:
+        return override if os.access(override, os.X_OK) else None
+    return shutil.which(name) or shutil.which(name, path=_SBIN)
+
+
+def smtp_sink_path() -> str | None:
+    """Postfix's ``smtp-sink`` (see ``postfix_tool``)."""
+    return postfix_tool("smtp-sink")
+
+
+def smtp_source_path() -> str | None:
+    """Postfix's ``smtp-source`` (see ``postfix_tool``)."""
+    return postfix_tool("smtp-source")
 
 
 class SMTPSink:
@@ -95,10 +115,17 @@ class SMTPSink:
 
     @staticmethod
     def available() -> bool:
-        return shutil.which(SMTP_SINK) is not None or os.path.exists(SMTP_SINK)
+        """Whether smtp-sink can be found (see ``postfix_tool``)."""
+        return smtp_sink_path() is not None
 
     def start(self) -> SMTPSink:
-        cmd = [SMTP_SINK, *self.options]
+        sink = smtp_sink_path()
+        if sink is None:
+            raise RuntimeError(
+                "Postfix's smtp-sink was not found on PATH or in /usr/sbin; install Postfix "
+                "or set MAILSPOOL_SMTP_SINK to its path"
+            )
+        cmd = [sink, *self.options]
         if self._dump_dir is not None and self.dump is not None:
             os.chmod(self._dump_dir, 0o777)
             cmd += ["-S", self._separator.decode() + "\\n", "-D", self.dump]
