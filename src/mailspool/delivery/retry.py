@@ -3,12 +3,16 @@ maximum number of attempts. Pure logic."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from mailspool.errors import ConfigError
-from mailspool.models import DeadReason
+from mailspool.models import DeadReason, Job
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,3 +76,35 @@ class RetryPolicy:
         if now >= deadline:
             return DeadReason.EXPIRED
         return min(deadline, now + self.delay(attempts, rng))
+
+
+class SettingsReader(Protocol):
+    """What the policies need of a queue (every queue's ``Claiming`` role has it)."""
+
+    async def campaign_settings(self, campaign: str) -> dict[str, Any]: ...
+
+
+class CampaignPolicies:
+    """The retry schedule of each campaign: its own when it was enqueued with one (read
+    from ``settings`` once per campaign), else ``default``."""
+
+    def __init__(self, settings: SettingsReader, default: RetryPolicy) -> None:
+        self.settings = settings
+        self.default = default
+        self._known: dict[str, RetryPolicy] = {}
+
+    async def load(self, campaigns: Iterable[str]) -> None:
+        """Read the schedules of campaigns not seen yet (once per campaign)."""
+        for campaign in set(campaigns) - self._known.keys():
+            override = (await self.settings.campaign_settings(campaign)).get("retry")
+            self._known[campaign] = (
+                dataclasses.replace(self.default, **override) if override else self.default
+            )
+
+    def next_attempt(self, job: Job, now: float | None = None) -> float | DeadReason:
+        """When to try ``job`` again after this attempt, or why to give up (see
+        :meth:`RetryPolicy.next_attempt`)."""
+        policy = self._known.get(job.campaign, self.default)
+        return policy.next_attempt(
+            job.attempts, job.created_at, time.time() if now is None else now
+        )

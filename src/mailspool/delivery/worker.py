@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import operator
 import time
@@ -28,18 +27,19 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mailspool.delivery.assemble import Assembler
 from mailspool.delivery.classify import Action, Verdict, classify
 from mailspool.delivery.leases import make_owner
 from mailspool.delivery.limits import Limits, LimitSettings, LocalLimits, NoLimits
 from mailspool.delivery.observer import Observer
 from mailspool.delivery.outcomes import interrupted, refused_retry, sent_reply, transient
+from mailspool.delivery.parking import Parking
 from mailspool.delivery.recorder import Recorder
 from mailspool.delivery.relay_gate import RelayGate
-from mailspool.delivery.retry import RetryPolicy
+from mailspool.delivery.retry import CampaignPolicies, RetryPolicy
 from mailspool.delivery.screen import Screen
 from mailspool.errors import DeliveryError, MailspoolError, QueueError
-from mailspool.message.compose import attachment_part, with_attachments
-from mailspool.models import AttachmentRef, DeadReason, Job, Outcome, State
+from mailspool.models import DeadReason, Job, Outcome, State
 from mailspool.queue import Claiming, Suppressing
 from mailspool.transport.base import Delivery, Envelope, Transport
 
@@ -113,10 +113,11 @@ class Worker:
         )
         self._in_flight = 0
         self._stopping = asyncio.Event()
-        self._policies: dict[str, RetryPolicy] = {}
-        self._parked: list[str] = []
-        self._park_task: asyncio.Task[None] | None = None
-        self._parts: dict[AttachmentRef, bytes] = {}
+        self.policies = CampaignPolicies(queue, config.retry)
+        self.parking = Parking(
+            queue=queue, owner=self.owner, gate=self.gate, released=self._held.difference_update
+        )
+        self.assembler = Assembler(queue)
         self._handed: set[str] = set()  # given to the transport, no outcome yet
         self.screen = Screen(queue)
         self.error: BaseException | None = None
@@ -143,8 +144,7 @@ class Worker:
         finally:
             # each step runs whatever happened in the one before it
             await self._step(self._stop_senders(senders))
-            if self._park_task is not None:
-                await asyncio.gather(self._park_task, return_exceptions=True)
+            await self.parking.settle()
             self.recorder.close()
             await self._step(recorder)
             heartbeat.cancel()
@@ -229,8 +229,7 @@ class Worker:
             jobs = await self.queue.claim(
                 self.owner, batch, self.config.lease, self.config.campaign
             )
-            for campaign in {j.campaign for j in jobs} - self._policies.keys():
-                self._policies[campaign] = await self._campaign_policy(campaign)
+            await self.policies.load(j.campaign for j in jobs)
             for job in jobs:
                 self._held.add(job.id)
             for job in await self._screen(jobs):
@@ -262,31 +261,6 @@ class Worker:
         reply = f"suppressed: {', '.join(job.recipients)}"[:1000]
         self.recorder.add(Outcome(job.id, State.SUPPRESSED, reply))
 
-    async def _campaign_policy(self, campaign: str) -> RetryPolicy:
-        """The campaign's own retry schedule when it was enqueued with one, else ours."""
-        override = (await self.queue.campaign_settings(campaign)).get("retry")
-        if not override:
-            return self.config.retry
-        return dataclasses.replace(self.config.retry, **override)
-
-    def _park(self, job_ids: list[str]) -> None:
-        """The relay is paused: hand these back, due when it reopens, so no job sits
-        leased behind a closed gate (nor is charged an attempt for it)."""
-        self._parked.extend(job_ids)
-        if self._park_task is None or self._park_task.done():
-            self._park_task = asyncio.create_task(self._release_parked())
-
-    async def _release_parked(self) -> None:
-        await asyncio.sleep(0)  # collect what other senders park in the same tick
-        while self._parked:
-            ids, self._parked = self._parked, []
-            until = time.time() + max(1.0, self.gate.remaining())
-            why = self.gate.last_error
-            reply = f"relay paused: {why.reply}" if why is not None else None
-            with contextlib.suppress(QueueError):
-                await self.queue.release(self.owner, ids, not_before=until, reply=reply)
-            self._held.difference_update(ids)
-
     def _drain_buffer(self) -> list[str]:
         ids = []
         while not self._buffer.empty():
@@ -311,7 +285,7 @@ class Worker:
             if self._stopping.is_set():
                 continue  # still held: handed back by _release_unsent
             if self.gate.paused:
-                self._park([job.id, *self._drain_buffer()])
+                self.parking.park([job.id, *self._drain_buffer()])
                 continue
             await self.recorder.room()
             self._in_flight += 1
@@ -335,7 +309,7 @@ class Worker:
         """Send one job; its outcome, or None when it was handed back (relay paused)."""
         began = time.monotonic()
         try:
-            data = await self._message_bytes(job)
+            data = await self.assembler.message(job)
         except QueueError as exc:  # the store is unreachable, the job is fine
             return self._unexpected(job, exc)
         except MailspoolError as exc:
@@ -378,8 +352,7 @@ class Worker:
     def _unexpected(self, job: Job, exc: Exception) -> Outcome:
         """Not the relay's answer nor the job's fault: try again on the usual schedule."""
         reply = f"{type(exc).__name__}: {exc}"[:1000]
-        policy = self._policies.get(job.campaign, self.config.retry)
-        decision = policy.next_attempt(job.attempts, job.created_at, time.time())
+        decision = self.policies.next_attempt(job)
         if isinstance(decision, DeadReason):
             return self._dead(job, decision, reply, job.id in self._handed)
         return Outcome(job.id, State.DEFERRED, reply, decision, ambiguous=job.id in self._handed)
@@ -391,8 +364,7 @@ class Worker:
         later = sorted(r for r, why in delivery.refused.items() if transient(why))
         if not later:
             return ""
-        policy = self._policies.get(job.campaign, self.config.retry)
-        decision = policy.next_attempt(job.attempts, job.created_at, time.time())
+        decision = self.policies.next_attempt(job)
         if isinstance(decision, DeadReason):
             return f" | not retried ({decision.value}): {', '.join(later)}"
         child = refused_retry(job, later, decision)
@@ -402,30 +374,13 @@ class Worker:
             return f" | could not queue a retry for {', '.join(later)}: {exc}"
         return f" | retrying {', '.join(later)} as job {child.id}"
 
-    async def _message_bytes(self, job: Job) -> bytes:
-        """The message to send. The attachment blobs are fetched here, each encoded once
-        per worker; the MIME wrapping is compose.with_attachments."""
-        if job.unreadable:
-            raise MailspoolError(job.unreadable)
-        parts = []
-        for ref in job.attachments:
-            # by reference, not digest: one file under two names makes two parts
-            part = self._parts.get(ref)
-            if part is None:
-                blob = await self.queue.get_blob(ref.digest)
-                if blob is None:
-                    raise MailspoolError(f"attachment {ref.filename} is missing from the store")
-                part = self._parts[ref] = attachment_part(ref, blob)
-            parts.append(part)
-        return with_attachments(job, parts)
-
     def _failed(
         self, job: Job, err: DeliveryError, verdict: Verdict, elapsed: float
     ) -> Outcome | None:
         if verdict.action is Action.PAUSE:
             pauses = self.gate.pauses
             delay = self.gate.pause(err)
-            self._park(self._drain_buffer())
+            self.parking.park(self._drain_buffer())
             if self.gate.pauses != pauses:  # tell once per pause, not once per sender
                 self._tell(lambda obs: obs.relay_paused(err, delay))
         if verdict.action is Action.DEAD:
@@ -440,11 +395,10 @@ class Worker:
                 return self._dead(job, DeadReason.EXPIRED, err.reply, verdict.ambiguous)
             self._tell(lambda obs: obs.deferred(job, err, verdict, reopen, elapsed))
             if not verdict.ambiguous:
-                self._park([job.id])
+                self.parking.park([job.id])
                 return None
             return Outcome(job.id, State.DEFERRED, err.reply, reopen, ambiguous=True)
-        policy = self._policies.get(job.campaign, self.config.retry)
-        next_try = policy.next_attempt(job.attempts, job.created_at, now)
+        next_try = self.policies.next_attempt(job, now)
         if isinstance(next_try, DeadReason):
             return self._dead(job, next_try, err.reply, verdict.ambiguous)
         self._tell(lambda obs: obs.deferred(job, err, verdict, next_try, elapsed))
