@@ -122,14 +122,18 @@ class ChildResult:
         return value if isinstance(value, dict) else None
 
 
-def run_child(cmd: list[str], *, cwd: Path, timeout: float) -> ChildResult:
+def run_child(
+    cmd: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> ChildResult:
     """Run ``cmd`` to completion; wall clock from just before the fork to the reap, and the
     child's own resource usage (os.wait4), so CPU and peak RSS are this child's alone.
-    Killed after ``timeout`` seconds."""
+    Killed after ``timeout`` seconds. ``env``: variables added to child_env()."""
     out_path, err_path = cwd / ".child.out", cwd / ".child.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, env=child_env())
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, stdout=out, stderr=err, env={**child_env(), **(env or {})}
+        )
         expired = threading.Event()
 
         def kill() -> None:
