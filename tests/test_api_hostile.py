@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from mailspool.testing import RecordingSMTPServer
-
-from .test_api import ApiServer, delivered_to, message, wait_final
+from tests.support.api import ApiServer, delivered_to, message, wait_final
 
 
 @pytest.fixture(scope="module")

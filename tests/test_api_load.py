@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def bench(tmp_path: Path, *args: str, timeout: float = 60) -> dict[str, object]:

@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .test_api import TOKEN, ApiServer
+from tests.support.api import TOKEN, ApiServer
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # per operation and mode; raise it for a longer hunt: MAILSPOOL_FUZZ_EXAMPLES=1000

@@ -31,8 +31,7 @@ from mailspool.message.render import Renderer, Template
 from mailspool.models import Job
 from mailspool.queue import MemoryQueue, Queue, SQLiteQueue
 from mailspool.testing import SMTPSink
-
-from .conftest import TEMPLATE, write_csv
+from tests.support.cli import TEMPLATE, write_csv
 
 POOLED_TEMPLATE = TEMPLATE.replace("To: {{ Email }}", "To: {{ Name }} <{{ Email }}>").replace(
     "Subject:", "Attachment: {{ doc }}\nSubject:"

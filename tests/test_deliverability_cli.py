@@ -15,9 +15,8 @@ import pytest
 from mailspool.cli.parser import REASONS, build_parser
 from mailspool.config import Settings, load_settings, option_name
 from mailspool.queue.suppression import Reason
-
-from .conftest import Result
-from .dkimcheck import txt_records
+from tests.support.cli import Result
+from tests.support.dkim import txt_records
 
 CLI = Callable[..., Result]
 

@@ -30,8 +30,7 @@ from mailspool.message.unsubscribe import Secrets, Unsubscribe, read_token
 from mailspool.models import State
 from mailspool.queue import Queue
 from mailspool.testing import RecordingSMTPServer
-
-from .deliver import (
+from tests.support.deliverability import (
     BACKENDS,
     SECRET,
     TEMPLATE,
@@ -46,7 +45,7 @@ from .deliver import (
     producer,
     worker,
 )
-from .dkimcheck import dkimpy_results, perl_results, signature_tags
+from tests.support.dkim import dkimpy_results, perl_results, signature_tags
 
 ATTACHING = TEMPLATE.replace("Subject:", "Attachment: terms.pdf\nSubject:")
 PAYLOAD = b"%PDF-1.4 " + bytes(range(256)) * 40

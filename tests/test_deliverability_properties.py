@@ -19,11 +19,10 @@ from mailspool.intake.sources import Row
 from mailspool.message.optout import LIST_NAME, address_key
 from mailspool.message.unsubscribe import Secrets, read_token
 from mailspool.testing import check_message
-
-from .deliver import SECRET, Keys, job_builder, links, make_keys
-from .dkimcheck import dkimpy_results
-from .faces import RECIPIENT, template_text
-from .test_hostile_properties import TEXT
+from tests.support.deliverability import SECRET, Keys, job_builder, links, make_keys
+from tests.support.dkim import dkimpy_results
+from tests.support.faces import RECIPIENT, template_text
+from tests.support.strategies import TEXT
 
 EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from mailspool.message.unsubscribe import Secrets, read_token
-
-from .conftest import ROOT, Result
-from .dkimcheck import dkimpy_results, perl_results, signature_tags
-from .test_api import ApiServer, message
+from tests.support.api import ApiServer, message
+from tests.support.cli import Result
+from tests.support.dkim import dkimpy_results, perl_results, signature_tags
+from tests.support.paths import ROOT
 
 CLI = Callable[..., Result]
 SECRET = "walkthrough-secret-" + "z" * 32

@@ -18,8 +18,7 @@ from mailspool.message.dkim import OVERSIGNED, SIGNED_HEADERS, Signer, canonical
 from mailspool.message.dkim_keys import DKIMKey, generate_key
 from mailspool.message.render import Rendered
 from mailspool.models import AttachmentRef
-
-from .dkimcheck import dkimpy_results, perl_results, signature_tags
+from tests.support.dkim import dkimpy_results, perl_results, signature_tags
 
 T0 = 1_700_000_000
 MESSAGE = (

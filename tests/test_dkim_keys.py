@@ -20,8 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from mailspool.errors import ConfigError
 from mailspool.message.dkim_keys import DKIMKey, generate_key, load_keys, parse_dkim_spec
-
-from .dkimcheck import dkimpy_results, perl_results, txt_records
+from tests.support.dkim import dkimpy_results, perl_results, txt_records
 
 MESSAGE = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
 PEM = ser.Encoding.PEM

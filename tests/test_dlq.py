@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from mailspool.testing import SMTPSink
-
-from .conftest import TEMPLATE, Result, write_csv
+from tests.support.cli import TEMPLATE, Result, write_csv
 
 
 def test_dlq_list_show_retry_purge(

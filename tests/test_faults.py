@@ -22,8 +22,7 @@ from mailspool.delivery.classify import Action, classify
 from mailspool.errors import ReplyError
 from mailspool.testing import LineServer, SMTPSink, free_port
 from mailspool.transport import Envelope, SMTPTransport, parse_smtp_url
-
-from .conftest import TEMPLATE, Result, json_events, write_csv
+from tests.support.cli import TEMPLATE, Result, json_events, write_csv
 
 ROWS = [(f"u{i}", f"u{i}@example.com") for i in range(5)]
 

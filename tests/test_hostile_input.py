@@ -23,9 +23,17 @@ from mailspool.message.headers import PROTECTED
 from mailspool.message.render import Renderer, Template
 from mailspool.models import AttachmentRef
 from mailspool.testing import RecordingSMTPServer, check_message
-
-from .conftest import Result
-from .faces import FACES, FIELDS, RECIPIENT, SENDER, TEMPLATE_FACES, Outcome, build, through
+from tests.support.cli import Result
+from tests.support.faces import (
+    FACES,
+    FIELDS,
+    RECIPIENT,
+    SENDER,
+    TEMPLATE_FACES,
+    Outcome,
+    build,
+    through,
+)
 
 #: every control character but TAB, and the Unicode line separators
 CONTROLS = [chr(c) for c in (*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F, 0x85, 0x9F)]

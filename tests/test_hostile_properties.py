@@ -17,20 +17,9 @@ from mailspool.errors import RejectedRow
 from mailspool.intake.builder import Attachments
 from mailspool.message.compose import attachment_part
 from mailspool.testing import check_message
+from tests.support.faces import FIELDS, TEMPLATE_FACES, through
+from tests.support.strategies import SPECIAL, TEXT
 
-from .faces import FIELDS, TEMPLATE_FACES, through
-
-#: characters that mean something somewhere on the way: header syntax, address syntax,
-#: line breaks and controls, quoting, Jinja, bidirectional marks
-SPECIAL = "\r\n\x00\t\x0b\x1b\x7f\x85\u2028\u202e:;,<>\"'\\()@[]. {}%#"
-TEXT = st.text(
-    alphabet=st.one_of(
-        st.sampled_from(SPECIAL),
-        st.characters(codec=None, categories=None),  # any code point, surrogates too
-        st.sampled_from("abcxyz@example.com"),
-    ),
-    max_size=40,
-)
 PAIRS = [(face, field) for field, faces in FIELDS.items() for face in faces]
 EXAMPLES = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

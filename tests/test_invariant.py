@@ -23,8 +23,8 @@ from mailspool.testing import (
     assert_valid_message,
     check_message,
 )
-
-from .conftest import ROOT, need
+from tests.support.paths import ROOT
+from tests.support.services import need
 
 GOOD = (
     b"Date: Thu, 03 Dec 2026 09:53:12 GMT\r\n"

@@ -34,9 +34,8 @@ from mailspool.models import DeadReason, Job
 from mailspool.observe.logs import LogObserver, configure
 from mailspool.testing import RecordingSMTPServer, free_port, wait_listening
 from mailspool.transport.base import Delivery
-
-from .conftest import TEMPLATE, write_csv
-from .test_api import ApiServer, wait_final
+from tests.support.api import ApiServer, wait_final
+from tests.support.cli import TEMPLATE, write_csv
 
 PASSWORD = "Pa55-w0rd/with:odd@chars"
 WRONG_PASSWORD = "wr0ng-Pa55word%x"

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -18,10 +17,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from mailspool.delivery.classify import Action, Verdict
 from mailspool.delivery.limits import LimitSettings
-from mailspool.delivery.observer import Observer
-from mailspool.delivery.worker import Worker, WorkerConfig
 from mailspool.errors import ConnectError, ReplyError
-from mailspool.models import CampaignStats, DeadReason, Job, Outcome, State
+from mailspool.models import CampaignStats, DeadReason, Outcome, State
 from mailspool.observe.metrics import (
     DEAD_REASONS,
     REPLY_CLASSES,
@@ -33,46 +30,10 @@ from mailspool.observe.metrics import (
 )
 from mailspool.queue import MemoryQueue
 from mailspool.testing import LineServer, RecordingSMTPServer, free_port, wait_listening
-from mailspool.transport import SMTPTransport, parse_smtp_url
 from mailspool.transport.base import Delivery
-
-from .conftest import write_csv
-
-# make_job's messages are hand-made (no Date header) and go straight to a worker: these
-# tests are of the worker, not of composed mail, so their servers do not check them
-HAND_MADE = "delivers make_job's hand-made messages (no Date header) through a worker"
-
-
-def make_job(i: int, to: str | None = None, campaign: str = "c") -> Job:
-    jid = f"job{i:05d}"
-    to = to or f"user{i}@example.com"
-    data = (
-        f"From: a@example.com\r\nTo: {to}\r\nSubject: t{i}\r\n"
-        f"Message-ID: <{jid}@example.com>\r\n\r\nhello\r\n"
-    ).encode()
-    return Job(
-        jid, campaign, jid, f"<{jid}@example.com>", "a@example.com", (to,), data,
-        created_at=time.time(),
-    )  # fmt: skip
-
-
-async def run_worker(
-    queue: MemoryQueue,
-    port: int,
-    observers: Sequence[Observer],
-    limits: LimitSettings | None = None,
-) -> Worker:
-    """Deliver what is due, then stop (as ``mailspool worker --drain``)."""
-    transport = SMTPTransport(parse_smtp_url(f"smtp://127.0.0.1:{port}", connect_timeout=5))
-    config = WorkerConfig(concurrency=4, limits=limits or LimitSettings(), poll_interval=0.05)
-    worker = Worker(queue=queue, transport=transport, config=config, observers=observers)
-
-    async def idle() -> bool:
-        st = await queue.stats()
-        return st.next_due is None or st.next_due > time.time()
-
-    await asyncio.wait_for(worker.run(idle), 60)
-    return worker
+from tests.support.cli import write_csv
+from tests.support.delivery import run_worker
+from tests.support.jobs import HAND_MADE, make_job
 
 
 def value(m: Metrics, name: str, **labels: str) -> float:
@@ -94,7 +55,10 @@ def test_reply_classes() -> None:
 async def test_a_worker_counts_sends_replies_rates_and_dead_letters() -> None:
     m = Metrics(CollectorRegistry())
     queue = MemoryQueue()
-    await queue.enqueue([make_job(i) for i in range(12)] + [make_job(99, "gone@example.com")])
+    await queue.enqueue(
+        [make_job(i, campaign="c", deliverable=True) for i in range(12)]
+        + [make_job(99, to="gone@example.com", campaign="c", deliverable=True)]
+    )
     with RecordingSMTPServer(unchecked=HAND_MADE) as server:
         server.handler.rcpt_replies["gone@example.com"] = "550 5.1.1 no such user"
         await run_worker(queue, server.port, [m.observer()], LimitSettings(rate=40))
@@ -112,7 +76,7 @@ async def test_a_worker_counts_sends_replies_rates_and_dead_letters() -> None:
 async def test_a_paused_relay_is_counted_and_shown() -> None:
     m = Metrics(CollectorRegistry())
     queue = MemoryQueue()
-    await queue.enqueue([make_job(i) for i in range(3)])
+    await queue.enqueue([make_job(i, campaign="c", deliverable=True) for i in range(3)])
     with LineServer(greeting="421 4.3.2 try again later") as relay:
         await run_worker(queue, relay.port, [m.observer()])
     assert value(m, "mailspool_relay_pauses_total") == 1
@@ -128,7 +92,7 @@ async def test_a_paused_relay_is_counted_and_shown() -> None:
 def test_label_values_come_from_fixed_sets() -> None:
     m = Metrics(CollectorRegistry())
     obs = m.observer()
-    job = make_job(1)
+    job = make_job(1, campaign="c", deliverable=True)
     obs.recorded(
         [
             Outcome(job.id, State.DEAD, "x", reason="user supplied <script>"),
@@ -171,7 +135,7 @@ def test_relays_paused_is_a_gauge_of_paused_workers() -> None:
 
 async def test_queue_depth_is_read_at_scrape_time() -> None:
     queue = MemoryQueue()
-    await queue.enqueue([make_job(i) for i in range(5)])
+    await queue.enqueue([make_job(i, campaign="c", deliverable=True) for i in range(5)])
     depth = QueueDepth(queue, asyncio.get_running_loop())
     registry = scrape_registry(Metrics(CollectorRegistry()), depth)
     # a scrape from another thread (the worker's metrics server) asks the loop for a reading

@@ -16,9 +16,8 @@ from mailspool.queue.packing import Packed, pack
 
 # the store's own tables and statements, which these tests look into
 from mailspool.queue.postgres.schema import DDL, record_sql
-
-from .conftest import POSTGRES_URL, need, port_open
-from .test_queue_contract import make_job
+from tests.support.jobs import make_job
+from tests.support.services import POSTGRES_URL, need, port_open
 
 asyncpg = pytest.importorskip("asyncpg")
 

@@ -24,10 +24,8 @@ from mailspool.message.render import Renderer, Template
 from mailspool.models import Enqueued, Job, State, job_id
 from mailspool.queue import MemoryQueue, Queue, SQLiteQueue
 from mailspool.testing import RecordingSMTPServer
-
-from .conftest import TEMPLATE, Result, write_csv
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.cli import TEMPLATE, Result, write_csv
+from tests.support.paths import ROOT
 
 
 def rows(*values: dict[str, Any], first: int = 2) -> list[Row]:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mailspool.models import Enqueued, Job, Outcome, State
+from mailspool.models import Enqueued, Outcome, State
 from mailspool.queue import (
     QUEUES,
     STORES,
@@ -25,9 +23,7 @@ from mailspool.queue import (
     Inspection,
     JobStore,
     LeaseAdmin,
-    MemoryQueue,
     Queue,
-    SQLiteQueue,
     StoreClaiming,
     StoreDeadLetterAdmin,
     StoreEnqueuing,
@@ -35,46 +31,8 @@ from mailspool.queue import (
     make_queue,
     queue_packs_messages,
 )
-from mailspool.urls import Plugins
-
-BACKENDS = ["memory", "sqlite", "redis", "rabbitmq", "rabbitmq-redis"]
-
-
-@pytest.fixture(params=BACKENDS)
-async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Queue]:
-    """A fresh, empty queue of each backend. Distributed backends add themselves here with
-    an isolated namespace per test, and skip (fail under CI) when their server is absent."""
-    q: Queue
-    if request.param == "redis":
-        from mailspool.queue import RedisQueue
-
-        q = RedisQueue(request.getfixturevalue("redis_url"))  # a prefix of its own
-    elif request.param.startswith("rabbitmq"):
-        from mailspool.queue import RabbitMQQueue
-
-        # a queue prefix, and a PostgreSQL schema or a Redis key prefix, of its own
-        ns = request.getfixturevalue(request.param.replace("-", "_"))
-        q = RabbitMQQueue(url=ns.amqp(), store=ns.store)
-    elif request.param == "memory":
-        q = MemoryQueue()
-    else:
-        q = SQLiteQueue(tmp_path / "q.db")
-    await q.open()
-    yield q
-    await q.close()
-
-
-def make_job(i: int, campaign: str = "c1", row: int | None = None) -> Job:
-    return Job(
-        id=f"{campaign}-{i:05d}",
-        campaign=campaign,
-        key=f"user{i}@example.com",
-        message_id=f"<{campaign}-{i}@example.com>",
-        sender="news@example.com",
-        recipients=(f"user{i}@example.com",),
-        message=b"Subject: hi\r\n\r\nbody\r\n",
-        row=row if row is not None else i + 2,
-    )
+from tests.support.jobs import make_job
+from tests.support.queues import classes
 
 
 async def test_enqueue_is_idempotent_and_tells_resume_from_duplicate(queue: Queue) -> None:
@@ -104,7 +62,7 @@ async def test_claim_leases_and_increments_attempts(queue: Queue) -> None:
 
 
 async def test_claim_is_scoped_to_a_campaign(queue: Queue) -> None:
-    await queue.enqueue([make_job(1, "a"), make_job(1, "b")])
+    await queue.enqueue([make_job(1, campaign="a"), make_job(1, campaign="b")])
     jobs = await queue.claim("w", 10, 30, campaign="b")
     assert [j.campaign for j in jobs] == ["b"]
 
@@ -205,7 +163,7 @@ async def test_release_owner_reclaims_a_dead_workers_jobs(queue: Queue) -> None:
 
 
 async def test_dead_letters_filter_retry_and_purge(queue: Queue) -> None:
-    await queue.enqueue([make_job(i) for i in range(3)] + [make_job(9, "other")])
+    await queue.enqueue([make_job(i) for i in range(3)] + [make_job(9, campaign="other")])
     jobs = await queue.claim("w", 10, 30)
     reasons = ["rejected_permanent", "too_large", "rejected_permanent", "expired"]
     await queue.record(
@@ -244,7 +202,7 @@ async def test_blobs_are_stored_once(queue: Queue) -> None:
 
 
 async def test_campaigns_listed(queue: Queue) -> None:
-    await queue.enqueue([make_job(1, "b"), make_job(1, "a")])
+    await queue.enqueue([make_job(1, campaign="b"), make_job(1, campaign="a")])
     assert await queue.campaigns() == ["a", "b"]
 
 
@@ -298,11 +256,6 @@ STORE_ROLES = (
     Blobs,
     CampaignSettings,
 )
-
-
-def classes(plugins: Plugins[Any]) -> list[type]:
-    """Every class a URL can choose (importing a backend needs none of its extras)."""
-    return sorted({plugins.get(scheme) for scheme in plugins.entries}, key=lambda c: c.__name__)
 
 
 def parameters(method: Any) -> list[tuple[str, Any, Any]]:

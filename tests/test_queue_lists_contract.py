@@ -1,5 +1,5 @@
 """The queue contract for mailing lists and suppressed jobs, run against every backend (the
-``queue`` fixture of test_queue_contract.py): a job's list is stored and read back; a
+``queue`` fixture of tests/support/queues.py): a job's list is stored and read back; a
 job enqueued suppressed, or recorded so, is final (never claimed, counted as
 ``suppressed``, untouched by the dead-letter commands); the suppression list is the
 one kept beside the jobs."""
@@ -15,21 +15,12 @@ import pytest
 
 from mailspool.models import Enqueued, Job, Outcome, State
 from mailspool.queue import QUEUES, STORES, DeadFilter, JobStore, Queue, Suppressing
-
-from . import test_queue_contract as contract
-from .test_queue_contract import classes, make_job
-
-# the contract's fixture: a fresh queue of each backend
-queue = contract.queue
+from tests.support.jobs import make_job, suppressed
+from tests.support.queues import classes
 
 
 def on_list(job: Job, list_name: str) -> Job:
     return dataclasses.replace(job, list_name=list_name)
-
-
-def suppressed(job: Job) -> Job:
-    """A job as the producer offers it when every recipient is suppressed."""
-    return dataclasses.replace(job, state=State.SUPPRESSED, message=b"")
 
 
 async def test_a_jobs_list_is_stored_and_read_back(queue: Queue) -> None:
@@ -67,7 +58,7 @@ async def test_a_job_enqueued_suppressed_is_final(queue: Queue) -> None:
 
 async def test_a_campaign_of_suppressed_jobs_only_has_nothing_pending(queue: Queue) -> None:
     assert (
-        await queue.enqueue([suppressed(make_job(i, "quiet")) for i in range(3)])
+        await queue.enqueue([suppressed(make_job(i, campaign="quiet")) for i in range(3)])
         == [Enqueued.SUPPRESSED] * 3
     )
     st = await queue.stats("quiet")

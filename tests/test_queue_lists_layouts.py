@@ -25,16 +25,11 @@ from mailspool.queue import JobStore, RabbitMQQueue, SQLiteQueue, make_store
 from mailspool.queue.postgres.schema import DDL, SUPPRESSIONS_DDL
 from mailspool.queue.sqlite.schema import SCHEMA, SUPPRESSIONS
 from mailspool.queue.suppression import Reason, Suppression, SuppressionList
-
-from .conftest import POSTGRES_URL, RabbitMQNamespace, need, port_open
-from .test_queue_contract import make_job
-from .test_sqlite_queue import earlier_file
+from tests.support.jobs import make_job, suppressed
+from tests.support.services import POSTGRES_URL, RabbitMQNamespace, need, port_open
+from tests.support.sqlite_files import earlier_file
 
 T0 = 1_700_000_000.0
-
-
-def suppressed(job: Job) -> Job:
-    return dataclasses.replace(job, state=State.SUPPRESSED, message=b"")
 
 
 def entry(

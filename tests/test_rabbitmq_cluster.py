@@ -28,11 +28,11 @@ import pytest
 from mailspool.models import CampaignStats
 from mailspool.queue import PostgresStore
 from mailspool.testing import SMTPSink, free_port, wait_listening
-
-from .conftest import TEMPLATE, RabbitMQNamespace, need, timing_server
-from .processes import Workers, env, mailspool, per_recipient, twice_only_in_the_window
-from .test_redis_cluster import ArrivalTimes
-from .test_redis_limits import max_in_window
+from tests.support.cli import TEMPLATE
+from tests.support.processes import Workers, env, mailspool, per_recipient, twice_only_in_the_window
+from tests.support.services import RabbitMQNamespace, need
+from tests.support.smtp import timing_server
+from tests.support.timing import ArrivalTimes, max_in_window
 
 T = TypeVar("T")
 CAMPAIGN = "cluster"

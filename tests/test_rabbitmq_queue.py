@@ -22,9 +22,9 @@ from mailspool.queue import RabbitMQQueue, make_queue
 # the URL parsers, tested here on their own (each is internal to its backend)
 from mailspool.queue.postgres.schema import parse_store_url
 from mailspool.queue.rabbitmq.topology import parse_amqp_url
-
-from .conftest import TEMPLATE, RabbitMQNamespace, write_csv
-from .test_queue_contract import make_job
+from tests.support.cli import TEMPLATE, write_csv
+from tests.support.jobs import make_job
+from tests.support.services import RabbitMQNamespace
 
 OpenQueue = Callable[..., Any]
 
@@ -181,7 +181,7 @@ async def test_another_campaigns_announcements_are_left_to_its_workers(
     open_queue: OpenQueue,
 ) -> None:
     q = await open_queue("&claim_wait=0.1")
-    await q.enqueue([make_job(1, "a"), make_job(1, "b")])
+    await q.enqueue([make_job(1, campaign="a"), make_job(1, campaign="b")])
     assert [j.campaign for j in await q.claim("wb", 10, 30, campaign="b")] == ["b"]
     assert [j.campaign for j in await q.claim("wa", 10, 30, campaign="a")] == ["a"]
 

@@ -19,9 +19,8 @@ import pytest
 from mailspool.errors import ConfigError, MissingExtra, QueueError
 from mailspool.models import Enqueued, Job, Outcome, State
 from mailspool.queue import DeadFilter, JobStore, RedisJobStore, Ref, make_queue, make_store
-
-from .conftest import RabbitMQNamespace
-from .test_queue_contract import make_job
+from tests.support.jobs import make_job
+from tests.support.services import RabbitMQNamespace
 
 
 @pytest.fixture(params=["postgresql", "redis"])
@@ -72,8 +71,8 @@ def ids(found: list[Job] | list[Ref]) -> list[str]:
 
 
 async def test_dead_letters_are_listed_by_every_filter_oldest_first(store: JobStore) -> None:
-    a = [make_job(i, "a") for i in range(4)]
-    b = [make_job(i, "b") for i in range(2)]
+    a = [make_job(i, campaign="a") for i in range(4)]
+    b = [make_job(i, campaign="b") for i in range(2)]
     await store.insert(a + b)
     for j in a[:2]:
         await dead(store, [j], "rejected_permanent")
@@ -116,8 +115,8 @@ async def test_retry_dead_queues_the_matching_letters_again(store: JobStore) -> 
 
 
 async def test_purge_dead_by_filter_and_a_campaign_purged_whole(store: JobStore) -> None:
-    a = [make_job(i, "a") for i in range(3)]
-    b = [make_job(i, "b") for i in range(2)]
+    a = [make_job(i, campaign="a") for i in range(3)]
+    b = [make_job(i, campaign="b") for i in range(2)]
     await store.insert(a + b)
     await dead(store, [a[0]], "expired")
     since = time.time()
@@ -159,7 +158,7 @@ async def test_two_producers_enqueue_each_job_once(open_store: Callable[[], Any]
     assert (st.get(State.QUEUED), st.get(State.DEFERRED)) == (1200, 1)
     # the same id twice in one call (across batches): the second is a duplicate
     dup = make_job(7000)
-    result, _ = await one.insert([dup, *[make_job(i, "x") for i in range(600)], dup])
+    result, _ = await one.insert([dup, *[make_job(i, campaign="x") for i in range(600)], dup])
     assert (result[0], result[-1]) == (Enqueued.NEW, Enqueued.DUPLICATE)
     (job,) = await two.claim_ids("w", [jobs[0].id], 30, None)
     await two.record("w", [Outcome(job.id, State.SENT, "250 ok")])
@@ -168,11 +167,14 @@ async def test_two_producers_enqueue_each_job_once(open_store: Callable[[], Any]
 
 
 async def test_leases_belong_to_their_owner(store: JobStore) -> None:
-    await store.insert([make_job(i, "a") for i in range(3)] + [make_job(0, "b")])
-    later = make_job(9, "a")
+    await store.insert([make_job(i, campaign="a") for i in range(3)] + [make_job(0, campaign="b")])
+    later = make_job(9, campaign="a")
     later.not_before = time.time() + 600
     await store.insert([later])
-    all_ids = [make_job(i, "a").id for i in range(3)] + [later.id, make_job(0, "b").id]
+    all_ids = [make_job(i, campaign="a").id for i in range(3)] + [
+        later.id,
+        make_job(0, campaign="b").id,
+    ]
     # not due yet, another campaign, a duplicate id: not claimed
     got = await store.claim_ids("w1", [*all_ids, all_ids[0]], 30, "a")
     assert sorted(ids(got)) == sorted(all_ids[:3])
@@ -197,7 +199,7 @@ async def test_leases_belong_to_their_owner(store: JobStore) -> None:
 
 async def test_claim_due_takes_the_oldest_due_first(store: JobStore) -> None:
     now = time.time()
-    jobs = [make_job(0, "b"), make_job(1, "a"), make_job(2, "b")]
+    jobs = [make_job(0, campaign="b"), make_job(1, campaign="a"), make_job(2, campaign="b")]
     for j, ago in zip(jobs, (30, 10, 20), strict=True):
         j.not_before = now - ago
     await store.insert(jobs)
@@ -211,8 +213,8 @@ async def test_claim_due_takes_the_oldest_due_first(store: JobStore) -> None:
 
 
 async def test_stats_count_states_ambiguity_next_due_and_last_error(store: JobStore) -> None:
-    await store.insert([make_job(i, "a") for i in range(4)] + [make_job(0, "b")])
-    ja = [make_job(i, "a").id for i in range(4)]
+    await store.insert([make_job(i, campaign="a") for i in range(4)] + [make_job(0, campaign="b")])
+    ja = [make_job(i, campaign="a").id for i in range(4)]
     await store.claim_ids("w", ja, 30, None)
     now = time.time()
     await store.record(

@@ -18,17 +18,17 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mailspool.models import CampaignStats, State, job_id
 from mailspool.queue.redis.queue import RedisQueue
-from mailspool.testing import RecordingSMTPServer, SMTPSink, free_port, wait_listening
-
-from .conftest import TEMPLATE, need, timing_server
-from .processes import Workers, env, mailspool, per_recipient, twice_only_in_the_window
-from .test_redis_limits import max_in_window
+from mailspool.testing import SMTPSink, free_port, wait_listening
+from tests.support.cli import TEMPLATE
+from tests.support.processes import Workers, env, mailspool, per_recipient, twice_only_in_the_window
+from tests.support.services import need
+from tests.support.smtp import timing_server
+from tests.support.timing import ArrivalTimes, max_in_window
 
 CAMPAIGN = "cluster"
 
@@ -95,24 +95,6 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
-
-
-class ArrivalTimes:
-    """When each message reached the test SMTP server, and for whom."""
-
-    def __init__(self, server: RecordingSMTPServer) -> None:
-        self.seen: list[tuple[float, str]] = []
-        original = server.handler.handle_DATA
-
-        async def handle_data(srv: Any, session: Any, envelope: Any) -> str:
-            reply = await original(srv, session, envelope)
-            self.seen.append((time.monotonic(), envelope.rcpt_tos[0]))
-            return reply
-
-        server.handler.handle_DATA = handle_data  # type: ignore[method-assign]
-
-    def times(self, domain: str | None = None) -> list[float]:
-        return [t for t, rcpt in self.seen if domain is None or rcpt.endswith("@" + domain)]
 
 
 # -- rate limits across processes ----------------------------------------------------------------

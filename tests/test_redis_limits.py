@@ -19,18 +19,7 @@ from mailspool.delivery.limits import LimitSettings
 from mailspool.delivery.limits.redis import RedisLimits
 from mailspool.errors import ConfigError
 from mailspool.wiring import check_shared_limits, limits
-
-
-def max_in_window(times: list[float], window: float = 1.0) -> int:
-    """The most events in any half-open window [t, t + window) starting at an event."""
-    times = sorted(times)
-    best, j = 0, 0
-    for i, t in enumerate(times):
-        j = max(j, i)
-        while j < len(times) and times[j] < t + window:
-            j += 1
-        best = max(best, j - i)
-    return best
+from tests.support.timing import max_in_window
 
 
 def test_max_in_window() -> None:

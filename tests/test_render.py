@@ -13,8 +13,7 @@ import pytest
 from mailspool.errors import RejectedRow, TemplateError
 from mailspool.message.compose import compose
 from mailspool.message.render import Rendered, Renderer, Template, template_context
-
-from .conftest import TEMPLATE
+from tests.support.cli import TEMPLATE
 
 ROW = {"Name": "Ann", "Email": "ann@example.com"}
 

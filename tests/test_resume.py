@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from mailspool.testing import SMTPSink
-
-from .conftest import TEMPLATE
-from .processes import per_recipient, twice_only_in_the_window
+from tests.support.cli import TEMPLATE
+from tests.support.processes import per_recipient, twice_only_in_the_window
 
 N = 20_000
 CONCURRENCY = 32

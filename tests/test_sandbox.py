@@ -29,8 +29,7 @@ from mailspool.message.render import Renderer, Template, template_context
 from mailspool.message.sandbox import budget
 from mailspool.message.sandbox.checks import _LINE_BREAKS, _WHITESPACE
 from mailspool.queue import MemoryQueue
-
-from .conftest import Result, write_csv
+from tests.support.cli import Result, write_csv
 
 HEAD = "From: a@example.com\nTo: {{ Email }}\nSubject: Hi\n\n"
 ROW = {"Name": "ann", "Email": "ann@example.com"}

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from mailspool.testing import RecordingSMTPServer, SMTPSink, free_port
-
-from .conftest import TEMPLATE, Result, write_csv
+from tests.support.cli import TEMPLATE, Result, write_csv
 
 ROWS = [(f"user{i}", f"user{i}@example.com") for i in range(40)]
 

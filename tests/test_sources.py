@@ -11,8 +11,8 @@ import pytest
 
 from mailspool.errors import ConfigError, RejectedRow, SourceError
 from mailspool.intake.sources import CSVSource, JSONLSource, Row, open_source
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED = Path("/work/shared/fixtures/seed-recipients.csv")
 EXAMPLE = ROOT / "examples" / "recipients.csv"
 

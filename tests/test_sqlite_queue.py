@@ -9,58 +9,7 @@ from pathlib import Path
 from mailspool.models import Enqueued, Job, Outcome, State
 from mailspool.queue import DeadFilter, SQLiteQueue
 from mailspool.queue.packing import unpack
-
-# the jobs table as it was when each row held its message
-OLD_SCHEMA = """
-CREATE TABLE jobs (
-    id TEXT PRIMARY KEY, campaign TEXT NOT NULL, key TEXT NOT NULL, row INTEGER NOT NULL,
-    message_id TEXT NOT NULL, sender TEXT NOT NULL, recipients TEXT NOT NULL,
-    message BLOB NOT NULL, body_offset INTEGER NOT NULL DEFAULT 0, attachments TEXT,
-    state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, ready_at REAL NOT NULL,
-    lease_owner TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
-    last_reply TEXT NOT NULL DEFAULT '', dead_reason TEXT NOT NULL DEFAULT '',
-    ambiguous INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX jobs_due ON jobs(state, ready_at);
-CREATE INDEX jobs_campaign ON jobs(campaign, state, ready_at);
-"""
-
-# then: messages in their own table, keyed by job id, uncompressed
-MESSAGES_SCHEMA = OLD_SCHEMA.replace("    message BLOB NOT NULL, ", "    ") + (
-    "CREATE TABLE messages (id TEXT PRIMARY KEY, message BLOB NOT NULL);"
-)
-
-
-def earlier_file(path: Path, states: tuple[str, ...], *, messages_table: bool) -> None:
-    """A queue file in an earlier layout: each message in its jobs row, or (later) in a
-    messages table keyed by job id."""
-    db = sqlite3.connect(path)
-    db.executescript(MESSAGES_SCHEMA if messages_table else OLD_SCHEMA)
-    message_column = "" if messages_table else " message,"
-    for i, state in enumerate(states):
-        inline = () if messages_table else (job(i).message,)
-        values = (f"id{i}", "c1", f"k{i}", i + 2, f"<id{i}@example.com>", "a@example.com",
-                  f"r{i}@example.com", *inline, state)  # fmt: skip
-        db.execute(
-            "INSERT INTO jobs (id, campaign, key, row, message_id, sender, recipients,"
-            f"{message_column} state, ready_at, created_at, updated_at)"
-            f" VALUES ({','.join('?' * len(values))},0,1,1)",
-            values,
-        )
-        if messages_table:
-            db.execute(
-                "INSERT INTO messages (id, message) VALUES (?, ?)", (f"id{i}", job(i).message)
-            )
-    db.commit()
-    db.close()
-
-
-def job(i: int) -> Job:
-    return Job(
-        id=f"id{i}", campaign="c1", key=f"k{i}", message_id=f"<id{i}@example.com>",
-        sender="a@example.com", recipients=(f"r{i}@example.com",),
-        message=b"Subject: hi\r\n\r\nmessage %d\r\n" % i, row=i + 2,
-    )  # fmt: skip
+from tests.support.sqlite_files import earlier_file, stored_job
 
 
 async def test_a_file_from_before_the_messages_table_resumes(tmp_path: Path) -> None:
@@ -71,11 +20,11 @@ async def test_a_file_from_before_the_messages_table_resumes(tmp_path: Path) -> 
     await q.open()
     try:
         (claimed,) = await q.claim("w", 10, 60)
-        assert (claimed.id, claimed.message) == ("id0", job(0).message)
+        assert (claimed.id, claimed.message) == ("id0", stored_job(0).message)
         (dead,) = await q.dead_letters(DeadFilter(campaign="c1"))
-        assert dead.message == job(2).message
+        assert dead.message == stored_job(2).message
         # the same rows offered again: already there, whatever their state
-        assert await q.enqueue([job(0), job(1), job(2)]) == [
+        assert await q.enqueue([stored_job(0), stored_job(1), stored_job(2)]) == [
             Enqueued.PENDING,
             Enqueued.SENT,
             Enqueued.DEAD,
@@ -98,10 +47,10 @@ async def test_a_file_with_a_messages_table_resumes(tmp_path: Path) -> None:
     await q.open()
     try:
         claimed = {j.id: j.message for j in await q.claim("w", 10, 60)}
-        assert claimed == {"id0": job(0).message, "id2": job(2).message}
-        assert await q.enqueue([job(1), job(3)]) == [Enqueued.SENT, Enqueued.NEW]
+        assert claimed == {"id0": stored_job(0).message, "id2": stored_job(2).message}
+        assert await q.enqueue([stored_job(1), stored_job(3)]) == [Enqueued.SENT, Enqueued.NEW]
         (new,) = await q.claim("w", 10, 60)
-        assert (new.id, new.message) == ("id3", job(3).message)
+        assert (new.id, new.message) == ("id3", stored_job(3).message)
     finally:
         await q.close()
     db = sqlite3.connect(path)
@@ -113,7 +62,7 @@ async def test_a_file_with_a_messages_table_resumes(tmp_path: Path) -> None:
     (stored,) = db.execute(
         "SELECT b.message FROM bodies b JOIN jobs j ON j.seq = b.seq WHERE j.id = 'id3'"
     ).fetchone()
-    assert stored != job(3).message and unpack(stored) == job(3).message
+    assert stored != stored_job(3).message and unpack(stored) == stored_job(3).message
     db.close()
 
 
@@ -121,14 +70,16 @@ async def test_the_first_message_of_an_id_in_one_batch_stays(tmp_path: Path) -> 
     q = SQLiteQueue(tmp_path / "q.db")
     await q.open()
     try:
-        again = Job(**{**_fields(job(1)), "message": b"Subject: second\r\n\r\nno\r\n", "row": 9})
-        assert await q.enqueue([job(1), again, job(2)]) == [
+        again = Job(
+            **{**_fields(stored_job(1)), "message": b"Subject: second\r\n\r\nno\r\n", "row": 9}
+        )
+        assert await q.enqueue([stored_job(1), again, stored_job(2)]) == [
             Enqueued.NEW,
             Enqueued.DUPLICATE,
             Enqueued.NEW,
         ]
         got = {j.id: j.message for j in await q.claim("w", 10, 60)}
-        assert got == {"id1": job(1).message, "id2": job(2).message}
+        assert got == {"id1": stored_job(1).message, "id2": stored_job(2).message}
     finally:
         await q.close()
 
@@ -137,13 +88,13 @@ async def test_a_state_change_leaves_the_message_alone(tmp_path: Path) -> None:
     q = SQLiteQueue(tmp_path / "q.db")
     await q.open()
     try:
-        assert await q.enqueue([job(1)]) == [Enqueued.NEW]
+        assert await q.enqueue([stored_job(1)]) == [Enqueued.NEW]
         # offered again with other bytes: the first message of an id stays
-        assert await q.enqueue([Job(**{**_fields(job(1)), "message": b"other"})]) == [
+        assert await q.enqueue([Job(**{**_fields(stored_job(1)), "message": b"other"})]) == [
             Enqueued.PENDING
         ]
         (claimed,) = await q.claim("w", 1, 60)
-        assert claimed.message == job(1).message
+        assert claimed.message == stored_job(1).message
         await q.record("w", [Outcome("id1", State.DEAD, "550 no", reason="rejected_permanent")])
         assert await q.purge_dead(DeadFilter(campaign="c1")) == 1
     finally:
@@ -162,7 +113,7 @@ async def test_a_damaged_message_is_claimed_marked_unreadable(tmp_path: Path) ->
     q = SQLiteQueue(tmp_path / "q.db")
     await q.open()
     try:
-        await q.enqueue([job(1), job(2)])
+        await q.enqueue([stored_job(1), stored_job(2)])
         db = sqlite3.connect(tmp_path / "q.db")
         db.execute("UPDATE bodies SET message = x'00ff00ff00' WHERE seq = 1")
         db.commit()
@@ -170,6 +121,6 @@ async def test_a_damaged_message_is_claimed_marked_unreadable(tmp_path: Path) ->
         got = {j.id: j for j in await q.claim("w", 2, 60)}
         assert "its stored message cannot be read" in got["id1"].unreadable
         assert got["id1"].message == b""
-        assert (got["id2"].unreadable, got["id2"].message) == ("", job(2).message)
+        assert (got["id2"].unreadable, got["id2"].message) == ("", stored_job(2).message)
     finally:
         await q.close()

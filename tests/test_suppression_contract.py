@@ -15,8 +15,7 @@ from mailspool.queue.suppression import (
     Suppression,
     SuppressionList,
 )
-
-from .conftest import RabbitMQNamespace
+from tests.support.services import RabbitMQNamespace
 
 BACKENDS = ["memory", "sqlite", "redis", "redis-store", "postgres", "rabbitmq"]
 T0 = 1_700_000_000.0

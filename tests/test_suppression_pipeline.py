@@ -27,8 +27,16 @@ from mailspool.observe.metrics import Metrics
 from mailspool.queue import MemoryQueue, Queue
 from mailspool.queue.suppression import MemorySuppressionList, Reason, Suppression
 from mailspool.testing import RecordingSMTPServer
-
-from .deliver import BACKENDS, TEMPLATE, backend, counts, drain, people, producer, worker
+from tests.support.deliverability import (
+    BACKENDS,
+    TEMPLATE,
+    backend,
+    counts,
+    drain,
+    people,
+    producer,
+    worker,
+)
 
 TWO = TEMPLATE.replace("To: {{ Email }}", "To: {{ Email }}, {{ Other }}")
 NOW = time.time()

@@ -15,8 +15,8 @@ from mailspool.delivery.limits import LimitSettings
 from mailspool.observe.tracing import TracingObserver
 from mailspool.queue import MemoryQueue
 from mailspool.testing import RecordingSMTPServer
-
-from .test_metrics import HAND_MADE, make_job, run_worker
+from tests.support.delivery import run_worker
+from tests.support.jobs import HAND_MADE, make_job
 
 sdk = pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed")
 
@@ -43,7 +43,7 @@ def exporter_and_observer() -> tuple[Any, TracingObserver]:
 async def test_a_span_per_attempt_with_rate_wait_and_smtp_children() -> None:
     exporter, observer = exporter_and_observer()
     queue = MemoryQueue()
-    await queue.enqueue([make_job(i) for i in range(8)])
+    await queue.enqueue([make_job(i, campaign="c", deliverable=True) for i in range(8)])
     with RecordingSMTPServer(unchecked=HAND_MADE) as server:
         await run_worker(queue, server.port, [observer], LimitSettings(rate=40))
     spans = exporter.get_finished_spans()
@@ -79,7 +79,12 @@ async def test_failed_attempts_are_error_spans() -> None:
 
     exporter, observer = exporter_and_observer()
     queue = MemoryQueue()
-    await queue.enqueue([make_job(1, "later@example.com"), make_job(2, "gone@example.com")])
+    await queue.enqueue(
+        [
+            make_job(1, to="later@example.com", campaign="c", deliverable=True),
+            make_job(2, to="gone@example.com", campaign="c", deliverable=True),
+        ]
+    )
     with RecordingSMTPServer(unchecked=HAND_MADE) as server:
         server.handler.rcpt_replies["later@example.com"] = "451 4.2.1 try later"
         server.handler.rcpt_replies["gone@example.com"] = "550 5.1.1 no such user"

@@ -14,8 +14,7 @@ import pytest
 from mailspool.api.ratelimit import ClientLimits, client_key
 from mailspool.api.suppressions import cursor, expiry, read_cursor
 from mailspool.message.unsubscribe import Secrets, make_token, read_token
-
-from .test_api import ApiServer
+from tests.support.api import ApiServer
 
 SECRET = "unsubscribe-secret-" + "x" * 32
 SECRETS = Secrets([SECRET])

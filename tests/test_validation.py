@@ -18,8 +18,7 @@ from mailspool.intake.builder import Attachments
 from mailspool.message.addresses import parse_addresses
 from mailspool.message.compose import compose
 from mailspool.message.render import Rendered, Renderer, Template
-
-from .conftest import TEMPLATE
+from tests.support.cli import TEMPLATE
 
 ROW = {"Name": "Ann", "Email": "ann@example.com"}
 ADDRESS_HEADERS = ["To", "Cc", "Bcc", "From", "Reply-To"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-import os
 import random
 import signal
 import socket
@@ -20,12 +19,8 @@ from pathlib import Path
 import pytest
 
 from mailspool.testing import SMTPSink
-
-from .conftest import TEMPLATE, Result, write_csv
-
-
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
+from tests.support.cli import TEMPLATE, Result, write_csv
+from tests.support.processes import env
 
 
 def worker_cmd(port: int, *extra: str) -> list[str]:

@@ -46,29 +46,10 @@ from mailspool.queue.sqlite.queue import SQLiteQueue
 from mailspool.testing import RecordingSMTPServer, SMTPSink
 from mailspool.transport import SMTPTransport, parse_smtp_url
 from mailspool.transport.base import Delivery, Envelope, Ready
+from tests.support.cli import TEMPLATE, Result, json_events, write_csv
+from tests.support.jobs import HAND_MADE, make_job
 
-from .conftest import TEMPLATE, Result, json_events, write_csv
-
-# make_job's messages are hand-made (no Date header) and go straight to a worker: the tests
-# that deliver them are of the worker, not of composed mail, so their servers do not check
-HAND_MADE = pytest.mark.unchecked_mail(
-    "delivers make_job's hand-made messages (no Date header) through a worker"
-)
-
-
-def make_job(i: int, **fields: object) -> Job:
-    jid = f"job{i:05d}"
-    data = (
-        f"From: a@example.com\r\nTo: user{i}@example.com\r\nSubject: t{i}\r\n"
-        f"Message-ID: <{jid}@example.com>\r\n\r\nhello\r\n"
-    ).encode()
-    job = Job(
-        jid, "c", jid, f"<{jid}@example.com>", "a@example.com", (f"user{i}@example.com",),
-        data, created_at=time.time(),
-    )  # fmt: skip
-    for name, v in fields.items():
-        setattr(job, name, v)
-    return job
+HAND_MADE_MAIL = pytest.mark.unchecked_mail(HAND_MADE)
 
 
 async def open_queue(path: Path, cls: type[SQLiteQueue] = SQLiteQueue) -> SQLiteQueue:
@@ -108,13 +89,13 @@ class FlakyRecords(SQLiteQueue):
         return await super().record(owner, outcomes)
 
 
-@HAND_MADE
+@HAND_MADE_MAIL
 def test_outcomes_are_recorded_once_the_store_is_back(
     tmp_path: Path, smtpd: RecordingSMTPServer
 ) -> None:
     async def main() -> None:
         queue = await open_queue(tmp_path / "q.db", FlakyRecords)
-        await queue.enqueue([make_job(i) for i in range(50)])
+        await queue.enqueue([make_job(i, campaign="c", deliverable=True) for i in range(50)])
         worker = Worker(queue=queue, transport=transport(smtpd.port), config=config())
         await drain(worker, queue)
         assert worker.error is None
@@ -128,13 +109,13 @@ def test_outcomes_are_recorded_once_the_store_is_back(
     assert sorted(got) == sorted({f"user{i}@example.com" for i in range(50)})  # once each
 
 
-@HAND_MADE
+@HAND_MADE_MAIL
 def test_a_damaged_stored_message_is_dead_and_the_other_jobs_go_on(
     tmp_path: Path, smtpd: RecordingSMTPServer
 ) -> None:
     async def main() -> None:
         queue = await open_queue(tmp_path / "q.db")
-        await queue.enqueue([make_job(i) for i in range(20)])
+        await queue.enqueue([make_job(i, campaign="c", deliverable=True) for i in range(20)])
         db = sqlite3.connect(tmp_path / "q.db")  # as a damaged disk would leave it
         db.execute(
             "UPDATE bodies SET message = x'00ff00ff00'"
@@ -164,13 +145,13 @@ class Broken(Observer):
         raise RuntimeError("observer defect")
 
 
-@HAND_MADE
+@HAND_MADE_MAIL
 def test_a_failing_observer_does_not_stop_delivery(
     tmp_path: Path, smtpd: RecordingSMTPServer
 ) -> None:
     async def main() -> None:
         queue = await open_queue(tmp_path / "q.db")
-        await queue.enqueue([make_job(i) for i in range(30)])
+        await queue.enqueue([make_job(i, campaign="c", deliverable=True) for i in range(30)])
         worker = Worker(
             queue=queue, transport=transport(smtpd.port), config=config(), observers=[Broken()]
         )
@@ -199,13 +180,13 @@ class DefectOnce(SMTPTransport):
         return await super().send(envelope, ready)
 
 
-@HAND_MADE
+@HAND_MADE_MAIL
 def test_a_defect_while_sending_one_job_retries_that_job(
     tmp_path: Path, smtpd: RecordingSMTPServer
 ) -> None:
     async def main() -> None:
         queue = await open_queue(tmp_path / "q.db")
-        await queue.enqueue([make_job(i) for i in range(20)])
+        await queue.enqueue([make_job(i, campaign="c", deliverable=True) for i in range(20)])
         worker = Worker(queue=queue, transport=DefectOnce(smtpd.port, "job00007"), config=config())
         await drain(worker, queue)
         st = await queue.stats()
@@ -222,7 +203,7 @@ def test_a_defect_while_sending_one_job_retries_that_job(
     assert len(smtpd.messages) == 19
 
 
-@HAND_MADE
+@HAND_MADE_MAIL
 def test_shutdown_grace_running_out_records_an_ambiguous_attempt(
     tmp_path: Path, smtp_sink: Callable[..., SMTPSink]
 ) -> None:
@@ -233,7 +214,7 @@ def test_shutdown_grace_running_out_records_an_ambiguous_attempt(
 
     async def main() -> None:
         queue = await open_queue(tmp_path / "q.db")
-        await queue.enqueue([make_job(i) for i in range(2)])
+        await queue.enqueue([make_job(i, campaign="c", deliverable=True) for i in range(2)])
         worker = Worker(
             queue=queue,
             transport=transport(sink.port),
@@ -266,7 +247,7 @@ def test_store_failing_to_give_an_attachment_defers_the_job(
     async def main() -> None:
         queue = await open_queue(tmp_path / "q.db", NoBlobs)
         ref = AttachmentRef("d" * 64, "a.pdf", "application/pdf")
-        job = make_job(1, attachments=(ref,), body_offset=0)
+        job = make_job(1, campaign="c", deliverable=True, attachments=(ref,), body_offset=0)
         job.body_offset = job.message.index(b"\r\n\r\n") + 4
         await queue.enqueue([job])
         await drain(Worker(queue=queue, transport=transport(smtpd.port), config=config()), queue)

@@ -1,5 +1,5 @@
 """Two independent DKIM verifiers for the tests, each fed the records that keygen printed
-in place of DNS: dkimpy, and Perl's Mail::DKIM (tests/dkim_verify.pl)."""
+in place of DNS: dkimpy, and Perl's Mail::DKIM (tests/support/dkim_verify.pl)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zonefile
 
-from .conftest import need
+from tests.support.services import need
 
 PERL_SCRIPT = Path(__file__).with_name("dkim_verify.pl")
 

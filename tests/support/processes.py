@@ -8,7 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 
 def env() -> dict[str, str]:
@@ -74,6 +77,15 @@ class Workers:
 
     def log(self, i: int) -> str:
         return self.logs[i].read_text(errors="replace")
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Workers]]:
+    """Worker process sets a test starts; killed at its end, whatever happened."""
+    started: list[Workers] = []
+    yield started
+    for w in started:
+        w.kill()
 
 
 def per_recipient(received: list[tuple[list[str], str]]) -> dict[str, list[str]]:
