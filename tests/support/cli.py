@@ -55,6 +55,22 @@ Hi {{ Name }}, this is your update.
 """
 
 
+@pytest.fixture
+def enqueued(tmp_path: Path, cli: Callable[..., Result]) -> Callable[[int], Path]:
+    """``enqueued(n)``: ``mailspool enqueue`` queues n recipients in tmp_path (its SQLite
+    queue there); returns tmp_path, where the worker is to run."""
+
+    def make(n: int) -> Path:
+        write_csv(tmp_path / "r.csv", [(f"u{i}", f"u{i}@example.com") for i in range(n)])
+        (tmp_path / "t.txt").write_text(TEMPLATE)
+        res = cli("enqueue", "r.csv", "--template", "t.txt", "--json")
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["queued"] == n
+        return tmp_path
+
+    return make
+
+
 def json_events(text: str, name: str) -> list[dict[str, Any]]:
     """The JSON log events called ``name`` among the lines of ``text``."""
     found = []

@@ -4,6 +4,7 @@ machines, as it were): the command line, a clean environment, and a set of worke
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,22 @@ def env() -> dict[str, str]:
 
 def mailspool(*args: str) -> list[str]:
     return [sys.executable, "-m", "mailspool", *args]
+
+
+def worker_cmd(port: int, *extra: str) -> list[str]:
+    """``mailspool worker`` on the queue in its working directory, to a relay on loopback."""
+    return mailspool(
+        "worker", "--smtp", f"smtp://127.0.0.1:{port}", "--log-level", "warning", *extra
+    )
+
+
+def status(cwd: Path) -> dict[str, int]:
+    """The counts of the first campaign that ``mailspool status`` shows, run in ``cwd``."""
+    out = subprocess.run(
+        mailspool("status", "--json"),
+        cwd=cwd, capture_output=True, text=True, env=env(), check=True,
+    )  # fmt: skip
+    return dict(json.loads(out.stdout)[0])
 
 
 class Workers:

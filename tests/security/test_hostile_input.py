@@ -1,5 +1,5 @@
 """Hostile input through every way in: each case below got through once. Each is sent
-through every face that can carry it (tests/faces.py), and must be refused with the
+through every face that can carry it (tests/support/faces.py), and must be refused with the
 field named, or reach the wire satisfying the invariant of mailspool.testing."""
 
 from __future__ import annotations

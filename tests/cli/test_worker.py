@@ -1,16 +1,13 @@
-"""``mailspool worker``: a long-running consumer. Drain, graceful stop, and a chaos run
-with SIGKILLs at random moments."""
+"""``mailspool worker``: a long-running consumer. Drain, graceful stop, a campaign's own
+retry schedule (the chaos run with SIGKILLs is in tests/e2e/test_chaos.py)."""
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
-import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,35 +17,7 @@ import pytest
 
 from mailspool.testing import SMTPSink
 from tests.support.cli import TEMPLATE, Result, write_csv
-from tests.support.processes import env
-
-
-def worker_cmd(port: int, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "mailspool", "worker", "--smtp", f"smtp://127.0.0.1:{port}",
-        "--log-level", "warning", *extra,
-    ]  # fmt: skip
-
-
-@pytest.fixture
-def enqueued(tmp_path: Path, cli: Callable[..., Result]) -> Callable[[int], Path]:
-    def make(n: int) -> Path:
-        write_csv(tmp_path / "r.csv", [(f"u{i}", f"u{i}@example.com") for i in range(n)])
-        (tmp_path / "t.txt").write_text(TEMPLATE)
-        res = cli("enqueue", "r.csv", "--template", "t.txt", "--json")
-        assert res.returncode == 0, res.stderr
-        assert json.loads(res.stdout)["queued"] == n
-        return tmp_path
-
-    return make
-
-
-def status(cwd: Path) -> dict[str, int]:
-    out = subprocess.run(
-        [sys.executable, "-m", "mailspool", "status", "--json"],
-        cwd=cwd, capture_output=True, text=True, env=env(), check=True,
-    )  # fmt: skip
-    return dict(json.loads(out.stdout)[0])
+from tests.support.processes import env, status, worker_cmd
 
 
 def test_worker_drain_sends_everything_and_exits(
@@ -134,54 +103,6 @@ def test_a_second_signal_stops_the_worker_at_once(
         if p.poll() is None:
             p.kill()
             p.wait()
-
-
-@pytest.mark.slow
-def test_chaos_sigkill_workers_then_drain(
-    enqueued: Callable[[int], Path], smtp_sink: Callable[..., SMTPSink]
-) -> None:
-    n = 5000
-    cwd = enqueued(n)
-    sink = smtp_sink(dump=True)
-    rng = random.Random(1234)
-    cmd = worker_cmd(sink.port, "--concurrency", "8", "--rate", "800/s", "--lease", "2s")
-    workers = [subprocess.Popen(cmd, cwd=cwd, env=env()) for _ in range(2)]
-    kills = 0
-    deadline = time.monotonic() + 120
-    # the first kill once mail flows: a worker still starting up (slower on a fresh
-    # clone, with nothing compiled yet) would make every kill land before any send
-    while status(cwd).get("sent", 0) == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    while kills < 12 and time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.1, 0.5))
-        victim = workers.pop(rng.randrange(len(workers)))
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
-        kills += 1
-        workers.append(subprocess.Popen(cmd, cwd=cwd, env=env()))
-    for w in workers:
-        w.send_signal(signal.SIGKILL)
-        w.wait()
-    assert kills >= 10
-    assert status(cwd).get("sent", 0) < n, "the run finished before the workers were killed"
-    final = subprocess.run(
-        worker_cmd(sink.port, "--drain", "--concurrency", "16"), cwd=cwd, env=env(), timeout=120
-    )
-    assert final.returncode == 0
-    st = status(cwd)
-    assert st["sent"] == n and st.get("sending", 0) == 0 and st.get("dead", 0) == 0
-
-    sink.stop()
-    per_rcpt: dict[str, list[str]] = collections.defaultdict(list)
-    for rcpts, message_id in sink.received():
-        for r in rcpts:
-            per_rcpt[r].append(message_id)
-    assert len(per_rcpt) == n  # nothing lost
-    twice = {r: ids for r, ids in per_rcpt.items() if len(ids) > 1}
-    extra_copies = sum(len(ids) - 1 for ids in twice.values())
-    # duplicates only inside the counted ambiguous window, with the same Message-ID
-    assert extra_copies <= st["ambiguous"], (extra_copies, st["ambiguous"])
-    assert all(len(set(ids)) == 1 for ids in twice.values())
 
 
 def test_campaign_retry_schedule_overrides_the_workers(
