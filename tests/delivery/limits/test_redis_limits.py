@@ -1,7 +1,8 @@
 """Cluster-wide limits held in Redis, seen from several limiter instances at once (each is
 what one worker process holds): per-domain rates with a default, per-domain concurrency
-slots that come back when their holder dies. The three-process test at the SMTP sink is in
-test_redis_cluster.py."""
+slots that come back when their holder dies or closes. What every limits backend does is in
+test_limits_contract.py; the three-process test at the SMTP sink is in
+tests/e2e/test_redis_cluster.py."""
 
 from __future__ import annotations
 
@@ -65,25 +66,6 @@ async def test_per_domain_rates_hold_across_instances(
     assert max_in_window(sent["other.example"]) <= 44  # the default, 40/s, +10%
 
 
-async def test_concurrency_slots_are_shared(make_limits: Callable[..., RedisLimits]) -> None:
-    settings = LimitSettings(domain_concurrency=2)
-    workers = [make_limits(settings) for _ in range(3)]
-    in_flight, peak = 0, 0
-
-    async def sender(lim: RedisLimits) -> None:
-        nonlocal in_flight, peak
-        for _ in range(3):
-            await lim.acquire("example.com")
-            in_flight += 1
-            peak = max(peak, in_flight)
-            await asyncio.sleep(0.01)
-            in_flight -= 1
-            lim.release("example.com")
-
-    await asyncio.gather(*(sender(w) for w in workers for _ in range(3)))
-    assert peak == 2
-
-
 async def test_a_dead_workers_slots_come_back_when_they_expire(
     make_limits: Callable[..., RedisLimits],
 ) -> None:
@@ -97,6 +79,18 @@ async def test_a_dead_workers_slots_come_back_when_they_expire(
     with pytest.raises(TimeoutError):  # both slots are taken ...
         await asyncio.wait_for(other.acquire("example.com"), 0.1)
     await asyncio.wait_for(other.acquire("example.com"), 5)  # ... until they expire
+    other.release("example.com")
+
+
+async def test_close_hands_back_the_slots_it_holds(
+    make_limits: Callable[..., RedisLimits],
+) -> None:
+    settings = LimitSettings(domain_concurrency=1)
+    closing = make_limits(settings)  # slots expire after a minute
+    await closing.acquire("example.com")
+    await closing.close()
+    other = make_limits(settings)
+    await asyncio.wait_for(other.acquire("example.com"), 30)  # given back, not expired
     other.release("example.com")
 
 
