@@ -15,7 +15,7 @@ if [ ! -x /usr/sbin/smtp-sink ] || [ ! -x /usr/sbin/smtp-source ]; then
     || log "could not install postfix: smtp-sink tests will be skipped (or fail under CI)"
 fi
 
-# Perl's Mail::DKIM: the tests' second, independent DKIM verifier (tests/dkim_verify.pl)
+# Perl's Mail::DKIM: the tests' second, independent DKIM verifier (tests/support/dkim_verify.pl)
 if ! perl -MMail::DKIM::Verifier -MNet::DNS -e 1 >/dev/null 2>&1; then
   log "installing libmail-dkim-perl (the tests' second DKIM verifier)"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmail-dkim-perl >/dev/null 2>&1 \

@@ -20,10 +20,9 @@ from mailspool.message.unsubscribe import ENV_SECRET, ENV_SECRET_FILE, Secrets, 
 from mailspool.queue import MemoryQueue
 from mailspool.testing import RecordingSMTPServer
 from mailspool.wiring import build_pool, load_deliverability, load_renderer, make_producer
-
-from .conftest import TEMPLATE, Result, write_csv
-from .deliver import SECRET
-from .dkimcheck import dkimpy_results
+from tests.support.cli import TEMPLATE, Result, write_csv
+from tests.support.deliverability import SECRET
+from tests.support.dkim import dkimpy_results
 
 
 @pytest.fixture

@@ -1,0 +1,125 @@
+"""``mailspool worker``: a long-running consumer. Drain, graceful stop, a campaign's own
+retry schedule (the chaos run with SIGKILLs is in tests/e2e/test_chaos.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mailspool.testing import SMTPSink
+from tests.support.cli import TEMPLATE, Result, write_csv
+from tests.support.processes import env, status, worker_cmd
+
+
+def test_worker_drain_sends_everything_and_exits(
+    enqueued: Callable[[int], Path], smtp_sink: Callable[..., SMTPSink]
+) -> None:
+    cwd = enqueued(300)
+    sink = smtp_sink(dump=True)
+    p = subprocess.run(worker_cmd(sink.port, "--drain"), cwd=cwd, env=env(), timeout=60)
+    assert p.returncode == 0
+    st = status(cwd)
+    assert st["sent"] == 300
+    assert len(sink.received()) == 300
+
+
+def test_sigterm_finishes_in_flight_and_hands_back_the_rest(
+    enqueued: Callable[[int], Path], smtp_sink: Callable[..., SMTPSink]
+) -> None:
+    cwd = enqueued(200)
+    slow = smtp_sink("-W", ".:1", dump=True)
+    p = subprocess.Popen(
+        worker_cmd(slow.port, "--concurrency", "4", "--lease", "300s"), cwd=cwd, env=env()
+    )
+    time.sleep(3)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 0
+    st = status(cwd)
+    # nothing stays leased: the unsent jobs were handed back without waiting 300 s
+    assert st.get("sending", 0) == 0
+    assert 0 < st["sent"] < 200
+    # what the relay accepted was recorded: no in-flight message was abandoned
+    assert len(slow.received()) == st["sent"]
+
+
+@pytest.fixture
+def silent_relay() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A relay that accepts connections and never says a word: every send waits for its
+    greeting (30 s) while it is held open."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], accepted
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+        thread.join(5)
+
+
+def test_a_second_signal_stops_the_worker_at_once(
+    enqueued: Callable[[int], Path], silent_relay: tuple[int, list[socket.socket]]
+) -> None:
+    """The first SIGTERM lets messages in flight finish (here: they would wait out the
+    connect timeout and the shutdown grace, 30 s each); the second exits now, 143."""
+    cwd = enqueued(4)
+    port, accepted = silent_relay
+    log = cwd / "worker.log"
+    cmd = worker_cmd(port, "--concurrency", "2")
+    cmd[cmd.index("warning")] = "info"
+    with log.open("wb") as out:
+        p = subprocess.Popen(
+            [*cmd, "--log-format", "json"], cwd=cwd, env=env(), stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not accepted and time.monotonic() < deadline:  # a message is in flight
+            time.sleep(0.05)
+        assert accepted, log.read_text()
+        p.send_signal(signal.SIGTERM)
+        while "stopping: finishing" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert p.poll() is None, log.read_text()  # still waiting for the message in flight
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 143, log.read_text()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_campaign_retry_schedule_overrides_the_workers(
+    tmp_path: Path, cli: Callable[..., Result], smtp_sink: Callable[..., SMTPSink]
+) -> None:
+    write_csv(tmp_path / "r.csv", [("a", "a@example.com"), ("b", "b@example.com")])
+    (tmp_path / "t.txt").write_text(TEMPLATE)
+    res = cli(
+        "enqueue", "r.csv", "--template", "t.txt", "--retry-first", "0.5s", "--max-attempts", "2"
+    )
+    assert res.returncode == 0, res.stderr
+    soft = smtp_sink("-r", "data")
+    # the worker's own schedule (first retry in 5 minutes, no attempt limit) is not used
+    for _ in range(2):
+        p = subprocess.run(worker_cmd(soft.port, "--drain"), cwd=tmp_path, env=env(), timeout=60)
+        assert p.returncode == 0
+        time.sleep(0.7)
+    dead = json.loads(cli("dlq", "list", "--json").stdout)
+    assert {d["reason"] for d in dead} == {"max_attempts"} and len(dead) == 2
+    assert all(d["attempts"] == 2 for d in dead)
