@@ -264,7 +264,9 @@ def test_recording_server_told_why_does_not_check() -> None:
 
 
 def test_smtp_sink_dump_is_read_back_as_sent_and_checked() -> None:
-    need(SMTPSink.available(), "Postfix smtp-sink (/usr/sbin/smtp-sink)")
+    need(
+        SMTPSink.available(), "Postfix smtp-sink (on PATH, in /usr/sbin or at $MAILSPOOL_SMTP_SINK)"
+    )
     body = b"\r\n.a line starting with a dot\r\n\r\n"
     with pytest.raises(AssertionError, match="0 Message-ID headers"), SMTPSink(dump=True) as sink:
         with smtplib.SMTP("127.0.0.1", sink.port) as c:
@@ -279,7 +281,9 @@ def test_smtp_sink_dump_is_read_back_as_sent_and_checked() -> None:
 
 
 def test_smtp_sink_checks_neither_refused_nor_incomplete_messages() -> None:
-    need(SMTPSink.available(), "Postfix smtp-sink (/usr/sbin/smtp-sink)")
+    need(
+        SMTPSink.available(), "Postfix smtp-sink (on PATH, in /usr/sbin or at $MAILSPOOL_SMTP_SINK)"
+    )
     with SMTPSink("-f", ".", dump=True) as refusing:
         with smtplib.SMTP("127.0.0.1", refusing.port) as c, pytest.raises(smtplib.SMTPDataError):
             c.sendmail("news@example.com", RCPTS, BAD)
@@ -346,7 +350,9 @@ def test_bad_to_a_refusing_smtp_sink(smtp_sink):
 
 
 def test_the_fixtures_fail_a_test_at_teardown_for_a_broken_message(tmp_path: Path) -> None:
-    need(SMTPSink.available(), "Postfix smtp-sink (/usr/sbin/smtp-sink)")
+    need(
+        SMTPSink.available(), "Postfix smtp-sink (on PATH, in /usr/sbin or at $MAILSPOOL_SMTP_SINK)"
+    )
     inner = tmp_path / "test_inner.py"
     inner.write_text(textwrap.dedent(INNER.format(good=GOOD, bad=BAD, rcpts=RCPTS)))
     p = subprocess.run(

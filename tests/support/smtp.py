@@ -83,7 +83,10 @@ def smtp_sink(request: pytest.FixtureRequest) -> Iterator[Callable[..., SMTPSink
 
     def start(*options: str, dump: bool = True, bcc: Iterable[str] = ()) -> SMTPSink:
         del dump  # every sink dumps, so that its messages can be checked
-        need(SMTPSink.available(), "Postfix smtp-sink (/usr/sbin/smtp-sink)")
+        need(
+            SMTPSink.available(),
+            "Postfix smtp-sink (on PATH, in /usr/sbin or at $MAILSPOOL_SMTP_SINK)",
+        )
         sink = SMTPSink(*options, dump=True, bcc=bcc, unchecked=unchecked).start()
         started.append(sink)
         return sink

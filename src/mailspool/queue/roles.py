@@ -4,7 +4,7 @@ A caller types its parameter against the role it uses, not the whole :class:`Que
 worker needs claims and outcomes, ``status`` needs stats, ``mailspool dlq`` needs the
 dead letters. Every backend implements every role (it subclasses :class:`Queue` or
 :class:`JobStore`, which declare all of them, grouped by role, with their semantics);
-``tests/test_queue_contract.py`` checks that each backend class satisfies each role.
+``tests/queue/test_queue_contract.py`` checks that each backend class satisfies each role.
 
 Queue roles (:mod:`mailspool.queue.base`):
 

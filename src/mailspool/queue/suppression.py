@@ -25,7 +25,7 @@ it and add it again.
 
 Backends. :class:`SuppressionList` validates and normalises every input, so a backend
 only stores: it implements the five ``_`` hooks below, and the shared contract suite
-(``tests/test_suppression_contract.py``) runs against it. The batch check
+(``tests/queue/test_suppression_contract.py``) runs against it. The batch check
 (:meth:`SuppressionList.suppressed`) hands the backend one set of keys (each address's
 and each domain's) for one query: in SQL ``address IN (...) AND list IN ('', ?) AND
 (expires_at IS NULL OR expires_at > ?)`` on the primary key ``(address, list)``; in
