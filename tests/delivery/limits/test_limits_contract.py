@@ -236,6 +236,23 @@ async def test_a_release_with_no_slot_held_gives_nothing_away(holder: Holder) ->
     lim.release("a.example")
 
 
+async def test_a_send_cancelled_while_waiting_for_the_rate_gives_its_slot_back(
+    holder: Holder,
+) -> None:
+    # a stop cancels senders that wait for the rate; the slot each took must not leak
+    lim = holder(LimitSettings(domain_concurrency=1, rate=5.0))
+    await goes(lim, "a.example")
+    lim.release("a.example")
+    waiting = asyncio.create_task(lim.acquire("a.example"))  # the slot, then the rate
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # with the slot leaked this would wait for ever; the rate alone is a fraction of a second
+    await asyncio.wait_for(lim.acquire("a.example"), AT_ONCE)
+    lim.release("a.example")
+
+
 # -- which limits ---------------------------------------------------------------------------
 
 

@@ -86,11 +86,16 @@ class LocalLimits:
             if slot is None:
                 slot = self._slots[domain] = asyncio.Semaphore(self.settings.domain_concurrency)
             await slot.acquire()
-        limiter = self._domain_limiter(domain)
-        if limiter is not None:
-            await limiter.acquire()
-        if self._global is not None:
-            await self._global.acquire()
+        try:
+            limiter = self._domain_limiter(domain)
+            if limiter is not None:
+                await limiter.acquire()
+            if self._global is not None:
+                await self._global.acquire()
+        except BaseException:
+            # cancelled while waiting for the rate (a stop): the slot is not ours to keep
+            self.release(domain)
+            raise
         return time.monotonic() - started
 
     def release(self, domain: str) -> None:
