@@ -10,6 +10,7 @@ import string
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -156,27 +157,62 @@ def b64(data: bytes) -> str:
 
 
 def signed(secret: str, payload: bytes) -> str:
-    """A token in the documented format, made here and not by make_token."""
+    """A version 1 token (the fields in clear), made here and not by make_token."""
     mac = hmac.digest(secret.encode(), b"mailspool unsubscribe\0" + payload, hashlib.sha256)
     return f"{b64(payload)}.{b64(mac[:16])}"
 
 
+def sealed(secret: str, fields: bytes, version: bytes = b"\x02") -> str:
+    """A token in the documented format, made here and not by make_token: the tag is
+    HMAC-SHA256 over the label, the version and the fields; the fields are encrypted with
+    AES-256-CTR from the tag, under HMAC-SHA256(secret, the encryption label)."""
+    key = secret.encode()
+    tag = hmac.digest(key, b"mailspool unsubscribe\0" + version + fields, hashlib.sha256)[:16]
+    aes = hmac.digest(key, b"mailspool unsubscribe encryption\0", hashlib.sha256)
+    ciphertext = Cipher(algorithms.AES(aes), modes.CTR(tag)).encryptor().update(fields)
+    return f"{b64(version + ciphertext)}.{b64(tag)}"
+
+
 def test_the_documented_format() -> None:
+    fields = b"\x0fann@example.com\x04news\x02c1"
+    token = make_token(Secrets([NEW]), "ann@example.com", "news", "c1")
+    assert token == sealed(NEW, fields)
+    assert read_token(Secrets([NEW]), token) == Unsubscribe("ann@example.com", "news", "c1")
+
+
+def test_links_of_version_1_still_work() -> None:
+    # messages sent before the links were encrypted carry the fields in clear
     payload = b"\x01\x0fann@example.com\x04news\x02c1"
     assert read_token(Secrets([NEW]), signed(NEW, payload)) == Unsubscribe(
         "ann@example.com", "news", "c1"
     )
-    assert signed(NEW, payload) == make_token(Secrets([NEW]), "ann@example.com", "news", "c1")
+    assert refused(signed(OTHER, payload), Secrets([NEW]))
+
+
+def test_a_token_shows_neither_the_address_nor_the_list() -> None:
+    token = make_token(SECRETS, "ann.lee@example.com", "weekly-news", "c1")
+    payload = base64.urlsafe_b64decode(token.split(".")[0] + "==")
+    for clear in (b"ann.lee", b"example", b"weekly"):
+        assert clear not in payload
+    # and the same message always carries the same link (a retry sends the same bytes)
+    assert token == make_token(SECRETS, "ann.lee@example.com", "weekly-news", "c1")
+    assert token != make_token(SECRETS, "ann.lee@example.com", "weekly-news", "c2")
 
 
 def test_signed_payloads_that_do_not_parse_are_refused() -> None:
+    for version, fields in (
+        (b"\x02", b""),
+        (b"\x03", b"\x0fann@example.com\x04news\x02c1"),  # a version we do not know
+        (b"\x02", b"\x0fann@example.com\x04news\x02c1+"),  # bytes after the fields
+        (b"\x02", b"\x0fann@example.com\x04news"),  # a field missing
+        (b"\x02", b"\x0fann@example.com\x04news\x09c1"),  # a field cut short
+        (b"\x02", b"\x0fann@example.com\x04news\x02\xff\xfe"),  # not UTF-8
+    ):
+        assert refused(sealed(NEW, fields, version), Secrets([NEW])), (version, fields)
     for payload in (
         b"",
-        b"\x02\x0fann@example.com\x04news\x02c1",  # a version we do not know
-        b"\x01\x0fann@example.com\x04news\x02c1+",  # bytes after the fields
-        b"\x01\x0fann@example.com\x04news",  # a field missing
-        b"\x01\x0fann@example.com\x04news\x09c1",  # a field cut short
-        b"\x01\x0fann@example.com\x04news\x02\xff\xfe",  # not UTF-8
+        b"\x01\x0fann@example.com\x04news\x02c1+",
+        b"\x01\x0fann@example.com\x04news",
     ):
         assert refused(signed(NEW, payload), Secrets([NEW])), payload
 
@@ -206,15 +242,12 @@ def test_a_token_cannot_be_made_to_name_someone_else() -> None:
     assert refused(f"{bob_payload}.{ann_mac}")
     other_list = make_token(SECRETS, "ann@example.com", "offers", "c1").split(".")[0]
     assert refused(f"{other_list}.{ann_mac}")
-    # the same format signed with a key we do not hold
-    forged_mac = hmac.digest(
-        OTHER.encode(),
-        b"mailspool unsubscribe\0" + base64.urlsafe_b64decode(bob_payload + "=="),
-        hashlib.sha256,
-    )[:16]
-    forged = bob_payload + "." + base64.urlsafe_b64encode(forged_mac).rstrip(b"=").decode()
+    # the same format sealed with a key we do not hold
+    forged = make_token(Secrets([OTHER]), "bob@example.com", "news", "c1")
     assert refused(forged)
     assert not refused(forged, Secrets([OTHER]))  # the forgery is well made: only the key lacks
+    # the ciphertext of one token under the tag of another
+    assert refused(f"{ann.split('.')[0]}.{bob.split('.')[1]}")
 
 
 def test_garbage_is_refused_without_detail() -> None:

@@ -5,16 +5,22 @@ List-Unsubscribe=One-Click``. Mail providers post to that URL blind (no cookie, 
 login), so the token alone must say who unsubscribes from what, and must be impossible
 to forge or to alter so that it names someone else.
 
-A token is ``base64url(payload) "." base64url(mac)``, without padding:
+A token is ``base64url(version + ciphertext) "." base64url(tag)``, without padding:
 
-- payload: a version byte (1), then the recipient's key (:mod:`mailspool.message.optout`),
-  the list and the campaign, each UTF-8 and preceded by its length in one byte;
-- mac: HMAC-SHA256 over a fixed label and the payload, truncated to 16 bytes (128 bits,
-  as RFC 2104 allows; forging one takes 2**128 guesses, each a request to the server).
+- the fields: the recipient's key (:mod:`mailspool.message.optout`), the list and the
+  campaign, each UTF-8 and preceded by its length in one byte;
+- tag: HMAC-SHA256 over a fixed label, the version byte (2) and the fields, truncated to
+  16 bytes (128 bits, as RFC 2104 allows; forging one takes 2**128 guesses, each a
+  request to the server);
+- ciphertext: the fields encrypted with AES-256 in counter mode, the tag as its initial
+  counter block (the SIV construction of RFC 5297, with HMAC-SHA256 as its PRF), under a
+  key derived from the same secret. The link is opaque: it shows neither the address nor
+  the list to whoever sees the URL (a proxy's log, a link scanner), and the same message
+  always carries the same token.
 
 ``ann@example.com`` on list ``default`` of a 20-character campaign makes a token of 85
-characters. Tokens are signed, not encrypted: whoever sees the URL can read the address
-it names, which is the recipient's own, in their own message.
+characters. Links of version 1 (the fields in clear, signed the same way) are still
+accepted, so that messages sent before keep working.
 
 Secrets come from the environment (:meth:`Secrets.from_environment`): several may be
 given, comma-separated; the first signs, every one verifies, so a secret is rotated by
@@ -35,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 from mailspool.errors import ConfigError, MailspoolError
 from mailspool.message.optout import address_key, check_list_name
 from mailspool.urls import is_loopback, redact_url
@@ -42,7 +50,9 @@ from mailspool.urls import is_loopback, redact_url
 ENV_SECRET = "MAILSPOOL_UNSUBSCRIBE_SECRET"
 ENV_SECRET_FILE = "MAILSPOOL_UNSUBSCRIBE_SECRET_FILE"
 MIN_SECRET_CHARS = 32
-VERSION = 1
+VERSION = 2
+#: tokens whose fields are in clear (still read: messages carrying them are out there)
+CLEAR_VERSION = 1
 MAC_BYTES = 16
 #: the list and the campaign, in UTF-8 bytes: a token stays well inside a header line
 MAX_NAME_BYTES = 100
@@ -50,8 +60,10 @@ MAX_NAME_BYTES = 100
 MAX_URL_CHARS = 300
 # base64url of the longest payload (1 + 255 + 2 * 101 bytes) and of the MAC, and the dot
 MAX_TOKEN_CHARS = (1 + 255 + 2 * (1 + MAX_NAME_BYTES) + 2) // 3 * 4 + 1 + 22
-# the label keeps these MACs apart from any other use of the same secret
+# the labels keep these MACs, and the encryption key, apart from any other use of the
+# same secret
 _LABEL = b"mailspool unsubscribe\0"
+_ENCRYPTION_LABEL = b"mailspool unsubscribe encryption\0"
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 # what a URL inside <...> in a header may not hold
 _UNSAFE_URL = re.compile(r"[^!-~]|[<>\"\\^`{|}]")
@@ -128,12 +140,26 @@ class Secrets:
 
     __str__ = __repr__
 
-    def sign(self, payload: bytes) -> bytes:
-        return _mac(self._keys[0], payload)
+    def seal(self, payload: bytes) -> tuple[bytes, bytes]:
+        """(ciphertext, tag) of ``payload`` (the version byte, then the fields) under the
+        first secret."""
+        tag = _mac(self._keys[0], payload)
+        return _ctr(self._keys[0], tag, payload[1:]), tag
+
+    def unseal(self, version: bytes, ciphertext: bytes, tag: bytes) -> bytes | None:
+        """The fields sealed as ``ciphertext`` and ``tag`` by any secret, else None. Every
+        secret is tried, each comparison constant-time, so the time taken says nothing
+        about the tag or which secret made it."""
+        found = None
+        for key in self._keys:
+            fields = _ctr(key, tag, ciphertext)
+            if hmac.compare_digest(_mac(key, version + fields), tag):
+                found = fields
+        return found
 
     def verify(self, payload: bytes, mac: bytes) -> bool:
-        """Whether any secret made ``mac``: every one is tried, each comparison
-        constant-time, so the time taken says nothing about the MAC or which secret."""
+        """Whether any secret made ``mac`` over ``payload`` in clear (version 1 tokens),
+        tried as :meth:`unseal` tries them."""
         ok = False
         for key in self._keys:
             ok |= hmac.compare_digest(_mac(key, payload), mac)
@@ -142,6 +168,14 @@ class Secrets:
 
 def _mac(key: bytes, payload: bytes) -> bytes:
     return hmac.digest(key, _LABEL + payload, hashlib.sha256)[:MAC_BYTES]
+
+
+def _ctr(key: bytes, tag: bytes, data: bytes) -> bytes:
+    """AES-256-CTR of ``data`` from the counter block ``tag``, under the key derived from
+    ``key``; its own inverse."""
+    aes_key = hmac.digest(key, _ENCRYPTION_LABEL, hashlib.sha256)
+    cipher = Cipher(algorithms.AES(aes_key), modes.CTR(tag))
+    return cipher.encryptor().update(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,13 +217,14 @@ def make_token(secrets: Secrets, address: str, list_name: str, campaign: str) ->
     ``list_name``, for ``campaign``. ValueError for an invalid address or list name
     (:func:`~mailspool.message.optout.check_list_name`), or a campaign name longer than
     :data:`MAX_NAME_BYTES` bytes."""
-    payload = (
-        bytes([VERSION])
-        + _field(address_key(address), "address", 255)
+    version = bytes([VERSION])
+    fields = (
+        _field(address_key(address), "address", 255)
         + _field(check_list_name(list_name), "list name", MAX_NAME_BYTES)
         + _field(campaign, "campaign name", MAX_NAME_BYTES)
     )
-    return f"{_b64(payload)}.{_b64(secrets.sign(payload))}"
+    ciphertext, tag = secrets.seal(version + fields)
+    return f"{_b64(version + ciphertext)}.{_b64(tag)}"
 
 
 def read_token(secrets: Secrets, token: str) -> Unsubscribe:
@@ -201,13 +236,24 @@ def read_token(secrets: Secrets, token: str) -> Unsubscribe:
     if not dot:
         raise BadToken
     payload, tag = _unb64(body), _unb64(mac)
-    if len(tag) != MAC_BYTES or not secrets.verify(payload, tag):
+    if len(tag) != MAC_BYTES or not payload:
         raise BadToken
-    # signed by us: a payload that does not parse is one a newer version wrote
-    if payload[:1] != bytes([VERSION]):
-        raise BadToken
+    version = payload[:1]
+    if version == bytes([VERSION]):
+        opened = secrets.unseal(version, payload[1:], tag)
+        if opened is None:
+            raise BadToken
+        return _parse_fields(opened)
+    if version == bytes([CLEAR_VERSION]) and secrets.verify(payload, tag):
+        return _parse_fields(payload[1:])
+    raise BadToken
+
+
+def _parse_fields(payload: bytes) -> Unsubscribe:
+    """The three length-prefixed fields (signed by us: a payload that does not parse is
+    one a newer version wrote)."""
     fields: list[str] = []
-    at = 1
+    at = 0
     for _ in range(3):
         if at >= len(payload) or at + 1 + payload[at] > len(payload):
             raise BadToken
