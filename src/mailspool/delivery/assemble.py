@@ -4,23 +4,16 @@ encoded once per worker, however many jobs carry it."""
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from mailspool.errors import MailspoolError
 from mailspool.message.compose import attachment_part, with_attachments
 from mailspool.models import AttachmentRef, Job
-
-
-class BlobReader(Protocol):
-    """What the assembler needs of a store (every queue's ``Claiming`` role has it)."""
-
-    async def get_blob(self, digest: str) -> bytes | None: ...
+from mailspool.queue import Claiming
 
 
 class Assembler:
     """Builds the message of each job, fetching attachments from ``store``."""
 
-    def __init__(self, store: BlobReader) -> None:
+    def __init__(self, store: Claiming) -> None:
         self.store = store
         self._parts: dict[AttachmentRef, bytes] = {}
 

@@ -7,23 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable
 
 from mailspool.delivery.relay_gate import RelayGate
 from mailspool.errors import QueueError
-
-
-class Releasing(Protocol):
-    """What parking needs of a queue (every queue's ``Claiming`` role has it)."""
-
-    async def release(
-        self,
-        owner: str,
-        job_ids: Sequence[str],
-        not_before: float | None = None,
-        reply: str | None = None,
-    ) -> None: ...
+from mailspool.queue import Claiming
 
 
 class Parking:
@@ -33,7 +21,7 @@ class Parking:
     def __init__(
         self,
         *,
-        queue: Releasing,
+        queue: Claiming,
         owner: str,
         gate: RelayGate,
         released: Callable[[list[str]], None],

@@ -9,10 +9,10 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from mailspool.errors import ConfigError
 from mailspool.models import DeadReason, Job
+from mailspool.queue import Claiming
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,17 +78,11 @@ class RetryPolicy:
         return min(deadline, now + self.delay(attempts, rng))
 
 
-class SettingsReader(Protocol):
-    """What the policies need of a queue (every queue's ``Claiming`` role has it)."""
-
-    async def campaign_settings(self, campaign: str) -> dict[str, Any]: ...
-
-
 class CampaignPolicies:
     """The retry schedule of each campaign: its own when it was enqueued with one (read
     from ``settings`` once per campaign), else ``default``."""
 
-    def __init__(self, settings: SettingsReader, default: RetryPolicy) -> None:
+    def __init__(self, settings: Claiming, default: RetryPolicy) -> None:
         self.settings = settings
         self.default = default
         self._known: dict[str, RetryPolicy] = {}
