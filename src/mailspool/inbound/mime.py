@@ -19,6 +19,10 @@ from mailspool.message.addresses import normalize
 
 MAX_DEPTH = 8  # message/rfc822 inside message/rfc822...: bombs are not followed further
 MAX_PARTS = 500
+RETURNED = frozenset(
+    {"message/rfc822", "message/global", "text/rfc822-headers", "message/rfc822-headers"}
+    | {"text/global-headers", "message/global-headers"}
+)
 MAX_TEXT = 256 * 1024  # of one part's text, searched by regular expressions
 _ANGLED = re.compile(r"<([^<>\s]{1,500})>")
 _MESSAGE_ID = re.compile(
@@ -165,11 +169,13 @@ def returned_headers(part: Message) -> Message | None:
     ``text/rfc822-headers`` part (``message/rfc822-headers`` as some systems write
     it), or None."""
     ctype = content_type(part)
+    if ctype not in RETURNED:
+        return None
     payload = part.get_payload()
     inner = payload[0] if isinstance(payload, list) and payload else None
     if isinstance(inner, Message):
-        return inner if ctype.startswith("message/") or ctype.endswith("-headers") else None
-    if ctype in ("text/rfc822-headers", "message/rfc822-headers", "text/global-headers"):
+        return inner
+    if ctype.endswith("-headers"):
         body = text(part)
         try:
             return HeaderParser().parsestr(body.lstrip("\r\n"))
