@@ -25,9 +25,9 @@ RETURNED = frozenset(
 )
 MAX_TEXT = 256 * 1024  # of one part's text, searched by regular expressions
 _ANGLED = re.compile(r"<([^<>\s]{1,500})>")
-_MESSAGE_ID = re.compile(
-    r"^[ \t]*Message-ID:[ \t]*(<[^<>\s]{1,500}>)", re.IGNORECASE | re.MULTILINE
-)
+_ID = r"[\x21-\x3b\x3d\x3f-\x7e]{1,500}"  # printable ASCII but < and >
+_ANGLED_ID = re.compile(rf"<({_ID})>")
+_MESSAGE_ID = re.compile(rf"^[ \t]*Message-ID:[ \t]*(<{_ID}>)", re.IGNORECASE | re.MULTILINE)
 
 
 def walk(msg: Message, max_depth: int = MAX_DEPTH) -> Iterator[Message]:
@@ -155,13 +155,11 @@ def message_id(value: str | None) -> str | None:
     """A Message-ID value as ``<id>``, or None when it is not one."""
     if not value:
         return None
-    found = _ANGLED.search(value)
+    found = _ANGLED_ID.search(value)
     if found:
         return f"<{found.group(1)}>"
-    value = value.strip()
-    if value and "@" in value and not any(c.isspace() or c in "<>" for c in value):
-        return f"<{value[:500]}>"
-    return None
+    bare = re.fullmatch(_ID, value.strip())
+    return f"<{bare.group(0)}>" if bare and "@" in value else None
 
 
 def returned_headers(part: Message) -> Message | None:
