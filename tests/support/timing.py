@@ -21,6 +21,27 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
     return best
 
 
+#: how late a message may reach the server after its turn on a loaded machine (a
+#: process descheduled between the limiter and the socket); arrivals can only lag
+#: their turns, never precede them
+JITTER = 0.25
+
+
+def assert_rate(times: list[float], rate: float, jitter: float = JITTER) -> None:
+    """Arrivals at a server kept ``rate`` a second: on average (the first and the last
+    are at least ``(n - 1) / rate`` apart, less the first one's lateness), and in every
+    one-second window (at most ``rate`` plus what arrived late from the one before)."""
+    times = sorted(times)
+    if len(times) < 2:
+        return
+    span = times[-1] - times[0]
+    least = (len(times) - 1) / rate - jitter
+    assert span >= least, f"{len(times)} arrivals in {span:.2f}s: faster than {rate}/s"
+    most = int(rate + rate * jitter)
+    busiest = max_in_window(times)
+    assert busiest <= most, f"{busiest} arrivals in one second (at {rate}/s, {most} at most)"
+
+
 class ArrivalTimes:
     """When each message reached the test SMTP server, and for whom."""
 

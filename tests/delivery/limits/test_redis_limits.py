@@ -20,13 +20,23 @@ from mailspool.delivery.limits import LimitSettings
 from mailspool.delivery.limits.redis import RedisLimits
 from mailspool.errors import ConfigError
 from mailspool.wiring import check_shared_limits, limits
-from tests.support.timing import max_in_window
+from tests.support.timing import assert_rate, max_in_window
 
 
 def test_max_in_window() -> None:
     assert max_in_window([]) == 0
     assert max_in_window([0.0, 0.5, 0.99, 1.0, 1.5]) == 3
     assert max_in_window([0.0, 2.0, 4.0]) == 1
+
+
+def test_assert_rate_takes_late_arrivals_and_refuses_a_faster_rate() -> None:
+    turns = [k / 20 for k in range(60)]  # 20/s for three seconds
+    assert_rate(turns, 20)
+    # every fifth message a fifth of a second late (a descheduled process)
+    assert_rate([t + (0.2 if k % 5 == 0 else 0.0) for k, t in enumerate(turns)], 20)
+    for faster in ([k / 40 for k in range(60)], [0.0] * 60, [k / 20 for k in range(30)] * 2):
+        with pytest.raises(AssertionError):
+            assert_rate(faster, 20)
 
 
 @pytest.fixture
