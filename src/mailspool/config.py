@@ -25,6 +25,7 @@ from mailspool.errors import ConfigError
 from mailspool.message.addresses import normalize_domain
 from mailspool.message.optout import check_list_name
 from mailspool.message.unsubscribe import check_unsubscribe_url
+from mailspool.message.verp import check_return_path
 
 ENV_PREFIX = "MAILSPOOL_"
 #: option names that differ from the field name
@@ -127,6 +128,8 @@ class Settings(BaseSettings):
     unsubscribe_url: str | None = None
     #: the mailing list a campaign's messages are for (the --list option)
     list_name: str = "default"
+    #: the VERP envelope sender's base address (message/verp.py): LOCAL+TOKEN@DOMAIN
+    return_path: str | None = None
 
     @field_validator(
         "lease",
@@ -180,6 +183,16 @@ class Settings(BaseSettings):
         if v is not None:
             try:
                 check_unsubscribe_url(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("return_path")
+    @classmethod
+    def _return_path(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                return check_return_path(v)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
         return v

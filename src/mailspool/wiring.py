@@ -21,6 +21,8 @@ from mailspool.message.dkim import Signer
 from mailspool.message.dkim_keys import load_keys
 from mailspool.message.render import Renderer, Template
 from mailspool.message.unsubscribe import MAX_NAME_BYTES, Secrets, UnsubscribeLinks
+from mailspool.message.verp import ReturnPath
+from mailspool.message.verp import secrets_from_environment as verp_secrets
 from mailspool.queue import Enqueuing, Queue, make_queue, queue_packs_messages
 from mailspool.transport import TRANSPORTS, OutboxTransport, Transport
 
@@ -78,7 +80,7 @@ def load_deliverability(settings: Settings, campaign: str | None = None) -> Deli
     checked now, at start: a key file that cannot be used, a missing unsubscribe secret,
     or a campaign name too long for an unsubscribe link is a ConfigError (exit 2) naming
     it, never a failure in the middle of a run. The secrets are read only when
-    --unsubscribe-url is set."""
+    --unsubscribe-url (or --return-path, for the VERP envelope senders) is set."""
     keys = load_keys(settings.dkim)
     if settings.dkim_required and not keys:
         raise ConfigError("--dkim-required needs at least one key: --dkim DOMAIN:SELECTOR:KEYFILE")
@@ -90,11 +92,15 @@ def load_deliverability(settings: Settings, campaign: str | None = None) -> Deli
                 f"--campaign {campaign[:120]!r}: longer than {MAX_NAME_BYTES} bytes, too long"
                 " for an unsubscribe link (--unsubscribe-url)"
             )
+    return_path = None
+    if settings.return_path is not None:
+        return_path = ReturnPath(settings.return_path, verp_secrets())
     return Deliverability(
         signer=Signer(keys) if keys else None,
         dkim_required=settings.dkim_required,
         unsubscribe=links,
         list_name=settings.list_name,
+        return_path=return_path,
     )
 
 

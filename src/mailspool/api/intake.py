@@ -177,8 +177,12 @@ def build_jobs(items: Sequence[Item], now: float, senders: SenderDomains) -> Bui
     for item in items:
         index = item.index
         try:
-            job = item.builder.build(Row(index + 1, item.values), now, list_name=item.list_name)
-            senders.check(job.sender)
+            job = item.builder.build(
+                Row(index + 1, item.values),
+                now,
+                list_name=item.list_name,
+                check_from=senders.check,
+            )
             out.jobs.append(job)
         except RejectedRow as exc:
             out.errors.append(

@@ -91,7 +91,8 @@ def _producer(p: argparse.ArgumentParser) -> None:
 
 
 def _deliverability(p: argparse.ArgumentParser) -> None:
-    """DKIM signing, one-click unsubscribe and the campaign's list (docs/deliverability.md)."""
+    """DKIM signing, one-click unsubscribe, the campaign's list (docs/deliverability.md)
+    and VERP return paths (docs/bounces-return-path.md)."""
     p.add_argument(
         "--dkim",
         action="append",
@@ -110,6 +111,12 @@ def _deliverability(p: argparse.ArgumentParser) -> None:
         dest="unsubscribe_url",
         metavar="URL",
         help="one-click unsubscribe endpoint (mailspool serve's /u, e.g. https://mail.example.com/u)",
+    )
+    p.add_argument(
+        "--return-path",
+        dest="return_path",
+        metavar="ADDR",
+        help="VERP envelope sender naming each job: ADDR's LOCAL+TOKEN@DOMAIN (From unchanged)",
     )
     p.add_argument(
         "--list",

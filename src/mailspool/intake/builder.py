@@ -14,7 +14,7 @@ import hashlib
 import mimetypes
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -194,9 +194,18 @@ class JobBuilder:
                 self._signs[domain] = found
         return found
 
-    def build(self, row: Row, now: float, *, list_name: str | None = None) -> Job:
+    def build(
+        self,
+        row: Row,
+        now: float,
+        *,
+        list_name: str | None = None,
+        check_from: Callable[[str], None] | None = None,
+    ) -> Job:
         """The row's job, created at ``now`` (its Date header), for the builder's list or
-        for ``list_name`` (a message that names its own: the HTTP API)."""
+        for ``list_name`` (a message that names its own: the HTTP API). ``check_from``
+        is given the From address once the job is built, to refuse it (RejectedRow):
+        the job's ``sender`` is the envelope sender, a VERP address with --return-path."""
         d = self.deliverability
         values = row.values
         if d.unsubscribe is not None:  # the URL is known once the recipient is
@@ -235,7 +244,7 @@ class JobBuilder:
             campaign=self.campaign,
             key=key,
             message_id=message_id,
-            sender=r.sender[1],
+            sender=r.sender[1] if d.return_path is None else d.return_path.address(jid),
             recipients=tuple(r.recipients),
             message=message,
             row=row.number,
@@ -246,6 +255,8 @@ class JobBuilder:
         )
         if d.signer is not None:
             sign(job, d.signer, [self.attachments.part(ref) for ref in refs])
+        if check_from is not None:
+            check_from(r.sender[1])
         return job
 
     def build_rows(self, rows: Iterable[Row | RejectedRow]) -> Iterator[Job | RejectedRow]:

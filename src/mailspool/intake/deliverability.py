@@ -12,6 +12,10 @@ attachments wrapped in exactly as the worker will wrap them (message/compose.py
 ``with_attachments``: the boundary comes from the Message-ID, which a retry of refused
 recipients keeps). The signature lines are stored in front of the job's message, so every
 worker, at any time, sends the bytes that were signed.
+
+With a return path (``--return-path``, message/verp.py) the job's envelope sender is the
+VERP address naming the job, made here too: every worker sends it, whatever the queue.
+The envelope is not signed, and the From header stays as the message has it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from mailspool.message.unsubscribe import (
     list_unsubscribe_headers,
     unsubscribe_url,
 )
+from mailspool.message.verp import ReturnPath
 from mailspool.models import Job
 
 
@@ -41,13 +46,15 @@ class Deliverability:
     ``signer``: the DKIM keys (``--dkim``), None for none; ``dkim_required``: reject a
     row whose From domain has no key (``--dkim-required``); ``unsubscribe``: the
     one-click unsubscribe links (``--unsubscribe-url``), None for none; ``list_name``:
-    the list a builder's messages are for (``--list``), unless a message names its own.
-    Pickles (render processes take it in their BuildSpec)."""
+    the list a builder's messages are for (``--list``), unless a message names its own;
+    ``return_path``: the VERP envelope sender naming each job (``--return-path``), None
+    for the From address. Pickles (render processes take it in their BuildSpec)."""
 
     signer: Signer | None = None
     dkim_required: bool = False
     unsubscribe: UnsubscribeLinks | None = None
     list_name: str = DEFAULT_LIST
+    return_path: ReturnPath | None = None
 
     def __post_init__(self) -> None:
         check_list_name(self.list_name)
@@ -84,6 +91,12 @@ def add_unsubscribe(
         r.subject = r.subject.replace(PLACEHOLDER, url)
     r.headers = [(n, v.replace(PLACEHOLDER, url)) for n, v in r.headers]
     return list_unsubscribe_headers(links.base_url, token)
+
+
+def is_signed(job: Job) -> bool:
+    """Whether :func:`sign` put a signature in front of the job's message (a template
+    may not write a DKIM-Signature of its own: message/headers.py)."""
+    return job.message.startswith(b"DKIM-Signature:")
 
 
 def sign(job: Job, signer: Signer, parts: Sequence[bytes]) -> bool:

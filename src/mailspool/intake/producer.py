@@ -17,7 +17,7 @@ from typing import Protocol
 
 from mailspool.errors import RejectedRow
 from mailspool.intake.builder import Attachments, JobBuilder
-from mailspool.intake.deliverability import Deliverability
+from mailspool.intake.deliverability import Deliverability, is_signed
 from mailspool.intake.pool import BuildPool
 from mailspool.intake.rejects import Rejects
 from mailspool.intake.screen import screen, suppression_list
@@ -167,7 +167,7 @@ class Producer:
                     rep.suppressed += 1
                     continue
                 rep.new += 1
-                if signing and not self.builder.signs(job.sender.rpartition("@")[2]):
+                if signing and not is_signed(job):
                     rep.unsigned += 1
             elif res is Enqueued.SUPPRESSED:
                 rep.suppressed += 1

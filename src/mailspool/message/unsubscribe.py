@@ -108,29 +108,34 @@ class Secrets:
         return cls([s.strip() for s in text.split(",") if s.strip()], origin)
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Secrets:
-        """The secrets in :data:`ENV_SECRET`, or in the file :data:`ENV_SECRET_FILE` names
-        (one of the two); ConfigError when neither or both are set, or a file cannot be
-        read."""
+    def from_environment(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        variable: str = ENV_SECRET,
+        file_variable: str = ENV_SECRET_FILE,
+        needed_by: str = "one-click unsubscribe needs a secret to sign its links",
+    ) -> Secrets:
+        """The secrets in ``variable``, or in the file ``file_variable`` names (one of the
+        two); ConfigError when neither or both are set, or a file cannot be read.
+        By default the unsubscribe secrets (:data:`ENV_SECRET`, :data:`ENV_SECRET_FILE`);
+        another use names its own variables and says what ``needs`` them."""
         env = os.environ if environ is None else environ
-        value, path = env.get(ENV_SECRET, ""), env.get(ENV_SECRET_FILE, "")
+        value, path = env.get(variable, ""), env.get(file_variable, "")
         if value and path:
-            raise ConfigError(f"set {ENV_SECRET} or {ENV_SECRET_FILE}, not both")
+            raise ConfigError(f"set {variable} or {file_variable}, not both")
         if value:
-            return cls.parse(value, ENV_SECRET)
+            return cls.parse(value, variable)
         if not path:
-            raise ConfigError(
-                f"one-click unsubscribe needs a secret to sign its links: set {ENV_SECRET}"
-                f" or {ENV_SECRET_FILE}"
-            )
+            raise ConfigError(f"{needed_by}: set {variable} or {file_variable}")
         try:
             text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
         except OSError as exc:
             # the path and the OS's reason only: never the file's content
             raise ConfigError(
-                f"{ENV_SECRET_FILE}: cannot read {path}: {exc.strerror or type(exc).__name__}"
+                f"{file_variable}: cannot read {path}: {exc.strerror or type(exc).__name__}"
             ) from None
-        return cls.parse(text, f"{ENV_SECRET_FILE} ({path})")
+        return cls.parse(text, f"{file_variable} ({path})")
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -156,6 +161,21 @@ class Secrets:
             if hmac.compare_digest(_mac(key, version + fields), tag):
                 found = fields
         return found
+
+    def tag(self, label: bytes, payload: bytes, size: int) -> bytes:
+        """HMAC-SHA256 over ``label`` and ``payload`` under the first secret, truncated
+        to ``size`` bytes: for other signed values than unsubscribe links (each with a
+        label of its own, so that no MAC made for one use is valid for another)."""
+        return hmac.digest(self._keys[0], label + payload, hashlib.sha256)[:size]
+
+    def check(self, label: bytes, payload: bytes, tag: bytes) -> bool:
+        """Whether any secret made ``tag`` (:meth:`tag`, same size) over ``label`` and
+        ``payload``: every secret is tried, each comparison constant-time."""
+        ok = False
+        for key in self._keys:
+            mac = hmac.digest(key, label + payload, hashlib.sha256)[: len(tag)]
+            ok |= hmac.compare_digest(mac, tag)
+        return ok and len(tag) > 0
 
     def verify(self, payload: bytes, mac: bytes) -> bool:
         """Whether any secret made ``mac`` over ``payload`` in clear (version 1 tokens),
