@@ -92,7 +92,7 @@ def _producer(p: argparse.ArgumentParser) -> None:
 
 def _deliverability(p: argparse.ArgumentParser) -> None:
     """DKIM signing, one-click unsubscribe, the campaign's list (docs/deliverability.md)
-    and VERP return paths (docs/bounces-return-path.md)."""
+    and VERP return paths (docs/bounces.md)."""
     p.add_argument(
         "--dkim",
         action="append",
