@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.queue.returns import ReturnLog
 from mailspool.queue.suppression import SuppressionList
 
 #: ready() reads this campaign's stats: cheap, and no campaign has this name (one starts
@@ -79,6 +80,14 @@ class Queue(abc.ABC):
         """The suppression list kept beside the jobs, in the same database, sharing the
         queue's connection (RabbitMQ: its job store's)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no suppression list")
+
+    # -- returns: bounces and complaints recorded on jobs (queue/returns.py) ------------
+
+    @property
+    def returns(self) -> ReturnLog:
+        """Returned mail kept beside the jobs, in the same database, sharing the queue's
+        connection (RabbitMQ: its job store's)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no returned mail")
 
     # -- opening and closing: defaults for a queue with nothing to connect --------------
 

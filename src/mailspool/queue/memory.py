@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, Queue, added, final_reason, resumed
+from mailspool.queue.returns import MemoryReturnLog
 from mailspool.queue.suppression import MemorySuppressionList
 
 _CLAIMABLE = (State.DEFERRED, State.QUEUED, State.SENDING)
@@ -27,10 +28,16 @@ class MemoryQueue(Queue):
     def suppressions(self) -> MemorySuppressionList:
         return self._suppressions
 
+    @property
+    def returns(self) -> MemoryReturnLog:
+        return self._returns
+
     def __init__(self) -> None:
         self.url = "memory://"
         self._suppressions = MemorySuppressionList()
         self.jobs: dict[str, Job] = {}
+        self._message_ids: dict[str, str] = {}
+        self._returns = MemoryReturnLog(self._message_ids)
         self.blobs: dict[str, bytes] = {}
         self._ready_at: dict[str, float] = {}
         self._ambiguous: dict[str, int] = {}
@@ -50,6 +57,7 @@ class MemoryQueue(Queue):
             job = dataclasses.replace(j, state=state, created_at=j.created_at or now)
             job.updated_at = now
             self.jobs[j.id] = job
+            self._message_ids[j.message_id] = j.id
             self._ready_at[j.id] = j.not_before or job.created_at
             out.append(added(j))
         return out
@@ -204,4 +212,5 @@ class MemoryQueue(Queue):
         dead = self._dead(flt)
         for j in dead:
             del self.jobs[j.id]
+            self._message_ids.pop(j.message_id, None)
         return len(dead)

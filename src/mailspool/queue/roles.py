@@ -17,6 +17,7 @@ DeadLetterAdmin     list, retry and purge dead letters
 Blobs               content shared by many jobs (attachments, named templates)
 CampaignSettings    per-campaign settings (a campaign's own retry schedule)
 Suppressing         the suppression list kept beside the jobs
+Returning           returned mail (bounces, complaints) recorded on the jobs
 ==================  ====================================================================
 
 Job store roles (:mod:`mailspool.queue.store`) are the same, in the shapes a broker queue
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter
+from mailspool.queue.returns import ReturnLog
 from mailspool.queue.store import Ref
 from mailspool.queue.suppression import SuppressionList
 
@@ -63,6 +65,15 @@ class Suppressing(Protocol):
 
     @property
     def suppressions(self) -> SuppressionList: ...
+
+
+@runtime_checkable
+class Returning(Protocol):
+    """Returned mail kept beside the jobs (queue/returns.py): bounces and complaints
+    recorded on their jobs, jobs found by Message-ID, unmatched messages."""
+
+    @property
+    def returns(self) -> ReturnLog: ...
 
 
 @runtime_checkable
@@ -188,12 +199,12 @@ if TYPE_CHECKING:
 
     def _queue_roles(q: Queue) -> tuple[
         Enqueuing, Claiming, LeaseAdmin, Inspection, DeadLetterAdmin, Blobs, CampaignSettings,
-        Suppressing,
+        Suppressing, Returning,
     ]:  # fmt: skip
-        return (q, q, q, q, q, q, q, q)
+        return (q, q, q, q, q, q, q, q, q)
 
     def _store_roles(s: JobStore) -> tuple[
         StoreEnqueuing, StoreClaiming, StoreLeaseAdmin, Inspection, StoreDeadLetterAdmin,
-        Blobs, CampaignSettings, Suppressing,
+        Blobs, CampaignSettings, Suppressing, Returning,
     ]:  # fmt: skip
-        return (s, s, s, s, s, s, s, s)
+        return (s, s, s, s, s, s, s, s, s)

@@ -22,6 +22,7 @@ from typing import Any, Self
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter
+from mailspool.queue.returns import ReturnLog
 from mailspool.queue.suppression import SuppressionList
 from mailspool.urls import Plugins
 
@@ -54,6 +55,11 @@ class JobStore(abc.ABC):
     def suppressions(self) -> SuppressionList:
         """The suppression list kept in this store (a table, or keys under its prefix)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no suppression list")
+
+    @property
+    def returns(self) -> ReturnLog:
+        """Returned mail kept in this store (tables, or keys under its prefix)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no returned mail")
 
     @classmethod
     def from_url(cls, url: str) -> JobStore:

@@ -40,6 +40,7 @@ from mailspool.queue.base import DeadFilter, Queue
 from mailspool.queue.rabbitmq.connection import CONNECT_TIMEOUT, quiet_aiormq
 from mailspool.queue.rabbitmq.deliveries import DeliveryConsumer
 from mailspool.queue.rabbitmq.topology import parse_amqp_url
+from mailspool.queue.returns import ReturnLog
 from mailspool.queue.store import JobStore, make_store, store_class
 from mailspool.queue.suppression import SuppressionList
 from mailspool.urls import redact_url
@@ -72,6 +73,11 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
     def suppressions(self) -> SuppressionList:
         """The job store's suppression list."""
         return self.store.suppressions
+
+    @property
+    def returns(self) -> ReturnLog:
+        """The job store's returned mail."""
+        return self.store.returns
 
     async def ready(self, timeout: float) -> bool:
         """The job store answers, and the broker connection is up: while it is down, a

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from mailspool.errors import ConfigError, QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, Queue, added, final_reason, resumed
+from mailspool.queue.sqlite.returns import SQLiteReturnLog
 from mailspool.queue.sqlite.rows import (
     CLAIMABLE,
     HANDED_BACK,
@@ -59,11 +60,17 @@ class SQLiteQueue(Queue):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailspool-sqlite")
         self._db: sqlite3.Connection | None = None
         self._suppressions = SQLiteSuppressionList(self._run)
+        self._returns = SQLiteReturnLog(self._run)
 
     @property
     def suppressions(self) -> SQLiteSuppressionList:
         """The table ``suppressions`` of the same file, on the queue's thread."""
         return self._suppressions
+
+    @property
+    def returns(self) -> SQLiteReturnLog:
+        """The tables ``returns`` and ``unmatched`` of the same file, on the queue's thread."""
+        return self._returns
 
     # -- plumbing -------------------------------------------------------------------
 

@@ -9,7 +9,10 @@ mailspool.queue.packing). Written
 once, a message is never rewritten by a state change.
 
 The suppression list (:mod:`mailspool.queue.sqlite.suppressions`) is the table
-``suppressions``, keyed by (address key, list), ``''`` standing for global.
+``suppressions``, keyed by (address key, list), ``''`` standing for global. Returned
+mail (:mod:`mailspool.queue.sqlite.returns`) is the tables ``returns`` and
+``unmatched``, with an index on the jobs' ``message_id``; a file from before them gets
+them when opened (``CREATE ... IF NOT EXISTS``, the index built once).
 
 Files written by earlier versions are moved to this layout when opened, once: a file
 whose jobs are keyed by id is rebuilt (:func:`_move_to_bodies`); one from before mailing
@@ -39,6 +42,37 @@ CREATE INDEX IF NOT EXISTS suppressions_list ON suppressions(list, address);
 -- the purge of expired entries
 CREATE INDEX IF NOT EXISTS suppressions_expiry ON suppressions(expires_at)
     WHERE expires_at IS NOT NULL;
+"""
+
+#: returned mail (mailspool.queue.sqlite.returns): events on jobs, unmatched messages,
+#: and the index that finds a job by its Message-ID
+RETURNS = """
+CREATE INDEX IF NOT EXISTS jobs_message_id ON jobs(message_id);
+CREATE TABLE IF NOT EXISTS returns (
+    seq INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    job_id TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    address TEXT NOT NULL,
+    permanent INTEGER NOT NULL,
+    status TEXT,
+    diagnostic TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS returns_job ON returns(job_id, at);
+CREATE INDEX IF NOT EXISTS returns_campaign ON returns(campaign);
+-- the soft bounces of an address within the window
+CREATE INDEX IF NOT EXISTS returns_soft ON returns(address, at) WHERE permanent = 0;
+CREATE TABLE IF NOT EXISTS unmatched (
+    digest TEXT PRIMARY KEY,
+    envelope_to TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS unmatched_received ON unmatched(received_at, digest);
 """
 
 SCHEMA = (
@@ -73,6 +107,7 @@ CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS campaigns (name TEXT PRIMARY KEY, settings TEXT NOT NULL);
 """
     + SUPPRESSIONS
+    + RETURNS
 )
 
 
