@@ -8,5 +8,7 @@ share with each other are internals, not part of mailspool's interface:
 - ``store``: the store, its URL and its semantics;
 - ``schema``: the tables, the statements prepared on every connection, and how rows
   become jobs (``job_from_row``, ``refs_from_rows``, ``dead_where``);
-- ``suppressions``: the suppression list, a table of the same schema.
+- ``suppressions``: the suppression list, a table of the same schema;
+- ``returns``: returned mail (bounces, complaints, unmatched messages), tables of the
+  same schema.
 """

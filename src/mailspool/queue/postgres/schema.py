@@ -61,6 +61,36 @@ CREATE INDEX IF NOT EXISTS suppressions_expiry ON {s}.suppressions (expires_at)
     WHERE expires_at IS NOT NULL;
 """
 
+#: returned mail (mailspool.queue.postgres.returns): events on jobs, unmatched messages,
+#: and the index that finds a job by its Message-ID
+RETURNS_DDL = """
+CREATE INDEX IF NOT EXISTS jobs_message_id ON {s}.jobs (message_id);
+CREATE TABLE IF NOT EXISTS {s}.returns (
+    seq bigserial PRIMARY KEY,
+    key text NOT NULL UNIQUE,
+    job_id text NOT NULL,
+    campaign text NOT NULL,
+    kind text NOT NULL,
+    address text NOT NULL,
+    permanent boolean NOT NULL,
+    status text,
+    diagnostic text NOT NULL,
+    at double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS returns_job ON {s}.returns (job_id, at);
+CREATE INDEX IF NOT EXISTS returns_campaign ON {s}.returns (campaign);
+CREATE INDEX IF NOT EXISTS returns_soft ON {s}.returns (address, at) WHERE NOT permanent;
+CREATE TABLE IF NOT EXISTS {s}.unmatched (
+    digest text PRIMARY KEY,
+    envelope_to text NOT NULL,
+    reason text NOT NULL,
+    received_at double precision NOT NULL,
+    size integer NOT NULL,
+    data bytea NOT NULL
+);
+CREATE INDEX IF NOT EXISTS unmatched_received ON {s}.unmatched (received_at, digest);
+"""
+
 DDL = """
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.jobs (
@@ -90,8 +120,9 @@ CREATE INDEX IF NOT EXISTS jobs_due ON {s}.jobs (state, ready_at);
 CREATE INDEX IF NOT EXISTS jobs_campaign ON {s}.jobs (campaign, state, ready_at);
 CREATE TABLE IF NOT EXISTS {s}.blobs (digest text PRIMARY KEY, data bytea NOT NULL);
 @SUPPRESSIONS@
+@RETURNS@
 CREATE TABLE IF NOT EXISTS {s}.campaigns (name text PRIMARY KEY, settings text NOT NULL);
-""".replace("@SUPPRESSIONS@", SUPPRESSIONS_DDL.strip())
+""".replace("@SUPPRESSIONS@", SUPPRESSIONS_DDL.strip()).replace("@RETURNS@", RETURNS_DDL.strip())
 
 JOB_COLUMNS = (
     'id, campaign, key, "row", message_id, sender, recipients, message, body_offset,'
@@ -128,6 +159,8 @@ async def create_or_upgrade(con: Any, s: str) -> None:
         await con.execute(ADD_LIST_NAME.format(s=s))
     if await con.fetchval("SELECT to_regclass($1)", f"{s}.suppressions") is None:
         await con.execute(SUPPRESSIONS_DDL.format(s=s))
+    if await con.fetchval("SELECT to_regclass($1)", f"{s}.unmatched") is None:
+        await con.execute(RETURNS_DDL.format(s=s))
 
 
 #: the states a job can be claimed from, as stored

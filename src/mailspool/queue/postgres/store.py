@@ -10,9 +10,11 @@ one commit, whatever its size. Leases are compared with the clock of the process
 claims, as in the SQLite queue: keep the workers' clocks synchronised (NTP).
 
 The suppression list is the table ``suppressions`` of the same schema
-(:mod:`mailspool.queue.postgres.suppressions`). A schema made by an earlier version gets
-what it lacks when first opened (the ``packed_message`` and ``list_name`` columns, the
-suppressions table): that needs the owner of the tables (docs/distributed.md, Upgrading).
+(:mod:`mailspool.queue.postgres.suppressions`); returned mail, the tables ``returns`` and
+``unmatched`` (:mod:`mailspool.queue.postgres.returns`). A schema made by an earlier
+version gets what it lacks when first opened (the ``packed_message`` and ``list_name``
+columns, the suppressions table, the returned-mail tables and the jobs' index on
+``message_id``): that needs the owner of the tables (docs/distributed.md, Upgrading).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from mailspool.queue.postgres.schema import (
     record_sql,
     refs_from_rows,
 )
+from mailspool.queue.postgres.returns import PostgresReturnLog
 from mailspool.queue.postgres.suppressions import PostgresSuppressionList
 from mailspool.queue.store import JobStore, Ref
 from mailspool.urls import redact_url
@@ -85,11 +88,17 @@ class PostgresStore(JobStore):
         self._record_sql = record_sql(self._t)
         self._extend_sql = extend_sql(self._t)
         self._suppressions = PostgresSuppressionList(self._call, f"{self.schema}.suppressions")
+        self._returns = PostgresReturnLog(self._call, self.schema)
 
     @property
     def suppressions(self) -> PostgresSuppressionList:
         """The table ``suppressions`` of the store's schema, on the store's pool."""
         return self._suppressions
+
+    @property
+    def returns(self) -> PostgresReturnLog:
+        """The tables ``returns`` and ``unmatched`` of the store's schema, on its pool."""
+        return self._returns
 
     # -- plumbing -------------------------------------------------------------------
 
