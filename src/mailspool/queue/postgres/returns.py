@@ -100,15 +100,16 @@ class PostgresReturnLog(ReturnLog):
         return int(await self._call(lambda con: con.fetchval(sql)))
 
     async def _unmatched(self, limit: int) -> list[Unmatched]:
-        sql = (
-            f"SELECT {_UNMATCHED} FROM {self._s}.unmatched"
-            " ORDER BY received_at, digest LIMIT $1"
-        )
+        sql = f"SELECT {_UNMATCHED} FROM {self._s}.unmatched ORDER BY received_at, digest LIMIT $1"
         rows = await self._call(lambda con: con.fetch(sql, limit))
         return [
             Unmatched(
-                r["digest"], r["reason"], r["received_at"], r["size"], bytes(r["data"]),
+                r["digest"],
+                r["reason"],
+                r["received_at"],
+                r["size"],
+                bytes(r["data"]),
                 r["envelope_to"],
-            )  # fmt: skip
+            )
             for r in rows
         ]

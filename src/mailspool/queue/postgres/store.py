@@ -37,6 +37,7 @@ from mailspool.models import (
 )
 from mailspool.queue.base import DeadFilter, added, final_reason, resumed
 from mailspool.queue.packing import stored_form
+from mailspool.queue.postgres.returns import PostgresReturnLog
 from mailspool.queue.postgres.schema import (
     CLAIMABLE_VALUES,
     HANDED_BACK,
@@ -52,7 +53,6 @@ from mailspool.queue.postgres.schema import (
     record_sql,
     refs_from_rows,
 )
-from mailspool.queue.postgres.returns import PostgresReturnLog
 from mailspool.queue.postgres.suppressions import PostgresSuppressionList
 from mailspool.queue.store import JobStore, Ref
 from mailspool.urls import redact_url

@@ -29,6 +29,9 @@ for the global entries)::
     P:supp:all        zset   "KEY\0L" of every entry, scored 0, for pages of every list
     P:supp:exp        zset   "KEY\0L" of the entries that expire, by expiry (the purge)
 
+Returned mail (:mod:`mailspool.queue.redis.returns`): ``P:msgid`` (a job by its
+Message-ID, written with the job), and the ``P:ret:...`` keys.
+
 A job's hash holds its mailing list (``list_name``; absent in jobs from before lists: the
 default list). A job enqueued suppressed is stored final: no stream entry, never delayed.
 
@@ -79,6 +82,7 @@ from mailspool.queue.redis.encoding import (
     job_args,
     job_from_hash,
 )
+from mailspool.queue.redis.returns import RedisReturnLog
 from mailspool.queue.redis.scripts import MAX_LEASE_S, QUEUE_SCRIPTS
 from mailspool.queue.redis.suppressions import RedisSuppressionList
 
@@ -109,11 +113,17 @@ class RedisQueue(Queue):
         self._owners: set[str] = set()
         self.reconnect = Reconnect(self.url, self.target.reconnect_for)
         self._suppressions = RedisSuppressionList(self)
+        self._returns = RedisReturnLog(self)
 
     @property
     def suppressions(self) -> RedisSuppressionList:
         """The suppression list under this queue's prefix, on its connection."""
         return self._suppressions
+
+    @property
+    def returns(self) -> RedisReturnLog:
+        """Returned mail under this queue's prefix, on its connection."""
+        return self._returns
 
     # -- plumbing -------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ blobs and settings here and purges dead letters (see :mod:`mailspool.queue.redis
     P:settings        hash   per-campaign settings (JSON)
     P:supp:...        the suppression list, as the Redis queue's
                       (:mod:`mailspool.queue.redis.suppressions`)
+    P:msgid, P:ret:...  returned mail, as the Redis queue's
+                      (:mod:`mailspool.queue.redis.returns`)
 
 In place of the queue's stream, one index of what is due (the table's ``ready_at``)::
 
@@ -47,6 +49,7 @@ from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, added, final_reason, resumed
 from mailspool.queue.redis.encoding import as_str, claimed_jobs, float_arg, job_args
 from mailspool.queue.redis.queue import BATCH, RedisQueue
+from mailspool.queue.redis.returns import RedisReturnLog
 from mailspool.queue.redis.store_scripts import STORE_SCRIPTS
 from mailspool.queue.redis.suppressions import RedisSuppressionList
 from mailspool.queue.store import JobStore, Ref
@@ -78,6 +81,11 @@ class RedisJobStore(JobStore):
     def suppressions(self) -> RedisSuppressionList:
         """The Redis queue's suppression list: the same keys under the same prefix."""
         return self._shared.suppressions
+
+    @property
+    def returns(self) -> RedisReturnLog:
+        """The Redis queue's returned mail: the same keys under the same prefix."""
+        return self._shared.returns
 
     # -- plumbing -------------------------------------------------------------------
 
