@@ -4,11 +4,12 @@ Message-ID, recorded once, suppressing or counting, or kept unmatched."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from mailspool.inbound import Action, Handled, SoftBouncePolicy, handle, parse_report
+from mailspool.inbound import Action, Bounced, Handled, SoftBouncePolicy, handle, parse_report
 from mailspool.message.unsubscribe import Secrets
 from mailspool.message.verp import ReturnPath
 from mailspool.models import Job, State, job_id
@@ -200,16 +201,21 @@ async def test_an_unsubscribe_request_suppresses_for_the_jobs_list(queue: Queue)
     j.list_name = "news"
     await queue.enqueue([j])
     data = (
-        "From: Ann <ann@example.com>\r\nTo: unsubscribe@news.example\r\n"
-        f"Subject: unsubscribe\r\nIn-Reply-To: {j.message_id}\r\n\r\nplease\r\n"
-    ).encode()
+        b"From: Ann <ann@example.com>\r\nTo: unsubscribe@news.example\r\n"
+        b"Subject: unsubscribe\r\n\r\nplease\r\n"
+    )
     report = parse_report(
         data, envelope_to="unsubscribe@news.example", unsubscribe_to=["unsubscribe@news.example"]
     )
+    # the request quotes no Message-ID: no job, so the address is suppressed globally
     out = await handle(report, data, store=queue, return_path=RETURN_PATH, now=T0)
-    assert [h.action for h in out] == [Action.SUPPRESSED]
-    lists = [entry[0] for entry in await suppressed(queue, "ann@example.com")]
-    assert lists in (["news"], [None])  # the job's list when its Message-ID is quoted
+    assert out == [Handled("ann@example.com", None, Action.SUPPRESSED)]
+    assert await suppressed(queue, "ann@example.com") == [(None, Reason.UNSUBSCRIBED, "mail")]
+    # one that names the job: for the job's list
+    named = replace(report, recipients=[Bounced("bob@example.com")], message_id=j.message_id)
+    out = await handle(named, data + b"2", store=queue, return_path=RETURN_PATH, now=T0)
+    assert out == [Handled("bob@example.com", j.id, Action.SUPPRESSED)]
+    assert await suppressed(queue, "bob@example.com") == [("news", Reason.UNSUBSCRIBED, "mail")]
 
 
 @pytest.mark.parametrize("name", ["postfix_01.txt", "dsn_02.txt", "exim_01.txt"])
