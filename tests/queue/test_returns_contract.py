@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailspool.models import State
+from mailspool.models import Job, State
 from mailspool.queue import QUEUES, STORES, DeadFilter, JobStore, Queue, Returning
 from mailspool.queue.returns import (
     MAX_DIAGNOSTIC_CHARS,
@@ -63,29 +63,43 @@ async def test_the_queue_is_returning(queue: Queue) -> None:
     assert isinstance(queue, Returning)
 
 
+def ours(i: int, **fields: object) -> Job:
+    """A job with an id and a Message-ID as mailspool makes them: ``<JOB_ID@DOMAIN>``."""
+    jid = f"{i:032x}"
+    return make_job(i, id=jid, message_id=f"<{jid}@example.com>", **fields)
+
+
 async def test_a_job_is_found_by_its_message_id(queue: Queue) -> None:
-    await queue.enqueue([make_job(1), make_job(2, campaign="c2")])
-    assert await queue.returns.find_by_message_id("<c1-1@example.com>") == "c1-00001"
-    assert await queue.returns.find_by_message_id(" <c2-2@example.com> ") == "c2-00002"
-    assert await queue.returns.find_by_message_id("<c1-9@example.com>") is None
-    assert await queue.returns.find_by_message_id("c1-1@example.com") is None  # exact
-    assert await queue.returns.find_by_message_id("") is None
-    assert await queue.returns.find_by_message_id("<\x00@x>") is None
+    a, b = ours(1), ours(2, campaign="c2")
+    await queue.enqueue([a, b])
+    find = queue.returns.find_by_message_id
+    assert await find(a.message_id) == a.id
+    assert await find(f" <{b.id}@EXAMPLE.com> ") == b.id  # blanks, a domain's case
+    assert await find(f"<{b.id.upper()}@example.com>") == b.id  # the id's case
+    assert await find(f"<{'f' * 32}@example.com>") is None  # no such job
+    # a job's id under another domain is not that job's Message-ID
+    assert await find(f"<{a.id}@other.example>") is None
+    assert await find(f"{a.id}@example.com") is None  # without its brackets
+    assert await find("<c1-1@example.com>") is None  # not one mailspool wrote
+    assert await find("") is None
+    assert await find("<\x00@x>") is None
 
 
 async def test_a_suppressed_job_is_found_too(queue: Queue) -> None:
-    await queue.enqueue([make_job(1, state=State.SUPPRESSED)])
-    assert await queue.returns.find_by_message_id("<c1-1@example.com>") == "c1-00001"
+    j = ours(1, state=State.SUPPRESSED)
+    await queue.enqueue([j])
+    assert await queue.returns.find_by_message_id(j.message_id) == j.id
 
 
 async def test_a_purged_job_is_no_longer_found(queue: Queue) -> None:
     from mailspool.models import Outcome
 
-    await queue.enqueue([make_job(1)])
+    j = ours(1)
+    await queue.enqueue([j])
     [job] = await queue.claim("w", 10, 60)
     assert await queue.record("w", [Outcome(job.id, State.DEAD, "550 no", reason="x")]) == 1
     assert await queue.purge_dead(DeadFilter()) == 1
-    assert await queue.returns.find_by_message_id("<c1-1@example.com>") is None
+    assert await queue.returns.find_by_message_id(j.message_id) is None
 
 
 async def test_recording_is_idempotent_and_leaves_the_job_as_it_was(queue: Queue) -> None:

@@ -36,8 +36,7 @@ class MemoryQueue(Queue):
         self.url = "memory://"
         self._suppressions = MemorySuppressionList()
         self.jobs: dict[str, Job] = {}
-        self._message_ids: dict[str, str] = {}
-        self._returns = MemoryReturnLog(self._message_ids)
+        self._returns = MemoryReturnLog(self.jobs)
         self.blobs: dict[str, bytes] = {}
         self._ready_at: dict[str, float] = {}
         self._ambiguous: dict[str, int] = {}
@@ -57,7 +56,6 @@ class MemoryQueue(Queue):
             job = dataclasses.replace(j, state=state, created_at=j.created_at or now)
             job.updated_at = now
             self.jobs[j.id] = job
-            self._message_ids[j.message_id] = j.id
             self._ready_at[j.id] = j.not_before or job.created_at
             out.append(added(j))
         return out
@@ -212,5 +210,4 @@ class MemoryQueue(Queue):
         dead = self._dead(flt)
         for j in dead:
             del self.jobs[j.id]
-            self._message_ids.pop(j.message_id, None)
         return len(dead)

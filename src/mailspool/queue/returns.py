@@ -19,7 +19,9 @@ prefix), as the suppression list is. It holds:
 - **unmatched** messages (:class:`Unmatched`): a returned message that named no job,
   kept by its digest with its first :data:`MAX_UNMATCHED_BYTES` bytes, never dropped.
 - **jobs by Message-ID** (:meth:`ReturnLog.find_by_message_id`): the job whose message
-  carries that Message-ID, through an index on the jobs' ``message_id``.
+  carries that Message-ID. mailspool writes ``<JOB_ID@DOMAIN>``, so the job is looked up
+  by the id the Message-ID names, then its own Message-ID compared: no index, nothing
+  written at enqueue.
 
 Backends implement the ``_`` hooks; the public methods check and normalise their
 arguments first. The contract suite is ``tests/queue/test_returns_contract.py``.
@@ -31,9 +33,12 @@ import abc
 import enum
 import hashlib
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from mailspool.message.optout import lookup_key
+from mailspool.models import Job
 
 __all__ = [
     "MAX_DIAGNOSTIC_CHARS",
@@ -55,6 +60,8 @@ MAX_DIAGNOSTIC_CHARS = 1000
 MAX_NOTE_CHARS = 500
 #: a Message-ID longer than this is no Message-ID mailspool wrote (a header line is 998)
 MAX_MESSAGE_ID_CHARS = 998
+#: the Message-IDs mailspool writes: ``<JOB_ID@DOMAIN>`` (intake/builder.py)
+_OURS = re.compile(r"<([0-9a-fA-F]{32})@[^<>@\s]+>")
 #: an unmatched message is kept to its first 256 KiB (a bounce quotes headers, or the
 #: start of the message: what is needed to read it again by hand)
 MAX_UNMATCHED_BYTES = 256 * 1024
@@ -169,7 +176,10 @@ class ReturnLog(abc.ABC):
         mid = message_id.strip()
         if not mid or len(mid) > MAX_MESSAGE_ID_CHARS or not mid.isprintable():
             return None
-        return await self._find(mid)
+        ours = _OURS.fullmatch(mid)
+        if ours is None:  # not a Message-ID mailspool wrote
+            return None
+        return await self._find(ours.group(1).lower(), mid)
 
     async def record(self, job_id: str, campaign: str, event: ReturnEvent) -> bool:
         """Record ``event`` on job ``job_id`` of ``campaign``; False, and nothing
@@ -220,8 +230,9 @@ class ReturnLog(abc.ABC):
     # -- backend hooks: arguments checked and normalised --------------------------------
 
     @abc.abstractmethod
-    async def _find(self, message_id: str) -> str | None:
-        """The id of a job with this ``message_id`` (an index lookup), or None."""
+    async def _find(self, job_id: str, message_id: str) -> str | None:
+        """``job_id`` when that job exists and its Message-ID is ``message_id`` (compared
+        without case: a domain may come back in another case), else None."""
 
     @abc.abstractmethod
     async def _record(self, job_id: str, campaign: str, event: ReturnEvent) -> bool:
@@ -260,16 +271,18 @@ def count_kind(event: ReturnEvent) -> str:
 
 
 class MemoryReturnLog(ReturnLog):
-    """Returned mail in this process's memory, for the in-memory queue. ``jobs`` maps
-    job ids to their Message-IDs (the queue's own jobs)."""
+    """Returned mail in this process's memory, for the in-memory queue. ``jobs``: the
+    queue's own jobs, by id."""
 
-    def __init__(self, message_ids: dict[str, str]) -> None:
-        self._message_ids = message_ids
+    def __init__(self, jobs: Mapping[str, Job]) -> None:
+        self._jobs = jobs
         self._events: dict[str, tuple[str, str, ReturnEvent]] = {}
         self._kept: dict[str, Unmatched] = {}
 
-    async def _find(self, message_id: str) -> str | None:
-        return self._message_ids.get(message_id)
+    async def _find(self, job_id: str, message_id: str) -> str | None:
+        job = self._jobs.get(job_id)
+        found = job is not None and job.message_id.lower() == message_id.lower()
+        return job_id if found else None
 
     async def _record(self, job_id: str, campaign: str, event: ReturnEvent) -> bool:
         if event.key in self._events:

@@ -1,6 +1,6 @@
 """The PostgreSQL store's returned mail: the tables ``returns`` and ``unmatched`` of the
-store's schema (:data:`mailspool.queue.postgres.schema.RETURNS_DDL`), and the jobs'
-index on ``message_id``, on the store's pool, each call one statement."""
+store's schema (:data:`mailspool.queue.postgres.schema.RETURNS_DDL`), and jobs found by
+the id their Message-ID names, on the store's pool, each call one statement."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ class PostgresReturnLog(ReturnLog):
         self._call = call
         self._s = schema
 
-    async def _find(self, message_id: str) -> str | None:
-        sql = f"SELECT id FROM {self._s}.jobs WHERE message_id = $1 LIMIT 1"
-        found: str | None = await self._call(lambda con: con.fetchval(sql, message_id))
+    async def _find(self, job_id: str, message_id: str) -> str | None:
+        sql = f"SELECT id FROM {self._s}.jobs WHERE id = $1 AND lower(message_id) = lower($2)"
+        found: str | None = await self._call(lambda con: con.fetchval(sql, job_id, message_id))
         return found
 
     async def _record(self, job_id: str, campaign: str, event: ReturnEvent) -> bool:

@@ -61,10 +61,8 @@ CREATE INDEX IF NOT EXISTS suppressions_expiry ON {s}.suppressions (expires_at)
     WHERE expires_at IS NOT NULL;
 """
 
-#: returned mail (mailspool.queue.postgres.returns): events on jobs, unmatched messages,
-#: and the index that finds a job by its Message-ID
+#: returned mail (mailspool.queue.postgres.returns): events on jobs, unmatched messages
 RETURNS_DDL = """
-CREATE INDEX IF NOT EXISTS jobs_message_id ON {s}.jobs (message_id);
 CREATE TABLE IF NOT EXISTS {s}.returns (
     seq bigserial PRIMARY KEY,
     key text NOT NULL UNIQUE,

@@ -138,14 +138,10 @@ local n, touched = 0, {}
 for i = 2, #ARGV do
   local id = ARGV[i]
   local k = jkey(id)
-  local v = redis.call('HMGET', k, 'state', 'campaign', 'ambiguous', 'meta')
+  local v = redis.call('HMGET', k, 'state', 'campaign', 'ambiguous')
   if v[1] == 'dead' then
     local c = v[2]
     redis.call('DEL', k)
-    local mid = v[4] and cjson.decode(v[4])[5]  -- the Message-ID: P:msgid forgets it
-    if type(mid) == 'string' and redis.call('HGET', P .. ':msgid', mid) == id then
-      redis.call('HDEL', P .. ':msgid', mid)
-    end
     redis.call('ZREM', ckey('dead', c), id)
     count(c, 'dead', nil)
     local amb = tonumber(v[3]) or 0

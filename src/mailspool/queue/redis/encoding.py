@@ -53,18 +53,18 @@ def _meta(j: Job, created: float) -> str:
 
 
 #: how many arguments job_args gives a job
-JOB_ARGS = 10
+JOB_ARGS = 9
 
 
 def job_args(j: Job, now: float) -> list[str | bytes]:
     """A new job's arguments to the enqueue and insert scripts (JOB_ARGS per job): id,
     campaign, row, created_at, not_before, meta, message, "suppressed" for a job offered
-    so (stored final) or "", list name, Message-ID (for the index ``P:msgid``)."""
+    so (stored final) or "", list name."""
     created = j.created_at or now
     suppressed = State.SUPPRESSED.value if j.state is State.SUPPRESSED else ""
     return [
         j.id, j.campaign, str(j.row), float_arg(created), float_arg(j.not_before or 0.0),
-        _meta(j, created), stored_form(j.message), suppressed, j.list_name, j.message_id,
+        _meta(j, created), stored_form(j.message), suppressed, j.list_name,
     ]  # fmt: skip
 
 

@@ -29,8 +29,7 @@ for the global entries)::
     P:supp:all        zset   "KEY\0L" of every entry, scored 0, for pages of every list
     P:supp:exp        zset   "KEY\0L" of the entries that expire, by expiry (the purge)
 
-Returned mail (:mod:`mailspool.queue.redis.returns`): ``P:msgid`` (a job by its
-Message-ID, written with the job), and the ``P:ret:...`` keys.
+Returned mail (:mod:`mailspool.queue.redis.returns`): the ``P:ret:...`` keys.
 
 A job's hash holds its mailing list (``list_name``; absent in jobs from before lists: the
 default list). A job enqueued suppressed is stored final: no stream entry, never delayed.

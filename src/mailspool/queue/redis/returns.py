@@ -3,9 +3,6 @@ it, on its connection (with its retries while Redis is unreachable).
 
 Keys (``P`` is the prefix, ``C`` a campaign, ``ID`` a job id)::
 
-    P:msgid           hash   Message-ID -> job id, written with the job by the enqueue
-                             (insert) script, dropped when the job is purged (or, were
-                             its job gone otherwise, when read)
     P:ret:events      hash   event key -> the event (JSON): set once (HSETNX), so the same
                              returned message recorded twice is recorded once
     P:ret:marks:C     set    "ID\\0ADDRESS\\0COUNT" of C's events: what was counted already
@@ -41,15 +38,14 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-# ARGV: prefix, Message-ID. Returns the job id, or nil (and drops a stale field).
+# ARGV: prefix, job id, Message-ID. Returns the job id when that job exists and its
+# Message-ID (the fifth item of its meta, encoding.py) is this one, case aside; else nil.
 _FIND = """
-local P = ARGV[1]
-local id = redis.call('HGET', P .. ':msgid', ARGV[2])
-if not id then return false end
-if redis.call('EXISTS', P .. ':job:' .. id) == 0 then
-  redis.call('HDEL', P .. ':msgid', ARGV[2])
-  return false
-end
+local P, id = ARGV[1], ARGV[2]
+local meta = redis.call('HGET', P .. ':job:' .. id, 'meta')
+if not meta then return false end
+local mid = cjson.decode(meta)[5]
+if type(mid) ~= 'string' or string.lower(mid) ~= string.lower(ARGV[3]) then return false end
 return id
 """
 
@@ -123,8 +119,8 @@ class RedisReturnLog(ReturnLog):
         client = self._holder.redis
         return await self._holder.reconnect.run(f"returns {what}", lambda: fn(client))
 
-    async def _find(self, message_id: str) -> str | None:
-        found = await self._script("find", [message_id])
+    async def _find(self, job_id: str, message_id: str) -> str | None:
+        found = await self._script("find", [job_id, message_id])
         return None if found is None else as_str(found)
 
     async def _record(self, job_id: str, campaign: str, event: ReturnEvent) -> bool:

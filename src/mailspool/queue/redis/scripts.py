@@ -77,7 +77,7 @@ end
 """.replace("@RECLAIM@", str(RECLAIM_IDLE_MS))
 
 # ARGV: prefix, now, token, then per job: id campaign row created_at not_before meta
-# message suppressed list_name message_id (encoding.job_args). Returns per job 'new', 'duplicate'
+# message suppressed list_name (encoding.job_args). Returns per job 'new', 'duplicate'
 # (its id came earlier in this call) or the existing job's {row, state}. A job that exists
 # with this call's token was created by an earlier attempt of this very call whose reply
 # was lost: it is reported new again. A job offered suppressed is stored final: no stream
@@ -86,7 +86,7 @@ _ENQUEUE = """
 local now = tonumber(ARGV[2])
 local token = ARGV[3]
 local out, touched, mine = {}, {}, {}
-for i = 4, #ARGV, 10 do
+for i = 4, #ARGV, 9 do
   local id, c = ARGV[i], ARGV[i + 1]
   local k = jkey(id)
   local old = redis.call('HMGET', k, 'row', 'state', 'token')
@@ -115,7 +115,6 @@ for i = 4, #ARGV, 10 do
       'message', ARGV[i + 6], 'state', state, 'attempts', 0, 'updated_at', ARGV[2],
       'last_reply', '', 'dead_reason', '', 'lease_owner', '', 'ambiguous', 0, 'token', token,
       'entry', entry, 'ready_at', num(due), 'list_name', ARGV[i + 8])
-    if ARGV[i + 9] ~= '' then redis.call('HSET', P .. ':msgid', ARGV[i + 9], id) end
     count(c, nil, state)
     out[#out + 1] = 'new'
   end

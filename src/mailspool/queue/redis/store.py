@@ -23,7 +23,7 @@ blobs and settings here and purges dead letters (see :mod:`mailspool.queue.redis
     P:settings        hash   per-campaign settings (JSON)
     P:supp:...        the suppression list, as the Redis queue's
                       (:mod:`mailspool.queue.redis.suppressions`)
-    P:msgid, P:ret:...  returned mail, as the Redis queue's
+    P:ret:...         returned mail, as the Redis queue's
                       (:mod:`mailspool.queue.redis.returns`)
 
 In place of the queue's stream, one index of what is due (the table's ``ready_at``)::

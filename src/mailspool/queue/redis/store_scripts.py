@@ -72,7 +72,7 @@ end
 """
 
 # ARGV: prefix, now, token, then per job: id campaign row created_at not_before meta
-# message suppressed list_name message_id (encoding.job_args). Returns per job 'new', 'duplicate'
+# message suppressed list_name (encoding.job_args). Returns per job 'new', 'duplicate'
 # (its id came earlier in this call) or the existing job's {row, state}. A job stored with
 # this call's token was added by an earlier attempt of this very call whose reply was
 # lost: it is reported new again. A job offered suppressed is stored final (not in the
@@ -80,7 +80,7 @@ end
 _INSERT = """
 local now, token = tonumber(ARGV[2]), ARGV[3]
 local out, touched, seen = {}, {}, {}
-for i = 4, #ARGV, 10 do
+for i = 4, #ARGV, 9 do
   local id, c = ARGV[i], ARGV[i + 1]
   local k = jkey(id)
   local had = redis.call('HMGET', k, 'row', 'state', 'token')
@@ -100,7 +100,6 @@ for i = 4, #ARGV, 10 do
       'message', ARGV[i + 6], 'state', state, 'attempts', 0, 'ready_at', due,
       'updated_at', ARGV[2], 'last_reply', '', 'dead_reason', '', 'lease_owner', '',
       'ambiguous', 0, 'token', token, 'list_name', ARGV[i + 8])
-    if ARGV[i + 9] ~= '' then redis.call('HSET', P .. ':msgid', ARGV[i + 9], id) end
     move(c, id, nil, state, due)
     touched[c] = true
   end

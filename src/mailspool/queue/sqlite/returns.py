@@ -1,6 +1,7 @@
 """The SQLite queue's returned mail: the tables ``returns`` and ``unmatched`` of the
-queue's file (:data:`mailspool.queue.sqlite.schema.RETURNS`), and the jobs' index on
-``message_id``, on the queue's own thread and connection, each call one transaction."""
+queue's file (:data:`mailspool.queue.sqlite.schema.RETURNS`), and jobs found by the id
+their Message-ID names, on the queue's own thread and connection, each call one
+transaction."""
 
 from __future__ import annotations
 
@@ -52,9 +53,10 @@ class SQLiteReturnLog(ReturnLog):
     def __init__(self, run: Runner) -> None:
         self._run = run
 
-    async def _find(self, message_id: str) -> str | None:
+    async def _find(self, job_id: str, message_id: str) -> str | None:
         def q(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT id FROM jobs WHERE message_id = ? LIMIT 1", (message_id,))
+            sql = "SELECT id FROM jobs WHERE id = ? AND lower(message_id) = lower(?)"
+            row = db.execute(sql, (job_id, message_id))
             found = row.fetchone()
             return None if found is None else str(found[0])
 

@@ -11,8 +11,8 @@ once, a message is never rewritten by a state change.
 The suppression list (:mod:`mailspool.queue.sqlite.suppressions`) is the table
 ``suppressions``, keyed by (address key, list), ``''`` standing for global. Returned
 mail (:mod:`mailspool.queue.sqlite.returns`) is the tables ``returns`` and
-``unmatched``, with an index on the jobs' ``message_id``; a file from before them gets
-them when opened (``CREATE ... IF NOT EXISTS``, the index built once).
+``unmatched``; a file from before them gets them when opened (``CREATE ... IF NOT
+EXISTS``).
 
 Files written by earlier versions are moved to this layout when opened, once: a file
 whose jobs are keyed by id is rebuilt (:func:`_move_to_bodies`); one from before mailing
@@ -44,10 +44,8 @@ CREATE INDEX IF NOT EXISTS suppressions_expiry ON suppressions(expires_at)
     WHERE expires_at IS NOT NULL;
 """
 
-#: returned mail (mailspool.queue.sqlite.returns): events on jobs, unmatched messages,
-#: and the index that finds a job by its Message-ID
+#: returned mail (mailspool.queue.sqlite.returns): events on jobs, unmatched messages
 RETURNS = """
-CREATE INDEX IF NOT EXISTS jobs_message_id ON jobs(message_id);
 CREATE TABLE IF NOT EXISTS returns (
     seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL UNIQUE,
