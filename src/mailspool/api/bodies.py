@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mailspool.message.optout import LIST_NAME
 from mailspool.models import DeadReason, State
+from mailspool.queue.returns import ReturnKind
 
 MAX_BATCH = 1000
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -79,6 +80,26 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+class ReturnOut(BaseModel):
+    """A bounce or complaint about one recipient of the message, the latest received."""
+
+    kind: ReturnKind
+    recipient: str
+    status: str | None = Field(description="the enhanced status code (5.1.1), when known")
+    permanent: bool = Field(description="false for a temporary bounce or a not-spam report")
+    diagnostic: str = Field(description="the remote server's text, or the feedback type")
+    received_at: str
+
+
+class ReturnCountsOut(BaseModel):
+    """Recipients of the campaign's messages that bounced for good, bounced for now, or
+    complained (each counted once per kind)."""
+
+    bounced: int
+    soft_bounced: int
+    complained: int
+
+
 class MessageStatus(BaseModel):
     id: str
     campaign: str
@@ -90,6 +111,9 @@ class MessageStatus(BaseModel):
     created_at: str
     updated_at: str
     next_attempt_at: str | None
+    last_return: ReturnOut | None = Field(
+        description="the bounce or complaint received last about this message, or null"
+    )
 
 
 class CampaignStatus(BaseModel):
@@ -101,6 +125,7 @@ class CampaignStatus(BaseModel):
     rate_per_s: float | None = Field(description="sent + dead per second, recent minute")
     eta_s: float | None = Field(description="seconds until nothing is pending at that rate")
     next_due_at: str | None
+    returns: ReturnCountsOut
 
 
 class RetryFilter(BaseModel):

@@ -23,6 +23,8 @@ from mailspool.api.bodies import (
     MessageStatus,
     RetryFilter,
     RetryResult,
+    ReturnCountsOut,
+    ReturnOut,
     TemplateIn,
     TemplateOut,
     ValidationFailed,
@@ -126,6 +128,17 @@ async def get_message(svc: Svc, job_id: Annotated[str, PathParam(max_length=200)
     job = await svc.q.get(job_id)
     if job is None:
         raise HTTPException(404, "no such message")
+    event = await svc.q.returns.latest(job.id)
+    last_return = None
+    if event is not None:
+        last_return = ReturnOut(
+            kind=event.kind,
+            recipient=event.address,
+            status=event.status,
+            permanent=event.permanent,
+            diagnostic=event.diagnostic,
+            received_at=iso(event.at) or "",
+        )
     return MessageStatus(
         id=job.id,
         campaign=job.campaign,
@@ -137,6 +150,7 @@ async def get_message(svc: Svc, job_id: Annotated[str, PathParam(max_length=200)
         created_at=iso(job.created_at) or "",
         updated_at=iso(job.updated_at) or "",
         next_attempt_at=iso(job.not_before) if job.state is State.DEFERRED else None,
+        last_return=last_return,
     )
 
 
@@ -150,6 +164,7 @@ async def get_campaign(svc: Svc, campaign: Annotated[str, PathParam(max_length=2
     st = await svc.q.stats(campaign)
     if st.total == 0:
         raise HTTPException(404, "no such campaign")
+    returned = await svc.q.returns.counts(campaign)
     rate = svc.rates.rate(campaign, st.get(State.SENT) + st.get(State.DEAD))
     eta: float | None = None
     if st.pending == 0:
@@ -165,6 +180,11 @@ async def get_campaign(svc: Svc, campaign: Annotated[str, PathParam(max_length=2
         rate_per_s=None if rate is None else round(rate, 2),
         eta_s=eta,
         next_due_at=iso(st.next_due) if st.pending else None,
+        returns=ReturnCountsOut(
+            bounced=returned.bounced,
+            soft_bounced=returned.soft_bounced,
+            complained=returned.complained,
+        ),
     )
 
 

@@ -234,9 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _admin(sub: Any) -> None:
     """status, preview, dlq, suppress and dkim."""
-    p = sub.add_parser("status", help="job counts by state")
+    p = sub.add_parser("status", help="job counts by state; returned mail")
     _common(p)
     p.add_argument("--campaign")
+    p.add_argument(
+        "--job", metavar="ID", help="one job: its state and its latest bounce or complaint"
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("preview", help="render one row and print it; sends nothing")

@@ -1,24 +1,35 @@
-"""``mailspool status``: job counts by state, per campaign."""
+"""``mailspool status``: job counts by state, per campaign, and the returned mail
+(bounces, complaints) recorded on its jobs."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
 
 from mailspool.cli.exits import ExitCode
 from mailspool.config import Settings
 from mailspool.models import State
+from mailspool.queue import Queue
+from mailspool.queue.returns import ReturnEvent, clean_text
 from mailspool.wiring import open_queue
 
 STATES = ("queued", "sending", "deferred", "sent", "dead", "suppressed", "ambiguous", "total")
+#: the counts of returned mail (queue/returns.py ReturnCounts), shown when one is not zero
+RETURNS = ("bounced", "soft_bounced", "complained")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     async with open_queue(settings) as queue:
+        if args.job:
+            return await _job(queue, args.job, args.json)
         campaigns = [args.campaign] if args.campaign else await queue.campaigns()
         rows = []
         for c in campaigns:
             st = await queue.stats(c)
+            returned = await queue.returns.counts(c)
             rows.append(
                 {
                     "campaign": c,
@@ -27,6 +38,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
                     "ambiguous": st.ambiguous,
                     "total": st.total,
                     "last_error": st.last_error,
+                    "bounced": returned.bounced,
+                    "soft_bounced": returned.soft_bounced,
+                    "complained": returned.complained,
                 }
             )
     if args.json:
@@ -35,8 +49,62 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     if not rows:
         print("no campaigns in this queue")
     for r in rows:
-        counts = "  ".join(f"{s}={r.get(s, 0)}" for s in STATES)
+        shown = STATES + (RETURNS if any(r[k] for k in RETURNS) else ())
+        counts = "  ".join(f"{s}={r.get(s, 0)}" for s in shown)
         print(f"{r['campaign']}: {counts}")
         if r["last_error"]:
-            print(f"  last error: {r['last_error']}")
+            print(f"  last error: {safe(str(r['last_error']))}")
+    return ExitCode.OK
+
+
+def safe(text: str) -> str:
+    """Text from outside (a remote server's reply or diagnostic) fit for a terminal: no
+    control characters, escapes or line breaks."""
+    return clean_text(text, len(text))
+
+
+def return_row(event: ReturnEvent | None) -> dict[str, Any] | None:
+    """A job's latest returned-mail event as ``status --job --json`` shows it."""
+    if event is None:
+        return None
+    return {
+        "kind": event.kind.value,
+        "recipient": event.address,
+        "status": event.status,
+        "permanent": event.permanent,
+        "diagnostic": event.diagnostic,
+        "received_at": datetime.fromtimestamp(event.at, UTC).isoformat(timespec="seconds"),
+    }
+
+
+async def _job(queue: Queue, job_id: str, as_json: bool) -> ExitCode:
+    """``status --job ID``: one job's state, and the bounce or complaint received last."""
+    job = await queue.get(job_id)
+    if job is None:
+        print(f"no job {safe(job_id)}", file=sys.stderr)
+        return ExitCode.SOME_FAILED
+    returned = return_row(await queue.returns.latest(job.id))
+    if as_json:
+        row = {
+            "id": job.id,
+            "campaign": job.campaign,
+            "state": job.state.value,
+            "attempts": job.attempts,
+            "last_reply": job.last_reply,
+            "message_id": job.message_id,
+            "last_return": returned,
+        }
+        print(json.dumps(row))
+        return ExitCode.OK
+    print(f"{job.id}: campaign={job.campaign}  state={job.state.value}  attempts={job.attempts}")
+    if job.last_reply:
+        print(f"  last reply: {safe(job.last_reply)}")
+    if returned is not None:
+        status = returned["status"] or "-"
+        kind = returned["kind"] if returned["permanent"] else f"{returned['kind']} (not permanent)"
+        print(
+            f"  returned: {kind} {status} {safe(returned['recipient'])} {returned['received_at']}"
+        )
+        if returned["diagnostic"]:
+            print(f"  diagnostic: {safe(returned['diagnostic'])}")
     return ExitCode.OK
