@@ -28,9 +28,6 @@ import time
 from collections.abc import Iterable
 from email.utils import getaddresses
 
-import dkim
-from dkim.canonicalization import Relaxed
-
 from mailspool.message.addresses import normalize_domain
 from mailspool.message.dkim_keys import DKIMKey
 
@@ -90,6 +87,9 @@ class Signer:
         ``message``, the final bytes as they will be sent; b"" when no key is for the
         From domain. ``timestamp`` is the ``t=`` tag (default: now). Raises ValueError
         for a message without exactly one From header field, or unparsable."""
+        import dkim  # here, not at the top: it loads a DNS resolver, slow to import
+        from dkim.canonicalization import Relaxed
+
         try:
             headers, body = parse(message)
         except dkim.MessageFormatError as exc:
@@ -133,6 +133,8 @@ def parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
     """(header fields, body) as ``dkim.rfc822_parse`` gives them. That splits and joins
     every line of the message in Python; for the usual CRLF message only the header block
     goes through it, the body is sliced off as it is (10 times faster on large messages)."""
+    import dkim  # see Signer.sign
+
     end = message.find(b"\r\n\r\n")
     # (a message starting with an empty line has no header fields, and its body may hold
     # an empty line of its own)
@@ -148,6 +150,8 @@ def canonical_body(body: bytes) -> bytes:
     regular expressions scan every byte; a body without tabs or double spaces (base64
     attachments, most text) only loses its empty lines at the end and the one space that
     may end a line (as the "-- " signature separator does)."""
+    from dkim.canonicalization import Relaxed  # see Signer.sign
+
     if b"\t" in body or b"  " in body or not body.endswith(b"\r\n"):
         return Relaxed.canonicalize_body(body)  # type: ignore[no-any-return]
     if b" \r\n" in body:  # no double spaces: a line ends in one space at most
