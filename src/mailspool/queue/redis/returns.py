@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mailspool.queue.redis.encoding import as_str, float_arg
-from mailspool.queue.redis.suppressions import RedisHolder
+from mailspool.queue.redis.suppressions import HeldScripts, RedisHolder
 from mailspool.queue.returns import (
     ReturnCounts,
     ReturnEvent,
@@ -33,10 +33,6 @@ from mailspool.queue.returns import (
     Unmatched,
     count_kind,
 )
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-    from redis.commands.core import AsyncScript
 
 # ARGV: prefix, job id, Message-ID. Returns the job id when that job exists and its
 # Message-ID (the fifth item of its meta, encoding.py) is this one, case aside; else nil.
@@ -101,19 +97,13 @@ class RedisReturnLog(ReturnLog):
 
     def __init__(self, holder: RedisHolder) -> None:
         self._holder = holder
-        self._client: Redis | None = None
-        self._scripts: dict[str, AsyncScript] = {}
+        self._scripts = HeldScripts(holder, SCRIPTS, "returns")
 
     def _key(self, *parts: str) -> str:
         return ":".join((self._holder.prefix, *parts))
 
     async def _script(self, name: str, args: Sequence[str | bytes | float | int]) -> Any:
-        client = self._holder.redis  # QueueError when not open
-        if client is not self._client:  # opened (again): the scripts belong to a client
-            self._client = client
-            self._scripts = {n: client.register_script(src) for n, src in SCRIPTS.items()}
-        script, full = self._scripts[name], [self._holder.prefix, *args]
-        return await self._holder.reconnect.run(f"returns {name}", lambda: script(args=full))
+        return await self._scripts.run(name, args)
 
     async def _read(self, what: str, fn: Any) -> Any:
         client = self._holder.redis

@@ -22,7 +22,7 @@ removing and purging are Lua scripts, each atomic: the merge rule
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailspool.queue.redis.connection import Reconnect
@@ -159,6 +159,27 @@ class RedisHolder(Protocol):
     def redis(self) -> Redis: ...
 
 
+class HeldScripts:
+    """Lua scripts (``sources`` by name) run on the holder's client with its retries,
+    their first argument the holder's prefix; registered again when the holder has a new
+    client (a script object belongs to one). ``what`` names them in retry logs."""
+
+    def __init__(self, holder: RedisHolder, sources: Mapping[str, str], what: str) -> None:
+        self._holder = holder
+        self._sources = sources
+        self._what = what
+        self._client: Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+
+    async def run(self, name: str, args: Sequence[str | bytes | float | int]) -> Any:
+        client = self._holder.redis  # QueueError when not open
+        if client is not self._client:  # opened (again): the scripts belong to a client
+            self._client = client
+            self._scripts = {n: client.register_script(s) for n, s in self._sources.items()}
+        script, full = self._scripts[name], [self._holder.prefix, *args]
+        return await self._holder.reconnect.run(f"{self._what} {name}", lambda: script(args=full))
+
+
 def _value(e: Suppression) -> str:
     return json.dumps([e.reason.value, e.source, e.created_at, e.expires_at])
 
@@ -186,19 +207,13 @@ class RedisSuppressionList(SuppressionList):
 
     def __init__(self, holder: RedisHolder) -> None:
         self._holder = holder
-        self._client: Redis | None = None
-        self._scripts: dict[str, AsyncScript] = {}
+        self._scripts = HeldScripts(holder, SCRIPTS, "suppressions")
 
     def _hash(self, list_name: str | None) -> str:
         return f"{self._holder.prefix}:supp:h:{list_name or ''}"
 
     async def _script(self, name: str, args: Sequence[str | bytes | float | int]) -> Any:
-        client = self._holder.redis  # QueueError when not open
-        if client is not self._client:  # opened (again): the scripts belong to a client
-            self._client = client
-            self._scripts = {n: client.register_script(src) for n, src in SCRIPTS.items()}
-        script, full = self._scripts[name], [self._holder.prefix, *args]
-        return await self._holder.reconnect.run(f"suppressions {name}", lambda: script(args=full))
+        return await self._scripts.run(name, args)
 
     async def _put(self, entries: Sequence[Suppression]) -> None:
         for start in range(0, len(entries), BATCH):
