@@ -1,5 +1,6 @@
-"""The layout holds: few modules at the top of the package, tests in folders that mirror
-it, and no test module importing another (shared code lives in tests/support)."""
+"""The layout holds: few modules at the top of the package, no private name taken from
+another module, tests in folders that mirror it, and no test module importing another
+(shared code lives in tests/support). Import cycles and layers: lint-imports (make check)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,47 @@ def test_test_folders_mirror_the_package() -> None:
         if any(rel.as_posix() == f or rel.as_posix().startswith(f + "/") for f in OWN_FOLDERS):
             continue
         assert (PACKAGE / rel).is_dir(), f"tests/{rel} has no src/mailspool/{rel} to mirror"
+
+
+def private_imports(path: Path, module: str) -> list[str]:
+    """``from X import _name`` in ``path`` (module ``module``) where X is another module
+    of the package: a private name taken across modules."""
+    package = module.rpartition(".")[0] if path.name != "__init__.py" else module
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            source = ".".join(base + ([node.module] if node.module else []))
+        else:
+            source = node.module or ""
+        if not source.startswith("mailspool") or source == module:
+            continue
+        found += [
+            f"{module} imports {source}.{a.name}"
+            for a in node.names
+            if a.name.startswith("_") and not a.name.startswith("__")
+        ]
+    return found
+
+
+def test_no_module_takes_a_private_name_from_another() -> None:
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        offenders += private_imports(path, module)
+    assert not offenders, offenders
+
+
+def test_the_check_sees_a_private_import(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("from mailspool.queue.redis.encoding import _meta\nfrom .worker import _x\n")
+    assert private_imports(probe, "mailspool.delivery.probe") == [
+        "mailspool.delivery.probe imports mailspool.queue.redis.encoding._meta",
+        "mailspool.delivery.probe imports mailspool.delivery.worker._x",
+    ]
 
 
 def imported(path: Path, package: str) -> set[str]:
