@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mailspool.delivery.limits import LimitSettings, parse_domain_rates, parse_rate
 from mailspool.errors import ConfigError
-from mailspool.message.addresses import normalize_domain
+from mailspool.message.addresses import normalize, normalize_domain
 from mailspool.message.optout import check_list_name
 from mailspool.message.unsubscribe import check_unsubscribe_url
 from mailspool.message.verp import check_return_path
@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     list_name: str = "default"
     #: the VERP envelope sender's base address (message/verp.py): LOCAL+TOKEN@DOMAIN
     return_path: str | None = None
+    # mailspool inbound ingest (inbound/handle.py SoftBouncePolicy)
+    #: temporary bounces of an address, within soft_bounce_window, that suppress it
+    soft_bounce_limit: int = Field(default=3, ge=1)
+    soft_bounce_window: float = Field(default=7 * 86400.0, gt=0)
+    #: mailbox addresses that receive unsubscribe requests by mail
+    unsubscribe_address: list[str] = Field(default_factory=list)
 
     @field_validator(
         "lease",
@@ -140,6 +146,7 @@ class Settings(BaseSettings):
         "connect_timeout",
         "command_timeout",
         "data_timeout",
+        "soft_bounce_window",
         mode="before",
     )
     @classmethod
@@ -169,6 +176,19 @@ class Settings(BaseSettings):
                 except ValueError as exc:
                     raise ValueError(f"{item!r} is not a domain: {exc}") from None
         return [i for i in items if i]
+
+    @field_validator("unsubscribe_address", mode="before")
+    @classmethod
+    def _unsubscribe_address(cls, v: Any) -> list[str]:
+        items = [p.strip() for p in v.split(",")] if isinstance(v, str) else list(v)
+        out = []
+        for item in items:
+            if item:
+                try:
+                    out.append(normalize(item).lower())
+                except ValueError as exc:
+                    raise ValueError(f"{item!r} is not an address: {exc}") from None
+        return out
 
     @field_validator("dkim", mode="before")
     @classmethod

@@ -92,16 +92,22 @@ def load_deliverability(settings: Settings, campaign: str | None = None) -> Deli
                 f"--campaign {campaign[:120]!r}: longer than {MAX_NAME_BYTES} bytes, too long"
                 " for an unsubscribe link (--unsubscribe-url)"
             )
-    return_path = None
-    if settings.return_path is not None:
-        return_path = ReturnPath(settings.return_path, verp_secrets())
     return Deliverability(
         signer=Signer(keys) if keys else None,
         dkim_required=settings.dkim_required,
         unsubscribe=links,
         list_name=settings.list_name,
-        return_path=return_path,
+        return_path=load_return_path(settings),
     )
+
+
+def load_return_path(settings: Settings) -> ReturnPath | None:
+    """The VERP return path of ``--return-path`` with its secrets (read now: a missing or
+    short secret is a ConfigError naming the variable), or None when the option is unset.
+    What builds jobs signs addresses with it; what reads returned mail verifies them."""
+    if settings.return_path is None:
+        return None
+    return ReturnPath(settings.return_path, verp_secrets())
 
 
 def build_pool(

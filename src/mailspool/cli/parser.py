@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _admin(sub: Any) -> None:
-    """status, preview, dlq, suppress and dkim."""
+    """status, preview, dlq, suppress, dkim and inbound."""
     p = sub.add_parser("status", help="job counts by state; returned mail")
     _common(p)
     p.add_argument("--campaign")
@@ -257,6 +257,38 @@ def _admin(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     _suppress(sub)
     _dkim(sub)
+    _inbound(sub)
+
+
+def _inbound(sub: Any) -> None:
+    """``mailspool inbound ingest``."""
+    p = sub.add_parser("inbound", help="returned mail: bounces, complaints, unsubscribes")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser(
+        "ingest", help="apply the returned mail of an mbox, a Maildir or .eml files"
+    )
+    a.add_argument(
+        "paths", nargs="+", metavar="PATH",
+        help="an mbox file, a Maildir, a directory of .eml files or a file of one message",
+    )  # fmt: skip
+    _common(a)
+    a.add_argument(
+        "--return-path", dest="return_path", metavar="ADDR",
+        help="the --return-path the messages were sent with: its VERP addresses name jobs",
+    )  # fmt: skip
+    a.add_argument(
+        "--unsubscribe-address", dest="unsubscribe_address", action="append", metavar="ADDR",
+        help="a mailbox receiving unsubscribe requests (repeatable)",
+    )  # fmt: skip
+    a.add_argument(
+        "--soft-bounce-limit", dest="soft_bounce_limit", type=int, metavar="N",
+        help="temporary bounces within the window that suppress an address (default 3)",
+    )  # fmt: skip
+    a.add_argument(
+        "--soft-bounce-window", dest="soft_bounce_window", metavar="DURATION",
+        help="how far back temporary bounces count (default 7d)",
+    )  # fmt: skip
+    a.add_argument("--json", action="store_true", help="one JSON object per message on stdout")
 
 
 async def dispatch(args: argparse.Namespace, settings: Settings) -> ExitCode:

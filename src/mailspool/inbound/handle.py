@@ -61,7 +61,8 @@ class Action(enum.StrEnum):
 class Handled:
     """What was done for one recipient of a report (``address`` None: a report naming
     none). ``job`` is the job it was recorded on; ``recorded`` False when that event was
-    recorded already (the same message handled again); ``reason`` says why, for
+    recorded already (the same message handled again; for ``unmatched``, when the message
+    is kept already; always False for an unsubscribe request); ``reason`` says why, for
     ``unmatched``."""
 
     address: str | None
@@ -154,13 +155,13 @@ async def handle(
     job = await _job(report, store, return_path)
 
     async def unmatched(reason: str, addresses: list[str | None]) -> list[Handled]:
-        await store.returns.keep_unmatched(
+        kept = await store.returns.keep_unmatched(
             Unmatched(
                 digest=digest, reason=reason, received_at=now, size=len(raw),
                 data=raw[:MAX_UNMATCHED_BYTES], envelope_to=report.envelope_to or "",
             )
         )  # fmt: skip
-        return [Handled(a, None, Action.UNMATCHED, reason=reason) for a in addresses]
+        return [Handled(a, None, Action.UNMATCHED, kept, reason) for a in addresses]
 
     if report.kind is Kind.UNSUBSCRIBE:
         return await _unsubscribe(report, job, store, now)
