@@ -14,14 +14,16 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mailspool.delivery.limits import LimitSettings, parse_domain_rates, parse_rate
 from mailspool.errors import ConfigError
+from mailspool.intake.suppression_csv import parse_time
 from mailspool.message.addresses import normalize, normalize_domain
 from mailspool.message.optout import check_list_name
 from mailspool.message.unsubscribe import check_unsubscribe_url
@@ -41,6 +43,9 @@ ANY_SENDER = "*"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "console", "json")
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
 
 def parse_duration(value: str | float | int) -> float:
     """Seconds from ``90``, ``1.5``, ``250ms``, ``30s``, ``10m``, ``2h``, ``5d`` or ``1h30m``."""
@@ -56,6 +61,34 @@ def parse_duration(value: str | float | int) -> float:
     if not _DURATION.fullmatch(text):
         raise ValueError(f"bad duration {value!r}: use e.g. 30s, 10m, 2h, 5d")
     return sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def _checked(check: Callable[[_T], _R], value: _T) -> _R:
+    """``check(value)``, its ConfigError as the ValueError a pydantic validator raises."""
+    try:
+        return check(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def parse_expiry(text: str, now: float) -> float:
+    """When a suppression given ``text`` expires: a duration from ``now`` (``30d``) or an
+    ISO 8601 date or time (``2026-01-31``, ``2026-01-31T12:00:00Z``; no zone: UTC), in
+    the future. ValueError saying what is wrong (the command line and the API name the
+    field)."""
+    try:
+        at = now + parse_duration(text)
+    except ValueError:
+        try:
+            at = parse_time(text)
+        except ValueError:
+            raise ValueError(
+                "give a duration (30d, 12h) or an ISO 8601 date or time"
+                " (2026-01-31, 2026-01-31T12:00:00Z)"
+            ) from None
+    if at <= now:
+        raise ValueError("that is not in the future")
+    return at
 
 
 def config_file() -> Path:
@@ -159,10 +192,7 @@ class Settings(BaseSettings):
     @classmethod
     def _domain_rate(cls, v: Any) -> list[str]:
         items = [p.strip() for p in v.split(",")] if isinstance(v, str) else list(v)
-        try:
-            parse_domain_rates(items)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        _checked(parse_domain_rates, items)
         return items
 
     @field_validator("allowed_from", mode="before")
@@ -201,21 +231,13 @@ class Settings(BaseSettings):
     @classmethod
     def _unsubscribe_url(cls, v: str | None) -> str | None:
         if v is not None:
-            try:
-                check_unsubscribe_url(v)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
+            _checked(check_unsubscribe_url, v)
         return v
 
     @field_validator("return_path")
     @classmethod
     def _return_path(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                return check_return_path(v)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-        return v
+        return None if v is None else _checked(check_return_path, v)
 
     @field_validator("list_name")
     @classmethod
@@ -227,10 +249,7 @@ class Settings(BaseSettings):
     @classmethod
     def _rate(cls, v: str | None) -> str | None:
         if v is not None:
-            try:
-                parse_rate(v)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
+            _checked(parse_rate, v)
         return v
 
     @field_validator("limits_redis")

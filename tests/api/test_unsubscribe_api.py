@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from mailspool.api.ratelimit import ClientLimits, client_key
-from mailspool.api.suppressions import cursor, expiry, read_cursor
+from mailspool.api.suppressions import cursor, read_cursor
+from mailspool.config import parse_expiry as expiry
 from mailspool.message.unsubscribe import Secrets, make_token, read_token
 from tests.support.api import ApiServer
 

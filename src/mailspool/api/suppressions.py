@@ -24,8 +24,8 @@ from mailspool.api.auth import authorized
 from mailspool.api.bodies import LIST_PATTERN, FieldError
 from mailspool.api.intake import error, pydantic_errors
 from mailspool.api.routes import AUTH, JSON_BODY, Svc, invalid, json_body
-from mailspool.config import parse_duration
-from mailspool.intake.suppression_csv import format_time, parse_time
+from mailspool.config import parse_expiry
+from mailspool.intake.suppression_csv import format_time
 from mailspool.message.optout import entry_key
 from mailspool.queue.suppression import (
     ALL_LISTS,
@@ -120,22 +120,6 @@ class Removed(BaseModel):
 
 
 suppressions = APIRouter(prefix="/v1/suppressions", dependencies=[Depends(authorized)])
-
-
-def expiry(text: str, now: float) -> float:
-    """A duration from ``now`` or an ISO 8601 time, in the future; ValueError."""
-    try:
-        at = now + parse_duration(text)
-    except ValueError:
-        try:
-            at = parse_time(text)
-        except ValueError:
-            raise ValueError(
-                "give a duration (30d, 12h) or an ISO 8601 date or time (2026-01-31)"
-            ) from None
-    if at <= now:
-        raise ValueError("not in the future")
-    return at
 
 
 def cursor(position: tuple[str, str]) -> str:
@@ -233,7 +217,7 @@ def entries_of(body: SuppressionsIn, now: float) -> tuple[list[Suppression], lis
             at = None
             if e.expires is not None:
                 try:
-                    at = expiry(e.expires, now)
+                    at = parse_expiry(e.expires, now)
                 except ValueError as exc:
                     errors.append(error(i, "expires", str(exc)))
             out.append(Suppression(e.address, e.list_name, e.reason, e.source, now, at))
@@ -242,7 +226,7 @@ def entries_of(body: SuppressionsIn, now: float) -> tuple[list[Suppression], lis
     shared = None
     if body.expires is not None:
         try:
-            shared = expiry(body.expires, now)
+            shared = parse_expiry(body.expires, now)
         except ValueError as exc:
             errors.append(error(None, "expires", str(exc)))
     errors += address_errors(body.addresses, "addresses")

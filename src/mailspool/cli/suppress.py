@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mailspool.cli.exits import ExitCode
-from mailspool.config import Settings, parse_duration
+from mailspool.config import Settings, parse_expiry
 from mailspool.errors import ConfigError, RejectedRow
-from mailspool.intake.suppression_csv import export_csv, format_time, iter_csv, parse_time
+from mailspool.intake.suppression_csv import export_csv, format_time, iter_csv
 from mailspool.message.optout import check_list_name, entry_key
 from mailspool.queue.suppression import ALL_LISTS, Reason, Scope, Suppression, SuppressionList
 from mailspool.wiring import open_queue
@@ -37,21 +37,11 @@ Action = Callable[[argparse.Namespace, SuppressionList], Awaitable[ExitCode]]
 
 
 def expiry(text: str, now: float) -> float:
-    """The time a ``--expires`` value means: a duration from now (``30d``) or a date or
-    time (``2026-01-31``, ``2026-01-31T12:00:00Z``; no zone: UTC), in the future."""
+    """``--expires``: see :func:`mailspool.config.parse_expiry`; ConfigError naming it."""
     try:
-        at = now + parse_duration(text)
-    except ValueError:
-        try:
-            at = parse_time(text)
-        except ValueError:
-            raise ConfigError(
-                f"--expires {text!r}: give a duration (30d, 12h) or a date"
-                " (2026-01-31, 2026-01-31T12:00:00Z)"
-            ) from None
-    if at <= now:
-        raise ConfigError(f"--expires {text!r}: that is not in the future")
-    return at
+        return parse_expiry(text, now)
+    except ValueError as exc:
+        raise ConfigError(f"--expires {text!r}: {exc}") from None
 
 
 def list_name(args: argparse.Namespace) -> str | None:
