@@ -89,7 +89,8 @@ def add_unsubscribe(
         r.html = r.html.replace(PLACEHOLDER, html.escape(url))
     if PLACEHOLDER in r.subject:
         r.subject = r.subject.replace(PLACEHOLDER, url)
-    r.headers = [(n, v.replace(PLACEHOLDER, url)) for n, v in r.headers]
+    if any(PLACEHOLDER in v for _, v in r.headers):
+        r.headers = [(n, v.replace(PLACEHOLDER, url)) for n, v in r.headers]
     return list_unsubscribe_headers(links.base_url, token)
 
 

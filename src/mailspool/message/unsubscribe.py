@@ -85,7 +85,7 @@ class Secrets:
     """The HMAC secrets: the first signs, all verify. Each is at least
     :data:`MIN_SECRET_CHARS` characters; they are never shown."""
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_aes", "_keys")
 
     def __init__(self, secrets: Sequence[str], origin: str = "unsubscribe secret") -> None:
         """``origin`` names where they came from, for errors (an environment variable or
@@ -101,6 +101,8 @@ class Secrets:
                 )
         # surrogateescape: an environment variable may hold bytes that are not UTF-8
         self._keys = tuple(s.encode("utf-8", "surrogateescape") for s in secrets)
+        # each secret's encryption key, derived once rather than for every link
+        self._aes = tuple(hmac.digest(k, _ENCRYPTION_LABEL, hashlib.sha256) for k in self._keys)
 
     @classmethod
     def parse(cls, text: str, origin: str) -> Secrets:
@@ -149,15 +151,15 @@ class Secrets:
         """(ciphertext, tag) of ``payload`` (the version byte, then the fields) under the
         first secret."""
         tag = _mac(self._keys[0], payload)
-        return _ctr(self._keys[0], tag, payload[1:]), tag
+        return _ctr(self._aes[0], tag, payload[1:]), tag
 
     def unseal(self, version: bytes, ciphertext: bytes, tag: bytes) -> bytes | None:
         """The fields sealed as ``ciphertext`` and ``tag`` by any secret, else None. Every
         secret is tried, each comparison constant-time, so the time taken says nothing
         about the tag or which secret made it."""
         found = None
-        for key in self._keys:
-            fields = _ctr(key, tag, ciphertext)
+        for key, aes_key in zip(self._keys, self._aes, strict=True):
+            fields = _ctr(aes_key, tag, ciphertext)
             if hmac.compare_digest(_mac(key, version + fields), tag):
                 found = fields
         return found
@@ -190,10 +192,9 @@ def _mac(key: bytes, payload: bytes) -> bytes:
     return hmac.digest(key, _LABEL + payload, hashlib.sha256)[:MAC_BYTES]
 
 
-def _ctr(key: bytes, tag: bytes, data: bytes) -> bytes:
-    """AES-256-CTR of ``data`` from the counter block ``tag``, under the key derived from
-    ``key``; its own inverse."""
-    aes_key = hmac.digest(key, _ENCRYPTION_LABEL, hashlib.sha256)
+def _ctr(aes_key: bytes, tag: bytes, data: bytes) -> bytes:
+    """AES-256-CTR of ``data`` from the counter block ``tag`` under ``aes_key`` (derived
+    from a secret, see Secrets); its own inverse."""
     cipher = Cipher(algorithms.AES(aes_key), modes.CTR(tag))
     return cipher.encryptor().update(data)
 
