@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.queue.events import EventLog
 from mailspool.queue.returns import ReturnLog
 from mailspool.queue.suppression import SuppressionList
 
@@ -88,6 +89,14 @@ class Queue(abc.ABC):
         """Returned mail kept beside the jobs, in the same database, sharing the queue's
         connection (RabbitMQ: its job store's)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no returned mail")
+
+    # -- events: what happened to jobs, for webhooks and pollers (queue/events.py) ------
+
+    @property
+    def events(self) -> EventLog:
+        """The job events written with the outcomes that cause them, and each webhook
+        endpoint's delivery state, in the same database (RabbitMQ: its job store's)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no events")
 
     # -- opening and closing: defaults for a queue with nothing to connect --------------
 

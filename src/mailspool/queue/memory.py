@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, Queue, added, final_reason, resumed
+from mailspool.queue.events import EventLog, EventType, MemoryEventLog
 from mailspool.queue.returns import MemoryReturnLog
 from mailspool.queue.suppression import MemorySuppressionList
 
@@ -32,11 +33,16 @@ class MemoryQueue(Queue):
     def returns(self) -> MemoryReturnLog:
         return self._returns
 
+    @property
+    def events(self) -> EventLog:
+        return self._events
+
     def __init__(self) -> None:
         self.url = "memory://"
-        self._suppressions = MemorySuppressionList()
+        self._events = MemoryEventLog()
+        self._suppressions = MemorySuppressionList(self._events)
         self.jobs: dict[str, Job] = {}
-        self._returns = MemoryReturnLog(self.jobs)
+        self._returns = MemoryReturnLog(self.jobs, self._events)
         self.blobs: dict[str, bytes] = {}
         self._ready_at: dict[str, float] = {}
         self._ambiguous: dict[str, int] = {}
@@ -56,6 +62,8 @@ class MemoryQueue(Queue):
             job = dataclasses.replace(j, state=state, created_at=j.created_at or now)
             job.updated_at = now
             self.jobs[j.id] = job
+            if state is State.SUPPRESSED:
+                self._event(EventType.SUPPRESSED, job)
             self._ready_at[j.id] = j.not_before or job.created_at
             out.append(added(j))
         return out
@@ -77,6 +85,7 @@ class MemoryQueue(Queue):
         for j in self._due(campaign, now)[:limit]:
             if j.state is State.SENDING:  # an expired lease: may have been delivered
                 self._ambiguous[j.id] = self._ambiguous.get(j.id, 0) + 1
+                self._event(EventType.AMBIGUOUS, j)
             j.state, j.lease_owner, j.attempts, j.updated_at = (
                 State.SENDING,
                 owner,
@@ -106,8 +115,18 @@ class MemoryQueue(Queue):
             j.not_before = o.not_before if o.state is State.DEFERRED else 0.0
             self._ready_at[j.id] = o.not_before if o.state is State.DEFERRED else now
             self._ambiguous[j.id] = self._ambiguous.get(j.id, 0) + int(o.ambiguous)
+            self._event(EventType(o.state.value), j)
+            if o.ambiguous:
+                self._event(EventType.AMBIGUOUS, j)
             applied += 1
         return applied
+
+    def _event(self, type_: EventType, j: Job) -> None:
+        self._events.append(
+            type_, at=j.updated_at, job_id=j.id, campaign=j.campaign,
+            recipients=j.recipients, detail=j.last_reply, reason=j.dead_reason,
+            attempts=j.attempts,
+        )  # fmt: skip
 
     async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None:
         until = time.time() + lease

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 
 from mailspool.message.optout import lookup_key
 from mailspool.models import Job
+from mailspool.queue.events import EventType, MemoryEventLog
 
 __all__ = [
     "MAX_DIAGNOSTIC_CHARS",
@@ -274,8 +275,9 @@ class MemoryReturnLog(ReturnLog):
     """Returned mail in this process's memory, for the in-memory queue. ``jobs``: the
     queue's own jobs, by id."""
 
-    def __init__(self, jobs: Mapping[str, Job]) -> None:
+    def __init__(self, jobs: Mapping[str, Job], events: MemoryEventLog | None = None) -> None:
         self._jobs = jobs
+        self._log = events
         self._events: dict[str, tuple[str, str, ReturnEvent]] = {}
         self._kept: dict[str, Unmatched] = {}
 
@@ -288,6 +290,14 @@ class MemoryReturnLog(ReturnLog):
         if event.key in self._events:
             return False
         self._events[event.key] = (job_id, campaign, event)
+        if self._log is not None:
+            job = self._jobs.get(job_id)
+            self._log.append(
+                EventType(event.kind.value), at=event.at, job_id=job_id, campaign=campaign,
+                recipients=(event.address,), detail=event.diagnostic,
+                reason=event.status or "", attempts=job.attempts if job else 0,
+                permanent=event.permanent,
+            )  # fmt: skip
         return True
 
     async def _counts(self, campaign: str | None) -> ReturnCounts:

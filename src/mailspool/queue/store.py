@@ -22,6 +22,7 @@ from typing import Any, Self
 
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter
+from mailspool.queue.events import EventLog
 from mailspool.queue.returns import ReturnLog
 from mailspool.queue.suppression import SuppressionList
 from mailspool.urls import Plugins
@@ -60,6 +61,11 @@ class JobStore(abc.ABC):
     def returns(self) -> ReturnLog:
         """Returned mail kept in this store (tables, or keys under its prefix)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no returned mail")
+
+    @property
+    def events(self) -> EventLog:
+        """Job events and webhook delivery state kept in this store (queue/events.py)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no events")
 
     @classmethod
     def from_url(cls, url: str) -> JobStore:

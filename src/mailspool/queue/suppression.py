@@ -47,6 +47,7 @@ from mailspool.message.optout import (
     is_domain_key,
     lookup_key,
 )
+from mailspool.queue.events import EventType, MemoryEventLog
 
 __all__ = [
     "ALL_LISTS",
@@ -270,8 +271,9 @@ class SuppressionList(abc.ABC):
 class MemorySuppressionList(SuppressionList):
     """A suppression list in a dict, for tests and the in-memory queue."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: MemoryEventLog | None = None) -> None:
         self._entries: dict[tuple[str, str], Suppression] = {}
+        self._events = events
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -279,6 +281,11 @@ class MemorySuppressionList(SuppressionList):
     async def _put(self, entries: Sequence[Suppression]) -> None:
         for entry in entries:
             old = self._entries.get(entry.position)
+            if old is None and entry.reason is Reason.UNSUBSCRIBED and self._events:
+                self._events.append(
+                    EventType.UNSUBSCRIBED, at=entry.created_at, recipients=(entry.address,),
+                    detail=entry.list_name or "", reason=entry.source,
+                )  # fmt: skip
             self._entries[entry.position] = entry if old is None else merge(old, entry)
 
     async def _delete(self, keys: Sequence[str], list_name: str | None) -> int:

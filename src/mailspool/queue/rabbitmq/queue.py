@@ -37,6 +37,7 @@ from typing import Any
 from mailspool.errors import ConfigError, MissingExtra, QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, Queue
+from mailspool.queue.events import EventLog
 from mailspool.queue.rabbitmq.connection import CONNECT_TIMEOUT, quiet_aiormq
 from mailspool.queue.rabbitmq.deliveries import DeliveryConsumer
 from mailspool.queue.rabbitmq.topology import parse_amqp_url
@@ -78,6 +79,11 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
     def returns(self) -> ReturnLog:
         """The job store's returned mail."""
         return self.store.returns
+
+    @property
+    def events(self) -> EventLog:
+        """The job store's events and webhook delivery state."""
+        return self.store.events
 
     async def ready(self, timeout: float) -> bool:
         """The job store answers, and the broker connection is up: while it is down, a
