@@ -28,6 +28,7 @@ from mailspool.message.addresses import normalize, normalize_domain
 from mailspool.message.optout import check_list_name
 from mailspool.message.unsubscribe import check_unsubscribe_url
 from mailspool.message.verp import check_return_path
+from mailspool.webhooks.endpoints import parse_webhooks
 
 ENV_PREFIX = "MAILSPOOL_"
 #: option names that differ from the field name
@@ -169,6 +170,16 @@ class Settings(BaseSettings):
     soft_bounce_window: float = Field(default=7 * 86400.0, gt=0)
     #: mailbox addresses that receive unsubscribe requests by mail
     unsubscribe_address: list[str] = Field(default_factory=list)
+    # job events (docs/bounces.md): webhooks/ and GET /v1/events
+    #: webhook endpoints, [TYPES=]URL (webhooks/endpoints.py)
+    webhook: list[str] = Field(default_factory=list)
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    #: how long a failing event is retried before it is dead-lettered
+    webhook_retry_period: float = Field(default=3 * 86400.0, gt=0)
+    #: how long send waits at its end for its events to be delivered
+    webhook_drain: float = Field(default=30.0, ge=0)
+    #: how long job events are kept for GET /v1/events and the webhooks
+    event_retention: float = Field(default=7 * 86400.0, gt=0)
 
     @field_validator(
         "lease",
@@ -180,6 +191,10 @@ class Settings(BaseSettings):
         "command_timeout",
         "data_timeout",
         "soft_bounce_window",
+        "webhook_timeout",
+        "webhook_retry_period",
+        "webhook_drain",
+        "event_retention",
         mode="before",
     )
     @classmethod
@@ -219,6 +234,14 @@ class Settings(BaseSettings):
                 except ValueError as exc:
                     raise ValueError(f"{item!r} is not an address: {exc}") from None
         return out
+
+    @field_validator("webhook", mode="before")
+    @classmethod
+    def _webhook(cls, v: Any) -> list[str]:
+        # blanks separate endpoints in an environment variable: a filter holds commas
+        items = v.split() if isinstance(v, str) else [str(i).strip() for i in v]
+        _checked(parse_webhooks, items)
+        return [i for i in items if i]
 
     @field_validator("dkim", mode="before")
     @classmethod

@@ -25,6 +25,10 @@ from mailspool.message.verp import ReturnPath
 from mailspool.message.verp import secrets_from_environment as verp_secrets
 from mailspool.queue import Enqueuing, Queue, make_queue, queue_packs_messages
 from mailspool.transport import TRANSPORTS, OutboxTransport, Transport
+from mailspool.webhooks.dispatcher import Dispatcher, DispatchSettings
+from mailspool.webhooks.endpoints import parse_webhooks
+from mailspool.webhooks.run import WebhookRun
+from mailspool.webhooks.signing import WebhookSecrets
 
 
 def open_queue(settings: Settings) -> Queue:
@@ -253,3 +257,22 @@ def limits(settings: Settings) -> Limits | None:
     if url is None:
         return None
     return make_limits(url, settings.limits)
+
+
+def webhook_run(settings: Settings, queue: Queue) -> WebhookRun | None:
+    """The dispatcher of ``--webhook`` over the queue's event log, to run beside
+    delivery (``async with``), or None without an endpoint. The signing secret is read
+    now: a missing one is a ConfigError naming the variables."""
+    if not settings.webhook:
+        return None
+    dispatcher = Dispatcher(
+        queue.events,
+        parse_webhooks(settings.webhook),
+        WebhookSecrets.from_environment(),
+        DispatchSettings(
+            timeout=settings.webhook_timeout,
+            retry_period=settings.webhook_retry_period,
+            retention=settings.event_retention,
+        ),
+    )
+    return WebhookRun(dispatcher)
