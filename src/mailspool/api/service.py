@@ -47,8 +47,10 @@ from mailspool.wiring import (
     make_transport,
     observers,
     open_queue,
+    webhook_run,
     worker_config,
 )
+from mailspool.webhooks.run import WebhookRun
 
 #: batches at least this large are rendered on a thread, off the event loop (as is any
 #: message using a registered template)
@@ -121,6 +123,7 @@ class Service:
         self._templates: TemplateStore | None = None
         self._commit: GroupCommit | None = None
         self._depth: QueueDepth | None = None
+        self._hooks: WebhookRun | None = None
         #: job builders by (campaign, template name, template version)
         self._builders: dict[tuple[str, str, int], JobBuilder] = {}
 
@@ -152,6 +155,9 @@ class Service:
         self.scrape = scrape_registry(self.metrics, self._depth)
         if self.n_workers:
             await self._start_workers(queue)
+        self._hooks = webhook_run(self.settings, queue)
+        if self._hooks is not None:
+            await self._hooks.__aenter__()
 
     async def _start_workers(self, queue: Queue) -> None:
         reclaimed = await reclaim_dead_leases(queue)
@@ -195,6 +201,9 @@ class Service:
             w.stop()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self._hooks is not None:
+            await self._hooks.__aexit__(None, None, None)
+            self._hooks = None
         if self._limits is not None:
             await self._limits.close()
         if self.queue is not None and self._own_queue:

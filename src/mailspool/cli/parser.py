@@ -73,6 +73,32 @@ def _retry(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-attempts", dest="max_attempts", type=int, help="0: no limit")
 
 
+def _events(p: argparse.ArgumentParser, *, drain: bool = False) -> None:
+    """Job events to webhooks (docs/bounces.md)."""
+    p.add_argument(
+        "--webhook", action="append", metavar="[TYPES=]URL",
+        help="post job events here, signed (MAILSPOOL_WEBHOOK_SECRET); TYPES filters them,"
+        " e.g. sent,dead=https://example.com/hook (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--webhook-timeout", dest="webhook_timeout", metavar="DURATION",
+        help="wait this long for an endpoint's answer (default 10s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--webhook-retry-period", dest="webhook_retry_period", metavar="DURATION",
+        help="retry a failing event this long, then dead-letter it (default 3d)",
+    )  # fmt: skip
+    p.add_argument(
+        "--event-retention", dest="event_retention", metavar="DURATION",
+        help="keep job events this long for GET /v1/events and webhooks (default 7d)",
+    )  # fmt: skip
+    if drain:
+        p.add_argument(
+            "--webhook-drain", dest="webhook_drain", metavar="DURATION",
+            help="at the end, wait this long for events to reach the webhooks (default 30s)",
+        )  # fmt: skip
+
+
 def _producer(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="CSV or JSONL file of recipients")
     p.add_argument("--template", help="Jinja2 message template (headers, blank line, body)")
@@ -181,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     _producer(p)
     _deliverability(p)
     _delivery(p)
+    _events(p, drain=True)
     _common(p)
     p.add_argument("--max-wait", dest="max_wait", help="keep waiting for retries this long (15m)")
     p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
@@ -195,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="deliver queued jobs until SIGTERM")
     _delivery(p)
+    _events(p)
     _common(p)
     p.add_argument("--drain", action="store_true", help="exit when nothing is due")
     p.add_argument("--campaign", help="only this campaign")
@@ -208,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="HTTP API (and in-process workers)")
     _delivery(p)
+    _events(p)
     _deliverability(p)
     _common(p)
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
@@ -258,6 +287,32 @@ def _admin(sub: Any) -> None:
     _suppress(sub)
     _dkim(sub)
     _inbound(sub)
+    _webhooks(sub)
+
+
+def _webhooks(sub: Any) -> None:
+    """``mailspool webhooks list|test|retry``."""
+    p = sub.add_parser("webhooks", help="job event webhooks: list, test, retry")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, summary in (
+        ("list", "each endpoint: events waiting, being retried, dead-lettered"),
+        ("test", "post a signed test event to each endpoint (or ENDPOINT) and show the answer"),
+        ("retry", "deliver an endpoint's dead-lettered events again, now"),
+    ):
+        a = actions.add_parser(name, help=summary)
+        if name != "list":
+            a.add_argument(
+                "endpoint", nargs="?", metavar="ENDPOINT",
+                help="one endpoint, by its URL or its name in `webhooks list` (default: all)",
+            )  # fmt: skip
+        _common(a)
+        _events(a)
+        if name == "retry":
+            a.add_argument(
+                "--timeout", metavar="DURATION", default="60s",
+                help="wait this long for the events to be delivered (default 60s)",
+            )  # fmt: skip
+        a.add_argument("--json", action="store_true", help="the result as JSON on stdout")
 
 
 def _inbound(sub: Any) -> None:

@@ -27,6 +27,7 @@ from mailspool.observe.logs import get_logger
 from mailspool.observe.progress import Progress
 from mailspool.queue import Queue
 from mailspool.transport import Transport
+from mailspool.webhooks.run import WebhookRun
 from mailspool.wiring import (
     build_pool,
     default_campaign,
@@ -36,6 +37,7 @@ from mailspool.wiring import (
     make_transport,
     observers,
     open_queue,
+    webhook_run,
     worker_config,
 )
 
@@ -81,6 +83,9 @@ class SendRun:
             shared = limits(settings)
             if shared is not None:
                 stack.push_async_callback(shared.close)
+            hooks = webhook_run(settings, queue)
+            if hooks is not None:
+                await stack.enter_async_context(hooks)
             progress = Progress(f"{campaign}", enabled=True)
             relay = StopOnRelayMisconfiguration(log)
             worker = Worker(
@@ -94,6 +99,8 @@ class SendRun:
             report = await self._deliver(queue, worker, producer, source, progress, pool)
             stats = await queue.stats(campaign)
             summary = self._summary(report, stats, sent_before, transport)
+            if hooks is not None:
+                summary["webhooks"] = await self._drain(hooks)
             self._print(summary, transport, report)
             if relay.error is not None:
                 print(
@@ -156,6 +163,19 @@ class SendRun:
                 return
             yield row
 
+    async def _drain(self, hooks: WebhookRun) -> dict[str, int]:
+        """Let the webhooks catch up (up to --webhook-drain); what waits for a later run."""
+        left = await hooks.drain(self.settings.webhook_drain)
+        waiting = sum(b.waiting for b in left.values())
+        dead = sum(b.dead for b in left.values())
+        if waiting:
+            self.log.warning(
+                "webhook events not delivered yet: they are kept for the next worker, serve"
+                " or send with the same --webhook, or `mailspool webhooks retry`",
+                waiting=waiting,
+            )
+        return {"waiting": waiting, "dead": dead}
+
     def _summary(
         self,
         report: ProducerReport,
@@ -210,6 +230,13 @@ class SendRun:
                 print(f"  {s[key]} {label}", file=out)
         if report.rejects_file:
             print(f"  rejected rows: {report.rejects_file}", file=out)
+        hooks = s.get("webhooks")
+        if hooks and (hooks["waiting"] or hooks["dead"]):
+            print(
+                f"  webhook events: {hooks['waiting']} not delivered yet (kept for the next"
+                f" run), {hooks['dead']} dead-lettered (`mailspool webhooks list`)",
+                file=out,
+            )
         if not transport.delivers:
             print(
                 f"  NOTHING WAS SENT: no --smtp relay given; messages are in {s['outbox']}/",

@@ -20,6 +20,7 @@ from mailspool.wiring import (
     make_transport,
     observers,
     open_queue,
+    webhook_run,
     worker_config,
 )
 
@@ -36,6 +37,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         shared = limits(settings)
         if shared is not None:
             stack.push_async_callback(shared.close)
+        hooks = webhook_run(settings, queue)
+        if hooks is not None:
+            await stack.enter_async_context(hooks)
         worker = Worker(
             queue=queue,
             transport=make_transport(settings),
