@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import ssl
 import sys
@@ -55,6 +56,7 @@ def log_outcome(log: Any, o: Outcome) -> None:
         peer=o.peer,
         envelope_to=o.envelope_to,
         size=o.size,
+        tls=o.tls,
         kind=o.report.kind.value,
         action=(action or Action.UNMATCHED).value,
         job=next((h.job for h in o.handled if h.job is not None), None),
@@ -67,6 +69,8 @@ def log_outcome(log: Any, o: Outcome) -> None:
 
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     log = get_logger("mailspool.inbound")
+    if settings.log_level != "debug":  # aiosmtpd logs every command, addresses and all
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
     host, port = args.listen
     max_size = args.max_size or DEFAULT_MAX_BYTES
     tls = tls_context(args.tls_cert, args.tls_key)

@@ -55,6 +55,7 @@ class Outcome:
     report: Report | None
     handled: list[Handled] = field(default_factory=list)
     error: str | None = None
+    tls: bool = False  # whether the session was under STARTTLS
 
 
 class ReturnedMail:
@@ -106,9 +107,10 @@ class ReturnedMail:
             return "451 4.3.2 Shutting down, try again later"
         peer = session.peer
         who = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        tls = session.ssl is not None
         task = asyncio.ensure_future(
             self._apply(who, envelope.mail_from or "", list(envelope.rcpt_tos),
-                        envelope.original_content or b"")
+                        envelope.original_content or b"", tls)
         )  # fmt: skip
         self._busy.add(task)
         task.add_done_callback(self._busy.discard)
@@ -116,7 +118,9 @@ class ReturnedMail:
         # waits for it (drain)
         return await asyncio.shield(task)
 
-    async def _apply(self, peer: str, mail_from: str, rcpts: list[str], data: bytes) -> str:
+    async def _apply(
+        self, peer: str, mail_from: str, rcpts: list[str], data: bytes, tls: bool
+    ) -> str:
         ok = True
         for rcpt in rcpts:
             try:
@@ -128,9 +132,11 @@ class ReturnedMail:
             except Exception as exc:  # the store failed: nothing durable, the sender retries
                 ok = False
                 error = f"{type(exc).__name__}: {exc}"
-                self.on_outcome(Outcome(peer, mail_from, rcpt, len(data), None, error=error))
+                self.on_outcome(
+                    Outcome(peer, mail_from, rcpt, len(data), None, error=error, tls=tls)
+                )
                 break
-            self.on_outcome(Outcome(peer, mail_from, rcpt, len(data), report, handled))
+            self.on_outcome(Outcome(peer, mail_from, rcpt, len(data), report, handled, tls=tls))
         if not ok:
             return "451 4.3.0 Could not record the message, try again later"
         return "250 2.0.0 OK"
@@ -176,6 +182,7 @@ class Listener:
             hostname=self.hostname,
             ident="mailspool",
             tls_context=self.tls,
+            auth_exclude_mechanism=["LOGIN", "PLAIN"],  # no AUTH: nobody logs in to an MX
             loop=asyncio.get_running_loop(),
         )
         self._sessions.add(session)
