@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mailspool.cli.parser import build_parser
 from mailspool.message.verp import ENV_SECRET
 from mailspool.testing import RecordingSMTPServer, free_port, wait_listening
 from tests.support.cli import TEMPLATE, Result, json_events, write_csv
@@ -63,3 +64,15 @@ def test_the_listener_takes_a_bounce_and_stops_on_sigterm(
     assert SECRET not in text
     listed = cli("suppress", "list", "--json", "--queue", queue)
     assert '"ann@example.com"' in listed.stdout and "bob@example.com" not in listed.stdout
+
+
+def test_inbound_alone_listens_and_inbound_ingest_still_reads_files() -> None:
+    listen = build_parser().parse_args(["inbound", "--listen", "[::1]:25", "--max-size", "512K"])
+    assert (listen.module, listen.action, listen.listen) == ("inbound_listen", None, ("::1", 25))
+    assert listen.max_size == 512 * 1024
+    assert build_parser().parse_args(["inbound"]).listen == ("127.0.0.1", 2525)  # loopback
+    ingest = build_parser().parse_args(["inbound", "ingest", "a.mbox", "--json"])
+    assert (ingest.module, ingest.action, ingest.paths) == ("inbound", "ingest", ["a.mbox"])
+    for bad in (["--listen", "2525"], ["--listen", "host:99999"], ["--max-size", "10G"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["inbound", *bad])
