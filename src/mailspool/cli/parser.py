@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -315,40 +316,87 @@ def _webhooks(sub: Any) -> None:
         a.add_argument("--json", action="store_true", help="the result as JSON on stdout")
 
 
+DEFAULT_LISTEN = "127.0.0.1:2525"
+_UNITS = {"": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2}
+_SIZE = re.compile(r"(\d+)\s*([a-z]*)", re.IGNORECASE)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:25`` for IPv6) as (host, port)."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
+    return host, int(port)
+
+
+def parse_size(value: str) -> int:
+    """A size in bytes: ``10485760``, ``512K``, ``10M`` (K and M are 1024 and 1024²)."""
+    found = _SIZE.fullmatch(value.strip())
+    unit = found.group(2).lower() if found else ""
+    if found is None or unit not in _UNITS or int(found.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a size such as 10M or 512K")
+    return int(found.group(1)) * _UNITS[unit]
+
+
+def _returned(p: argparse.ArgumentParser) -> None:
+    """What reading returned mail needs: the return path, the unsubscribe mailboxes and
+    the soft-bounce settings (``inbound`` and ``inbound ingest``)."""
+    _common(p)
+    p.add_argument(
+        "--return-path", dest="return_path", metavar="ADDR",
+        help="the --return-path the messages were sent with: its VERP addresses name jobs",
+    )  # fmt: skip
+    p.add_argument(
+        "--unsubscribe-address", dest="unsubscribe_address", action="append", metavar="ADDR",
+        help="a mailbox receiving unsubscribe requests (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--soft-bounce-limit", dest="soft_bounce_limit", type=int, metavar="N",
+        help="temporary bounces within the window that suppress an address (default 3)",
+    )  # fmt: skip
+    p.add_argument(
+        "--soft-bounce-window", dest="soft_bounce_window", metavar="DURATION",
+        help="how far back temporary bounces count (default 7d)",
+    )  # fmt: skip
+
+
 def _inbound(sub: Any) -> None:
-    """``mailspool inbound ingest``."""
-    p = sub.add_parser("inbound", help="returned mail: bounces, complaints, unsubscribes")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    """``mailspool inbound`` (the SMTP listener, cli/inbound_listen.py) and ``mailspool
+    inbound ingest`` (cli/inbound.py)."""
+    p = sub.add_parser(
+        "inbound",
+        help="returned mail: bounces, complaints, unsubscribes (an SMTP listener, or ingest)",
+    )
+    p.set_defaults(module="inbound_listen")
+    _returned(p)
+    p.add_argument(
+        "--listen", type=parse_listen, default=parse_listen(DEFAULT_LISTEN), metavar="HOST:PORT",
+        help=f"address to listen on (default {DEFAULT_LISTEN}; 0.0.0.0:25 for every interface)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-size", dest="max_size", type=parse_size, metavar="SIZE",
+        help="largest message taken, e.g. 10M (default); larger ones are refused with 552",
+    )  # fmt: skip
+    p.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="offer STARTTLS: PEM chain")
+    p.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="its private key (PEM)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
     a = actions.add_parser(
         "ingest", help="apply the returned mail of an mbox, a Maildir or .eml files"
     )
+    a.set_defaults(module="inbound")
     a.add_argument(
         "paths", nargs="+", metavar="PATH",
         help="an mbox file, a Maildir, a directory of .eml files or a file of one message",
     )  # fmt: skip
-    _common(a)
-    a.add_argument(
-        "--return-path", dest="return_path", metavar="ADDR",
-        help="the --return-path the messages were sent with: its VERP addresses name jobs",
-    )  # fmt: skip
-    a.add_argument(
-        "--unsubscribe-address", dest="unsubscribe_address", action="append", metavar="ADDR",
-        help="a mailbox receiving unsubscribe requests (repeatable)",
-    )  # fmt: skip
-    a.add_argument(
-        "--soft-bounce-limit", dest="soft_bounce_limit", type=int, metavar="N",
-        help="temporary bounces within the window that suppress an address (default 3)",
-    )  # fmt: skip
-    a.add_argument(
-        "--soft-bounce-window", dest="soft_bounce_window", metavar="DURATION",
-        help="how far back temporary bounces count (default 7d)",
-    )  # fmt: skip
+    _returned(a)
     a.add_argument("--json", action="store_true", help="one JSON object per message on stdout")
 
 
 async def dispatch(args: argparse.Namespace, settings: Settings) -> ExitCode:
     """Run the command ``args`` names (imported now: ``status`` need not load the API)."""
-    command: Command = importlib.import_module(f"mailspool.cli.{args.command}").run
+    module = getattr(args, "module", None) or args.command  # a subcommand's own module
+    command: Command = importlib.import_module(f"mailspool.cli.{module}").run
     return await command(args, settings)
 
 

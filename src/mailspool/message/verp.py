@@ -167,3 +167,14 @@ class ReturnPath:
     def read(self, address: str) -> str | None:
         """:func:`read_return_path` against this base."""
         return read_return_path(self.secrets, address, self.base)
+
+    def owns(self, address: str) -> bool:
+        """Whether ``address`` is the base or has its VERP form (LOCAL+TOKEN@DOMAIN, any
+        case), whatever the token's signature: mail a listener must take in (a token no
+        secret verifies is matched by Message-ID, or kept unmatched)."""
+        text = address.strip()
+        if text.startswith("<") and text.endswith(">"):
+            text = text[1:-1]
+        if text.lower() == self.base.lower():
+            return True
+        return _token_of(text, *split_base(self.base)) is not None
