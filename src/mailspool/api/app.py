@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from mailspool import __version__
 from mailspool.api.auth import Tokens
 from mailspool.api.bodies import BatchIn, MessageIn
+from mailspool.api.events import events
 from mailspool.api.intake import error
 from mailspool.api.middleware import AccessLog, BodyLimit
 from mailspool.api.ratelimit import ClientLimits
@@ -71,6 +72,7 @@ def create_app(
     app.state.client_limits = client_limits or ClientLimits()
     app.include_router(v1)
     app.include_router(suppressions)
+    app.include_router(events)
     app.include_router(u)
     app.include_router(ops)
     app.add_exception_handler(RequestValidationError, _validation_failed)

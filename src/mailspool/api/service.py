@@ -41,6 +41,7 @@ from mailspool.observe.metrics import (
 )
 from mailspool.observe.tracing import span, tracer
 from mailspool.queue import Queue
+from mailspool.webhooks.run import WebhookRun
 from mailspool.wiring import (
     limits,
     load_deliverability,
@@ -50,7 +51,6 @@ from mailspool.wiring import (
     webhook_run,
     worker_config,
 )
-from mailspool.webhooks.run import WebhookRun
 
 #: batches at least this large are rendered on a thread, off the event loop (as is any
 #: message using a registered template)
