@@ -265,11 +265,23 @@ def _inbound(sub: Any) -> None:
     p = sub.add_parser("inbound", help="returned mail: bounces, complaints, unsubscribes")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = actions.add_parser(
-        "ingest", help="apply the returned mail of an mbox, a Maildir or .eml files"
+        "ingest", help="apply the returned mail of an mbox, a Maildir, .eml files or IMAP"
     )
     a.add_argument(
-        "paths", nargs="+", metavar="PATH",
+        "paths", nargs="*", metavar="PATH",
         help="an mbox file, a Maildir, a directory of .eml files or a file of one message",
+    )  # fmt: skip
+    a.add_argument(
+        "--imap", metavar="URL",
+        help="read this mailbox instead, e.g. imaps://bounces@mail.example.com/INBOX",
+    )  # fmt: skip
+    a.add_argument(
+        "--imap-processed-folder", dest="imap_processed_folder", metavar="FOLDER",
+        help="where messages read over IMAP are moved (default mailspool-processed)",
+    )  # fmt: skip
+    a.add_argument(
+        "--imap-poll", dest="imap_poll", metavar="DURATION",
+        help="read the mailbox again every DURATION until SIGTERM (default: once)",
     )  # fmt: skip
     _common(a)
     a.add_argument(
