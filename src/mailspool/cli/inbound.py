@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mailspool.cli.exits import ExitCode
-from mailspool.cli.inbound_imap import read_mailbox
+from mailspool.cli.inbound_imap import mailbox_settings, read_mailbox
 from mailspool.config import Settings
 from mailspool.errors import ConfigError
 from mailspool.inbound import (
@@ -178,6 +178,7 @@ async def ingest(args: argparse.Namespace, settings: Settings) -> ExitCode:
         raise ConfigError("give PATHs or --imap, not both")
     if not args.paths and not settings.imap:
         raise ConfigError("give the PATHs to read, or --imap URL")
+    mailbox = None if args.paths else mailbox_settings(settings)  # checked before the queue
     policy = SoftBouncePolicy(settings.soft_bounce_limit, settings.soft_bounce_window)
     return_path = load_return_path(settings)
     unsubscribe_to = frozenset(settings.unsubscribe_address)
@@ -197,8 +198,10 @@ async def ingest(args: argparse.Namespace, settings: Settings) -> ExitCode:
             tally[r["action"]] += 1
             print(json.dumps(r) if args.json else summary(r), flush=True)
 
-        if not args.paths:  # the mailbox of --imap (or MAILSPOOL_IMAP)
-            code = await read_mailbox(settings, lambda file, data: apply(Message(file, 1, data)))
+        if mailbox is not None:  # the mailbox of --imap (or MAILSPOOL_IMAP)
+            code = await read_mailbox(
+                mailbox, settings, lambda file, data: apply(Message(file, 1, data))
+            )
         for path in args.paths:
             for item in messages(Path(path)):
                 if isinstance(item, Unreadable):

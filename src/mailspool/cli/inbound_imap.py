@@ -45,11 +45,10 @@ def mailbox_settings(settings: Settings) -> ImapSettings:
     return imap
 
 
-async def read_mailbox(settings: Settings, apply: ApplyMessage) -> ExitCode:
+async def read_mailbox(imap: ImapSettings, settings: Settings, apply: ApplyMessage) -> ExitCode:
     """One pass over the mailbox, or one every ``settings.imap_poll`` seconds until a
     signal. Exit 2 when the mailbox cannot be read (at the first pass, when polling: later
     failures are logged and the next pass tries again)."""
-    imap = mailbox_settings(settings)
     stop = asyncio.Event()
     if settings.imap_poll is not None:
         _stop_on_signals(stop)

@@ -147,8 +147,10 @@ def _quoted(name: str) -> str:
 
 def _text(data: object) -> str:
     """A server's answer (bytes, a list of them, or an imaplib error) as one short line."""
-    if isinstance(data, BaseException):
-        data = data.args[0] if data.args else repr(data)
+    if isinstance(data, OSError) and data.strerror:
+        data = data.strerror  # not its errno
+    elif isinstance(data, BaseException):
+        data = str(data) or type(data).__name__
     if isinstance(data, list):
         data = b" ".join(d for d in data if isinstance(d, bytes))
     if isinstance(data, bytes):
