@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start what the test suite needs when it is not running already: Postfix's smtp-sink and
-# smtp-source (Debian package postfix), Perl's Mail::DKIM (libmail-dkim-perl), Redis,
-# RabbitMQ and PostgreSQL. Idempotent.
+# smtp-source (Debian package postfix), Perl's Mail::DKIM (libmail-dkim-perl), Dovecot's
+# IMAP server (dovecot-imapd), Redis, RabbitMQ and PostgreSQL. Idempotent.
 set -u
 log() { echo "services: $*" >&2; }
 have_port() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -21,6 +21,14 @@ if ! perl -MMail::DKIM::Verifier -MNet::DNS -e 1 >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmail-dkim-perl >/dev/null 2>&1 \
     || { as_root apt-get update -qq >/dev/null 2>&1; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmail-dkim-perl >/dev/null 2>&1; } \
     || log "could not install libmail-dkim-perl: its DKIM checks will be skipped (or fail under CI)"
+fi
+
+# Dovecot: the IMAP server the tests read a bounce mailbox from (tests/support/imap.py)
+if ! command -v dovecot >/dev/null && [ ! -x /usr/sbin/dovecot ]; then
+  log "installing dovecot-imapd (the tests' IMAP server)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null 2>&1 \
+    || { as_root apt-get update -qq >/dev/null 2>&1; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null 2>&1; } \
+    || log "could not install dovecot-imapd: IMAP tests will be skipped (or fail under CI)"
 fi
 
 if ! have_port 6379 && command -v redis-server >/dev/null; then

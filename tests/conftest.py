@@ -1,7 +1,7 @@
 """Registers the shared fixtures, which live in tests/support/ with the helpers they go
-with: real servers on loopback (aiosmtpd in-process, Postfix smtp-sink), TLS certificates
-from a throwaway CA, namespaces on Redis, RabbitMQ and PostgreSQL, the CLI run as a user
-would, worker processes."""
+with: real servers on loopback (aiosmtpd in-process, Postfix smtp-sink, a private Dovecot),
+TLS certificates from a throwaway CA, namespaces on Redis, RabbitMQ and PostgreSQL, the CLI
+run as a user would, worker processes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ pytest.register_assert_rewrite("tests.support")
 
 pytest_plugins = [
     "tests.support.cli",
+    "tests.support.imap",
     "tests.support.processes",
     "tests.support.queues",
     "tests.support.services",

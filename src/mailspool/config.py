@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mailspool.delivery.limits import LimitSettings, parse_domain_rates, parse_rate
 from mailspool.errors import ConfigError
+from mailspool.inbound.imap import DEFAULT_PROCESSED_FOLDER, check_mailbox_name
 from mailspool.intake.suppression_csv import parse_time
 from mailspool.message.addresses import normalize, normalize_domain
 from mailspool.message.optout import check_list_name
@@ -180,6 +181,12 @@ class Settings(BaseSettings):
     webhook_drain: float = Field(default=30.0, ge=0)
     #: how long job events are kept for GET /v1/events and the webhooks
     event_retention: float = Field(default=7 * 86400.0, gt=0)
+    #: the bounce mailbox read over IMAP (inbound/imap.py): imaps://user@host/INBOX
+    imap: str | None = None
+    #: where the messages read over IMAP are moved, created when missing
+    imap_processed_folder: str = DEFAULT_PROCESSED_FOLDER
+    #: read the IMAP mailbox again every so many seconds (None: once)
+    imap_poll: float | None = Field(default=None, gt=0)
 
     @field_validator(
         "lease",
@@ -202,6 +209,11 @@ class Settings(BaseSettings):
         if not isinstance(v, str | int | float):
             raise ValueError(f"bad duration {v!r}: use e.g. 30s, 10m, 2h, 5d")
         return parse_duration(v)
+
+    @field_validator("imap_poll", mode="before")
+    @classmethod
+    def _imap_poll(cls, v: Any) -> float | None:
+        return None if v is None else cls._duration(v)
 
     @field_validator("domain_rate", mode="before")
     @classmethod
@@ -261,6 +273,11 @@ class Settings(BaseSettings):
     @classmethod
     def _return_path(cls, v: str | None) -> str | None:
         return None if v is None else _checked(check_return_path, v)
+
+    @field_validator("imap_processed_folder")
+    @classmethod
+    def _imap_processed_folder(cls, v: str) -> str:
+        return _checked(lambda name: check_mailbox_name(name, "the folder"), v)
 
     @field_validator("list_name")
     @classmethod

@@ -6,7 +6,8 @@ A PATH is a Maildir (a directory with ``cur``, ``new`` and ``tmp``: the messages
 ``new`` and ``cur``), a directory of ``.eml`` files, an mbox file (it starts with a
 ``From`` line) or a file holding one message. The address a message was delivered to
 is read from its ``Delivered-To``, ``X-Original-To`` or ``Envelope-To`` header, which
-mailbox deliveries add: a VERP address there names its job.
+mailbox deliveries add: a VERP address there names its job. ``--imap URL`` reads an
+IMAP mailbox instead (cli/inbound_imap.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from mailspool.cli.exits import ExitCode
+from mailspool.cli.inbound_imap import mailbox_settings, read_mailbox
 from mailspool.config import Settings
+from mailspool.errors import ConfigError
 from mailspool.inbound import (
     Action,
     Handled,
@@ -171,34 +174,50 @@ def summary(r: dict[str, Any]) -> str:
 
 
 async def ingest(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    if args.paths and args.imap:
+        raise ConfigError("give PATHs or --imap, not both")
+    if not args.paths and not settings.imap:
+        raise ConfigError("give the PATHs to read, or --imap URL")
+    mailbox = None if args.paths else mailbox_settings(settings)  # checked before the queue
     policy = SoftBouncePolicy(settings.soft_bounce_limit, settings.soft_bounce_window)
     return_path = load_return_path(settings)
     unsubscribe_to = frozenset(settings.unsubscribe_address)
     tally = dict.fromkeys(("messages", *(a.value for a in STRENGTH), "failed"), 0)
+    code = ExitCode.OK
     async with open_queue(settings) as queue:
+
+        async def apply(item: Message) -> None:
+            to = envelope_to(item.data, return_path, unsubscribe_to)
+            report = parse_report(item.data, envelope_to=to, unsubscribe_to=unsubscribe_to)
+            handled = await handle(
+                report, item.data, store=queue, return_path=return_path, now=time.time(),
+                policy=policy,
+            )  # fmt: skip
+            r = row(item, report, handled)
+            tally["messages"] += 1
+            tally[r["action"]] += 1
+            print(json.dumps(r) if args.json else summary(r), flush=True)
+
+        if mailbox is not None:  # the mailbox of --imap (or MAILSPOOL_IMAP)
+            code = await read_mailbox(
+                mailbox, settings, lambda file, data: apply(Message(file, 1, data))
+            )
         for path in args.paths:
             for item in messages(Path(path)):
                 if isinstance(item, Unreadable):
                     tally["failed"] += 1
                     print(f"mailspool: {_safe(str(item))}", file=sys.stderr)
                     continue
-                to = envelope_to(item.data, return_path, unsubscribe_to)
-                report = parse_report(item.data, envelope_to=to, unsubscribe_to=unsubscribe_to)
-                handled = await handle(
-                    report, item.data, store=queue, return_path=return_path, now=time.time(),
-                    policy=policy,
-                )  # fmt: skip
-                r = row(item, report, handled)
-                tally["messages"] += 1
-                tally[r["action"]] += 1
-                print(json.dumps(r) if args.json else summary(r), flush=True)
+                await apply(item)
+    if code is ExitCode.USAGE:  # the mailbox could not be read: said so already
+        return code
     total = (
         f"{tally['messages']} messages: {tally['suppressed']} suppressed,"
         f" {tally['counted']} counted, {tally['unmatched']} unmatched"
         + (f"; {tally['failed']} could not be read" if tally["failed"] else "")
     )
     print(total, file=sys.stderr if args.json else sys.stdout)
-    return ExitCode.SOME_FAILED if tally["failed"] else ExitCode.OK
+    return ExitCode.SOME_FAILED if tally["failed"] else code
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:

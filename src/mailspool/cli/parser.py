@@ -382,12 +382,24 @@ def _inbound(sub: Any) -> None:
     p.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="its private key (PEM)")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     a = actions.add_parser(
-        "ingest", help="apply the returned mail of an mbox, a Maildir or .eml files"
+        "ingest", help="apply the returned mail of an mbox, a Maildir, .eml files or IMAP"
     )
     a.set_defaults(module="inbound")
     a.add_argument(
-        "paths", nargs="+", metavar="PATH",
+        "paths", nargs="*", metavar="PATH",
         help="an mbox file, a Maildir, a directory of .eml files or a file of one message",
+    )  # fmt: skip
+    a.add_argument(
+        "--imap", metavar="URL",
+        help="read this mailbox instead, e.g. imaps://bounces@mail.example.com/INBOX",
+    )  # fmt: skip
+    a.add_argument(
+        "--imap-processed-folder", dest="imap_processed_folder", metavar="FOLDER",
+        help="where messages read over IMAP are moved (default mailspool-processed)",
+    )  # fmt: skip
+    a.add_argument(
+        "--imap-poll", dest="imap_poll", metavar="DURATION",
+        help="read the mailbox again every DURATION until SIGTERM (default: once)",
     )  # fmt: skip
     _returned(a)
     a.add_argument("--json", action="store_true", help="one JSON object per message on stdout")

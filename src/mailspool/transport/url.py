@@ -62,21 +62,22 @@ class SMTPSettings:
         return ctx
 
 
-def _password(raw: str | None) -> str | None:
-    """The password from the URL, else MAILSPOOL_SMTP_PASSWORD, else the file named by
-    MAILSPOOL_SMTP_PASSWORD_FILE (its trailing newline removed). Empty counts as unset."""
+def url_password(raw: str | None, variable: str = "MAILSPOOL_SMTP_PASSWORD") -> str | None:
+    """The password from the URL, else the environment ``variable``, else the file named
+    by ``variable``_FILE (its trailing newline removed). Empty counts as unset. (The
+    IMAP mailbox's password is read the same way, from MAILSPOOL_IMAP_PASSWORD.)"""
     if raw:
         return unquote(raw)
-    env = os.environ.get("MAILSPOOL_SMTP_PASSWORD")
+    env = os.environ.get(variable)
     if env:
         return env
-    path = os.environ.get("MAILSPOOL_SMTP_PASSWORD_FILE")
+    path = os.environ.get(f"{variable}_FILE")
     if path:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             why = getattr(exc, "strerror", None) or "not readable as UTF-8 text"
-            raise ConfigError(f"MAILSPOOL_SMTP_PASSWORD_FILE: cannot read {path}: {why}") from None
+            raise ConfigError(f"{variable}_FILE: cannot read {path}: {why}") from None
         return text.rstrip("\r\n") or None
     return None
 
@@ -117,7 +118,7 @@ def parse_smtp_url(url: str, **timeouts: float) -> SMTPSettings:
     verify = _flag(q, "verify", "on")
     if verify not in _ON + _OFF:
         raise ConfigError("verify must be on or off")
-    cafile = _cafile(q.get("cafile", [None])[-1])
+    cafile = check_cafile(q.get("cafile", [None])[-1])
     helo = q.get("helo", [None])[-1]
     if helo is not None and not _valid_helo(helo):
         raise ConfigError("helo must be a host name or an address literal such as [192.0.2.1]")
@@ -155,7 +156,7 @@ def _credentials(raw_user: str | None, raw_password: str | None) -> tuple[str | 
         if raw_password:
             raise ConfigError("the relay URL has a password but no user name")
         return None, None
-    password = _password(raw_password)
+    password = url_password(raw_password)
     if password is None:
         raise ConfigError(
             "the relay URL names a user but no password was found: set MAILSPOOL_SMTP_PASSWORD"
@@ -176,7 +177,8 @@ def _connection_limits(q: dict[str, list[str]]) -> tuple[float, int]:
     return max_age, max_messages
 
 
-def _cafile(cafile: str | None) -> str | None:
+def check_cafile(cafile: str | None) -> str | None:
+    """``cafile`` when it names a file of usable CA certificates (None: none given)."""
     if not cafile:
         return None
     if not Path(cafile).is_file():
