@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -209,7 +210,16 @@ def remove_sqlite(url: str) -> None:
         Path(path + suffix).unlink(missing_ok=True)
 
 
-def run_mailspool(rnd: int, sink: Sink, args: argparse.Namespace, target: Target) -> RunResult:
+def run_mailspool(
+    rnd: int,
+    sink: Sink,
+    args: argparse.Namespace,
+    target: Target,
+    extra: Sequence[str] = (),
+    label: str = "",
+) -> RunResult:
+    """One ``mailspool send`` of the recipients; ``extra``: more options (``label`` says
+    which, in the client's name)."""
     run_id = uuid.uuid4().hex[:12]
     ns = namespace(*target.urls(args, rnd, run_id), run_id)
     url = ns.queue
@@ -218,14 +228,14 @@ def run_mailspool(rnd: int, sink: Sink, args: argparse.Namespace, target: Target
         "--template", str(args.tmp / "t.txt"),
         "--smtp", f"smtp://127.0.0.1:{sink.port}",
         "--concurrency", str(args.concurrency),
-        "--queue", url, "--json", "--log-level", "warning",
+        "--queue", url, "--json", "--log-level", "warning", *extra,
     ]  # fmt: skip
     if not url.startswith("sqlite:"):
         cmd += ["--campaign", f"bench-{run_id}"]
     if ns.store:
         cmd += ["--store", ns.store]
     try:
-        client = f"mailspool send -c {args.concurrency} ({target.kind})"
+        client = f"mailspool send -c {args.concurrency} ({target.kind}{label})"
         run, res = timed(client, rnd, cmd, sink, args)
     finally:
         remove_sqlite(url)
