@@ -10,13 +10,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from mailspool import __version__
 from mailspool.cli.exits import ExitCode
+from mailspool.cli.options import (
+    DEFAULT_LISTEN,
+    common,
+    deliverability,
+    delivery,
+    events,
+    parse_listen,
+    parse_size,
+    producer,
+    retry,
+    returned,
+)
 from mailspool.errors import ConfigError, MailspoolError, QueueError, SourceError, TemplateError
 
 #: the reasons of suppression entries (queue.suppression.Reason, not imported at start-up)
@@ -26,130 +37,6 @@ if TYPE_CHECKING:
     from mailspool.config import Settings
 
     Command = Callable[[argparse.Namespace, Settings], Awaitable[ExitCode]]
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--queue", help="queue URL (default sqlite:///mailspool.db)")
-    p.add_argument("--store", help="job store URL when the queue cannot hold state")
-    p.add_argument("--log-level", dest="log_level", help="debug, info, warning, error")
-    p.add_argument("--log-format", dest="log_format", help="auto, console or json")
-
-
-def _delivery(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--smtp", help="relay URL, e.g. smtp://user@relay.example.com:587")
-    p.add_argument("--concurrency", type=int, help="messages in flight (default 8)")
-    p.add_argument("--rate", help="global rate limit: 20/s, 500/m, 10000/h")
-    p.add_argument(
-        "--domain-rate",
-        dest="domain_rate",
-        action="append",
-        help="per recipient domain: gmail.com=20/s (repeatable)",
-    )
-    p.add_argument("--default-domain-rate", dest="default_domain_rate", help="other domains")
-    p.add_argument(
-        "--domain-concurrency",
-        dest="domain_concurrency",
-        type=int,
-        help="messages in flight per recipient domain",
-    )
-    p.add_argument(
-        "--limits-redis",
-        dest="limits_redis",
-        help="Redis URL holding the limits shared by every worker (default: the queue's or"
-        " store's Redis, else per process)",
-    )
-    p.add_argument("--lease", help="lease (visibility timeout), e.g. 60s")
-    _retry(p)
-    p.add_argument("--connect-timeout", dest="connect_timeout")
-    p.add_argument("--command-timeout", dest="command_timeout")
-    p.add_argument("--data-timeout", dest="data_timeout", help="wait for the final reply (600s)")
-
-
-def _retry(p: argparse.ArgumentParser) -> None:
-    """The retry schedule; given to send or enqueue, it becomes the campaign's own."""
-    p.add_argument("--retry-first", dest="retry_first", help="first retry delay (default 5m)")
-    p.add_argument("--retry-factor", dest="retry_factor", type=float, help="growth (default 2)")
-    p.add_argument("--retry-max-delay", dest="retry_max_delay", help="retry delay cap (1h)")
-    p.add_argument("--max-age", dest="max_age", help="give up after (default 5d)")
-    p.add_argument("--max-attempts", dest="max_attempts", type=int, help="0: no limit")
-
-
-def _events(p: argparse.ArgumentParser, *, drain: bool = False) -> None:
-    """Job events to webhooks (docs/bounces.md)."""
-    p.add_argument(
-        "--webhook", action="append", metavar="[TYPES=]URL",
-        help="post job events here, signed (MAILSPOOL_WEBHOOK_SECRET); TYPES filters them,"
-        " e.g. sent,dead=https://example.com/hook (repeatable)",
-    )  # fmt: skip
-    p.add_argument(
-        "--webhook-timeout", dest="webhook_timeout", metavar="DURATION",
-        help="wait this long for an endpoint's answer (default 10s)",
-    )  # fmt: skip
-    p.add_argument(
-        "--webhook-retry-period", dest="webhook_retry_period", metavar="DURATION",
-        help="retry a failing event this long, then dead-letter it (default 3d)",
-    )  # fmt: skip
-    p.add_argument(
-        "--event-retention", dest="event_retention", metavar="DURATION",
-        help="keep job events this long for GET /v1/events and webhooks (default 7d)",
-    )  # fmt: skip
-    if drain:
-        p.add_argument(
-            "--webhook-drain", dest="webhook_drain", metavar="DURATION",
-            help="at the end, wait this long for events to reach the webhooks (default 30s)",
-        )  # fmt: skip
-
-
-def _producer(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="CSV or JSONL file of recipients")
-    p.add_argument("--template", help="Jinja2 message template (headers, blank line, body)")
-    p.add_argument("--html", help="a separate HTML body template")
-    p.add_argument("--from", dest="from", help="sender when the template or row has none")
-    p.add_argument("--subject", help="subject when the template or row has none")
-    p.add_argument("--campaign", help="campaign name (default: derived from source + template)")
-    p.add_argument("--key-column", dest="key_column", help="column that identifies a message")
-    p.add_argument("--attachment-dir", dest="attachment_dir", help="base directory for attachments")
-    p.add_argument(
-        "--render-processes",
-        dest="render_processes",
-        type=int,
-        help="child processes rendering rows (default: one per core for large files; 0: none)",
-    )
-
-
-def _deliverability(p: argparse.ArgumentParser) -> None:
-    """DKIM signing, one-click unsubscribe, the campaign's list (docs/deliverability.md)
-    and VERP return paths (docs/bounces.md)."""
-    p.add_argument(
-        "--dkim",
-        action="append",
-        metavar="DOMAIN:SELECTOR:KEYFILE",
-        help="sign messages from DOMAIN with this key (repeatable; `mailspool dkim keygen`)",
-    )
-    p.add_argument(
-        "--dkim-required",
-        dest="dkim_required",
-        action="store_true",
-        default=None,
-        help="reject a row whose From domain has no --dkim key (default: sent unsigned)",
-    )
-    p.add_argument(
-        "--unsubscribe-url",
-        dest="unsubscribe_url",
-        metavar="URL",
-        help="one-click unsubscribe endpoint (mailspool serve's /u, e.g. https://mail.example.com/u)",
-    )
-    p.add_argument(
-        "--return-path",
-        dest="return_path",
-        metavar="ADDR",
-        help="VERP envelope sender naming each job: ADDR's LOCAL+TOKEN@DOMAIN (From unchanged)",
-    )
-    p.add_argument(
-        "--list",
-        metavar="NAME",
-        help="the mailing list the messages are for: unsubscribes and suppressions (default)",
-    )
 
 
 def _suppress(sub: Any) -> None:
@@ -170,7 +57,7 @@ def _suppress(sub: Any) -> None:
             a.add_argument("--global", dest="global_only", action="store_true",
                            help="the global entries only")  # fmt: skip
             a.add_argument("--reason", choices=REASONS, help="only entries with this reason")
-        _common(a)
+        common(a)
         return a
 
     a = scoped("add", "suppress addresses or @domains", all_lists=False)
@@ -205,26 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("send", help="enqueue a file and deliver it, in one process")
-    _producer(p)
-    _deliverability(p)
-    _delivery(p)
-    _events(p, drain=True)
-    _common(p)
+    producer(p)
+    deliverability(p)
+    delivery(p)
+    events(p, drain=True)
+    common(p)
     p.add_argument("--max-wait", dest="max_wait", help="keep waiting for retries this long (15m)")
     p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
     p = sub.add_parser("enqueue", help="only enqueue a file (workers deliver it)")
-    _producer(p)
-    _deliverability(p)
-    _retry(p)
-    _common(p)
+    producer(p)
+    deliverability(p)
+    retry(p)
+    common(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("worker", help="deliver queued jobs until SIGTERM")
-    _delivery(p)
-    _events(p)
-    _common(p)
+    delivery(p)
+    events(p)
+    common(p)
     p.add_argument("--drain", action="store_true", help="exit when nothing is due")
     p.add_argument("--campaign", help="only this campaign")
     p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
@@ -236,10 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("serve", help="HTTP API (and in-process workers)")
-    _delivery(p)
-    _events(p)
-    _deliverability(p)
-    _common(p)
+    delivery(p)
+    events(p)
+    deliverability(p)
+    common(p)
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8025)")
     p.add_argument(
@@ -265,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _admin(sub: Any) -> None:
     """status, preview, dlq, suppress, dkim and inbound."""
     p = sub.add_parser("status", help="job counts by state; returned mail")
-    _common(p)
+    common(p)
     p.add_argument("--campaign")
     p.add_argument(
         "--job", metavar="ID", help="one job: its state and its latest bounce or complaint"
@@ -273,14 +160,14 @@ def _admin(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("preview", help="render one row and print it; sends nothing")
-    _producer(p)
-    _deliverability(p)
+    producer(p)
+    deliverability(p)
     p.add_argument("--row", type=int, default=2, help="row number as a spreadsheet shows it (2)")
 
     p = sub.add_parser("dlq", help="dead letters: list, show, retry, purge")
     p.add_argument("action", choices=["list", "show", "retry", "purge"])
     p.add_argument("id", nargs="?", help="job id (show; optional for retry/purge)")
-    _common(p)
+    common(p)
     p.add_argument("--campaign")
     p.add_argument("--reason")
     p.add_argument("--since", help="only dead letters newer than this, e.g. 2h")
@@ -306,59 +193,14 @@ def _webhooks(sub: Any) -> None:
                 "endpoint", nargs="?", metavar="ENDPOINT",
                 help="one endpoint, by its URL or its name in `webhooks list` (default: all)",
             )  # fmt: skip
-        _common(a)
-        _events(a)
+        common(a)
+        events(a)
         if name == "retry":
             a.add_argument(
                 "--timeout", metavar="DURATION", default="60s",
                 help="wait this long for the events to be delivered (default 60s)",
             )  # fmt: skip
         a.add_argument("--json", action="store_true", help="the result as JSON on stdout")
-
-
-DEFAULT_LISTEN = "127.0.0.1:2525"
-_UNITS = {"": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2}
-_SIZE = re.compile(r"(\d+)\s*([a-z]*)", re.IGNORECASE)
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:25`` for IPv6) as (host, port)."""
-    host, sep, port = value.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
-    return host, int(port)
-
-
-def parse_size(value: str) -> int:
-    """A size in bytes: ``10485760``, ``512K``, ``10M`` (K and M are 1024 and 1024²)."""
-    found = _SIZE.fullmatch(value.strip())
-    unit = found.group(2).lower() if found else ""
-    if found is None or unit not in _UNITS or int(found.group(1)) == 0:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected a size such as 10M or 512K")
-    return int(found.group(1)) * _UNITS[unit]
-
-
-def _returned(p: argparse.ArgumentParser) -> None:
-    """What reading returned mail needs: the return path, the unsubscribe mailboxes and
-    the soft-bounce settings (``inbound`` and ``inbound ingest``)."""
-    _common(p)
-    p.add_argument(
-        "--return-path", dest="return_path", metavar="ADDR",
-        help="the --return-path the messages were sent with: its VERP addresses name jobs",
-    )  # fmt: skip
-    p.add_argument(
-        "--unsubscribe-address", dest="unsubscribe_address", action="append", metavar="ADDR",
-        help="a mailbox receiving unsubscribe requests (repeatable)",
-    )  # fmt: skip
-    p.add_argument(
-        "--soft-bounce-limit", dest="soft_bounce_limit", type=int, metavar="N",
-        help="temporary bounces within the window that suppress an address (default 3)",
-    )  # fmt: skip
-    p.add_argument(
-        "--soft-bounce-window", dest="soft_bounce_window", metavar="DURATION",
-        help="how far back temporary bounces count (default 7d)",
-    )  # fmt: skip
 
 
 def _inbound(sub: Any) -> None:
@@ -369,7 +211,7 @@ def _inbound(sub: Any) -> None:
         help="returned mail: bounces, complaints, unsubscribes (an SMTP listener, or ingest)",
     )
     p.set_defaults(module="inbound_listen")
-    _returned(p)
+    returned(p)
     p.add_argument(
         "--listen", type=parse_listen, default=parse_listen(DEFAULT_LISTEN), metavar="HOST:PORT",
         help=f"address to listen on (default {DEFAULT_LISTEN}; 0.0.0.0:25 for every interface)",
@@ -401,7 +243,7 @@ def _inbound(sub: Any) -> None:
         "--imap-poll", dest="imap_poll", metavar="DURATION",
         help="read the mailbox again every DURATION until SIGTERM (default: once)",
     )  # fmt: skip
-    _returned(a)
+    returned(a)
     a.add_argument("--json", action="store_true", help="one JSON object per message on stdout")
 
 
