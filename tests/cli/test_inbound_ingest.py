@@ -198,6 +198,21 @@ def test_unmatched_garbage_and_an_unreadable_path(
     assert (garbage["job"], garbage["action"]) == (None, "unmatched")
     assert "2 messages: 0 suppressed, 0 counted, 2 unmatched; 1 could not be read" in res.stderr
     assert suppressed(cli, sqlite) == {}
+    # kept, and listed: mailspool inbound unmatched
+    listed = cli("inbound", "unmatched", "--queue", sqlite, "--json", "--write", "kept")
+    assert listed.returncode == 0, listed.stderr
+    kept = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(kept) == 2 and all(k["reason"] for k in kept)
+    files = {k["digest"]: (tmp_path / "kept" / f"{k['digest']}.eml").read_bytes() for k in kept}
+    [dsn_row] = [k for k in kept if b"max.haas@unibas.ch" in files[k["digest"]]]
+    assert not dsn_row["truncated"] and dsn_row["size"] == len(files[dsn_row["digest"]])
+    # what was written is a message ingest reads again: a returned message, the same
+    again = ingest(cli, sqlite, f"kept/{dsn_row['digest']}.eml", "--json")
+    assert rows(again)[0]["recipients"] == real["recipients"]
+    text = cli("inbound", "unmatched", "--queue", sqlite, "--limit", "1")
+    assert text.returncode == 0 and text.stdout.startswith("2 unmatched returned messages kept")
+    bad = cli("inbound", "unmatched", "--queue", sqlite, "--limit", "0")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
 def test_a_bounce_to_the_verp_address_names_its_job_by_the_token(

@@ -176,3 +176,14 @@ def returned(p: argparse.ArgumentParser) -> None:
         "--soft-bounce-window", dest="soft_bounce_window", metavar="DURATION",
         help="how far back temporary bounces count (default 7d)",
     )  # fmt: skip
+
+
+def page_limit(value: str) -> int:
+    """A ``--limit`` of 1 to 1000 items."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 1 <= n <= 1000:
+        raise argparse.ArgumentTypeError("give 1 to 1000")
+    return n

@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailspool import __version__
@@ -22,6 +23,7 @@ from mailspool.cli.options import (
     deliverability,
     delivery,
     events,
+    page_limit,
     parse_listen,
     parse_size,
     producer,
@@ -245,6 +247,12 @@ def _inbound(sub: Any) -> None:
     )  # fmt: skip
     returned(a)
     a.add_argument("--json", action="store_true", help="one JSON object per message on stdout")
+    u = actions.add_parser("unmatched", help="the returned messages that named no job")
+    u.set_defaults(module="inbound_unmatched")
+    common(u)
+    u.add_argument("--limit", type=page_limit, default=100, help="show at most this many (100)")
+    u.add_argument("--write", type=Path, metavar="DIR", help="also save each as DIR/DIGEST.eml")
+    u.add_argument("--json", action="store_true", help="one JSON object per message")
 
 
 async def dispatch(args: argparse.Namespace, settings: Settings) -> ExitCode:
