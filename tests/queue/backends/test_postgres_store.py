@@ -1,5 +1,6 @@
 """The PostgreSQL job store's own layout: messages stored packed, a table from before
-that read as it was written, a damaged message reported with its job."""
+that read as it was written, a damaged message reported with its job, events added to a
+schema from before them and read in an order that skips none committed late."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from mailspool.models import State
+from mailspool.models import Outcome, State
 from mailspool.queue import PostgresStore
+from mailspool.queue.events import EventType
 from mailspool.queue.packing import Packed, pack
 
 # the store's own tables and statements, which these tests look into
-from mailspool.queue.postgres.schema import DDL, record_sql
+from mailspool.queue.postgres.schema import DDL, EVENTS_DDL, record_sql
 from tests.support.jobs import make_job
 from tests.support.services import POSTGRES_URL, need, port_open
 
@@ -150,3 +152,46 @@ async def test_outcomes_find_their_rows_by_id_on_a_table_never_analyzed(schema: 
     finally:
         await con.close()
     assert "jobs_pkey" in plan and "jobs_due" not in plan and "Seq Scan on jobs" not in plan, plan
+
+
+async def test_a_schema_from_before_events_gets_their_tables_and_triggers(schema: str) -> None:
+    earlier = DDL[: DDL.index(EVENTS_DDL.strip())]
+    assert "events" not in earlier
+    await sql(earlier.format(s=schema))
+    store = await opened(schema)
+    try:
+        await store.insert([make_job(1)])
+        await store.claim_due("w1", 10, 60.0, "c1", (State.QUEUED,))
+        assert await store.record("w1", [Outcome("c1-00001", State.SENT, "250 ok")]) == 1
+        assert [e.type for e in await store.events.read()] == [EventType.SENT]
+    finally:
+        await store.close()
+    store = await opened(schema)  # opened again: nothing to add
+    await store.close()
+
+
+async def test_an_event_committed_late_is_read_after_a_younger_one(schema: str) -> None:
+    """Cursors are not in commit order: an event of a transaction still open stops
+    every younger event from being read, so that a poller moving on misses none."""
+    store = await opened(schema)
+    older = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await store.insert([make_job(1)])
+        await store.claim_due("w1", 10, 60.0, "c1", (State.QUEUED,))
+        tx = older.transaction()
+        await tx.start()
+        await older.execute("SELECT pg_current_xact_id()")  # its transaction id: the older
+        await store.record("w1", [Outcome("c1-00001", State.SENT, "250 ok")])  # committed
+        assert await store.events.read() == [] and await store.events.head() is None
+        await older.execute(
+            f"INSERT INTO {schema}.suppressions (address, list, reason, source, created_at)"
+            " VALUES ('u@example.com', '', 'unsubscribed', 'link', 0)"
+        )
+        await tx.commit()
+        got = await store.events.read()
+        assert [e.type for e in got] == [EventType.UNSUBSCRIBED, EventType.SENT]
+        assert await store.events.read(got[0].cursor) == got[1:]
+        assert await store.events.head() == got[1].cursor
+    finally:
+        await older.close()
+        await store.close()

@@ -10,5 +10,7 @@ share with each other are internals, not part of mailspool's interface:
   become jobs (``job_from_row``, ``refs_from_rows``, ``dead_where``);
 - ``suppressions``: the suppression list, a table of the same schema;
 - ``returns``: returned mail (bounces, complaints, unmatched messages), tables of the
-  same schema.
+  same schema;
+- ``events``: job events (written by the schema's triggers) and webhook delivery state,
+  tables of the same schema.
 """

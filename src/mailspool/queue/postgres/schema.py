@@ -89,6 +89,93 @@ CREATE TABLE IF NOT EXISTS {s}.unmatched (
 CREATE INDEX IF NOT EXISTS unmatched_received ON {s}.unmatched (received_at, digest);
 """
 
+#: job events and webhook delivery state (mailspool.queue.postgres.events). Triggers write
+#: each event in the transaction of the change that causes it, whichever statement makes
+#: it; an event is read by (xid, seq): the writer's transaction id, then its order in it.
+EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS {s}.events (
+    xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    seq bigserial NOT NULL,
+    type text NOT NULL,
+    at double precision NOT NULL,
+    job_id text NOT NULL,
+    campaign text NOT NULL,
+    recipients text NOT NULL,
+    detail text NOT NULL,
+    reason text NOT NULL,
+    attempts integer NOT NULL,
+    permanent boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (xid, seq)
+);
+-- events come in about the order of their time: a BRIN index costs next to nothing to
+-- keep up, and finds what prune deletes without reading the whole table
+CREATE INDEX IF NOT EXISTS events_at ON {s}.events USING brin (at);
+CREATE TABLE IF NOT EXISTS {s}.endpoints (
+    name text COLLATE "C" PRIMARY KEY,
+    cursor text,
+    owner text NOT NULL,
+    lease_until double precision NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.pending (
+    endpoint text NOT NULL,
+    xid xid8 NOT NULL,
+    seq bigint NOT NULL,
+    attempts integer NOT NULL,
+    next_at double precision NOT NULL,
+    first_at double precision NOT NULL,
+    error text NOT NULL,
+    dead boolean NOT NULL,
+    PRIMARY KEY (endpoint, xid, seq)
+);
+CREATE INDEX IF NOT EXISTS pending_due ON {s}.pending (endpoint, next_at) WHERE NOT dead;
+CREATE OR REPLACE FUNCTION {s}.job_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- a job stored suppressed, or a leased job's outcome
+    IF TG_OP = 'INSERT' OR NEW.state <> 'sending' THEN
+        INSERT INTO {s}.events (type, at, job_id, campaign, recipients, detail, reason,
+            attempts) VALUES (NEW.state, NEW.updated_at, NEW.id, NEW.campaign,
+            NEW.recipients, left(NEW.last_reply, 1000), NEW.dead_reason, NEW.attempts);
+    END IF;
+    -- an outcome recorded ambiguous, or an expired lease claimed again (the attempt
+    -- that may have delivered is the one before this claim's)
+    IF TG_OP = 'UPDATE' AND NEW.ambiguous > OLD.ambiguous THEN
+        INSERT INTO {s}.events (type, at, job_id, campaign, recipients, detail, reason,
+            attempts) VALUES ('ambiguous', NEW.updated_at, NEW.id, NEW.campaign,
+            NEW.recipients, left(NEW.last_reply, 1000), NEW.dead_reason,
+            CASE WHEN NEW.state = 'sending' THEN OLD.attempts ELSE NEW.attempts END);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION {s}.return_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {s}.events (type, at, job_id, campaign, recipients, detail, reason,
+        attempts, permanent) VALUES (NEW.kind, NEW.at, NEW.job_id, NEW.campaign,
+        NEW.address, left(NEW.diagnostic, 1000), coalesce(NEW.status, ''), coalesce(
+        (SELECT attempts FROM {s}.jobs WHERE id = NEW.job_id), 0), NEW.permanent);
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION {s}.unsubscribe_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {s}.events (type, at, job_id, campaign, recipients, detail, reason,
+        attempts) VALUES ('unsubscribed', NEW.created_at, '', '', NEW.address,
+        left(NEW.list, 1000), NEW.source, 0);
+    RETURN NULL;
+END $$;
+-- "OF updated_at": a claim and an outcome set it, a hand-back (release) or a lease
+-- extended does not; a job that was not leased has no outcome
+CREATE OR REPLACE TRIGGER job_outcome AFTER UPDATE OF updated_at ON {s}.jobs
+    FOR EACH ROW WHEN (OLD.state = 'sending') EXECUTE FUNCTION {s}.job_event();
+-- a job offered again (ON CONFLICT DO NOTHING) inserts no row: no event
+CREATE OR REPLACE TRIGGER job_suppressed AFTER INSERT ON {s}.jobs
+    FOR EACH ROW WHEN (NEW.state = 'suppressed') EXECUTE FUNCTION {s}.job_event();
+-- the same bounce again (ON CONFLICT DO NOTHING) inserts no row: no event
+CREATE OR REPLACE TRIGGER return_event AFTER INSERT ON {s}.returns
+    FOR EACH ROW EXECUTE FUNCTION {s}.return_event();
+-- an entry merged into one stored (ON CONFLICT DO UPDATE) fires no INSERT trigger
+CREATE OR REPLACE TRIGGER unsubscribe_event AFTER INSERT ON {s}.suppressions
+    FOR EACH ROW WHEN (NEW.reason = 'unsubscribed') EXECUTE FUNCTION {s}.unsubscribe_event();
+"""
+
 DDL = """
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.jobs (
@@ -120,7 +207,9 @@ CREATE TABLE IF NOT EXISTS {s}.blobs (digest text PRIMARY KEY, data bytea NOT NU
 @SUPPRESSIONS@
 @RETURNS@
 CREATE TABLE IF NOT EXISTS {s}.campaigns (name text PRIMARY KEY, settings text NOT NULL);
+@EVENTS@
 """.replace("@SUPPRESSIONS@", SUPPRESSIONS_DDL.strip()).replace("@RETURNS@", RETURNS_DDL.strip())
+DDL = DDL.replace("@EVENTS@", EVENTS_DDL.strip())
 
 JOB_COLUMNS = (
     'id, campaign, key, "row", message_id, sender, recipients, message, body_offset,'
@@ -159,6 +248,8 @@ async def create_or_upgrade(con: Any, s: str) -> None:
         await con.execute(SUPPRESSIONS_DDL.format(s=s))
     if await con.fetchval("SELECT to_regclass($1)", f"{s}.unmatched") is None:
         await con.execute(RETURNS_DDL.format(s=s))
+    if await con.fetchval("SELECT to_regclass($1)", f"{s}.pending") is None:
+        await con.execute(EVENTS_DDL.format(s=s))
 
 
 #: the states a job can be claimed from, as stored

@@ -11,10 +11,13 @@ claims, as in the SQLite queue: keep the workers' clocks synchronised (NTP).
 
 The suppression list is the table ``suppressions`` of the same schema
 (:mod:`mailspool.queue.postgres.suppressions`); returned mail, the tables ``returns`` and
-``unmatched`` (:mod:`mailspool.queue.postgres.returns`). A schema made by an earlier
-version gets what it lacks when first opened (the ``packed_message`` and ``list_name``
-columns, the suppressions table, the returned-mail tables and the jobs' index on
-``message_id``): that needs the owner of the tables (docs/distributed.md, Upgrading).
+``unmatched`` (:mod:`mailspool.queue.postgres.returns`); job events, the tables
+``events``, ``endpoints`` and ``pending``, the events written by triggers in the
+transaction of their change (:mod:`mailspool.queue.postgres.events`: PostgreSQL 14 or
+later). A schema made by an earlier version gets what it lacks when first opened (the
+``packed_message`` and ``list_name`` columns, the suppressions table, the returned-mail
+tables and the jobs' index on ``message_id``, the event tables and their triggers): that
+needs the owner of the tables (docs/distributed.md, Upgrading).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from mailspool.models import (
 )
 from mailspool.queue.base import DeadFilter, added, final_reason, resumed
 from mailspool.queue.packing import stored_form
+from mailspool.queue.postgres.events import PostgresEventLog
 from mailspool.queue.postgres.returns import PostgresReturnLog
 from mailspool.queue.postgres.schema import (
     CLAIMABLE_VALUES,
@@ -89,6 +93,7 @@ class PostgresStore(JobStore):
         self._extend_sql = extend_sql(self._t)
         self._suppressions = PostgresSuppressionList(self._call, f"{self.schema}.suppressions")
         self._returns = PostgresReturnLog(self._call, self.schema)
+        self._events = PostgresEventLog(self._call, self.schema)
 
     @property
     def suppressions(self) -> PostgresSuppressionList:
@@ -99,6 +104,12 @@ class PostgresStore(JobStore):
     def returns(self) -> PostgresReturnLog:
         """The tables ``returns`` and ``unmatched`` of the store's schema, on its pool."""
         return self._returns
+
+    @property
+    def events(self) -> PostgresEventLog:
+        """The tables ``events``, ``endpoints`` and ``pending`` of the store's schema (the
+        events written by triggers on the jobs, returns and suppressions), on its pool."""
+        return self._events
 
     # -- plumbing -------------------------------------------------------------------
 
