@@ -259,16 +259,16 @@ def limits(settings: Settings) -> Limits | None:
     return make_limits(url, settings.limits)
 
 
-def webhook_run(settings: Settings, queue: Queue) -> WebhookRun | None:
+def webhook_run(settings: Settings, queue: Queue) -> WebhookRun:
     """The dispatcher of ``--webhook`` over the queue's event log, to run beside
-    delivery (``async with``), or None without an endpoint. The signing secret is read
-    now: a missing one is a ConfigError naming the variables."""
-    if not settings.webhook:
-        return None
+    delivery (``async with``); without an endpoint it only prunes events older than
+    ``--event-retention``. The signing secret is read now: a missing one is a
+    ConfigError naming the variables."""
+    endpoints = parse_webhooks(settings.webhook)
     dispatcher = Dispatcher(
         queue.events,
-        parse_webhooks(settings.webhook),
-        WebhookSecrets.from_environment(),
+        endpoints,
+        WebhookSecrets.from_environment() if endpoints else None,
         DispatchSettings(
             timeout=settings.webhook_timeout,
             retry_period=settings.webhook_retry_period,

@@ -156,8 +156,7 @@ class Service:
         if self.n_workers:
             await self._start_workers(queue)
         self._hooks = webhook_run(self.settings, queue)
-        if self._hooks is not None:
-            await self._hooks.__aenter__()
+        await self._hooks.__aenter__()
 
     async def _start_workers(self, queue: Queue) -> None:
         reclaimed = await reclaim_dead_leases(queue)

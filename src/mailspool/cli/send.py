@@ -83,9 +83,7 @@ class SendRun:
             shared = limits(settings)
             if shared is not None:
                 stack.push_async_callback(shared.close)
-            hooks = webhook_run(settings, queue)
-            if hooks is not None:
-                await stack.enter_async_context(hooks)
+            hooks = await stack.enter_async_context(webhook_run(settings, queue))
             progress = Progress(f"{campaign}", enabled=True)
             relay = StopOnRelayMisconfiguration(log)
             worker = Worker(
@@ -99,7 +97,7 @@ class SendRun:
             report = await self._deliver(queue, worker, producer, source, progress, pool)
             stats = await queue.stats(campaign)
             summary = self._summary(report, stats, sent_before, transport)
-            if hooks is not None:
+            if hooks.dispatcher.endpoints:
                 summary["webhooks"] = await self._drain(hooks)
             self._print(summary, transport, report)
             if relay.error is not None:

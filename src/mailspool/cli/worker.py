@@ -37,9 +37,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         shared = limits(settings)
         if shared is not None:
             stack.push_async_callback(shared.close)
-        hooks = webhook_run(settings, queue)
-        if hooks is not None:
-            await stack.enter_async_context(hooks)
+        # job events to --webhook endpoints, and the pruning of old events
+        await stack.enter_async_context(webhook_run(settings, queue))
         worker = Worker(
             queue=queue,
             transport=make_transport(settings),

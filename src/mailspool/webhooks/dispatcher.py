@@ -52,7 +52,7 @@ class DispatchSettings:
     retry_period: float = 3 * DAY
     #: events older than this are pruned from the log (at least the retry period)
     retention: float = 7 * DAY
-    lease: float = 30.0
+    lease: float = 60.0
     poll: float = 0.5
     batch: int = 200
     #: the backoff schedule (tests make it short)
@@ -85,13 +85,15 @@ class Dispatcher:
         self,
         log_: EventLog,
         endpoints: Sequence[WebhookEndpoint],
-        secrets: WebhookSecrets,
+        secrets: WebhookSecrets | None,
         settings: DispatchSettings | None = None,
         *,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.log = log_
         self.endpoints = list(endpoints)
+        if self.endpoints and secrets is None:
+            raise ValueError("webhook endpoints need the signing secrets")
         self.secrets = secrets
         self.settings = settings or DispatchSettings()
         self.owner = make_dispatcher_owner()
@@ -241,7 +243,12 @@ class Dispatcher:
         that failed, with why."""
         if not events:
             return []
-        results = await asyncio.gather(*(self._post(ep, e) for e in events))
+        # a long round (a slow endpoint) must not lose the endpoint to another process
+        renew = asyncio.create_task(self._keep_lease(ep))
+        try:
+            results = await asyncio.gather(*(self._post(ep, e) for e in events))
+        finally:
+            renew.cancel()
         counts = self.counts[ep.name]
         failed = [(e, err) for e, err in zip(events, results, strict=True) if err is not None]
         counts.delivered += len(events) - len(failed)
@@ -259,7 +266,14 @@ class Dispatcher:
             self._down[ep.name] = 0
         return failed
 
+    async def _keep_lease(self, ep: WebhookEndpoint) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease / 3)
+            with contextlib.suppress(Exception):  # the next round's lease says
+                await self.log.lease(ep.name, self.owner, self.settings.lease)
+
     async def _post(self, ep: WebhookEndpoint, e: Event) -> str | None:
+        assert self.secrets is not None  # checked when made with endpoints
         body = event_body(e)
         headers = self.secrets.headers(e.id, int(time.time()), body)
         try:
