@@ -57,7 +57,10 @@ end
 -- meta, message, attempts, last_reply, list_name to `out`
 local function lease(c, id, st, out)
   local k = jkey(id)
-  if st == 'sending' then ambiguous(k, c) end  -- an expired lease: delivered, maybe
+  if st == 'sending' then  -- an expired lease: delivered, maybe
+    job_event('ambiguous', k, ARGV[2])  -- (of the attempt that may have been delivered)
+    ambiguous(k, c)
+  end
   move(c, id, st, 'sending', ARGV[4])
   local attempts = redis.call('HINCRBY', k, 'attempts', 1)
   redis.call('HSET', k, 'state', 'sending', 'lease_owner', ARGV[3], 'ready_at', ARGV[4],
@@ -101,6 +104,7 @@ for i = 4, #ARGV, 9 do
       'updated_at', ARGV[2], 'last_reply', '', 'dead_reason', '', 'lease_owner', '',
       'ambiguous', 0, 'token', token, 'list_name', ARGV[i + 8])
     move(c, id, nil, state, due)
+    if state == 'suppressed' then job_event('suppressed', k, ARGV[2]) end
     touched[c] = true
   end
   out[#out + 1] = reply
@@ -171,7 +175,11 @@ for i = 4, #ARGV, 3 do
     move(c, id, 'sending', st, at)
     redis.call('HSET', k, 'state', st, 'ready_at', ready, 'updated_at', ARGV[2],
       'last_reply', ARGV[i + 2], 'dead_reason', reason, 'lease_owner', '')
-    if amb == '1' then ambiguous(k, c) end
+    job_event(st, k, ARGV[2])
+    if amb == '1' then
+      job_event('ambiguous', k, ARGV[2])
+      ambiguous(k, c)
+    end
     -- Redis holds everything in memory: a sent job keeps what the ledger needs
     if st == 'sent' or st == 'suppressed' then redis.call('HDEL', k, 'message') end
     applied = applied + 1
