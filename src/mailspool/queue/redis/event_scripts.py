@@ -28,12 +28,16 @@ local function emit(t, at, job, c, rcpts, detail, reason, n, perm)
   redis.call('XADD', EVENTS, '*', 't', t, 'at', at, 'j', job, 'c', c, 'r', rcpts,
     'd', string.sub(detail, 1, {DETAIL_BYTES}), 'x', reason, 'n', n, 'p', perm)
 end
--- the event of the job at key k, with what its hash holds now: campaign, recipients (in
--- its meta, encoding.py), attempts, last reply and dead reason
+-- a job's event: its id and recipients are in its meta (encoding.py)
+local function emit_job(t, at, meta, c, attempts, detail, reason)
+  local m = cjson.decode(meta)
+  emit(t, at, m[1], c, cjson.encode(m[7]), detail, reason, attempts or 0, 0)
+end
+-- the event of the job at key k, with what its hash holds now (where the script has not
+-- read it already)
 local function job_event(t, k, at)
   local v = redis.call('HMGET', k, 'meta', 'campaign', 'attempts', 'last_reply', 'dead_reason')
-  local m = cjson.decode(v[1])
-  emit(t, at, m[1], v[2], cjson.encode(m[7]), v[4] or '', v[5] or '', v[3] or 0, 0)
+  emit_job(t, at, v[1], v[2], v[3], v[4] or '', v[5] or '')
 end
 """
 

@@ -219,16 +219,17 @@ for i = 4, #ARGV, 3 do
   local id, reply = ARGV[i], ARGV[i + 2]
   local st, nb, amb, reason = string.match(ARGV[i + 1], '^(%a+)|([^|]*)|(%d)|(.*)$')
   local k = jkey(id)
-  local v = redis.call('HMGET', k, 'state', 'lease_owner', 'campaign', 'entry')
+  local v = redis.call('HMGET', k, 'state', 'lease_owner', 'campaign', 'entry', 'meta',
+    'attempts')
   if v[1] == 'sending' and v[2] == owner then
     local c = v[3]
     drop(c, v[4])
     redis.call('ZREM', ckey('leases', c), id)
     redis.call('HSET', k, 'state', st, 'updated_at', ARGV[2], 'last_reply', reply,
       'dead_reason', reason, 'lease_owner', '', 'entry', '', 'ready_at', ARGV[2])
-    job_event(st, k, ARGV[2])
+    emit_job(st, ARGV[2], v[5], c, v[6], reply, reason)
     if amb == '1' then
-      job_event('ambiguous', k, ARGV[2])
+      emit_job('ambiguous', ARGV[2], v[5], c, v[6], reply, reason)
       redis.call('HINCRBY', k, 'ambiguous', 1)
       redis.call('HINCRBY', ckey('counts', c), 'ambiguous', 1)
     end

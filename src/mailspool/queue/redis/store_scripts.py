@@ -41,10 +41,10 @@ local function move(c, id, from, to, at)
 end
 
 -- the campaign of job key k if `owner` holds its lease, else nil: outcomes, heartbeats and
--- hand-backs apply only then
+-- hand-backs apply only then (and its meta and attempts, for an outcome's event)
 local function held(k, owner)
-  local v = redis.call('HMGET', k, 'state', 'lease_owner', 'campaign')
-  if v[1] == 'sending' and v[2] == owner then return v[3] end
+  local v = redis.call('HMGET', k, 'state', 'lease_owner', 'campaign', 'meta', 'attempts')
+  if v[1] == 'sending' and v[2] == owner then return v[3], v[4], v[5] end
   return nil
 end
 
@@ -167,7 +167,7 @@ for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local st, ready, amb, reason = string.match(ARGV[i + 1], '^(%a+)|([^|]*)|(%d)|(.*)$')
   local k = jkey(id)
-  local c = held(k, ARGV[3])
+  local c, meta, attempts = held(k, ARGV[3])
   if c then
     local at = ready
     touched[c] = true
@@ -175,9 +175,9 @@ for i = 4, #ARGV, 3 do
     move(c, id, 'sending', st, at)
     redis.call('HSET', k, 'state', st, 'ready_at', ready, 'updated_at', ARGV[2],
       'last_reply', ARGV[i + 2], 'dead_reason', reason, 'lease_owner', '')
-    job_event(st, k, ARGV[2])
+    emit_job(st, ARGV[2], meta, c, attempts, ARGV[i + 2], reason)
     if amb == '1' then
-      job_event('ambiguous', k, ARGV[2])
+      emit_job('ambiguous', ARGV[2], meta, c, attempts, ARGV[i + 2], reason)
       ambiguous(k, c)
     end
     -- Redis holds everything in memory: a sent job keeps what the ledger needs
