@@ -29,7 +29,9 @@ for the global entries)::
     P:supp:all        zset   "KEY\0L" of every entry, scored 0, for pages of every list
     P:supp:exp        zset   "KEY\0L" of the entries that expire, by expiry (the purge)
 
-Returned mail (:mod:`mailspool.queue.redis.returns`): the ``P:ret:...`` keys.
+Returned mail (:mod:`mailspool.queue.redis.returns`): the ``P:ret:...`` keys. Job events
+and webhook delivery state (:mod:`mailspool.queue.redis.events`): the ``P:ev:...`` keys;
+each event is written by the script of the change that causes it.
 
 A job's hash holds its mailing list (``list_name``; absent in jobs from before lists: the
 default list). A job enqueued suppressed is stored final: no stream entry, never delayed.
@@ -81,6 +83,7 @@ from mailspool.queue.redis.encoding import (
     job_args,
     job_from_hash,
 )
+from mailspool.queue.redis.events import RedisEventLog
 from mailspool.queue.redis.returns import RedisReturnLog
 from mailspool.queue.redis.scripts import MAX_LEASE_S, QUEUE_SCRIPTS
 from mailspool.queue.redis.suppressions import RedisSuppressionList
@@ -113,6 +116,7 @@ class RedisQueue(Queue):
         self.reconnect = Reconnect(self.url, self.target.reconnect_for)
         self._suppressions = RedisSuppressionList(self)
         self._returns = RedisReturnLog(self)
+        self._events = RedisEventLog(self)
 
     @property
     def suppressions(self) -> RedisSuppressionList:
@@ -123,6 +127,11 @@ class RedisQueue(Queue):
     def returns(self) -> RedisReturnLog:
         """Returned mail under this queue's prefix, on its connection."""
         return self._returns
+
+    @property
+    def events(self) -> RedisEventLog:
+        """Job events and webhook delivery state under this queue's prefix."""
+        return self._events
 
     # -- plumbing -------------------------------------------------------------------
 

@@ -14,7 +14,9 @@ Keys (``P`` is the prefix, ``C`` a campaign, ``ID`` a job id)::
     P:ret:umdata:D    string its data (the first 256 KiB)
     P:ret:umz         zset   the digests of the unmatched messages, by time received
 
-Recording an event and keeping an unmatched message are one Lua script each, atomic.
+Recording an event and keeping an unmatched message are one Lua script each, atomic; a
+new event's record writes its ``bounced`` or ``complained`` event on the event log
+(:mod:`mailspool.queue.redis.events`) in the same script.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from mailspool.queue.events import clip
 from mailspool.queue.redis.encoding import as_str, float_arg
+from mailspool.queue.redis.event_scripts import EMIT
 from mailspool.queue.redis.suppressions import HeldScripts, RedisHolder
 from mailspool.queue.returns import (
     ReturnCounts,
@@ -46,12 +50,15 @@ return id
 """
 
 # ARGV: prefix, key, job id, campaign, count (bounced, soft_bounced, complained), address,
-# at, the event (JSON). Returns 1 when recorded, 0 when its key was recorded already.
+# at, the event (JSON), then for the event log: kind, status, diagnostic, "1" if
+# permanent else "0". Returns 1 when recorded, 0 when its key was recorded already.
 _RECORD = """
 local P = ARGV[1]
 local key, job, c, count, address, at, value =
   ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 if redis.call('HSETNX', P .. ':ret:events', key, value) == 0 then return 0 end
+local attempts = redis.call('HGET', P .. ':job:' .. job, 'attempts') or 0
+emit(ARGV[9], at, job, c, cjson.encode({address}), ARGV[11], ARGV[10], attempts, ARGV[12])
 if redis.call('SADD', P .. ':ret:marks:' .. c, job .. '\\0' .. address .. '\\0' .. count) == 1 then
   redis.call('HINCRBY', P .. ':ret:counts:' .. c, count, 1)
   redis.call('HINCRBY', P .. ':ret:total', count, 1)
@@ -77,7 +84,7 @@ redis.call('ZADD', P .. ':ret:umz', ARGV[3], ARGV[2])
 return 1
 """
 
-SCRIPTS = {"find": _FIND, "record": _RECORD, "keep": _KEEP}
+SCRIPTS = {"find": _FIND, "record": EMIT + _RECORD, "keep": _KEEP}
 
 
 def _value(e: ReturnEvent) -> str:
@@ -117,6 +124,7 @@ class RedisReturnLog(ReturnLog):
         e = event
         args: list[str] = [
             e.key, job_id, campaign, count_kind(e), e.address, float_arg(e.at), _value(e),
+            e.kind.value, e.status or "", clip(e.diagnostic), "1" if e.permanent else "0",
         ]  # fmt: skip
         return int(await self._script("record", args)) == 1
 

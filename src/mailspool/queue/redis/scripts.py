@@ -11,13 +11,13 @@ start with the same :data:`PRELUDE`.
 from __future__ import annotations
 
 from mailspool.queue.redis.admin_scripts import ADMIN_SCRIPTS
+from mailspool.queue.redis.event_scripts import EMIT
 
 #: XAUTOCLAIM's min-idle-time; a lease of L ms sets an entry's idle time to this minus L
 RECLAIM_IDLE_MS = 10 * 365 * 86400 * 1000
 MAX_LEASE_S = RECLAIM_IDLE_MS / 2000
 
-#: what every script starts with (key names, counters, making a job ready)
-PRELUDE = """
+_PRELUDE = """
 local P = ARGV[1]
 local GROUP = 'workers'
 local RECLAIM_IDLE = '@RECLAIM@'
@@ -75,6 +75,9 @@ local function drop(c, e)
   end
 end
 """.replace("@RECLAIM@", str(RECLAIM_IDLE_MS))
+#: what every script starts with: writing an event (event_scripts.EMIT), key names,
+#: counters, making a job ready
+PRELUDE = EMIT + _PRELUDE
 
 # ARGV: prefix, now, token, then per job: id campaign row created_at not_before meta
 # message suppressed list_name (encoding.job_args). Returns per job 'new', 'duplicate'
@@ -115,6 +118,7 @@ for i = 4, #ARGV, 9 do
       'message', ARGV[i + 6], 'state', state, 'attempts', 0, 'updated_at', ARGV[2],
       'last_reply', '', 'dead_reason', '', 'lease_owner', '', 'ambiguous', 0, 'token', token,
       'entry', entry, 'ready_at', num(due), 'list_name', ARGV[i + 8])
+    if state == 'suppressed' then job_event('suppressed', k, ARGV[2]) end
     count(c, nil, state)
     out[#out + 1] = 'new'
   end
@@ -147,6 +151,7 @@ local function take(c, s, e, id, reclaimed)
   if v[1] ~= 'sending' then
     count(c, v[1], 'sending')
   else  -- an expired lease: its worker may have delivered before it died
+    job_event('ambiguous', k, ARGV[2])  -- (of the attempt that may have been delivered)
     redis.call('HINCRBY', k, 'ambiguous', 1)
     redis.call('HINCRBY', ckey('counts', c), 'ambiguous', 1)
   end
@@ -214,14 +219,17 @@ for i = 4, #ARGV, 3 do
   local id, reply = ARGV[i], ARGV[i + 2]
   local st, nb, amb, reason = string.match(ARGV[i + 1], '^(%a+)|([^|]*)|(%d)|(.*)$')
   local k = jkey(id)
-  local v = redis.call('HMGET', k, 'state', 'lease_owner', 'campaign', 'entry')
+  local v = redis.call('HMGET', k, 'state', 'lease_owner', 'campaign', 'entry', 'meta',
+    'attempts')
   if v[1] == 'sending' and v[2] == owner then
     local c = v[3]
     drop(c, v[4])
     redis.call('ZREM', ckey('leases', c), id)
     redis.call('HSET', k, 'state', st, 'updated_at', ARGV[2], 'last_reply', reply,
       'dead_reason', reason, 'lease_owner', '', 'entry', '', 'ready_at', ARGV[2])
+    emit_job(st, ARGV[2], v[5], c, v[6], reply, reason)
     if amb == '1' then
+      emit_job('ambiguous', ARGV[2], v[5], c, v[6], reply, reason)
       redis.call('HINCRBY', k, 'ambiguous', 1)
       redis.call('HINCRBY', ckey('counts', c), 'ambiguous', 1)
     end

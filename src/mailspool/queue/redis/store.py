@@ -25,6 +25,8 @@ blobs and settings here and purges dead letters (see :mod:`mailspool.queue.redis
                       (:mod:`mailspool.queue.redis.suppressions`)
     P:ret:...         returned mail, as the Redis queue's
                       (:mod:`mailspool.queue.redis.returns`)
+    P:ev:...          job events and webhook delivery state, as the Redis queue's
+                      (:mod:`mailspool.queue.redis.events`)
 
 In place of the queue's stream, one index of what is due (the table's ``ready_at``)::
 
@@ -48,6 +50,7 @@ from mailspool.errors import QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, added, final_reason, resumed
 from mailspool.queue.redis.encoding import as_str, claimed_jobs, float_arg, job_args
+from mailspool.queue.redis.events import RedisEventLog
 from mailspool.queue.redis.queue import BATCH, RedisQueue
 from mailspool.queue.redis.returns import RedisReturnLog
 from mailspool.queue.redis.store_scripts import STORE_SCRIPTS
@@ -86,6 +89,12 @@ class RedisJobStore(JobStore):
     def returns(self) -> RedisReturnLog:
         """The Redis queue's returned mail: the same keys under the same prefix."""
         return self._shared.returns
+
+    @property
+    def events(self) -> RedisEventLog:
+        """The Redis queue's events: the same keys under the same prefix, written by this
+        store's scripts (store_scripts.py) with the changes that cause them."""
+        return self._shared.events
 
     # -- plumbing -------------------------------------------------------------------
 

@@ -41,10 +41,10 @@ local function move(c, id, from, to, at)
 end
 
 -- the campaign of job key k if `owner` holds its lease, else nil: outcomes, heartbeats and
--- hand-backs apply only then
+-- hand-backs apply only then (and its meta and attempts, for an outcome's event)
 local function held(k, owner)
-  local v = redis.call('HMGET', k, 'state', 'lease_owner', 'campaign')
-  if v[1] == 'sending' and v[2] == owner then return v[3] end
+  local v = redis.call('HMGET', k, 'state', 'lease_owner', 'campaign', 'meta', 'attempts')
+  if v[1] == 'sending' and v[2] == owner then return v[3], v[4], v[5] end
   return nil
 end
 
@@ -57,7 +57,10 @@ end
 -- meta, message, attempts, last_reply, list_name to `out`
 local function lease(c, id, st, out)
   local k = jkey(id)
-  if st == 'sending' then ambiguous(k, c) end  -- an expired lease: delivered, maybe
+  if st == 'sending' then  -- an expired lease: delivered, maybe
+    job_event('ambiguous', k, ARGV[2])  -- (of the attempt that may have been delivered)
+    ambiguous(k, c)
+  end
   move(c, id, st, 'sending', ARGV[4])
   local attempts = redis.call('HINCRBY', k, 'attempts', 1)
   redis.call('HSET', k, 'state', 'sending', 'lease_owner', ARGV[3], 'ready_at', ARGV[4],
@@ -101,6 +104,7 @@ for i = 4, #ARGV, 9 do
       'updated_at', ARGV[2], 'last_reply', '', 'dead_reason', '', 'lease_owner', '',
       'ambiguous', 0, 'token', token, 'list_name', ARGV[i + 8])
     move(c, id, nil, state, due)
+    if state == 'suppressed' then job_event('suppressed', k, ARGV[2]) end
     touched[c] = true
   end
   out[#out + 1] = reply
@@ -163,7 +167,7 @@ for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local st, ready, amb, reason = string.match(ARGV[i + 1], '^(%a+)|([^|]*)|(%d)|(.*)$')
   local k = jkey(id)
-  local c = held(k, ARGV[3])
+  local c, meta, attempts = held(k, ARGV[3])
   if c then
     local at = ready
     touched[c] = true
@@ -171,7 +175,11 @@ for i = 4, #ARGV, 3 do
     move(c, id, 'sending', st, at)
     redis.call('HSET', k, 'state', st, 'ready_at', ready, 'updated_at', ARGV[2],
       'last_reply', ARGV[i + 2], 'dead_reason', reason, 'lease_owner', '')
-    if amb == '1' then ambiguous(k, c) end
+    emit_job(st, ARGV[2], meta, c, attempts, ARGV[i + 2], reason)
+    if amb == '1' then
+      emit_job('ambiguous', ARGV[2], meta, c, attempts, ARGV[i + 2], reason)
+      ambiguous(k, c)
+    end
     -- Redis holds everything in memory: a sent job keeps what the ledger needs
     if st == 'sent' or st == 'suppressed' then redis.call('HDEL', k, 'message') end
     applied = applied + 1

@@ -16,7 +16,8 @@ in the global hash, pipelined; the expiry is compared here. A page is one ZRANGE
 from the cursor, so a page of 1,000 costs the same with a million entries; a reason
 filter may pass over many entries, in calls of at most ``PAGE_BUDGET`` each. Adding,
 removing and purging are Lua scripts, each atomic: the merge rule
-(:func:`mailspool.queue.suppression.merge`) is applied in Redis.
+(:func:`mailspool.queue.suppression.merge`) is applied in Redis, and a new unsubscribe
+writes its ``unsubscribed`` event (:mod:`mailspool.queue.redis.events`) in the same script.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mailspool.queue.redis.connection import Reconnect
 from mailspool.queue.redis.encoding import as_str, float_arg
+from mailspool.queue.redis.event_scripts import EMIT
 from mailspool.queue.suppression import (
     ALL_LISTS,
     Reason,
@@ -58,14 +60,19 @@ local function forget(k, l)
 end
 """
 
-# ARGV: prefix, then per entry: list ('' global), key, expires_at ('' none), value. An
-# entry replaces the one stored only when it lasts longer (no expiry beats any).
+# ARGV: prefix, then per entry: list ('' global), key, expires_at ('' none), value, and
+# created_at if the entry is an unsubscribe, else ''. An entry replaces the one stored
+# only when it lasts longer (no expiry beats any); a new unsubscribe writes its event.
 _PUT = """
-for i = 2, #ARGV, 4 do
+for i = 2, #ARGV, 5 do
   local l, k, exp, value = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local h = hkey(l)
   local old = redis.call('HGET', h, k)
   local put = not old
+  if not old and ARGV[i + 4] ~= '' then
+    local source = cjson.decode(value)[2]
+    emit('unsubscribed', ARGV[i + 4], '', '', cjson.encode({k}), l, source, 0, 0)
+  end
   if old then
     local had = cjson.decode(old)[4]
     put = had ~= cjson.null and (exp == '' or tonumber(exp) > had)
@@ -143,10 +150,8 @@ end
 return {out, from}
 """
 
-SCRIPTS = {
-    name: _KEYS + body
-    for name, body in {"put": _PUT, "delete": _DELETE, "purge": _PURGE, "page": _PAGE}.items()
-}
+_BODIES = {"put": EMIT + _PUT, "delete": _DELETE, "purge": _PURGE, "page": _PAGE}
+SCRIPTS = {name: _KEYS + body for name, body in _BODIES.items()}
 
 
 class RedisHolder(Protocol):
@@ -220,7 +225,9 @@ class RedisSuppressionList(SuppressionList):
             args: list[str | float | int] = []
             for e in entries[start : start + BATCH]:
                 expires = "" if e.expires_at is None else float_arg(e.expires_at)
-                args += [e.list_name or "", e.address, expires, _value(e)]
+                # an unsubscribe's time: its event's, should it be new (see _PUT)
+                unsub = float_arg(e.created_at) if e.reason is Reason.UNSUBSCRIBED else ""
+                args += [e.list_name or "", e.address, expires, _value(e), unsub]
             await self._script("put", args)
 
     async def _delete(self, keys: Sequence[str], list_name: str | None) -> int:
