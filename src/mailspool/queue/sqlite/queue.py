@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from mailspool.errors import ConfigError, QueueError
 from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
 from mailspool.queue.base import DeadFilter, Queue, added, final_reason, resumed
+from mailspool.queue.sqlite.events import SQLiteEventLog
 from mailspool.queue.sqlite.returns import SQLiteReturnLog
 from mailspool.queue.sqlite.rows import (
     CLAIMABLE,
@@ -61,6 +62,7 @@ class SQLiteQueue(Queue):
         self._db: sqlite3.Connection | None = None
         self._suppressions = SQLiteSuppressionList(self._run)
         self._returns = SQLiteReturnLog(self._run)
+        self._events = SQLiteEventLog(self._run)
 
     @property
     def suppressions(self) -> SQLiteSuppressionList:
@@ -71,6 +73,12 @@ class SQLiteQueue(Queue):
     def returns(self) -> SQLiteReturnLog:
         """The tables ``returns`` and ``unmatched`` of the same file, on the queue's thread."""
         return self._returns
+
+    @property
+    def events(self) -> SQLiteEventLog:
+        """The tables ``events``, ``event_endpoints`` and ``event_pending`` of the same
+        file, on the queue's thread; triggers write the events (schema.EVENTS)."""
+        return self._events
 
     # -- plumbing -------------------------------------------------------------------
 
