@@ -5,7 +5,8 @@ the queue's own thread and connection, each call one transaction.
 Nothing here writes an event: triggers do, in the statement that changes the job, the
 return or the suppression (see EVENTS), so no path that changes a job can leave its
 event out. A cursor is an event's ``seq`` in decimal; a batch of cursors goes in as one
-JSON array (``json_each``), as the suppression list's keys do.
+JSON array (``json_each``), as the suppression list's keys do. An event's detail is
+stored whole and clipped here (the triggers call no SQL function: see EVENTS).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from mailspool.queue.events import Endpoint, Event, EventLog, EventType, Pending
+from mailspool.queue.events import Endpoint, Event, EventLog, EventType, Pending, clip
 from mailspool.queue.sqlite.suppressions import Runner
 
 _EVENT = "seq, type, at, job_id, campaign, recipients, detail, reason, attempts, permanent"
@@ -61,7 +62,7 @@ def _seq(cursor: str) -> int:
 def _event(r: Sequence[Any]) -> Event:
     return Event(
         cursor=str(r[0]), type=EventType(r[1]), at=r[2], job_id=r[3], campaign=r[4],
-        recipients=tuple(r[5].split("\n")), detail=r[6], reason=r[7], attempts=r[8],
+        recipients=tuple(r[5].split("\n")), detail=clip(r[6]), reason=r[7], attempts=r[8],
         permanent=bool(r[9]),
     )  # fmt: skip
 

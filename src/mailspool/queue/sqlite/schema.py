@@ -30,7 +30,6 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 
-from mailspool.queue.events import MAX_DETAIL_CHARS
 from mailspool.queue.packing import pack
 
 #: the suppression list: one row per (address or @domain key, list; '' is global)
@@ -84,9 +83,11 @@ CREATE INDEX IF NOT EXISTS unmatched_received ON unmatched(received_at, digest);
 #: statement that changes a job, a return or a suppression writes its own, in its own
 #: transaction, with no bookkeeping in Python. ``seq`` is the cursor: AUTOINCREMENT, so
 #: a pruned number is never given again; one writer at a time, so seq order is commit
-#: order. ``recipients`` as in ``jobs`` (one a line); ``detail`` clipped as
-#: mailspool.queue.events.clip does.
-EVENTS = f"""
+#: order. ``recipients`` as in ``jobs`` (one a line); ``detail`` is clipped when read:
+#: the triggers call no SQL function, and the statements that fire them on the hot path
+#: say OR FAIL (see SQLiteQueue.record: either would make SQLite journal every page each
+#: row touches).
+EVENTS = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     type TEXT NOT NULL,
@@ -119,28 +120,23 @@ CREATE TABLE IF NOT EXISTS event_pending (
     PRIMARY KEY (endpoint, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS event_pending_due ON event_pending(endpoint, dead, next_at, seq);
--- an outcome recorded: a leased job leaves 'sending' and its update time is stamped.
--- A hand-back (release, release_owner) stamps no time: no outcome, no event.
-CREATE TRIGGER IF NOT EXISTS jobs_outcome_event AFTER UPDATE OF updated_at ON jobs
-WHEN OLD.state = 'sending' AND NEW.state IN ('sent', 'deferred', 'dead', 'suppressed')
+-- a leased job's update time stamped: an outcome recorded (it leaves 'sending'), or an
+-- expired lease claimed again (it stays: the worker that held it may have delivered).
+-- A hand-back (release, release_owner) stamps no time: no event. One trigger for both:
+-- each trigger fired costs every row of a claim or a record.
+CREATE TRIGGER IF NOT EXISTS jobs_event AFTER UPDATE OF updated_at ON jobs
+WHEN OLD.state = 'sending'
 BEGIN
     INSERT INTO events (type, at, job_id, campaign, recipients, detail, reason, attempts)
-    VALUES (NEW.state, NEW.updated_at, NEW.id, NEW.campaign, NEW.recipients,
-        substr(NEW.last_reply, 1, {MAX_DETAIL_CHARS}), NEW.dead_reason, NEW.attempts);
-    -- recorded ambiguous: after the outcome's event
+    SELECT NEW.state, NEW.updated_at, NEW.id, NEW.campaign, NEW.recipients,
+        NEW.last_reply, NEW.dead_reason, NEW.attempts
+    WHERE NEW.state IN ('sent', 'deferred', 'dead', 'suppressed');
+    -- after the outcome's; the attempt named is the one that may have delivered (a claim
+    -- counts the next)
     INSERT INTO events (type, at, job_id, campaign, recipients, detail, reason, attempts)
     SELECT 'ambiguous', NEW.updated_at, NEW.id, NEW.campaign, NEW.recipients,
-        substr(NEW.last_reply, 1, {MAX_DETAIL_CHARS}), NEW.dead_reason, NEW.attempts
+        NEW.last_reply, NEW.dead_reason, OLD.attempts
     WHERE NEW.ambiguous > OLD.ambiguous;
-END;
--- an expired lease claimed again: the worker that held it may have delivered. The
--- attempt named is that one; the time, the claim's.
-CREATE TRIGGER IF NOT EXISTS jobs_reclaimed_event AFTER UPDATE OF ambiguous ON jobs
-WHEN OLD.state = 'sending' AND NEW.state = 'sending' AND NEW.ambiguous > OLD.ambiguous
-BEGIN
-    INSERT INTO events (type, at, job_id, campaign, recipients, detail, reason, attempts)
-    VALUES ('ambiguous', NEW.updated_at, NEW.id, NEW.campaign, NEW.recipients,
-        substr(NEW.last_reply, 1, {MAX_DETAIL_CHARS}), NEW.dead_reason, OLD.attempts);
 END;
 -- a new job stored suppressed (INSERT OR IGNORE: a job offered again inserts nothing)
 CREATE TRIGGER IF NOT EXISTS jobs_suppressed_event AFTER INSERT ON jobs
@@ -148,7 +144,7 @@ WHEN NEW.state = 'suppressed'
 BEGIN
     INSERT INTO events (type, at, job_id, campaign, recipients, detail, reason, attempts)
     VALUES ('suppressed', NEW.updated_at, NEW.id, NEW.campaign, NEW.recipients,
-        substr(NEW.last_reply, 1, {MAX_DETAIL_CHARS}), NEW.dead_reason, NEW.attempts);
+        NEW.last_reply, NEW.dead_reason, NEW.attempts);
 END;
 -- a new return (ON CONFLICT DO NOTHING: one recorded again inserts nothing)
 CREATE TRIGGER IF NOT EXISTS returns_event AFTER INSERT ON returns
@@ -156,7 +152,7 @@ BEGIN
     INSERT INTO events (type, at, job_id, campaign, recipients, detail, reason, attempts,
         permanent)
     VALUES (NEW.kind, NEW.at, NEW.job_id, NEW.campaign, NEW.address,
-        substr(NEW.diagnostic, 1, {MAX_DETAIL_CHARS}), coalesce(NEW.status, ''),
+        NEW.diagnostic, coalesce(NEW.status, ''),
         coalesce((SELECT attempts FROM jobs WHERE id = NEW.job_id), 0), NEW.permanent);
 END;
 -- a new unsubscribe: the upsert of an existing entry runs its UPDATE, not an INSERT
