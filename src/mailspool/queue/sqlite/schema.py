@@ -83,10 +83,10 @@ CREATE INDEX IF NOT EXISTS unmatched_received ON unmatched(received_at, digest);
 #: statement that changes a job, a return or a suppression writes its own, in its own
 #: transaction, with no bookkeeping in Python. ``seq`` is the cursor: AUTOINCREMENT, so
 #: a pruned number is never given again; one writer at a time, so seq order is commit
-#: order. ``recipients`` as in ``jobs`` (one a line); ``detail`` is clipped when read:
-#: the triggers call no SQL function, and the statements that fire them on the hot path
-#: say OR FAIL (see SQLiteQueue.record: either would make SQLite journal every page each
-#: row touches).
+#: order. ``recipients`` as in ``jobs`` (one a line); ``detail`` is stored whole and
+#: clipped when read. The triggers call no SQL function, and the statements that fire
+#: them on the hot path say OR FAIL: a function, or ABORT, would have SQLite journal
+#: every page each row touches (see SQLiteQueue.record).
 EVENTS = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
