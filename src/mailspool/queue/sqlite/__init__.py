@@ -11,4 +11,6 @@ with each other are internals, not part of mailspool's interface:
 - ``suppressions``: the suppression list, a table of the same file;
 - ``returns``: returned mail (bounces, complaints, unmatched messages), tables of the
   same file.
+- ``events``: the event log and webhook endpoints' delivery state, tables of the same
+  file; the events themselves are written by the triggers of ``schema``.
 """

@@ -12,7 +12,11 @@ The suppression list (:mod:`mailspool.queue.sqlite.suppressions`) is the table
 ``suppressions``, keyed by (address key, list), ``''`` standing for global. Returned
 mail (:mod:`mailspool.queue.sqlite.returns`) is the tables ``returns`` and
 ``unmatched``; a file from before them gets them when opened (``CREATE ... IF NOT
-EXISTS``).
+EXISTS``). The event log (:mod:`mailspool.queue.sqlite.events`) is the tables
+``events``, ``event_endpoints`` and ``event_pending``, and triggers on ``jobs``,
+``returns`` and ``suppressions`` that write each event in the statement, hence the
+transaction, of the change that causes it (:data:`EVENTS`); a file from before them
+gets them when opened too.
 
 Files written by earlier versions are moved to this layout when opened, once: a file
 whose jobs are keyed by id is rebuilt (:func:`_move_to_bodies`); one from before mailing
@@ -22,7 +26,9 @@ suppressions table (:func:`_add_lists`).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 
 from mailspool.queue.packing import pack
 
@@ -73,6 +79,91 @@ CREATE TABLE IF NOT EXISTS unmatched (
 CREATE INDEX IF NOT EXISTS unmatched_received ON unmatched(received_at, digest);
 """
 
+#: the event log (mailspool.queue.sqlite.events). Triggers write each event, so every
+#: statement that changes a job, a return or a suppression writes its own, in its own
+#: transaction, with no bookkeeping in Python. ``seq`` is the cursor: AUTOINCREMENT, so
+#: a pruned number is never given again; one writer at a time, so seq order is commit
+#: order. ``recipients`` as in ``jobs`` (one a line); ``detail`` is stored whole and
+#: clipped when read. The triggers call no SQL function, and the statements that fire
+#: them on the hot path say OR FAIL: a function, or ABORT, would have SQLite journal
+#: every page each row touches (see SQLiteQueue.record).
+EVENTS = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL,
+    at REAL NOT NULL,
+    job_id TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    permanent INTEGER NOT NULL DEFAULT 0
+);
+-- prune
+CREATE INDEX IF NOT EXISTS events_at ON events(at);
+-- cursor NULL: the endpoint has been offered nothing yet (it started on an empty log)
+CREATE TABLE IF NOT EXISTS event_endpoints (
+    name TEXT PRIMARY KEY,
+    cursor INTEGER,
+    owner TEXT NOT NULL,
+    lease_until REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS event_pending (
+    endpoint TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_at REAL NOT NULL,
+    first_at REAL NOT NULL,
+    error TEXT NOT NULL,
+    dead INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS event_pending_due ON event_pending(endpoint, dead, next_at, seq);
+-- a leased job's update time stamped: an outcome recorded (it leaves 'sending'), or an
+-- expired lease claimed again (it stays: the worker that held it may have delivered).
+-- A hand-back (release, release_owner) stamps no time: no event. One trigger for both:
+-- each trigger fired costs every row of a claim or a record.
+CREATE TRIGGER IF NOT EXISTS jobs_event AFTER UPDATE OF updated_at ON jobs
+WHEN OLD.state = 'sending'
+BEGIN
+    INSERT INTO events (type, at, job_id, campaign, recipients, detail, reason, attempts)
+    SELECT NEW.state, NEW.updated_at, NEW.id, NEW.campaign, NEW.recipients,
+        NEW.last_reply, NEW.dead_reason, NEW.attempts
+    WHERE NEW.state IN ('sent', 'deferred', 'dead', 'suppressed');
+    -- after the outcome's; the attempt named is the one that may have delivered (a claim
+    -- counts the next)
+    INSERT INTO events (type, at, job_id, campaign, recipients, detail, reason, attempts)
+    SELECT 'ambiguous', NEW.updated_at, NEW.id, NEW.campaign, NEW.recipients,
+        NEW.last_reply, NEW.dead_reason, OLD.attempts
+    WHERE NEW.ambiguous > OLD.ambiguous;
+END;
+-- a new job stored suppressed (INSERT OR IGNORE: a job offered again inserts nothing)
+CREATE TRIGGER IF NOT EXISTS jobs_suppressed_event AFTER INSERT ON jobs
+WHEN NEW.state = 'suppressed'
+BEGIN
+    INSERT INTO events (type, at, job_id, campaign, recipients, detail, reason, attempts)
+    VALUES ('suppressed', NEW.updated_at, NEW.id, NEW.campaign, NEW.recipients,
+        NEW.last_reply, NEW.dead_reason, NEW.attempts);
+END;
+-- a new return (ON CONFLICT DO NOTHING: one recorded again inserts nothing)
+CREATE TRIGGER IF NOT EXISTS returns_event AFTER INSERT ON returns
+BEGIN
+    INSERT INTO events (type, at, job_id, campaign, recipients, detail, reason, attempts,
+        permanent)
+    VALUES (NEW.kind, NEW.at, NEW.job_id, NEW.campaign, NEW.address,
+        NEW.diagnostic, coalesce(NEW.status, ''),
+        coalesce((SELECT attempts FROM jobs WHERE id = NEW.job_id), 0), NEW.permanent);
+END;
+-- a new unsubscribe: the upsert of an existing entry runs its UPDATE, not an INSERT
+CREATE TRIGGER IF NOT EXISTS suppressions_event AFTER INSERT ON suppressions
+WHEN NEW.reason = 'unsubscribed'
+BEGIN
+    INSERT INTO events (type, at, job_id, campaign, recipients, detail, reason, attempts)
+    VALUES ('unsubscribed', NEW.created_at, '', '', NEW.address, NEW.list, NEW.source, 0);
+END;
+"""
+
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -118,7 +209,8 @@ _KEPT = (
 
 
 def open_schema(db: sqlite3.Connection) -> None:
-    """Create the tables of a new file, or move an earlier file's rows to them."""
+    """Create the tables of a new file, or move an earlier file's rows to them; then the
+    event log, its tables and triggers together (after a move: moved jobs are not new)."""
     columns = _columns(db)
     if columns and "seq" not in columns:
         _move_to_bodies(db, had_message_column="message" in columns)
@@ -126,41 +218,53 @@ def open_schema(db: sqlite3.Connection) -> None:
         _add_lists(db)
     else:
         db.executescript(SCHEMA)
+    with _transaction(db):
+        _run_script(db, EVENTS)
 
 
 def _columns(db: sqlite3.Connection) -> set[str]:
     return {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
 
 
-def _add_lists(db: sqlite3.Connection) -> None:
-    """A file from before mailing lists: its jobs are on the default list (''); add the
-    column and the suppression list, in one transaction. Another process may have done
-    it meanwhile: checked again once the file is locked."""
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction (the connection is in autocommit while the schema opens)."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        if "list_name" not in _columns(db):
-            db.execute("ALTER TABLE jobs ADD COLUMN list_name TEXT NOT NULL DEFAULT ''")
-        _run_script(db, SCHEMA)
+        yield
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 
 
+def _add_lists(db: sqlite3.Connection) -> None:
+    """A file from before mailing lists: its jobs are on the default list (''); add the
+    column and the suppression list, in one transaction. Another process may have done
+    it meanwhile: checked again once the file is locked."""
+    with _transaction(db):
+        if "list_name" not in _columns(db):
+            db.execute("ALTER TABLE jobs ADD COLUMN list_name TEXT NOT NULL DEFAULT ''")
+        _run_script(db, SCHEMA)
+
+
 def _run_script(db: sqlite3.Connection, script: str) -> None:
     """Each statement of ``script`` inside the open transaction (executescript would
-    commit it first)."""
-    for statement in script.split(";"):
-        if statement.strip():
+    commit it first). A trigger's body holds semicolons: a statement ends at the first
+    one that completes it."""
+    statement = ""
+    for part in script.split(";"):
+        statement += part + ";"
+        if sqlite3.complete_statement(statement):
             db.execute(statement)
+            statement = ""
 
 
 def _move_to_bodies(db: sqlite3.Connection, *, had_message_column: bool) -> None:
     """Earlier files keyed jobs by id and kept messages uncompressed, in the jobs row or
     in a ``messages`` table keyed by id. Rebuild them, once, in one transaction."""
     db.create_function("mailspool_pack", 1, pack, deterministic=True)
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(db):
         db.execute("DROP INDEX IF EXISTS jobs_due")
         db.execute("DROP INDEX IF EXISTS jobs_campaign")
         db.execute("ALTER TABLE jobs RENAME TO jobs_before")
@@ -175,7 +279,3 @@ def _move_to_bodies(db: sqlite3.Connection, *, had_message_column: bool) -> None
         )
         db.execute("DROP TABLE jobs_before")
         db.execute("DROP TABLE IF EXISTS messages")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")

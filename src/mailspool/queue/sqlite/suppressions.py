@@ -25,8 +25,9 @@ from mailspool.queue.suppression import (
 T = TypeVar("T")
 
 _COLUMNS = "address, list, reason, source, created_at, expires_at"
+# OR FAIL: no statement journal for the unsubscribe trigger (see SQLiteQueue.record)
 _PUT = (
-    f"INSERT INTO suppressions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+    f"INSERT OR FAIL INTO suppressions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (address, list) DO UPDATE SET reason = excluded.reason,"
     " source = excluded.source, created_at = excluded.created_at,"
     " expires_at = excluded.expires_at"
