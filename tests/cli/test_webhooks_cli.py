@@ -63,9 +63,9 @@ def test_a_down_endpoint_holds_up_nothing_and_loses_nothing(
     rx = WebhookReceiver()
     url = rx.url  # nobody listens there yet
     res = send(cli, smtpd, "--webhook", url, "--webhook-drain", "1s")
-    assert res.returncode == 1, res.stderr
+    assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
-    assert summary["sent"] == 12  # mail went out all the same
+    assert summary["sent"] == 13  # mail went out all the same
     assert summary["webhooks"]["waiting"] == 13
     listed = cli("webhooks", "list", "--webhook", url, "--json", env=ENV)
     assert listed.returncode == 0, listed.stderr

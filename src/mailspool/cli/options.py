@@ -77,7 +77,8 @@ def events(p: argparse.ArgumentParser, *, drain: bool = False) -> None:
     if drain:
         p.add_argument(
             "--webhook-drain", dest="webhook_drain", metavar="DURATION",
-            help="at the end, wait this long for events to reach the webhooks (default 30s)",
+            help="at the end (send; worker --drain), wait this long for events to reach the"
+            " webhooks (default 30s)",
         )  # fmt: skip
 
 

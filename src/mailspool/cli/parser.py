@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="deliver queued jobs until SIGTERM")
     delivery(p)
-    events(p)
+    events(p, drain=True)
     common(p)
     p.add_argument("--drain", action="store_true", help="exit when nothing is due")
     p.add_argument("--campaign", help="only this campaign")

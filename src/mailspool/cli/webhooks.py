@@ -66,7 +66,7 @@ async def _names(queue: Queue, configured: list[WebhookEndpoint]) -> list[str]:
 async def _list(
     args: argparse.Namespace, queue: Queue, configured: list[WebhookEndpoint]
 ) -> ExitCode:
-    types = {ep.name: ep.types for ep in configured}
+    types = {ep.name: sorted(ep.types) if ep.types else "all" for ep in configured}
     rows: list[dict[str, Any]] = []
     for name in await _names(queue, configured):
         b = await backlog(queue.events, name)

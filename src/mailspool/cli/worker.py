@@ -38,7 +38,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         if shared is not None:
             stack.push_async_callback(shared.close)
         # job events to --webhook endpoints, and the pruning of old events
-        await stack.enter_async_context(webhook_run(settings, queue))
+        hooks = await stack.enter_async_context(webhook_run(settings, queue))
         worker = Worker(
             queue=queue,
             transport=make_transport(settings),
@@ -67,6 +67,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         transport = worker.transport.description
         log.info("worker started", owner=worker.owner, queue=queue.url, relay=transport)
         await worker.run(idle)
+        if args.drain and hooks.dispatcher.endpoints:
+            left = await hooks.drain(settings.webhook_drain)
+            waiting = sum(b.waiting for b in left.values())
+            if waiting:
+                log.warning(
+                    "webhook events not delivered yet: kept for the next run", waiting=waiting
+                )
         log.info("worker stopped", owner=worker.owner, **delivery.tally().fields())
     # unlike send's, a worker's run is meant to end by a signal: that is success
     # (docs/retries.md), so its exit status is 0, not 130 or 143

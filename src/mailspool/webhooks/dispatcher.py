@@ -102,6 +102,8 @@ class Dispatcher:
         self._clients: dict[str, HttpClient] = {}
         self._down: dict[str, int] = {ep.name: 0 for ep in self.endpoints}
         self._wake = asyncio.Event()
+        #: endpoints whose pending events are tried once more now, not after their backoff
+        self._hurried: set[str] = set()
 
     def client(self, ep: WebhookEndpoint) -> HttpClient:
         c = self._clients.get(ep.name)
@@ -114,6 +116,12 @@ class Dispatcher:
     def wake(self) -> None:
         """New events were written: look now rather than at the next poll."""
         self._wake.set()
+
+    def hurry(self) -> None:
+        """Before a stop: try every endpoint's pending events once more now, whatever
+        their backoff says (once; a down endpoint still gets one probe)."""
+        self._hurried = {ep.name for ep in self.endpoints}
+        self.wake()
 
     async def start(self) -> None:
         """Take each endpoint once, so that one new to this store starts at the newest
@@ -131,7 +139,15 @@ class Dispatcher:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._let_go()
             await self.aclose()
+
+    async def _let_go(self) -> None:
+        """Hand the endpoints back: a lease that ends now, so that another process (the
+        next worker) takes them at once instead of after the lease."""
+        for ep in self.endpoints:
+            with contextlib.suppress(Exception):
+                await self.log.lease(ep.name, self.owner, 0.001)
 
     async def aclose(self) -> None:
         for c in self._clients.values():
@@ -174,7 +190,10 @@ class Dispatcher:
             return False  # another process delivers to it
         now = time.time()
         down = self._down[ep.name] >= BREAKER
-        worked = await self._retry_due(ep, now, 1 if down else s.batch)
+        hurried = ep.name in self._hurried
+        self._hurried.discard(ep.name)
+        due_by = now + s.retry_period if hurried else now
+        worked = await self._retry_due(ep, now, due_by, 1 if down else s.batch)
         if self._down[ep.name] >= BREAKER:
             return await self._expire_unread(ep, state.cursor, now) or worked
         events = await self.log.read(state.cursor, s.batch)
@@ -193,8 +212,8 @@ class Dispatcher:
         await self.log.advance(ep.name, self.owner, events[-1].cursor)
         return True
 
-    async def _retry_due(self, ep: WebhookEndpoint, now: float, limit: int) -> bool:
-        due = await self.log.due(ep.name, now, limit)
+    async def _retry_due(self, ep: WebhookEndpoint, now: float, by: float, limit: int) -> bool:
+        due = await self.log.due(ep.name, by, limit)
         if not due:
             return False
         found = {e.cursor: e for e in await self.log.get([p.cursor for p in due])}
@@ -226,14 +245,14 @@ class Dispatcher:
         return True
 
     def _failure(self, name: str, p: Pending, error: str, now: float) -> Pending:
-        """``p`` after one more failure: due again after the backoff, or dead once it
-        has failed for the retry period."""
+        """``p`` after one more failure: due again after the backoff, or dead when that
+        next try would come after the retry period (counted from the first failure)."""
         attempts = p.attempts + 1
         first = p.first_at if p.attempts else now
-        if now - first >= self.settings.retry_period:
+        wait = backoff(self.settings.backoff, attempts)
+        if now + wait - first > self.settings.retry_period:
             self.counts[name].dead += 1
             return Pending(p.cursor, attempts, now, first, error, dead=True)
-        wait = backoff(self.settings.backoff, attempts)
         return Pending(p.cursor, attempts, now + wait, first, error)
 
     async def _post_all(

@@ -62,6 +62,7 @@ class WebhookRun:
         (none unread, none being retried); what is left, by endpoint."""
         deadline = time.monotonic() + timeout
         names = [ep.name for ep in self.dispatcher.endpoints]
+        self.dispatcher.hurry()
         while True:
             self.dispatcher.wake()
             left = {n: await backlog(self.dispatcher.log, n) for n in names}
@@ -69,4 +70,4 @@ class WebhookRun:
                 return left
             if self._task is not None and self._task.done():
                 return left
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
