@@ -156,7 +156,8 @@ def timed(
     client: str, rnd: int, cmd: list[str], sink: Sink, args: argparse.Namespace
 ) -> tuple[RunResult, ChildResult]:
     s0 = sink.cpu()
-    res = run_child(cmd, cwd=args.tmp, timeout=args.timeout)
+    # child_env: variables a caller adds (bench_webhooks: the signing secret)
+    res = run_child(cmd, cwd=args.tmp, timeout=args.timeout, env=getattr(args, "child_env", None))
     sink_cpu = sink.cpu() - s0
     error = ""
     if res.timed_out:

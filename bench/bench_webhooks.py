@@ -39,7 +39,6 @@ from bench_send import (
     run_mailspool,
     run_smtp_source,
     table_row,
-    wait_listen,
 )
 
 TARGET_KEPT = 0.9
@@ -48,7 +47,8 @@ TARGET_KEPT = 0.9
 def start_receiver(port: int) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "mailspool.testing.webhooks", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    if not wait_listen(port):
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "listening":  # it says so once it listens
         proc.kill()
         raise SystemExit("the webhook receiver did not start")
     return proc
@@ -64,9 +64,8 @@ def main() -> int:
     args = parse_args(sys.argv[1:])
     args.load_before = os.getloadavg()[0]
     exit_on_sigterm()
-    os.environ["MAILSPOOL_WEBHOOK_SECRET"] = (
-        "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    )
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    args.child_env = {"MAILSPOOL_WEBHOOK_SECRET": f"whsec_{key}"}
     target = Target(args.queue_url_template or DEFAULT_QUEUE, args.store)
     src: list[RunResult] = []
     plain: list[RunResult] = []

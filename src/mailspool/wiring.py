@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -23,10 +24,12 @@ from mailspool.message.render import Renderer, Template
 from mailspool.message.unsubscribe import MAX_NAME_BYTES, Secrets, UnsubscribeLinks
 from mailspool.message.verp import ReturnPath
 from mailspool.message.verp import secrets_from_environment as verp_secrets
+from mailspool.observe.logs import configure as configure_logs
 from mailspool.queue import Enqueuing, Queue, make_queue, queue_packs_messages
 from mailspool.transport import TRANSPORTS, OutboxTransport, Transport
 from mailspool.webhooks.dispatcher import Dispatcher, DispatchSettings
 from mailspool.webhooks.endpoints import parse_webhooks
+from mailspool.webhooks.process import ChildSpec, DispatcherProcess
 from mailspool.webhooks.run import WebhookRun
 from mailspool.webhooks.signing import WebhookSecrets
 
@@ -260,19 +263,21 @@ def limits(settings: Settings) -> Limits | None:
 
 
 def webhook_run(settings: Settings, queue: Queue) -> WebhookRun:
-    """The dispatcher of ``--webhook`` over the queue's event log, to run beside
-    delivery (``async with``); without an endpoint it only prunes events older than
-    ``--event-retention``. The signing secret is read now: a missing one is a
-    ConfigError naming the variables."""
+    """The delivery of ``--webhook`` from the queue's event log, to run beside mail
+    delivery (``async with``): in a child process when another process can open the
+    queue (what a webhook costs comes off another core), else in this one. Without an
+    endpoint it only prunes events past ``--event-retention``. The signing secret is
+    read now: a missing one is a ConfigError naming the variables."""
     endpoints = parse_webhooks(settings.webhook)
-    dispatcher = Dispatcher(
-        queue.events,
-        endpoints,
-        WebhookSecrets.from_environment() if endpoints else None,
-        DispatchSettings(
-            timeout=settings.webhook_timeout,
-            retry_period=settings.webhook_retry_period,
-            retention=settings.event_retention,
-        ),
+    ds = DispatchSettings(
+        timeout=settings.webhook_timeout,
+        retry_period=settings.webhook_retry_period,
+        retention=settings.event_retention,
     )
-    return WebhookRun(dispatcher)
+    secrets = WebhookSecrets.from_environment() if endpoints else None
+    if endpoints and not settings.queue.startswith("memory:"):
+        setup = functools.partial(configure_logs, settings.log_level, settings.log_format)
+        spec = ChildSpec(settings.queue, settings.store, tuple(settings.webhook), ds, setup)
+        return WebhookRun(queue.events, endpoints, process=DispatcherProcess(spec))
+    dispatcher = Dispatcher(queue.events, endpoints, secrets, ds)
+    return WebhookRun(queue.events, endpoints, dispatcher=dispatcher)

@@ -97,7 +97,7 @@ class SendRun:
             report = await self._deliver(queue, worker, producer, source, progress, pool)
             stats = await queue.stats(campaign)
             summary = self._summary(report, stats, sent_before, transport)
-            if hooks.dispatcher.endpoints:
+            if hooks.endpoints:
                 summary["webhooks"] = await self._drain(hooks)
             self._print(summary, transport, report)
             if relay.error is not None:

@@ -164,7 +164,7 @@ async def _retry(
                 timeout=settings.webhook_timeout, retry_period=settings.webhook_retry_period
             ),
         )
-        async with WebhookRun(dispatcher) as hooks:
+        async with WebhookRun(queue.events, deliverable, dispatcher=dispatcher) as hooks:
             left = await hooks.drain(timeout)
     rows = []
     for n, count in revived.items():

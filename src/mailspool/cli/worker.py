@@ -67,7 +67,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         transport = worker.transport.description
         log.info("worker started", owner=worker.owner, queue=queue.url, relay=transport)
         await worker.run(idle)
-        if args.drain and hooks.dispatcher.endpoints:
+        if args.drain and hooks.endpoints:
             left = await hooks.drain(settings.webhook_drain)
             waiting = sum(b.waiting for b in left.values())
             if waiting:

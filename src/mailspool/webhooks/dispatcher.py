@@ -104,6 +104,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         #: endpoints whose pending events are tried once more now, not after their backoff
         self._hurried: set[str] = set()
+        #: each held endpoint's cursor, and when its lease is to be renewed (monotonic)
+        self._cursor: dict[str, str | None] = {}
+        self._renew_at: dict[str, float] = {}
 
     def client(self, ep: WebhookEndpoint) -> HttpClient:
         c = self._clients.get(ep.name)
@@ -127,7 +130,7 @@ class Dispatcher:
         """Take each endpoint once, so that one new to this store starts at the newest
         event now: it gets what is written from here on."""
         for ep in self.endpoints:
-            await self.log.lease(ep.name, self.owner, self.settings.lease)
+            await self._take(ep.name)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; store errors are logged and retried."""
@@ -146,6 +149,7 @@ class Dispatcher:
         """Hand the endpoints back: a lease that ends now, so that another process (the
         next worker) takes them at once instead of after the lease."""
         for ep in self.endpoints:
+            self._renew_at.pop(ep.name, None)
             with contextlib.suppress(Exception):
                 await self.log.lease(ep.name, self.owner, 0.001)
 
@@ -185,9 +189,9 @@ class Dispatcher:
     async def step(self, ep: WebhookEndpoint) -> bool:
         """One round for ``ep``; whether it did anything (else wait before the next)."""
         s = self.settings
-        state = await self.log.lease(ep.name, self.owner, s.lease)
-        if state is None:
+        if not await self._take(ep.name):
             return False  # another process delivers to it
+        cursor = self._cursor[ep.name]
         now = time.time()
         down = self._down[ep.name] >= BREAKER
         hurried = ep.name in self._hurried
@@ -195,8 +199,8 @@ class Dispatcher:
         due_by = now + s.retry_period if hurried else now
         worked = await self._retry_due(ep, now, due_by, 1 if down else s.batch)
         if self._down[ep.name] >= BREAKER:
-            return await self._expire_unread(ep, state.cursor, now) or worked
-        events = await self.log.read(state.cursor, s.batch)
+            return await self._expire_unread(ep, cursor, now) or worked
+        events = await self.log.read(cursor, s.batch)
         if not events:
             return worked
         wanted = [e for e in events if ep.wants(e.type)]
@@ -209,8 +213,28 @@ class Dispatcher:
                     for e, err in failed
                 ],
             )
-        await self.log.advance(ep.name, self.owner, events[-1].cursor)
+        await self._advance(ep.name, events[-1].cursor)
         return True
+
+    async def _take(self, name: str) -> bool:
+        """Whether this dispatcher holds the endpoint: its lease is renewed (a write to
+        the job store) only once a third of it has passed, not every round."""
+        now = time.monotonic()
+        if now < self._renew_at.get(name, 0.0):
+            return True
+        state = await self.log.lease(name, self.owner, self.settings.lease)
+        if state is None:
+            self._renew_at.pop(name, None)
+            return False
+        self._cursor[name] = state.cursor  # the store's: another may have moved it
+        self._renew_at[name] = now + self.settings.lease / 3
+        return True
+
+    async def _advance(self, name: str, cursor: str) -> None:
+        if await self.log.advance(name, self.owner, cursor):
+            self._cursor[name] = cursor
+        else:  # the lease was lost: the next round takes it again, or not
+            self._renew_at.pop(name, None)
 
     async def _retry_due(self, ep: WebhookEndpoint, now: float, by: float, limit: int) -> bool:
         due = await self.log.due(ep.name, by, limit)
@@ -239,7 +263,7 @@ class Dispatcher:
         wanted = [e for e in old if ep.wants(e.type)]
         dead = [Pending(e.cursor, 0, now, e.at, "endpoint down", dead=True) for e in wanted]
         await self.log.put_pending(ep.name, dead)
-        await self.log.advance(ep.name, self.owner, old[-1].cursor)
+        await self._advance(ep.name, old[-1].cursor)
         self.counts[ep.name].dead += len(dead)
         log.warning("webhook %s: %d events dead-lettered unsent (endpoint down)", ep.name, len(old))
         return True
@@ -288,8 +312,9 @@ class Dispatcher:
     async def _keep_lease(self, ep: WebhookEndpoint) -> None:
         while True:
             await asyncio.sleep(self.settings.lease / 3)
-            with contextlib.suppress(Exception):  # the next round's lease says
-                await self.log.lease(ep.name, self.owner, self.settings.lease)
+            self._renew_at.pop(ep.name, None)  # renewed now, not skipped
+            with contextlib.suppress(Exception):  # else the next round's lease says
+                await self._take(ep.name)
 
     async def _post(self, ep: WebhookEndpoint, e: Event) -> str | None:
         assert self.secrets is not None  # checked when made with endpoints

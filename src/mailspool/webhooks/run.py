@@ -1,17 +1,25 @@
-"""A dispatcher running beside a command's delivery: started with the command, drained
-at the end of ``send`` (its events delivered, for up to ``--webhook-drain``), stopped
-with it. What is not delivered by then stays in the job store for the next ``worker``,
-``serve``, ``send`` or ``mailspool webhooks retry``."""
+"""Webhook delivery running beside a command's delivery: started with the command,
+drained at the end of ``send`` and ``worker --drain`` (its events delivered, for up to
+``--webhook-drain``), stopped with it. What is not delivered by then stays in the job
+store for the next ``worker``, ``serve``, ``send`` or ``mailspool webhooks retry``.
+
+It runs in a child process (:mod:`~mailspool.webhooks.process`) where the queue can be
+opened by another process, else in this one; without an endpoint, only the pruning of
+old events runs, here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailspool.queue.events import MAX_PAGE, EventLog
 from mailspool.webhooks.dispatcher import Dispatcher
+from mailspool.webhooks.endpoints import WebhookEndpoint
+from mailspool.webhooks.process import DispatcherProcess
 
 __all__ = ["Backlog", "WebhookRun", "backlog"]
 
@@ -39,16 +47,30 @@ async def backlog(log: EventLog, name: str) -> Backlog:
 
 
 class WebhookRun:
-    """``async with WebhookRun(dispatcher):`` delivers in a task until the block ends."""
+    """``async with WebhookRun(...):`` delivers until the block ends, with
+    ``dispatcher`` in a task of this process or in the child ``process``."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        endpoints: Sequence[WebhookEndpoint],
+        *,
+        dispatcher: Dispatcher | None = None,
+        process: DispatcherProcess | None = None,
+    ) -> None:
+        self.log = log
+        self.endpoints = list(endpoints)
         self.dispatcher = dispatcher
+        self.process = process
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> WebhookRun:
-        await self.dispatcher.start()
-        self._task = asyncio.create_task(self.dispatcher.run(self._stop))
+        if self.process is not None:
+            await self.process.start()
+        if self.dispatcher is not None:
+            await self.dispatcher.start()
+            self._task = asyncio.create_task(self.dispatcher.run(self._stop))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -56,18 +78,29 @@ class WebhookRun:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, 15)
+        if self.process is not None:
+            await self.process.stop()
+
+    def _running(self) -> bool:
+        if self.process is not None:
+            return self.process.alive
+        return self._task is not None and not self._task.done()
 
     async def drain(self, timeout: float) -> dict[str, Backlog]:
         """Wait up to ``timeout`` seconds until every endpoint has taken every event
-        (none unread, none being retried); what is left, by endpoint."""
+        (none unread, none being retried), trying pending ones once more at once; what
+        is left, by endpoint."""
         deadline = time.monotonic() + timeout
-        names = [ep.name for ep in self.dispatcher.endpoints]
-        self.dispatcher.hurry()
+        if self.process is not None:
+            await self.process.ready()
+            self.process.hurry()
+        if self.dispatcher is not None:
+            self.dispatcher.hurry()
         while True:
-            self.dispatcher.wake()
-            left = {n: await backlog(self.dispatcher.log, n) for n in names}
-            if all(b.waiting == 0 for b in left.values()) or time.monotonic() >= deadline:
+            left = {ep.name: await backlog(self.log, ep.name) for ep in self.endpoints}
+            done = all(b.waiting == 0 for b in left.values())
+            if done or time.monotonic() >= deadline or not self._running():
                 return left
-            if self._task is not None and self._task.done():
-                return left
+            if self.dispatcher is not None:
+                self.dispatcher.wake()
             await asyncio.sleep(0.1)
