@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,3 +125,38 @@ def test_mistakes_are_one_clear_line(cli: Callable[..., Result]) -> None:
     assert nothing.returncode == 2 and "no webhook endpoint" in nothing.stderr
     for r in (no_secret, bad, nothing):
         assert "Traceback" not in r.stderr
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_the_delivery_process_goes_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """The webhook delivery child of a worker killed with SIGKILL (no chance to stop it)
+    notices and exits: nothing is left running, nothing holds the endpoint."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")} | ENV
+    with WebhookReceiver() as rx:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "mailspool", "worker", "--webhook", rx.url],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while not (kids := children_of(worker.pid)):
+                assert time.monotonic() < deadline, "no delivery process started"
+                time.sleep(0.05)
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{k}").exists() for k in kids):
+            assert time.monotonic() < deadline, "the delivery process outlived its parent"
+            time.sleep(0.05)
