@@ -15,7 +15,8 @@ from standardwebhooks.webhooks import Webhook
 
 from mailspool.testing import RecordingSMTPServer
 from mailspool.testing.webhooks import WebhookReceiver
-from tests.support.api import ApiServer, message, wait_final
+from tests.support.api import ApiServer, delivered_to, message, wait_final
+from tests.support.returned import dsn, feed
 
 SECRET = "whsec_" + base64.b64encode(b"w" * 32).decode()
 
@@ -81,6 +82,14 @@ def test_webhooks_and_pollers_get_the_same_signed_events(
                 assert [e["data"]["job_id"] for e in only["events"]] == [ids[2]]
                 assert only["next"] == page["next"]  # past the events it skipped too
                 assert poll(c, campaign="other")["events"] == []
+                # a bounce handled later is an event too, posted as well
+                (ann,) = delivered_to(smtpd, "ann@example.com")
+                feed(queue_url, dsn("ann@example.com", str(ann.message["Message-ID"])))
+                until(lambda: rx.count >= 4)
+                [bounced] = poll(c, page["next"])["events"]
+                assert bounced["type"] == "bounced" and bounced["data"]["job_id"] == ids[0]
+                assert bounced["data"]["status"] == "5.1.1" and bounced["data"]["permanent"]
+                page = poll(c)
                 bad = c.get("/v1/events", params={"after": "x'; DROP"})
                 assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "after"
                 assert c.get("/v1/events", params={"type": "opened"}).status_code == 422
