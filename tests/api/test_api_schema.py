@@ -50,6 +50,7 @@ WITH_INPUT = [
     ("GET", "/v1/suppressions"),
     ("POST", "/v1/suppressions"),
     ("DELETE", "/v1/suppressions"),
+    ("GET", "/v1/events"),
     ("POST", "/u/{token}"),
 ]
 # GET /u/{token} takes any text as its token (what is not one gets 400): nothing to get wrong
