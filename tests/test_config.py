@@ -108,6 +108,13 @@ def test_defaults_match_the_design() -> None:
         ("from", "a@x.example", "b@x.example", 'from = "c@x.example"', None,
          ("a@x.example", "b@x.example", "c@x.example", None)),
         ("key_column", "id", "email", 'key-column = "row"', None, ("id", "email", "row", None)),
+        # webhooks: a list; blanks separate endpoints in the environment (a filter has commas)
+        ("webhook", ["http://f.example/h"], "sent,dead=http://e.example/h http://e.example/2",
+         'webhook = ["dead=https://t.example/h"]', [],
+         (["http://f.example/h"], ["sent,dead=http://e.example/h", "http://e.example/2"],
+          ["dead=https://t.example/h"], [])),
+        ("webhook_retry_period", "1d", "12h", 'webhook-retry-period = "2h"', 259200.0,
+         (86400.0, 43200.0, 7200.0, 259200.0)),
     ],
 )  # fmt: skip
 def test_precedence_flag_env_file_default(
@@ -284,3 +291,17 @@ def test_missing_default_file_is_fine() -> None:
 def test_unknown_flag() -> None:
     with pytest.raises(ConfigError, match="bogus"):
         load_settings(bogus="1")
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ('webhook = ["opened=https://t.example/h"]', "unknown event type opened"),
+        ('webhook = ["ftp://t.example/h"]', "http:// or https://"),
+        ('webhook-timeout = "soon"', "bad duration"),
+    ],
+)
+def test_a_bad_webhook_setting_names_what_is_wrong(clean: Path, value: str, error: str) -> None:
+    write_config(clean / "mailspool.toml", value + "\n")
+    with pytest.raises(ConfigError, match=error):
+        load_settings()
