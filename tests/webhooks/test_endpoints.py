@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailspool.queue.events import EventType
 from mailspool.webhooks.endpoints import parse_webhook, parse_webhooks
@@ -50,3 +54,26 @@ def test_the_same_url_twice_is_one_endpoint() -> None:
     ]
     [both] = parse_webhooks(["sent=http://h/x", "http://h/x"])
     assert both.types is None
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300)
+def test_any_text_is_an_endpoint_or_a_value_error(text: str) -> None:
+    try:
+        ep = parse_webhook(text)
+    except ValueError as exc:
+        assert str(exc)
+        return
+    # taken: a URL with no blank or control character, named without its password
+    assert ep.url.isprintable() and not any(c.isspace() for c in ep.url)
+    assert ep.url.startswith(("http://", "https://"))
+
+
+@given(
+    st.text(alphabet=st.characters(codec="ascii", exclude_categories=["Cc"]), min_size=1),
+)
+@settings(max_examples=200)
+def test_a_password_never_shows_in_the_name(password: str) -> None:
+    secret = quote(password, safe="") + "Zq9"
+    ep = parse_webhook(f"https://user:{secret}@hooks.example.com/x?token={secret}")
+    assert secret not in ep.name and secret not in str(ep)
