@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from mailspool.errors import ConfigError, MailspoolError
-from mailspool.transport.url import check_cafile, url_password
+from mailspool.transport.url import check_cafile, client_tls_context, url_password
 from mailspool.urls import redact_url
 
 __all__ = [
@@ -77,11 +77,7 @@ class ImapSettings:
         return f"{scheme}://{user}@{host}:{self.port}/{quote(self.mailbox, safe='')}"
 
     def tls_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.cafile)
-        if not self.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        return client_tls_context(self.cafile, self.verify)
 
 
 def check_mailbox_name(name: str, what: str) -> str:

@@ -55,11 +55,7 @@ class SMTPSettings:
         return f"{scheme}://{user}{host}:{self.port}"
 
     def tls_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.cafile)
-        if not self.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        return client_tls_context(self.cafile, self.verify)
 
 
 def url_password(raw: str | None, variable: str = "MAILSPOOL_SMTP_PASSWORD") -> str | None:
@@ -188,3 +184,13 @@ def check_cafile(cafile: str | None) -> str | None:
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise ConfigError(f"cafile {cafile} holds no usable CA certificate: {exc}") from None
     return cafile
+
+
+def client_tls_context(cafile: str | None, verify: bool) -> ssl.SSLContext:
+    """A client's TLS context: certificates checked against ``cafile`` (None: the system's
+    store), or not at all when ``verify`` is False (``?verify=off``, for tests)."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
