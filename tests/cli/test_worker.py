@@ -18,6 +18,7 @@ import pytest
 from mailspool.testing import SMTPSink
 from tests.support.cli import TEMPLATE, Result, write_csv
 from tests.support.processes import env, status, worker_cmd
+from tests.support.smtp import wait_for_a_final_dot
 
 
 def test_worker_drain_sends_everything_and_exits(
@@ -40,7 +41,7 @@ def test_sigterm_finishes_in_flight_and_hands_back_the_rest(
     p = subprocess.Popen(
         worker_cmd(slow.port, "--concurrency", "4", "--lease", "300s"), cwd=cwd, env=env()
     )
-    time.sleep(3)
+    wait_for_a_final_dot(slow, p)  # sending: the first messages wait for their reply
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == 0
     st = status(cwd)
