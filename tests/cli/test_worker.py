@@ -57,22 +57,27 @@ def silent_relay() -> Iterator[tuple[int, list[socket.socket]]]:
     """A relay that accepts connections and never says a word: every send waits for its
     greeting (30 s) while it is held open."""
     server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)  # the accept loop sees the end of the test (closing the socket
+    # does not wake an accept() waiting on it: the join below would wait out its timeout)
     accepted: list[socket.socket] = []
+    done = threading.Event()
 
     def accept() -> None:
         with contextlib.suppress(OSError):  # closed at the end of the test
-            while True:
-                accepted.append(server.accept()[0])
+            while not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    accepted.append(server.accept()[0])
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
         yield server.getsockname()[1], accepted
     finally:
+        done.set()
+        thread.join(5)
         server.close()
         for conn in accepted:
             conn.close()
-        thread.join(5)
 
 
 def test_a_second_signal_stops_the_worker_at_once(
