@@ -17,6 +17,7 @@ import pytest
 
 from mailspool.testing import RecordingSMTPServer, SMTPSink, free_port
 from tests.support.cli import TEMPLATE, Result, write_csv
+from tests.support.smtp import wait_for_a_final_dot
 
 ROWS = [(f"user{i}", f"user{i}@example.com") for i in range(40)]
 
@@ -199,7 +200,7 @@ def test_sigint_stops_gracefully_and_resume_finishes(
     p = subprocess.Popen(
         cmd, cwd=job, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    time.sleep(3.0)
+    wait_for_a_final_dot(slow, p)  # sending: the first messages wait for their reply
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130, err

@@ -18,6 +18,7 @@ import pytest
 from mailspool.testing import SMTPSink
 from tests.support.cli import TEMPLATE, Result, write_csv
 from tests.support.processes import env, status, worker_cmd
+from tests.support.smtp import wait_for_a_final_dot
 
 
 def test_worker_drain_sends_everything_and_exits(
@@ -40,7 +41,7 @@ def test_sigterm_finishes_in_flight_and_hands_back_the_rest(
     p = subprocess.Popen(
         worker_cmd(slow.port, "--concurrency", "4", "--lease", "300s"), cwd=cwd, env=env()
     )
-    time.sleep(3)
+    wait_for_a_final_dot(slow, p)  # sending: the first messages wait for their reply
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == 0
     st = status(cwd)
@@ -56,22 +57,27 @@ def silent_relay() -> Iterator[tuple[int, list[socket.socket]]]:
     """A relay that accepts connections and never says a word: every send waits for its
     greeting (30 s) while it is held open."""
     server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)  # the accept loop sees the end of the test (closing the socket
+    # does not wake an accept() waiting on it: the join below would wait out its timeout)
     accepted: list[socket.socket] = []
+    done = threading.Event()
 
     def accept() -> None:
         with contextlib.suppress(OSError):  # closed at the end of the test
-            while True:
-                accepted.append(server.accept()[0])
+            while not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    accepted.append(server.accept()[0])
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
         yield server.getsockname()[1], accepted
     finally:
+        done.set()
+        thread.join(5)
         server.close()
         for conn in accepted:
             conn.close()
-        thread.join(5)
 
 
 def test_a_second_signal_stops_the_worker_at_once(

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import ssl
+import subprocess
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -101,6 +105,18 @@ def smtp_sink(request: pytest.FixtureRequest) -> Iterator[Callable[..., SMTPSink
         for sink in started:
             sink.cleanup()
     fail_on(found)
+
+
+def wait_for_a_final_dot(sink: SMTPSink, sender: subprocess.Popen[Any] | None = None) -> None:
+    """Wait until the sink has been sent a message's final dot (it appends the message to
+    its dump then, before it answers): a send is in flight. Fails if ``sender`` exits
+    first, or after a minute (a bound against hanging, not a timing assertion)."""
+    assert sink.dump is not None, "the sink keeps no dump"
+    deadline = time.monotonic() + 60
+    while not (os.path.exists(sink.dump) and os.path.getsize(sink.dump) > 0):
+        assert sender is None or sender.poll() is None, "the sender exited before sending"
+        assert time.monotonic() < deadline, "no message reached the sink within a minute"
+        time.sleep(0.05)
 
 
 # -- timing ------------------------------------------------------------------------------------
