@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from mailspool.children import start_child
 from mailspool.errors import MailspoolError, RejectedRow
 from mailspool.intake.builder import Attachments, JobBuilder
 from mailspool.intake.deliverability import Deliverability
@@ -208,7 +209,7 @@ class _Link:
         self.process = ctx.Process(
             target=_child_main, args=(spec, theirs), name="mailspool-render", daemon=True
         )
-        self.process.start()
+        start_child(self.process)  # deaf to Ctrl-C from its first instruction
         theirs.close()
         self._sock = socket.socket(fileno=os.dup(mine.fileno()))
         mine.close()

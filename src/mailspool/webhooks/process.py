@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+from mailspool.children import start_child
 from mailspool.queue import make_queue
 from mailspool.webhooks.dispatcher import Dispatcher, DispatchSettings
 from mailspool.webhooks.endpoints import parse_webhooks
@@ -101,7 +102,7 @@ class DispatcherProcess:
     async def start(self) -> None:
         """Start the child; not waited for (its start-up overlaps mail delivery, and
         events wait for it durably): :meth:`ready` says whether it came up."""
-        self._proc.start()
+        start_child(self._proc)  # deaf to Ctrl-C from its first instruction
         self._child_end.close()
 
     async def ready(self) -> bool:
