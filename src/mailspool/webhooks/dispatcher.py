@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 BACKOFF = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0)
 #: failures in a row after which an endpoint counts as down
 BREAKER = 5
+#: an endpoint's cursor is written to the job store at most this often (seconds)
+PERSIST_EVERY = 1.0
 DAY = 86400.0
 
 
@@ -107,6 +109,11 @@ class Dispatcher:
         #: each held endpoint's cursor, and when its lease is to be renewed (monotonic)
         self._cursor: dict[str, str | None] = {}
         self._renew_at: dict[str, float] = {}
+        #: cursors not yet written to the job store, and when each endpoint's last was
+        self._unsaved: dict[str, str] = {}
+        self._saved_at: dict[str, float] = {}
+        #: endpoints being drained: every cursor written at once
+        self._hurrying: set[str] = set()
 
     def client(self, ep: WebhookEndpoint) -> HttpClient:
         c = self._clients.get(ep.name)
@@ -124,6 +131,7 @@ class Dispatcher:
         """Before a stop: try every endpoint's pending events once more now, whatever
         their backoff says (once; a down endpoint still gets one probe)."""
         self._hurried = {ep.name for ep in self.endpoints}
+        self._hurrying = set(self._hurried)
         self.wake()
 
     async def start(self) -> None:
@@ -149,6 +157,8 @@ class Dispatcher:
         """Hand the endpoints back: a lease that ends now, so that another process (the
         next worker) takes them at once instead of after the lease."""
         for ep in self.endpoints:
+            with contextlib.suppress(Exception):
+                await self._save(ep.name)
             self._renew_at.pop(ep.name, None)
             with contextlib.suppress(Exception):
                 await self.log.lease(ep.name, self.owner, 0.001)
@@ -202,6 +212,7 @@ class Dispatcher:
             return await self._expire_unread(ep, cursor, now) or worked
         events = await self.log.read(cursor, s.batch)
         if not events:
+            await self._save(ep.name)  # caught up: the store says so too
             return worked
         wanted = [e for e in events if ep.wants(e.type)]
         failed = await self._post_all(ep, wanted)
@@ -230,11 +241,24 @@ class Dispatcher:
         self._renew_at[name] = now + self.settings.lease / 3
         return True
 
-    async def _advance(self, name: str, cursor: str) -> None:
-        if await self.log.advance(name, self.owner, cursor):
-            self._cursor[name] = cursor
-        else:  # the lease was lost: the next round takes it again, or not
-            self._renew_at.pop(name, None)
+    async def _advance(self, name: str, cursor: str, *, now: bool = False) -> None:
+        """Move past ``cursor``: here at once, in the job store at most every
+        :data:`PERSIST_EVERY` seconds (each is a durable write, which the mail delivery
+        sharing the store waits for) unless ``now``, or when hurried. A crash before it
+        is written sends those events again: at least once, as promised."""
+        self._cursor[name] = cursor
+        self._unsaved[name] = cursor
+        due = time.monotonic() >= self._saved_at.get(name, 0.0) + PERSIST_EVERY
+        if now or due or name in self._hurrying:
+            await self._save(name)
+
+    async def _save(self, name: str) -> None:
+        cursor = self._unsaved.pop(name, None)
+        if cursor is None:
+            return
+        self._saved_at[name] = time.monotonic()
+        if not await self.log.advance(name, self.owner, cursor):
+            self._renew_at.pop(name, None)  # the lease was lost: taken again, or not
 
     async def _retry_due(self, ep: WebhookEndpoint, now: float, by: float, limit: int) -> bool:
         due = await self.log.due(ep.name, by, limit)
