@@ -313,7 +313,7 @@ class Dispatcher:
         # a long round (a slow endpoint) must not lose the endpoint to another process
         renew = asyncio.create_task(self._keep_lease(ep))
         try:
-            results = await asyncio.gather(*(self._post(ep, e) for e in events))
+            results = await self._post_batch(ep, events)
         finally:
             renew.cancel()
         counts = self.counts[ep.name]
@@ -340,15 +340,20 @@ class Dispatcher:
             with contextlib.suppress(Exception):  # else the next round's lease says
                 await self._take(ep.name)
 
-    async def _post(self, ep: WebhookEndpoint, e: Event) -> str | None:
+    async def _post_batch(self, ep: WebhookEndpoint, events: Sequence[Event]) -> list[str | None]:
+        """Post each event, signed; None for each one taken (2xx), else why not."""
         assert self.secrets is not None  # checked when made with endpoints
-        body = event_body(e)
-        headers = self.secrets.headers(e.id, int(time.time()), body)
-        try:
-            status = await self.client(ep).post(body, headers)
-        except HttpError as exc:
-            return str(exc)
-        return None if 200 <= status < 300 else f"HTTP {status}"
+        client = self.client(ep)
+        now = int(time.time())
+        requests = []
+        for e in events:
+            eid = e.id
+            body = event_body(e, eid)
+            requests.append(client.request(body, self.secrets.headers(eid, now, body)))
+        return [
+            str(r) if isinstance(r, HttpError) else None if 200 <= r < 300 else f"HTTP {r}"
+            for r in await client.post_many(requests)
+        ]
 
 
 async def _first(*events: asyncio.Event) -> None:

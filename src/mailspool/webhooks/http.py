@@ -18,6 +18,7 @@ import base64
 import contextlib
 import ssl
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["HttpClient", "HttpError", "parse_target"]
@@ -76,6 +77,7 @@ class HttpClient:
     ) -> None:
         self.target = parse_target(url)
         self.timeout = timeout
+        self.connections = connections
         self._tls = tls if tls is not None else ssl.create_default_context()
         self._idle: list[_Conn] = []
         self._slots = asyncio.Semaphore(connections)
@@ -90,16 +92,41 @@ class HttpClient:
             lines.append(f"Authorization: {self.target.authorization}")
         self._head = "\r\n".join(lines) + "\r\n"
 
+    def request(self, body: bytes, headers: dict[str, str]) -> bytes:
+        """The bytes of a POST of ``body`` with ``headers`` (besides the fixed ones)."""
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        return f"{self._head}{extra}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
     async def post(self, body: bytes, headers: dict[str, str]) -> int:
         """POST ``body``; the response's status code. HttpError when there is none."""
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        request = f"{self._head}{extra}Content-Length: {len(body)}\r\n\r\n".encode() + body
         async with self._slots:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    return await self._exchange(request)
-            except TimeoutError:
-                raise HttpError(f"no response within {self.timeout:g}s") from None
+            return await self._timed(self.request(body, headers))
+
+    async def post_many(self, requests: Sequence[bytes]) -> list[int | HttpError]:
+        """Send each request (made by :meth:`request`), as many at once as there are
+        connections; each one's status code or HttpError, in order. One task per
+        connection, not per request: this is the path every event takes."""
+        results: list[int | HttpError] = [HttpError("not sent")] * len(requests)
+        todo = iter(enumerate(requests))
+
+        async def lane() -> None:
+            async with self._slots:
+                for i, request in todo:
+                    try:
+                        results[i] = await self._timed(request)
+                    except HttpError as exc:
+                        results[i] = exc
+
+        lanes = min(self.connections, len(requests))
+        await asyncio.gather(*(lane() for _ in range(lanes)))
+        return results
+
+    async def _timed(self, request: bytes) -> int:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._exchange(request)
+        except TimeoutError:
+            raise HttpError(f"no response within {self.timeout:g}s") from None
 
     async def _exchange(self, request: bytes) -> int:
         while self._idle:
@@ -165,30 +192,42 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, bool]:
             raise HttpError("the response's header is too long") from None
         if len(head) > MAX_HEAD:
             raise HttpError("the response's header is too long")
-        lines = head.decode("latin-1").split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
-            raise HttpError(f"not an HTTP response: {lines[0][:80]!r}")
-        status = int(code)
+        if head.startswith(b"HTTP/1.1 204 ") and b"\r\nconnection: close" not in head.lower():
+            return 204, True  # the common answer: no body, the connection kept
+        version, status, fields = _head(head)
         if 100 <= status < 200:
             continue  # 100 Continue and other interim responses
-        fields = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                fields[name.strip().lower()] = value.strip()
         keep = version == "HTTP/1.1" and fields.get("connection", "").lower() != "close"
-        if "chunked" in fields.get("transfer-encoding", "").lower():
-            await _chunked(reader)
-        elif "content-length" in fields:
-            n = int(fields["content-length"]) if fields["content-length"].isdigit() else -1
-            if not 0 <= n <= MAX_BODY:
-                return status, False  # not worth reading: close the connection instead
-            await reader.readexactly(n)
-        elif status not in (204, 304):
-            return status, False  # the body runs to the end of the connection
-        return status, keep
+        return status, await _skip_body(reader, status, fields) and keep
+
+
+def _head(head: bytes) -> tuple[str, int, dict[str, str]]:
+    """The version, status code and header fields (names lower-cased) of a response."""
+    lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/1.") or not code.isdigit():
+        raise HttpError(f"not an HTTP response: {lines[0][:80]!r}")
+    fields = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip().lower()] = value.strip()
+    return version, int(code), fields
+
+
+async def _skip_body(reader: asyncio.StreamReader, status: int, fields: dict[str, str]) -> bool:
+    """Read the body past; whether the connection can carry another request after it."""
+    if "chunked" in fields.get("transfer-encoding", "").lower():
+        await _chunked(reader)
+        return True
+    if "content-length" in fields:
+        n = int(fields["content-length"]) if fields["content-length"].isdigit() else -1
+        if not 0 <= n <= MAX_BODY:
+            return False  # not worth reading: close the connection instead
+        await reader.readexactly(n)
+        return True
+    return status in (204, 304)  # else the body runs to the end of the connection
 
 
 async def _chunked(reader: asyncio.StreamReader) -> None:

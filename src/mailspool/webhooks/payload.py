@@ -28,9 +28,10 @@ def iso_time(at: float) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event_dict(e: Event) -> dict[str, Any]:
+def event_dict(e: Event, event_id: str | None = None) -> dict[str, Any]:
+    """The payload of ``e`` (``event_id``: its id, when already computed)."""
     data: dict[str, Any] = {
-        "event_id": e.id,
+        "event_id": event_id or e.id,
         "cursor": e.cursor,
         "job_id": e.job_id or None,
         "campaign": e.campaign or None,
@@ -46,6 +47,9 @@ def event_dict(e: Event) -> dict[str, Any]:
     return {"type": e.type.value, "timestamp": iso_time(e.at), "data": data}
 
 
-def event_body(e: Event) -> bytes:
+def event_body(e: Event, event_id: str | None = None) -> bytes:
     """The request body: compact JSON, UTF-8."""
-    return json.dumps(event_dict(e), separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODE(event_dict(e, event_id)).encode()
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
