@@ -23,12 +23,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mailspool.delivery.limits import LimitSettings, parse_domain_rates, parse_rate
 from mailspool.errors import ConfigError
-from mailspool.inbound.imap import DEFAULT_PROCESSED_FOLDER, check_mailbox_name
 from mailspool.intake.suppression_csv import parse_time
 from mailspool.message.addresses import normalize, normalize_domain
 from mailspool.message.optout import check_list_name
 from mailspool.message.unsubscribe import check_unsubscribe_url
 from mailspool.message.verp import check_return_path
+from mailspool.urls import DEFAULT_PROCESSED_FOLDER, check_mailbox_name
 from mailspool.webhooks.endpoints import parse_webhooks
 
 ENV_PREFIX = "MAILSPOOL_"

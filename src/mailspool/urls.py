@@ -98,3 +98,20 @@ class Plugins(Generic[T]):
 
     def for_url(self, url: str) -> type[T]:
         return self.get(scheme_of(url), repr(redact_url(url)))
+
+
+#: where ``inbound ingest --imap`` moves what it processed (a setting's default: here,
+#: where the settings can read it without importing the IMAP client)
+DEFAULT_PROCESSED_FOLDER = "mailspool-processed"
+# printable ASCII but LIST's wildcards: non-ASCII names need modified UTF-7 (not done)
+_MAILBOX = re.compile(r"[\x20-\x7e]{1,200}", re.ASCII)
+
+
+def check_mailbox_name(name: str, what: str) -> str:
+    """``name`` when it is an IMAP mailbox name mailspool can quote; ConfigError naming
+    ``what`` otherwise."""
+    if not _MAILBOX.fullmatch(name) or "*" in name or "%" in name:
+        raise ConfigError(
+            f"{what} must be 1-200 printable ASCII characters, without * or %: {name!r}"
+        )
+    return name

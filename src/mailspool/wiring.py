@@ -6,32 +6,26 @@ import functools
 import hashlib
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailspool.config import Settings
 from mailspool.delivery.limits import Limits, make_limits
-from mailspool.delivery.observer import Observer
 from mailspool.delivery.retry import RetryPolicy
-from mailspool.delivery.worker import WorkerConfig
 from mailspool.errors import ConfigError
-from mailspool.intake.builder import Attachments
-from mailspool.intake.deliverability import Deliverability
-from mailspool.intake.pool import BuildPool, BuildSpec, default_processes
-from mailspool.intake.producer import EnqueuingSuppressing, Producer
-from mailspool.intake.rejects import Rejects
-from mailspool.message.dkim import Signer
-from mailspool.message.dkim_keys import load_keys
-from mailspool.message.render import Renderer, Template
-from mailspool.message.unsubscribe import MAX_NAME_BYTES, Secrets, UnsubscribeLinks
-from mailspool.message.verp import ReturnPath
-from mailspool.message.verp import secrets_from_environment as verp_secrets
-from mailspool.observe.logs import configure as configure_logs
 from mailspool.queue import Enqueuing, Queue, make_queue, queue_packs_messages
 from mailspool.transport import TRANSPORTS, OutboxTransport, Transport
-from mailspool.webhooks.dispatcher import Dispatcher, DispatchSettings
-from mailspool.webhooks.endpoints import parse_webhooks
-from mailspool.webhooks.process import ChildSpec, DispatcherProcess
-from mailspool.webhooks.run import WebhookRun
-from mailspool.webhooks.signing import WebhookSecrets
+
+# what only some commands build is imported where it is built: `status`, `dlq` or
+# `suppress` need not load the renderer, DKIM, the worker or the webhooks at start-up
+if TYPE_CHECKING:
+    from mailspool.delivery.observer import Observer
+    from mailspool.delivery.worker import WorkerConfig
+    from mailspool.intake.deliverability import Deliverability
+    from mailspool.intake.pool import BuildPool
+    from mailspool.intake.producer import EnqueuingSuppressing, Producer
+    from mailspool.message.render import Renderer
+    from mailspool.message.verp import ReturnPath
+    from mailspool.webhooks.run import WebhookRun
 
 
 def open_queue(settings: Settings) -> Queue:
@@ -88,6 +82,11 @@ def load_deliverability(settings: Settings, campaign: str | None = None) -> Deli
     or a campaign name too long for an unsubscribe link is a ConfigError (exit 2) naming
     it, never a failure in the middle of a run. The secrets are read only when
     --unsubscribe-url (or --return-path, for the VERP envelope senders) is set."""
+    from mailspool.intake.deliverability import Deliverability
+    from mailspool.message.dkim import Signer
+    from mailspool.message.dkim_keys import load_keys
+    from mailspool.message.unsubscribe import MAX_NAME_BYTES, Secrets, UnsubscribeLinks
+
     keys = load_keys(settings.dkim)
     if settings.dkim_required and not keys:
         raise ConfigError("--dkim-required needs at least one key: --dkim DOMAIN:SELECTOR:KEYFILE")
@@ -112,6 +111,9 @@ def load_return_path(settings: Settings) -> ReturnPath | None:
     """The VERP return path of ``--return-path`` with its secrets (read now: a missing or
     short secret is a ConfigError naming the variable), or None when the option is unset.
     What builds jobs signs addresses with it; what reads returned mail verifies them."""
+    from mailspool.message.verp import ReturnPath
+    from mailspool.message.verp import secrets_from_environment as verp_secrets
+
     if settings.return_path is None:
         return None
     return ReturnPath(settings.return_path, verp_secrets())
@@ -129,6 +131,8 @@ def build_pool(
     """Child processes to render a large source with (started now, so that their
     start-up overlaps ours), or None to render in this process. ``deliverability``:
     as :func:`load_deliverability` makes it (loaded here when not given)."""
+    from mailspool.intake.pool import BuildPool, BuildSpec, default_processes
+
     n = settings.render_processes
     if n is None:
         n = default_processes(source, delivering=delivering)
@@ -161,6 +165,10 @@ async def make_producer(
     """The producer for a campaign; stores the campaign's retry schedule first.
     ``deliverability``: as :func:`load_deliverability` makes it (the pool's when there
     is one, else loaded here when not given)."""
+    from mailspool.intake.builder import Attachments
+    from mailspool.intake.producer import Producer
+    from mailspool.intake.rejects import Rejects
+
     if deliverability is None:
         deliverability = (
             pool.spec.deliverability
@@ -181,6 +189,8 @@ async def make_producer(
 
 
 def worker_config(settings: Settings, campaign: str | None = None) -> WorkerConfig:
+    from mailspool.delivery.worker import WorkerConfig
+
     return WorkerConfig(
         concurrency=settings.concurrency,
         lease=settings.lease,
@@ -191,6 +201,8 @@ def worker_config(settings: Settings, campaign: str | None = None) -> WorkerConf
 
 
 def load_renderer(settings: Settings) -> Renderer:
+    from mailspool.message.render import Renderer, Template
+
     if settings.html and not settings.template:
         raise ConfigError(
             "--html needs --template (the header block); without a template, rows carry"
@@ -268,6 +280,13 @@ def webhook_run(settings: Settings, queue: Queue) -> WebhookRun:
     queue (what a webhook costs comes off another core), else in this one. Without an
     endpoint it only prunes events past ``--event-retention``. The signing secret is
     read now: a missing one is a ConfigError naming the variables."""
+    from mailspool.observe.logs import configure as configure_logs
+    from mailspool.webhooks.dispatcher import Dispatcher, DispatchSettings
+    from mailspool.webhooks.endpoints import parse_webhooks
+    from mailspool.webhooks.process import ChildSpec, DispatcherProcess
+    from mailspool.webhooks.run import WebhookRun
+    from mailspool.webhooks.signing import WebhookSecrets
+
     endpoints = parse_webhooks(settings.webhook)
     ds = DispatchSettings(
         timeout=settings.webhook_timeout,

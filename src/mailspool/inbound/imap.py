@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
-import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from mailspool.errors import ConfigError, MailspoolError
 from mailspool.transport.url import check_cafile, client_tls_context, url_password
-from mailspool.urls import redact_url
+from mailspool.urls import DEFAULT_PROCESSED_FOLDER, check_mailbox_name, redact_url
 
 __all__ = [
     "DEFAULT_PROCESSED_FOLDER",
@@ -39,11 +38,8 @@ __all__ = [
 ]
 
 PASSWORD_VARIABLE = "MAILSPOOL_IMAP_PASSWORD"
-DEFAULT_PROCESSED_FOLDER = "mailspool-processed"
 OPTIONS = frozenset(("cafile", "verify"))
 _ON, _OFF = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
-# printable ASCII but LIST's wildcards: non-ASCII names need modified UTF-7 (not done)
-_MAILBOX = re.compile(r"[\x20-\x7e]{1,200}", re.ASCII)
 #: messages fetched and applied between two moves
 BATCH = 100
 
@@ -78,16 +74,6 @@ class ImapSettings:
 
     def tls_context(self) -> ssl.SSLContext:
         return client_tls_context(self.cafile, self.verify)
-
-
-def check_mailbox_name(name: str, what: str) -> str:
-    """``name`` when it is a mailbox name this client can quote; ConfigError naming
-    ``what`` otherwise."""
-    if not _MAILBOX.fullmatch(name) or "*" in name or "%" in name:
-        raise ConfigError(
-            f"{what} must be 1-200 printable ASCII characters, without * or %: {name!r}"
-        )
-    return name
 
 
 def parse_imap_url(
