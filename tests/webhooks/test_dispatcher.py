@@ -22,7 +22,10 @@ from mailspool.webhooks.signing import WebhookSecrets
 from tests.support.jobs import make_job
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
-FAST = DispatchSettings(timeout=2.0, poll=0.02, lease=5.0, backoff=(0.05,), retry_period=60.0)
+FAST = DispatchSettings(
+    timeout=2.0, poll=0.02, lease=5.0, backoff=(0.05,), retry_period=60.0, gather=0.0,
+    retry_check=0.0,
+)  # fmt: skip
 
 
 async def outcomes(q: MemoryQueue, n: int, state: State = State.SENT, start: int = 1) -> None:
@@ -133,7 +136,9 @@ async def test_a_down_endpoint_loses_nothing(running) -> None:  # type: ignore[n
 
 async def test_after_the_retry_period_events_are_dead_then_revived(running) -> None:  # type: ignore[no-untyped-def]
     q = MemoryQueue()
-    short = DispatchSettings(poll=0.02, backoff=(0.05,), retry_period=0.3)
+    short = DispatchSettings(
+        poll=0.02, backoff=(0.05,), retry_period=0.3, gather=0.0, retry_check=0.0
+    )
     with WebhookReceiver(status=500) as rx:
         d = dispatcher(q, rx.url, settings=short)
         await d.start()
@@ -172,7 +177,7 @@ async def test_one_dispatcher_delivers_to_an_endpoint_at_a_time(running) -> None
 async def test_a_slow_endpoint_delays_only_its_own_events(running) -> None:  # type: ignore[no-untyped-def]
     q = MemoryQueue()
     with WebhookReceiver(delay=3.0) as slow, WebhookReceiver() as fast:
-        patient = DispatchSettings(timeout=20.0, poll=0.02, backoff=(0.05,))
+        patient = DispatchSettings(timeout=20.0, poll=0.02, backoff=(0.05,), gather=0.0)
         d = dispatcher(q, slow.url, fast.url, settings=patient)
         await d.start()
         running(d)

@@ -57,6 +57,11 @@ class DispatchSettings:
     lease: float = 60.0
     poll: float = 0.5
     batch: int = 200
+    #: after a round that found fewer events than a batch, wait this long for more (a
+    #: round's reads and writes then serve a batch, not a handful)
+    gather: float = 0.1
+    #: look for failed events that are due again at most this often
+    retry_check: float = 1.0
     #: the backoff schedule (tests make it short)
     backoff: tuple[float, ...] = BACKOFF
 
@@ -114,6 +119,10 @@ class Dispatcher:
         self._saved_at: dict[str, float] = {}
         #: endpoints being drained: every cursor written at once
         self._hurrying: set[str] = set()
+        #: whether an endpoint's last round read a whole batch (more may be waiting)
+        self._full: dict[str, bool] = {}
+        #: when each endpoint's failed events were last looked at (monotonic)
+        self._retry_checked: dict[str, float] = {}
 
     def client(self, ep: WebhookEndpoint) -> HttpClient:
         c = self._clients.get(ep.name)
@@ -177,10 +186,12 @@ class Dispatcher:
             except Exception as exc:  # a store error: say so, wait, try again
                 log.warning("webhook %s: delivery round failed, retrying: %s", ep.name, exc)
                 worked, delay = False, min(30.0, delay * 2)
-            if not worked:
+            caught_up = not self._full.get(ep.name, False)
+            if not worked or (caught_up and ep.name not in self._hurrying):
                 self._wake.clear()
+                wait = delay if not worked else self.settings.gather
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
+                    async with asyncio.timeout(wait):
                         await _first(stop, self._wake)
 
     async def _prune_loop(self, stop: asyncio.Event) -> None:
@@ -207,10 +218,15 @@ class Dispatcher:
         hurried = ep.name in self._hurried
         self._hurried.discard(ep.name)
         due_by = now + s.retry_period if hurried else now
-        worked = await self._retry_due(ep, now, due_by, 1 if down else s.batch)
+        worked = False
+        checked = self._retry_checked.get(ep.name, 0.0)
+        if hurried or down or time.monotonic() >= checked + s.retry_check:
+            self._retry_checked[ep.name] = time.monotonic()
+            worked = await self._retry_due(ep, now, due_by, 1 if down else s.batch)
         if self._down[ep.name] >= BREAKER:
             return await self._expire_unread(ep, cursor, now) or worked
         events = await self.log.read(cursor, s.batch)
+        self._full[ep.name] = len(events) >= s.batch
         if not events:
             await self._save(ep.name)  # caught up: the store says so too
             return worked
