@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from mailspool.webhooks.signing import WebhookSecrets
 
 __all__ = ["ChildSpec", "DispatcherProcess"]
 
+#: how much lower the child's CPU priority is than its parent's
+NICENESS = 10
 #: how long a child may take to start (imports, opening the queue) and to stop
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -49,6 +52,9 @@ def child_main(spec: ChildSpec, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent decides
     if spec.setup is not None:
         spec.setup()
+    # mail delivery first: on a busy machine the events wait (durably) rather than the mail
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     try:
         import uvloop  # as the commands run: its sockets cost less per request
     except ImportError:
