@@ -81,6 +81,31 @@ class BadToken(MailspoolError):
         super().__init__("invalid unsubscribe token")
 
 
+def secret_text(
+    environ: Mapping[str, str] | None, variable: str, file_variable: str, needed_by: str
+) -> tuple[str, str]:
+    """The text of ``variable``, or of the file ``file_variable`` names (one of the two),
+    and where it came from (for errors that never show it); ConfigError when neither or
+    both are set (saying what ``needed_by`` it), or the file cannot be read. Every
+    secret read from the environment (unsubscribe links, VERP, webhooks) comes this way."""
+    env = os.environ if environ is None else environ
+    value, path = env.get(variable, ""), env.get(file_variable, "")
+    if value and path:
+        raise ConfigError(f"set {variable} or {file_variable}, not both")
+    if value:
+        return value, variable
+    if not path:
+        raise ConfigError(f"{needed_by}: set {variable} or {file_variable}")
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        # the path and the OS's reason only: never the file's content
+        raise ConfigError(
+            f"{file_variable}: cannot read {path}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    return text, f"{file_variable} ({path})"
+
+
 class Secrets:
     """The HMAC secrets: the first signs, all verify. Each is at least
     :data:`MIN_SECRET_CHARS` characters; they are never shown."""
@@ -122,22 +147,8 @@ class Secrets:
         two); ConfigError when neither or both are set, or a file cannot be read.
         By default the unsubscribe secrets (:data:`ENV_SECRET`, :data:`ENV_SECRET_FILE`);
         another use names its own variables and says what ``needs`` them."""
-        env = os.environ if environ is None else environ
-        value, path = env.get(variable, ""), env.get(file_variable, "")
-        if value and path:
-            raise ConfigError(f"set {variable} or {file_variable}, not both")
-        if value:
-            return cls.parse(value, variable)
-        if not path:
-            raise ConfigError(f"{needed_by}: set {variable} or {file_variable}")
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
-        except OSError as exc:
-            # the path and the OS's reason only: never the file's content
-            raise ConfigError(
-                f"{file_variable}: cannot read {path}: {exc.strerror or type(exc).__name__}"
-            ) from None
-        return cls.parse(text, f"{file_variable} ({path})")
+        text, origin = secret_text(environ, variable, file_variable, needed_by)
+        return cls.parse(text, origin)
 
     def __len__(self) -> int:
         return len(self._keys)

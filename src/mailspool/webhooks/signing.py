@@ -17,11 +17,10 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from mailspool.errors import ConfigError
+from mailspool.message.unsubscribe import secret_text
 
 __all__ = ["ENV_SECRET", "ENV_SECRET_FILE", "WebhookSecrets"]
 
@@ -66,23 +65,14 @@ class WebhookSecrets:
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> WebhookSecrets:
         """The secrets of :data:`ENV_SECRET` or of the file :data:`ENV_SECRET_FILE` names;
         ConfigError when neither or both are set, or the file cannot be read."""
-        env = os.environ if environ is None else environ
-        value, path = env.get(ENV_SECRET, ""), env.get(ENV_SECRET_FILE, "")
-        if value and path:
-            raise ConfigError(f"set {ENV_SECRET} or {ENV_SECRET_FILE}, not both")
-        if value:
-            return cls.parse(value, ENV_SECRET)
-        if not path:
-            raise ConfigError(
-                f"webhooks are signed: set {ENV_SECRET} or {ENV_SECRET_FILE}"
-                " (e.g. whsec_ followed by the output of: openssl rand -base64 32)"
-            )
-        try:
-            text = Path(path).read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not ASCII"
-            raise ConfigError(f"{ENV_SECRET_FILE}: cannot read {path}: {why}") from None
-        return cls.parse(text, f"{ENV_SECRET_FILE} ({path})")
+        text, origin = secret_text(
+            environ,
+            ENV_SECRET,
+            ENV_SECRET_FILE,
+            "webhooks are signed (a secret is whsec_ and then, e.g., the output of"
+            " openssl rand -base64 32)",
+        )
+        return cls.parse(text, origin)
 
     def signature(self, msg_id: str, timestamp: int, body: bytes) -> str:
         """The ``webhook-signature`` header's value: one ``v1,`` signature per secret."""
