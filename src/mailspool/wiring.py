@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mailspool.intake.producer import EnqueuingSuppressing, Producer
     from mailspool.message.render import Renderer
     from mailspool.message.verp import ReturnPath
+    from mailspool.webhooks.dispatcher import DispatchSettings
     from mailspool.webhooks.run import WebhookRun
 
 
@@ -274,6 +275,17 @@ def limits(settings: Settings) -> Limits | None:
     return make_limits(url, settings.limits)
 
 
+def dispatch_settings(settings: Settings) -> DispatchSettings:
+    """How the webhook options say events are delivered."""
+    from mailspool.webhooks.dispatcher import DispatchSettings
+
+    return DispatchSettings(
+        timeout=settings.webhook_timeout,
+        retry_period=settings.webhook_retry_period,
+        retention=settings.event_retention,
+    )
+
+
 def webhook_run(settings: Settings, queue: Queue) -> WebhookRun:
     """The delivery of ``--webhook`` from the queue's event log, to run beside mail
     delivery (``async with``): in a child process when another process can open the
@@ -281,18 +293,14 @@ def webhook_run(settings: Settings, queue: Queue) -> WebhookRun:
     endpoint it only prunes events past ``--event-retention``. The signing secret is
     read now: a missing one is a ConfigError naming the variables."""
     from mailspool.observe.logs import configure as configure_logs
-    from mailspool.webhooks.dispatcher import Dispatcher, DispatchSettings
+    from mailspool.webhooks.dispatcher import Dispatcher
     from mailspool.webhooks.endpoints import parse_webhooks
     from mailspool.webhooks.process import ChildSpec, DispatcherProcess
     from mailspool.webhooks.run import WebhookRun
     from mailspool.webhooks.signing import WebhookSecrets
 
     endpoints = parse_webhooks(settings.webhook)
-    ds = DispatchSettings(
-        timeout=settings.webhook_timeout,
-        retry_period=settings.webhook_retry_period,
-        retention=settings.event_retention,
-    )
+    ds = dispatch_settings(settings)
     secrets = WebhookSecrets.from_environment() if endpoints else None
     if endpoints and not settings.queue.startswith("memory:"):
         setup = functools.partial(configure_logs, settings.log_level, settings.log_format)

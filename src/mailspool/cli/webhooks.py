@@ -19,14 +19,13 @@ from mailspool.cli.exits import ExitCode
 from mailspool.config import Settings, parse_duration
 from mailspool.errors import ConfigError
 from mailspool.queue import Queue
-from mailspool.urls import redact_url
-from mailspool.webhooks.dispatcher import Dispatcher, DispatchSettings
+from mailspool.webhooks.dispatcher import Dispatcher
 from mailspool.webhooks.endpoints import WebhookEndpoint, parse_webhook, parse_webhooks
 from mailspool.webhooks.http import HttpClient, HttpError
 from mailspool.webhooks.payload import iso_time
 from mailspool.webhooks.run import WebhookRun, backlog
 from mailspool.webhooks.signing import WebhookSecrets
-from mailspool.wiring import open_queue
+from mailspool.wiring import dispatch_settings, open_queue
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
@@ -147,11 +146,11 @@ async def _retry(
     given = args.endpoint
     names = await _names(queue, configured)
     if given is not None:
-        names = [n for n in names if given in (n, *(ep.url for ep in configured if ep.name == n))]
-        if not names:
-            names = [redact_url(given)] if "://" in given else []
-        if not names:
+        # an endpoint's name is its URL redacted: a URL names one whether or not it has state
+        name = WebhookEndpoint(given).name if "://" in given else given
+        if name not in names and "://" not in given:
             raise ConfigError(f"no webhook endpoint is named {given[:200]!r}")
+        names = [name]
     revived = {n: await queue.events.revive(n) for n in names}
     deliverable = [ep for ep in configured if ep.name in revived]
     left: dict[str, Any] = {}
@@ -160,9 +159,7 @@ async def _retry(
             queue.events,
             deliverable,
             WebhookSecrets.from_environment(),
-            DispatchSettings(
-                timeout=settings.webhook_timeout, retry_period=settings.webhook_retry_period
-            ),
+            dispatch_settings(settings),
         )
         async with WebhookRun(queue.events, deliverable, dispatcher=dispatcher) as hooks:
             left = await hooks.drain(timeout)
