@@ -264,12 +264,33 @@ class MemoryEventLog(EventLog):
         self._endpoints_: dict[str, Endpoint] = {}
         self._pending_: dict[str, dict[str, Pending]] = {}
 
-    def append(self, type_: EventType, **fields: object) -> None:
+    def append(
+        self,
+        type_: EventType,
+        *,
+        at: float,
+        job_id: str = "",
+        campaign: str = "",
+        recipients: tuple[str, ...] = (),
+        detail: str = "",
+        reason: str = "",
+        attempts: int = 0,
+        permanent: bool = False,
+    ) -> None:
         self._seq += 1
-        at = float(fields.pop("at", time.time()))  # type: ignore[arg-type]
-        detail = clip(str(fields.pop("detail", "")))
         self._events.append(
-            Event(f"{self._seq:020d}", type_, at, detail=detail, **fields)  # type: ignore[arg-type]
+            Event(
+                f"{self._seq:020d}",
+                type_,
+                at,
+                job_id,
+                campaign,
+                recipients,
+                clip(detail),
+                reason,
+                attempts,
+                permanent,
+            )
         )
 
     async def _read(self, after: str | None, limit: int) -> list[Event]:
