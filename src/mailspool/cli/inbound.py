@@ -33,10 +33,9 @@ from mailspool.inbound import (
     Handled,
     Report,
     SoftBouncePolicy,
-    handle,
     is_unsubscribe_request,
-    parse_report,
 )
+from mailspool.inbound.receive import receive
 from mailspool.message.verp import ReturnPath
 from mailspool.queue.returns import clean_text
 from mailspool.wiring import load_return_path, open_queue
@@ -187,11 +186,11 @@ async def ingest(args: argparse.Namespace, settings: Settings) -> ExitCode:
     async with open_queue(settings) as queue:
 
         async def apply(item: Message) -> None:
-            to = envelope_to(item.data, return_path, unsubscribe_to)
-            report = parse_report(item.data, envelope_to=to, unsubscribe_to=unsubscribe_to)
-            handled = await handle(
-                report, item.data, store=queue, return_path=return_path, now=time.time(),
-                policy=policy,
+            report, handled = await receive(
+                item.data,
+                envelope_to=envelope_to(item.data, return_path, unsubscribe_to),
+                store=queue, return_path=return_path, unsubscribe_to=unsubscribe_to,
+                policy=policy, now=time.time(),
             )  # fmt: skip
             r = row(item, report, handled)
             tally["messages"] += 1
