@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,11 @@ from mailspool.webhooks.dispatcher import Dispatcher
 from mailspool.webhooks.endpoints import WebhookEndpoint
 from mailspool.webhooks.process import DispatcherProcess
 
-__all__ = ["Backlog", "WebhookRun", "backlog"]
+__all__ = ["Backlog", "WebhookRun", "backlog", "register"]
+
+#: how long the lease taken by :func:`register` lasts (seconds): long enough to be a
+#: lease, too short to keep the child, or another process, waiting
+REGISTER_LEASE = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,16 @@ async def backlog(log: EventLog, name: str) -> Backlog:
     return Backlog(unread, state.retrying, state.dead)
 
 
+async def register(log: EventLog, endpoints: Sequence[WebhookEndpoint]) -> None:
+    """Make each endpoint known to the store now, at the newest event, with a lease
+    that ends at once: the child process, which takes a moment to start, then
+    delivers every event written after the command started, not only those written
+    after it came up."""
+    owner = f"register-{os.getpid()}"
+    for ep in endpoints:
+        await log.lease(ep.name, owner, REGISTER_LEASE)
+
+
 class WebhookRun:
     """``async with WebhookRun(...):`` delivers until the block ends, with
     ``dispatcher`` in a task of this process or in the child ``process``."""
@@ -67,6 +82,7 @@ class WebhookRun:
 
     async def __aenter__(self) -> WebhookRun:
         if self.process is not None:
+            await register(self.log, self.endpoints)
             await self.process.start()
         if self.dispatcher is not None:
             await self.dispatcher.start()
