@@ -91,6 +91,61 @@ async def test_a_closed_idle_connection_is_replaced(raw) -> None:  # type: ignor
     await client.aclose()
 
 
+async def test_requests_are_pipelined_on_one_connection_and_answered_in_order(raw) -> None:  # type: ignore[no-untyped-def]
+    connections, seen = 0, []
+
+    async def answer(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                body = await read_request(r)
+            except asyncio.IncompleteReadError:
+                return
+            seen.append(body)
+            w.write(b"HTTP/1.1 %s X\r\nContent-Length: 0\r\n\r\n" % body[1:4])
+
+    client = HttpClient(await raw(answer), connections=1)
+    requests = [client.request(b"{%d}" % (200 + i), {}) for i in range(40)]
+    assert await client.post_many(requests) == [200 + i for i in range(40)]
+    await client.aclose()
+    assert connections == 1 and client.pipeline > 1
+    assert seen == [b"{%d}" % (200 + i) for i in range(40)]
+
+
+async def test_a_server_that_drops_pipelined_requests_gets_them_one_at_a_time(raw) -> None:  # type: ignore[no-untyped-def]
+    taken = 0
+
+    async def answer(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal taken
+        await read_request(r)  # one request, then the connection ends, unannounced
+        taken += 1
+        w.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await w.drain()
+
+    client = HttpClient(await raw(answer), connections=2)
+    requests = [client.request(b"{}", {}) for _ in range(10)]
+    assert await client.post_many(requests) == [204] * 10
+    await client.aclose()
+    assert client.pipeline == 1 and taken == 10
+
+
+async def test_connection_close_after_some_responses_sends_the_rest_again(raw) -> None:  # type: ignore[no-untyped-def]
+    async def answer(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        for _ in range(3):
+            await read_request(r)
+            w.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        await w.drain()
+
+    client = HttpClient(await raw(answer), connections=1)
+    requests = [client.request(b"{}", {}) for _ in range(9)]
+    assert await client.post_many(requests) == [204, 204, 204, 200] * 2 + [204]
+    await client.aclose()
+    assert client.pipeline > 1  # a server may close when it says so
+
+
 @pytest.mark.parametrize(
     ("reply", "error"),
     [
