@@ -9,12 +9,13 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from mailspool.testing.invariant import Received, Violation, violation_of, violation_report
+from mailspool.testing.oauth2 import sasl_oauth2
 
 
 @dataclass
@@ -59,6 +60,19 @@ class _Handler:
         return "250 2.0.0 OK queued"
 
 
+@dataclass
+class _OAuth2Handler(_Handler):
+    """Also XOAUTH2 and OAUTHBEARER, each token checked with ``check(user, token)``."""
+
+    check: Callable[[str, str], bool] = lambda user, token: False
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> Any:
+        return await sasl_oauth2(server, args, "XOAUTH2", self.check)
+
+    async def auth_OAUTHBEARER(self, server: Any, args: list[str]) -> Any:
+        return await sasl_oauth2(server, args, "OAUTHBEARER", self.check)
+
+
 @lru_cache(maxsize=1)
 def _smtp_class() -> Any:
     from aiosmtpd.smtp import SMTP
@@ -75,7 +89,9 @@ class RecordingSMTPServer:
     """An aiosmtpd server on 127.0.0.1, port chosen by the OS, in its own thread.
 
     ``tls``: an ssl.SSLContext to offer STARTTLS with; ``credentials``: (user, password)
-    to require AUTH; ``require_starttls``: refuse commands before STARTTLS.
+    to require AUTH; ``oauth2``: ``check(user, token)`` to require AUTH XOAUTH2 or
+    OAUTHBEARER (testing/oauth2.py has a token issuer); ``require_starttls``: refuse
+    commands before STARTTLS.
 
     Every accepted message is checked with ``check_message`` as it arrives; ``bcc``
     (or ``allow_bcc`` before the message is sent) names recipients that may be absent
@@ -92,8 +108,15 @@ class RecordingSMTPServer:
         require_starttls: bool = False,
         bcc: Iterable[str] = (),
         unchecked: str | None = None,
+        oauth2: Callable[[str, str], bool] | None = None,
     ) -> None:
-        self.handler = _Handler(bcc={a.lower() for a in bcc}, unchecked=unchecked)
+        bcc = {a.lower() for a in bcc}
+        self.handler = (
+            _Handler(bcc=bcc, unchecked=unchecked)
+            if oauth2 is None
+            else _OAuth2Handler(bcc=bcc, unchecked=unchecked, check=oauth2)
+        )
+        self.oauth2 = oauth2
         self.tls = tls
         self.credentials = credentials
         self.require_starttls = require_starttls
@@ -146,9 +169,11 @@ class RecordingSMTPServer:
             ident="mailspool-test",
             tls_context=self.tls,
             require_starttls=self.require_starttls,
-            auth_required=self.credentials is not None,
+            auth_required=self.credentials is not None or self.oauth2 is not None,
             auth_require_tls=self.tls is not None,
             authenticator=self._authenticator if self.credentials else None,
+            # with OAuth2 only, no password is taken
+            auth_exclude_mechanism=[] if self.credentials else ["PLAIN", "LOGIN"],
         )
         self._protocols.append(proto)
         return proto

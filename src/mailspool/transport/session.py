@@ -24,6 +24,7 @@ from mailspool.errors import (
     TLSFailure,
 )
 from mailspool.transport.base import Delivery
+from mailspool.transport.oauth2 import ABORT, initial_response
 from mailspool.transport.url import SMTPSettings
 from mailspool.transport.wire import Reply, ReplyProtocol, lost_error, stuff
 
@@ -178,11 +179,13 @@ class SMTPSession:
 
     async def _login(self) -> None:
         s = self.settings
-        assert s.username is not None and s.password is not None
         if not self.encrypted and not s.loopback:
             raise AuthFailure("refusing to send credentials without TLS", stage=Stage.AUTH)
         if "auth" not in self.extensions:
             raise AuthFailure(f"{s.host} does not offer AUTH", stage=Stage.AUTH)
+        if s.auth is not None:
+            return await self._login_oauth2(s.auth)
+        assert s.username is not None and s.password is not None
         if "plain" in self.auth_methods:
             reply = await self._command(
                 b"AUTH PLAIN " + auth_plain_encode(s.username, s.password), Stage.AUTH
@@ -200,6 +203,32 @@ class SMTPSession:
             )
         if reply.code != 235:
             raise reply.error(Stage.AUTH, AuthFailure)
+
+    async def _login_oauth2(self, mechanism: str) -> None:
+        """AUTH XOAUTH2 or OAUTHBEARER with the token source's token; a refused token
+        is replaced by a fresh one and tried once more (it may have just expired)."""
+        s = self.settings
+        assert s.username is not None and s.oauth2 is not None
+        if mechanism not in self.auth_methods:
+            raise AuthFailure(
+                f"{s.host} does not offer AUTH {mechanism.upper()} (it offers"
+                f" {', '.join(self.auth_methods) or 'none'})",
+                stage=Stage.AUTH,
+            )
+        for _ in range(2):
+            token = await s.oauth2.token()
+            blob = initial_response(mechanism, s.username, token, s.host, s.port)
+            reply = await self._command(
+                b"AUTH " + mechanism.upper().encode() + b" " + blob, Stage.AUTH
+            )
+            if reply.code == 334:  # the error, as a challenge: end the exchange to hear it
+                reply = await self._command(ABORT[mechanism], Stage.AUTH)
+            if reply.code == 235:
+                return
+            s.oauth2.refused(token)
+            if reply.code // 100 != 5:
+                break  # a temporary failure: a fresh token would not help now
+        raise reply.error(Stage.AUTH, AuthFailure)
 
     # -- transactions -------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The relay URL: ``smtp://[user[:password]@]host[:port][?starttls=...&cafile=...]`` and
 ``smtps://`` (implicit TLS). Passwords may come from the environment or a file, and are
-never part of any string this module produces for display."""
+never part of any string this module produces for display; ``?auth=xoauth2`` or
+``?auth=oauthbearer`` take an OAuth2 token instead (transport/oauth2.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from mailspool.errors import ConfigError
+from mailspool.transport.oauth2 import MECHANISMS, TokenSource, token_source
 from mailspool.urls import is_loopback, redact_url
 
 STARTTLS_MODES = ("required", "opportunistic", "off")
-OPTIONS = frozenset(("starttls", "cafile", "verify", "max_age", "max_messages", "helo"))
+OPTIONS = frozenset(("starttls", "cafile", "verify", "max_age", "max_messages", "helo", "auth"))
 _ON, _OFF = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # fullmatch
 _ADDRESS_LITERAL = re.compile(r"\[(?:IPv6:)?[0-9A-Fa-f:.]+\]")  # fullmatch
@@ -41,6 +43,10 @@ class SMTPSettings:
     max_age: float = 300.0
     max_messages: int = 0  # per connection; 0 = no limit
     local_hostname: str | None = None
+    #: the SASL mechanism when OAuth2 (``?auth=xoauth2`` or ``oauthbearer``), and where
+    #: its token comes from; None: a password with PLAIN or LOGIN
+    auth: str | None = None
+    oauth2: TokenSource | None = field(default=None, repr=False, compare=False)
 
     @property
     def loopback(self) -> bool:
@@ -50,9 +56,11 @@ class SMTPSettings:
     def redacted(self) -> str:
         """The relay as a URL for logs and summaries: the user is shown, never the password."""
         scheme = "smtps" if self.implicit_tls else "smtp"
-        user = f"{quote(self.username, safe='')}:***@" if self.username else ""
+        secret = "" if self.auth else ":***"
+        user = f"{quote(self.username, safe='')}{secret}@" if self.username else ""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{user}{host}:{self.port}"
+        query = f"?auth={self.auth}" if self.auth else ""
+        return f"{scheme}://{user}{host}:{self.port}{query}"
 
     def tls_context(self) -> ssl.SSLContext:
         return client_tls_context(self.cafile, self.verify)
@@ -118,7 +126,7 @@ def parse_smtp_url(url: str, **timeouts: float) -> SMTPSettings:
     helo = q.get("helo", [None])[-1]
     if helo is not None and not _valid_helo(helo):
         raise ConfigError("helo must be a host name or an address literal such as [192.0.2.1]")
-    username, password = _credentials(parts.username, parts.password)
+    username, password, auth, oauth2 = _login(parts.username, parts.password, q)
     if username and not implicit and starttls == "off" and not is_loopback(host):
         raise ConfigError("refusing to send credentials without TLS: remove starttls=off")
     max_age, max_messages = _connection_limits(q)
@@ -134,8 +142,28 @@ def parse_smtp_url(url: str, **timeouts: float) -> SMTPSettings:
         max_age=max_age,
         max_messages=max_messages,
         local_hostname=helo,
+        auth=auth,
+        oauth2=oauth2,
         **timeouts,
     )
+
+
+def _login(
+    raw_user: str | None, raw_password: str | None, q: dict[str, list[str]]
+) -> tuple[str | None, str | None, str | None, TokenSource | None]:
+    """The user, password, OAuth2 mechanism (``?auth=``) and token source: a password
+    (from the URL or the environment) without ``?auth=``, a token source with it."""
+    given = q.get("auth", [None])[-1]
+    if given is None:
+        return (*_credentials(raw_user, raw_password), None, None)
+    auth = given.lower()
+    if auth not in MECHANISMS:
+        raise ConfigError(f"auth must be one of {', '.join(MECHANISMS)}")
+    if not raw_user:
+        raise ConfigError(f"auth={auth} needs the user (the mailbox) in the relay URL")
+    if raw_password:
+        raise ConfigError(f"auth={auth} takes a token, not a password: remove it from the URL")
+    return unquote(raw_user), None, auth, token_source(auth)
 
 
 def _valid_helo(name: str) -> bool:
