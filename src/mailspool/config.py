@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,13 @@ from mailspool.message.addresses import normalize, normalize_domain
 from mailspool.message.optout import check_list_name
 from mailspool.message.unsubscribe import check_unsubscribe_url
 from mailspool.message.verp import check_return_path
+from mailspool.schedule import (
+    Schedule,
+    check_send_at,
+    parse_send_at,
+    parse_timezone,
+    parse_windows,
+)
 from mailspool.urls import DEFAULT_PROCESSED_FOLDER, check_mailbox_name
 from mailspool.webhooks.endpoints import parse_webhooks
 
@@ -165,6 +173,11 @@ class Settings(BaseSettings):
     list_name: str = "default"
     #: the VERP envelope sender's base address (message/verp.py): LOCAL+TOKEN@DOMAIN
     return_path: str | None = None
+    # when mail may go (schedule.py): the campaign's start, windows and timezone
+    send_at: str | None = None
+    window: str | None = None
+    timezone: str = "UTC"
+    timezone_column: str | None = None
     # mailspool inbound ingest (inbound/handle.py SoftBouncePolicy)
     #: temporary bounces of an address, within soft_bounce_window, that suppress it
     soft_bounce_limit: int = Field(default=3, ge=1)
@@ -279,6 +292,23 @@ class Settings(BaseSettings):
     def _imap_processed_folder(cls, v: str) -> str:
         return _checked(lambda name: check_mailbox_name(name, "the folder"), v)
 
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str | None) -> str | None:
+        return None if v is None else "; ".join(map(str, _checked(parse_windows, v)))
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_send_at(v, time.time())  # the form; its timezone is applied by schedule
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        return str(_checked(parse_timezone, v))
+
     @field_validator("list_name")
     @classmethod
     def _list_name(cls, v: str) -> str:
@@ -323,6 +353,18 @@ class Settings(BaseSettings):
         if v.lower() not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
         return v.lower()
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """The campaign's send time and windows (schedule.py), None without either."""
+        if self.send_at is None and self.window is None:
+            return None
+        tz = parse_timezone(self.timezone)
+        return Schedule(
+            parse_windows(self.window) if self.window else (),
+            self.timezone,
+            parse_send_at(self.send_at, tz) if self.send_at else 0.0,
+        )
 
     @property
     def rate_per_second(self) -> float | None:

@@ -101,6 +101,8 @@ class Job:
     #: the mailing list the job was sent for ("" is the default list): its recipients
     #: are checked against that list's suppressions and the global ones
     list_name: str = ""
+    #: the recipient's timezone for the campaign's send windows ("": the campaign's own)
+    timezone: str = ""
 
     @property
     def domain(self) -> str:

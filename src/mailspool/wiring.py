@@ -64,13 +64,19 @@ RETRY_FIELDS = {
 }
 
 
-async def store_campaign_retry(queue: Enqueuing, campaign: str, settings: Settings) -> None:
-    """Retry options given when enqueueing become the campaign's own schedule, which
-    every worker applies to its jobs (a per-campaign override)."""
+async def store_campaign_settings(queue: Enqueuing, campaign: str, settings: Settings) -> None:
+    """Retry options given when enqueueing become the campaign's own retry schedule,
+    and its send time and windows its own schedule, which every worker applies to its
+    jobs (per-campaign overrides)."""
+    stored: dict[str, object] = {}
     given = settings.model_fields_set & RETRY_FIELDS.keys()
     if given:
-        retry = {RETRY_FIELDS[f]: getattr(settings, f) for f in sorted(given)}
-        await queue.set_campaign_settings(campaign, {"retry": retry})
+        stored["retry"] = {RETRY_FIELDS[f]: getattr(settings, f) for f in sorted(given)}
+    schedule = settings.schedule
+    if schedule is not None:
+        stored["schedule"] = schedule.to_json()
+    if stored:
+        await queue.set_campaign_settings(campaign, stored)
 
 
 def attachment_base(settings: Settings) -> Path:
@@ -150,6 +156,7 @@ def build_pool(
         key_column=settings.key_column,
         pack=queue_packs_messages(settings.queue, settings.store),
         deliverability=deliverability,
+        timezone_column=settings.timezone_column,
     )
     return BuildPool(spec=spec, processes=n)
 
@@ -176,7 +183,7 @@ async def make_producer(
             if pool is not None
             else load_deliverability(settings, campaign)
         )
-    await store_campaign_retry(queue, campaign, settings)
+    await store_campaign_settings(queue, campaign, settings)
     return Producer(
         queue=queue,
         renderer=renderer,
@@ -186,6 +193,8 @@ async def make_producer(
         key_column=settings.key_column,
         pool=pool,
         deliverability=deliverability,
+        timezone_column=settings.timezone_column,
+        schedule=settings.schedule,
     )
 
 

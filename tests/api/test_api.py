@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -129,6 +130,26 @@ def test_one_message_is_queued_and_sent(
     (got,) = delivered_to(smtpd_module, "one@example.com")
     assert sorted(got.recipients) == ["c1@example.org", "one@example.com"]
     assert got.message["Subject"] == "Hello" and got.message["Message-ID"] == body["message_id"]
+
+
+def test_send_at_holds_a_message_until_then_and_a_bad_one_is_422(
+    api: httpx.Client, smtpd_module: RecordingSMTPServer
+) -> None:
+    start = time.time() + 1.5
+    when = datetime.fromtimestamp(start, UTC).isoformat()
+    r = api.post("/v1/messages", json=message("later@example.com", send_at=when))
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    held = api.get(f"/v1/messages/{job_id}").json()
+    assert held["state"] == "deferred" and held["attempts"] == 0
+    body = wait_final(api, job_id)
+    assert body["state"] == "sent" and body["attempts"] == 1 and time.time() >= start
+    assert delivered_to(smtpd_module, "later@example.com")
+    for bad, reason in (("soon", "not a date and time"), ("2999-01-01T00:00", "a year ahead")):
+        r = api.post("/v1/messages", json=message("x@example.com", send_at=bad))
+        assert r.status_code == 422, r.text
+        (err,) = r.json()["errors"]
+        assert err["field"] == "send_at" and reason in err["reason"]
 
 
 def test_a_batch_with_a_bad_message_reports_each_and_queues_nothing(

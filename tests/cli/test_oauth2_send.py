@@ -28,7 +28,8 @@ def test_a_token_expiring_mid_run_is_refreshed_and_nothing_is_lost(
         RecordingSMTPServer(tls=server_tls, require_starttls=True, oauth2=issuer.valid) as srv,
     ):
         res = cli(
-            "send", "r.csv", "--template", "t.txt", "--json", "--rate", "30/s", "--concurrency", "1",
+            "send", "r.csv", "--template", "t.txt", "--json",
+            "--rate", "30/s", "--concurrency", "1",
             "--smtp", f"smtp://news%40example.com@127.0.0.1:{srv.port}?auth=xoauth2&max_messages=4"
             f"&cafile={ca_file}",
             env={

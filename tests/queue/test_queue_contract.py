@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -95,6 +96,20 @@ async def test_released_dead_owner_counts_ambiguous(queue: Queue) -> None:
     await queue.claim("dead", 1, lease=300)
     await queue.release_owner("dead")
     assert (await queue.stats()).ambiguous == 1
+
+
+async def test_a_job_enqueued_for_later_keeps_its_timezone_and_waits(queue: Queue) -> None:
+    later = replace(make_job(1), not_before=time.time() + 0.3, timezone="Asia/Tokyo")
+    await queue.enqueue([later, make_job(2)])
+    stored = await queue.get(later.id)
+    assert stored is not None and stored.timezone == "Asia/Tokyo"
+    assert stored.state is State.DEFERRED and stored.attempts == 0
+    assert (await queue.get(make_job(2).id)).timezone == ""  # type: ignore[union-attr]
+    (now,) = await queue.claim("w1", 2, 30)
+    assert now.id == make_job(2).id
+    await asyncio.sleep(0.35)
+    (due,) = await queue.claim("w1", 2, 30)
+    assert due.id == later.id and due.timezone == "Asia/Tokyo" and due.attempts == 1
 
 
 async def test_heartbeat_keeps_the_lease(queue: Queue) -> None:

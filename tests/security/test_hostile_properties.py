@@ -4,9 +4,12 @@ naming a field, or reaches the wire satisfying the invariant (mailspool.testing)
 
 from __future__ import annotations
 
+import csv
 import email
 import email.policy
 import email.utils
+import io
+import json
 import tempfile
 from pathlib import Path
 
@@ -14,8 +17,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mailspool.errors import RejectedRow
-from mailspool.intake.builder import Attachments
+from mailspool.intake.builder import Attachments, JobBuilder
+from mailspool.intake.sources import open_source
 from mailspool.message.compose import attachment_part
+from mailspool.message.render import Renderer, Template
+from mailspool.schedule import parse_timezone
 from mailspool.testing import check_message
 from tests.support.faces import FIELDS, TEMPLATE_FACES, through
 from tests.support.strategies import SPECIAL, TEXT
@@ -70,3 +76,37 @@ def test_any_file_name_is_refused_or_encoded_soundly(name: str) -> None:
     # Python's email package drops the angle brackets around a whole value (utils.unquote)
     assert part.get_filename() == email.utils.unquote(name.strip())
     assert len(part.keys()) == 3, part.keys()  # no header written by the name
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=TEXT, face=st.sampled_from(["csv", "jsonl"]))
+def test_any_text_as_a_recipients_timezone_is_refused_naming_the_column_or_a_zone(
+    value: str, face: str
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        if face == "csv":
+            path = base / "rows.csv"
+            text = io.StringIO(newline="")
+            csv.writer(text).writerows([["Email", "Zone"], ["ann@example.com", value]])
+            path.write_bytes(text.getvalue().encode("utf-8", "surrogatepass"))
+            tpl = Template.parse("From: n@example.com\nTo: {{ Email }}\nSubject: s\n\nHi.\n")
+            renderer = Renderer.build(tpl, None, None)
+        else:
+            path = base / "rows.jsonl"
+            row = {"from": "n@example.com", "to": "ann@example.com", "subject": "s",
+                   "text": "Hi.", "Zone": value}  # fmt: skip
+            path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+            renderer = Renderer.build(None, None, None)
+        builder = JobBuilder(
+            renderer=renderer, campaign="tz", attachments=Attachments(base=base),
+            timezone_column="Zone",
+        )  # fmt: skip
+        (item,) = list(builder.build_rows(open_source(path).rows()))
+    if isinstance(item, RejectedRow):
+        assert item.field and item.reason, item
+        readable = not any("\ud800" <= c <= "\udfff" for c in value)
+        if readable and "\x00" not in value:  # else the reader refuses the row first
+            assert item.field == "Zone", item
+        return
+    assert item.timezone == "" or str(parse_timezone(item.timezone)) == item.timezone

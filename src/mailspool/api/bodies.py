@@ -49,6 +49,12 @@ class MessageIn(BaseModel):
         description="the mailing list the message is for: its unsubscribe link and"
         " suppressions (default: the server's --list)",
     )
+    send_at: str | None = Field(
+        default=None,
+        max_length=64,
+        description="send no earlier than this ISO 8601 time (2026-12-05T09:00:00+01:00;"
+        " without an offset, UTC), at most a year ahead",
+    )
 
 
 class BatchIn(BaseModel):

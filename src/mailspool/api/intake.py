@@ -162,12 +162,14 @@ def api_builder(renderer: Renderer, campaign: str, deliverability: Deliverabilit
 @dataclass(frozen=True, slots=True)
 class Item:
     """One posted message to build: its ``index`` in the request, its job ``builder``,
-    its row ``values`` and the ``list_name`` it is for."""
+    its row ``values``, the ``list_name`` it is for and when it may be sent."""
 
     index: int
     builder: JobBuilder
     values: dict[str, Any]
     list_name: str
+    #: send no earlier than this (Unix seconds; 0: at once)
+    send_at: float = 0.0
 
 
 def build_jobs(items: Sequence[Item], now: float, senders: SenderDomains) -> Built:
@@ -183,6 +185,7 @@ def build_jobs(items: Sequence[Item], now: float, senders: SenderDomains) -> Bui
                 list_name=item.list_name,
                 check_from=senders.check,
             )
+            job.not_before = item.send_at if item.send_at > now else 0.0
             out.jobs.append(job)
         except RejectedRow as exc:
             out.errors.append(

@@ -41,6 +41,7 @@ from mailspool.observe.metrics import (
 )
 from mailspool.observe.tracing import span, tracer
 from mailspool.queue import Queue
+from mailspool.schedule import check_send_at
 from mailspool.webhooks.run import WebhookRun
 from mailspool.wiring import (
     limits,
@@ -261,7 +262,15 @@ class Service:
                 values[KEY_FIELD] = uuid.uuid4().hex
             else:
                 values[KEY_FIELD] = f"{key}#{i}" if batch else key
-            items.append(Item(i, builder, values, msg.list_name or self.settings.list_name))
+            send_at = 0.0
+            if msg.send_at is not None:
+                try:
+                    send_at = check_send_at(msg.send_at, time.time())
+                except ValueError as exc:
+                    errors.append(error(i, "send_at", str(exc)))
+                    continue
+            lst = msg.list_name or self.settings.list_name
+            items.append(Item(i, builder, values, lst, send_at))
         return items, errors
 
     async def accept(self, messages: list[MessageIn], key: str | None) -> list[Job]:

@@ -33,6 +33,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         "rows": rep.rows,
         "queued": rep.queued,
         "new": rep.new,
+        # queued by an earlier run and not final yet: left as they are
+        "pending": rep.pending,
         "rejected": rep.rejected,
         "duplicates": rep.duplicates,
         "skipped_already_sent": rep.already_sent,

@@ -97,6 +97,27 @@ def producer(p: argparse.ArgumentParser) -> None:
         type=int,
         help="child processes rendering rows (default: one per core for large files; 0: none)",
     )
+    when(p)
+
+
+def when(p: argparse.ArgumentParser) -> None:
+    """When the campaign's mail may go (schedule.py, docs/cli.md "Send windows")."""
+    p.add_argument(
+        "--send-at", dest="send_at", metavar="TIME",
+        help="start no earlier: 2026-12-05T09:00 (in --timezone) or with an offset",
+    )  # fmt: skip
+    p.add_argument(
+        "--window", metavar="'DAYS HH:MM-HH:MM'",
+        help="send only in these windows: 'Mon-Fri 09:00-17:00' (several: separated by ;)",
+    )  # fmt: skip
+    p.add_argument(
+        "--timezone", metavar="ZONE",
+        help="the timezone of --window and --send-at, e.g. Europe/Berlin (default UTC)",
+    )  # fmt: skip
+    p.add_argument(
+        "--timezone-column", dest="timezone_column", metavar="COLUMN",
+        help="a column holding each recipient's timezone (empty: --timezone)",
+    )  # fmt: skip
 
 
 def deliverability(p: argparse.ArgumentParser) -> None:

@@ -251,8 +251,13 @@ class SendRun:
             )
             return stopped
         if s["deferred"]:
+            why = (
+                "wait for their send window (--window, --send-at) or a later retry"
+                if self.settings.schedule is not None
+                else "are still queued or deferred for a later retry"
+            )
             print(
-                f"{s['deferred']} messages are still queued or deferred for a later retry."
+                f"{s['deferred']} messages {why}."
                 " Run the same command again, or `mailspool worker`, to continue.",
                 file=sys.stderr,
             )

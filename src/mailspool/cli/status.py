@@ -1,5 +1,5 @@
-"""``mailspool status``: job counts by state, per campaign, and the returned mail
-(bounces, complaints) recorded on its jobs."""
+"""``mailspool status``: job counts by state, per campaign, the returned mail (bounces,
+complaints) recorded on its jobs, and a scheduled campaign's send windows."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from mailspool.cli.exits import ExitCode
 from mailspool.config import Settings
-from mailspool.models import State
+from mailspool.models import CampaignStats, State
 from mailspool.queue import Queue
 from mailspool.queue.returns import ReturnEvent, clean_text
 from mailspool.wiring import open_queue
@@ -30,6 +30,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         for c in campaigns:
             st = await queue.stats(c)
             returned = await queue.returns.counts(c)
+            schedule = (await queue.campaign_settings(c)).get("schedule")
             rows.append(
                 {
                     "campaign": c,
@@ -41,6 +42,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
                     "bounced": returned.bounced,
                     "soft_bounced": returned.soft_bounced,
                     "complained": returned.complained,
+                    **waiting(schedule, st),
                 }
             )
     if args.json:
@@ -52,9 +54,39 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         shown = STATES + (RETURNS if any(r[k] for k in RETURNS) else ())
         counts = "  ".join(f"{s}={r.get(s, 0)}" for s in shown)
         print(f"{r['campaign']}: {counts}")
+        if r.get("schedule"):
+            print(f"  {window_line(r)}")
         if r["last_error"]:
             print(f"  last error: {safe(str(r['last_error']))}")
     return ExitCode.OK
+
+
+def waiting(schedule: dict[str, Any] | None, st: CampaignStats) -> dict[str, Any]:
+    """A scheduled campaign's send time and windows, how many of its jobs wait (queued
+    or deferred) and when the next is due."""
+    if not schedule:
+        return {}
+    due = st.next_due
+    return {
+        "schedule": schedule,
+        "waiting": st.get(State.QUEUED) + st.get(State.DEFERRED),
+        "next_due": iso(due) if due is not None else None,
+    }
+
+
+def window_line(r: dict[str, Any]) -> str:
+    sch = r["schedule"]
+    parts = []
+    if sch.get("windows"):
+        parts.append(f"send windows {sch['windows']} ({sch.get('timezone') or 'UTC'})")
+    if sch.get("send_at"):
+        parts.append(f"from {iso(float(sch['send_at']))}")
+    line = "; ".join(parts) + f": {r['waiting']} waiting"
+    return line + (f", the next due {r['next_due']}" if r["next_due"] else "")
+
+
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def safe(text: str) -> str:

@@ -38,6 +38,7 @@ from mailspool.delivery.recorder import Recorder
 from mailspool.delivery.relay_gate import RelayGate
 from mailspool.delivery.retry import CampaignPolicies, RetryPolicy
 from mailspool.delivery.screen import Screen
+from mailspool.delivery.windows import SendWindows
 from mailspool.errors import DeliveryError, MailspoolError, QueueError
 from mailspool.models import DeadReason, Job, Outcome, State
 from mailspool.queue import Claiming, Suppressing
@@ -120,6 +121,7 @@ class Worker:
         self.assembler = Assembler(queue)
         self._handed: set[str] = set()  # given to the transport, no outcome yet
         self.screen = Screen(queue)
+        self.windows = SendWindows(queue)
         self.error: BaseException | None = None
 
     # -- control ------------------------------------------------------------------
@@ -232,6 +234,7 @@ class Worker:
             await self.policies.load(j.campaign for j in jobs)
             for job in jobs:
                 self._held.add(job.id)
+            jobs = await self._in_window(jobs)
             for job in await self._screen(jobs):
                 self._buffer.put_nowait(job)
             if jobs:
@@ -241,6 +244,12 @@ class Worker:
                 return
             await self._sleep(wait)
             wait = min(self.config.poll_interval, wait * 2)
+
+    async def _in_window(self, jobs: list[Job]) -> list[Job]:
+        """The claimed jobs inside their send windows (the others are handed back)."""
+        send, released = await self.windows.hand_back(self.queue, self.owner, jobs)
+        self._held.difference_update(released)
+        return send
 
     async def _screen(self, jobs: list[Job]) -> list[Job]:
         """The claimed jobs to send (screen.py); those left with no recipient are recorded

@@ -28,6 +28,7 @@ from mailspool.message.optout import DEFAULT_LIST, check_list_name
 from mailspool.message.render import Rendered, Renderer
 from mailspool.message.unsubscribe import MAX_NAME_BYTES, PLACEHOLDER, TEMPLATE_VARIABLE
 from mailspool.models import AttachmentRef, Job, job_id
+from mailspool.schedule import parse_timezone
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 #: encoded attachment parts kept for signing (a part evicted is read from its file again)
@@ -173,6 +174,8 @@ class JobBuilder:
     attachments: AttachmentPolicy
     key_column: str | None = None
     deliverability: Deliverability = field(default_factory=Deliverability)
+    #: the column naming each recipient's timezone for the send windows (schedule.py)
+    timezone_column: str | None = None
     #: From domain -> whether a key signs it
     _signs: dict[str, bool] = field(default_factory=dict, init=False, repr=False)
 
@@ -252,6 +255,7 @@ class JobBuilder:
             attachments=refs,
             created_at=now,
             list_name="" if list_name == DEFAULT_LIST else list_name,
+            timezone=self._timezone(row),
         )
         if d.signer is not None:
             sign(job, d.signer, [self.attachments.part(ref) for ref in refs])
@@ -270,6 +274,21 @@ class JobBuilder:
                 yield self.build(item, time.time())
             except RejectedRow as exc:
                 yield exc.at_row(item.number)
+
+    def _timezone(self, row: Row) -> str:
+        """The row's timezone column, checked ("" when there is none or it is empty)."""
+        column = self.timezone_column
+        if column is None:
+            return ""
+        if column not in row.values:
+            raise RejectedRow(column, "no such column (the --timezone-column)")
+        value = row.values[column]
+        if value in (None, ""):
+            return ""
+        try:
+            return str(parse_timezone(str(value)))
+        except ValueError as exc:
+            raise RejectedRow(column, str(exc)) from None
 
     def _key(self, row: Row, r: Rendered) -> str:
         if self.key_column is None:

@@ -78,6 +78,7 @@ class BuildSpec:
     #: pack each message for a queue that stores them packed (mailspool.queue.packing)
     pack: bool = False
     deliverability: Deliverability = field(default_factory=Deliverability)
+    timezone_column: str | None = None
 
     @staticmethod
     def template_of(tpl: Template | None) -> tuple[str, str | None, tuple[str, str]] | None:
@@ -97,6 +98,7 @@ class BuildSpec:
             attachments=attachments,
             key_column=self.key_column,
             deliverability=self.deliverability,
+            timezone_column=self.timezone_column,
         )
         return builder, attachments
 
@@ -162,11 +164,12 @@ def _job_data(j: Job, packs: bool) -> _Built:
         j.attachments,
         j.created_at,
         j.list_name,
+        j.timezone,
     )
 
 
 def _job(campaign: str, d: _Built, packs: bool) -> Job:
-    jid, key, message_id, sender, recipients, message, row, body_offset, atts, created, lst = d
+    jid, key, message_id, sender, recipients, message, row, body_offset, atts, created, lst, tz = d
     return Job(
         id=jid,
         campaign=campaign,
@@ -180,6 +183,7 @@ def _job(campaign: str, d: _Built, packs: bool) -> Job:
         attachments=atts,
         created_at=created,
         list_name=lst,
+        timezone=tz,
     )
 
 

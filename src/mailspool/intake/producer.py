@@ -26,6 +26,7 @@ from mailspool.message.render import Renderer
 from mailspool.models import Enqueued, Job, State
 from mailspool.queue import Enqueuing, Suppressing
 from mailspool.queue.suppression import SuppressionList
+from mailspool.schedule import Schedule
 
 BATCH = 4000
 #: the first batch is small: a worker in this process starts on it that much sooner
@@ -83,6 +84,9 @@ class Producer:
     key_column: str | None = None
     pool: BuildPool | None = None
     deliverability: Deliverability = field(default_factory=Deliverability)
+    #: the column of each recipient's timezone, and when the jobs are due (schedule.py)
+    timezone_column: str | None = None
+    schedule: Schedule | None = None
     report: ProducerReport = field(default_factory=ProducerReport, init=False)
     builder: JobBuilder = field(init=False)
     _suppressions: SuppressionList | None = field(default=None, init=False)
@@ -93,12 +97,15 @@ class Producer:
         if self.pool is not None and self.pool.spec.deliverability != self.deliverability:
             # rows built here while the children start must come out the same
             raise ValueError("the pool signs and links with other settings than the producer")
+        if self.pool is not None and self.pool.spec.timezone_column != self.timezone_column:
+            raise ValueError("the pool reads another timezone column than the producer")
         self.builder = JobBuilder(
             renderer=self.renderer,
             campaign=self.campaign,
             attachments=self.attachments,
             key_column=self.key_column,
             deliverability=self.deliverability,
+            timezone_column=self.timezone_column,
         )
         self._suppressions = suppression_list(self.queue)
 
@@ -157,6 +164,10 @@ class Producer:
 
     async def _flush(self, batch: list[Job]) -> None:
         await self._store_blobs()
+        if self.schedule is not None and not self.schedule.empty:
+            now = time.time()  # each job due at its send time, in a window of its timezone
+            for job in batch:
+                job.not_before = self.schedule.due(now, job.timezone)
         if self._suppressions is not None:
             await screen(self._suppressions, batch, time.time())
         rep = self.report

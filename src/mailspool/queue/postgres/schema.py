@@ -199,7 +199,8 @@ CREATE TABLE IF NOT EXISTS {s}.jobs (
     dead_reason text NOT NULL DEFAULT '',
     ambiguous integer NOT NULL DEFAULT 0,
     packed_message bytea,
-    list_name text NOT NULL DEFAULT ''
+    list_name text NOT NULL DEFAULT '',
+    timezone text NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON {s}.jobs (state, ready_at);
 CREATE INDEX IF NOT EXISTS jobs_campaign ON {s}.jobs (campaign, state, ready_at);
@@ -214,7 +215,7 @@ DDL = DDL.replace("@EVENTS@", EVENTS_DDL.strip())
 JOB_COLUMNS = (
     'id, campaign, key, "row", message_id, sender, recipients, message, body_offset,'
     " attachments, state, attempts, ready_at, created_at, updated_at, last_reply,"
-    " dead_reason, lease_owner, packed_message, list_name"
+    " dead_reason, lease_owner, packed_message, list_name, timezone"
 )
 
 # A table from before messages were packed: its rows keep their plain ``message``; new
@@ -225,6 +226,8 @@ ADD_PACKED = (
 )
 # A table from before mailing lists: its jobs are on the default list ("").
 ADD_LIST_NAME = "ALTER TABLE {s}.jobs ADD COLUMN list_name text NOT NULL DEFAULT ''"
+# A table from before send windows: its jobs follow their campaign's timezone ("").
+ADD_TIMEZONE = "ALTER TABLE {s}.jobs ADD COLUMN timezone text NOT NULL DEFAULT ''"
 
 _HAS_COLUMN = (
     "SELECT true FROM information_schema.columns"
@@ -244,6 +247,8 @@ async def create_or_upgrade(con: Any, s: str) -> None:
         await con.execute(ADD_PACKED.format(s=s))
     if not await con.fetchval(_HAS_COLUMN, s, "list_name"):
         await con.execute(ADD_LIST_NAME.format(s=s))
+    if not await con.fetchval(_HAS_COLUMN, s, "timezone"):
+        await con.execute(ADD_TIMEZONE.format(s=s))
     if await con.fetchval("SELECT to_regclass($1)", f"{s}.suppressions") is None:
         await con.execute(SUPPRESSIONS_DDL.format(s=s))
     if await con.fetchval("SELECT to_regclass($1)", f"{s}.unmatched") is None:
@@ -271,10 +276,11 @@ def insert_sql(t: str) -> str:
         f'INSERT INTO {t} (id, campaign, key, "row", message_id, sender,'
         # every message written now is packed (mailspool.queue.packing)
         " recipients, packed_message, body_offset, attachments, ready_at, created_at,"
-        " updated_at, state, list_name)"
+        " updated_at, state, list_name, timezone)"
         " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],"
         " $5::text[], $6::text[], $7::text[], $8::bytea[], $9::int[], $10::text[],"
-        " $11::float8[], $12::float8[], $13::float8[], $14::text[], $15::text[])"
+        " $11::float8[], $12::float8[], $13::float8[], $14::text[], $15::text[],"
+        " $16::text[])"
         " ON CONFLICT (id) DO NOTHING RETURNING id"
     )
 
@@ -344,6 +350,7 @@ def job_from_row(r: Any) -> Job:
         dead_reason=r["dead_reason"],
         lease_owner=r["lease_owner"] or "",
         list_name=r["list_name"],
+        timezone=r["timezone"],
     )
 
 

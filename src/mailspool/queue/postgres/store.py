@@ -162,7 +162,7 @@ class PostgresStore(JobStore):
         """Prepare the frequent statements on a new connection (run each once, changing
         nothing): the first batch then goes out in one round trip, without waiting for
         a Parse to come back while the producer is busy rendering."""
-        await con.fetch(self._insert_sql, *[[]] * 15)
+        await con.fetch(self._insert_sql, *[[]] * 16)
         await con.fetch(self._record_sql, *[[]] * 6, 0.0, "")
         await con.fetch(claim_ids_sql(self._t, False), "", 0.0, 0.0, [], [])
         await con.fetch(claim_ids_sql(self._t, True), "", 0.0, 0.0, [], [], "")
@@ -182,7 +182,7 @@ class PostgresStore(JobStore):
         fresh: dict[str, Job] = {}
         for j in jobs:
             fresh.setdefault(j.id, j)
-        cols: list[list[Any]] = [[] for _ in range(15)]
+        cols: list[list[Any]] = [[] for _ in range(16)]
         for j in fresh.values():
             created = j.created_at or now
             state = State.DEFERRED if j.not_before > now else State.QUEUED
@@ -194,7 +194,7 @@ class PostgresStore(JobStore):
                     j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
                     "\n".join(j.recipients), stored_form(j.message), j.body_offset,
                     attachments_json(j.attachments), j.not_before or created, created, now,
-                    state.value, j.list_name,
+                    state.value, j.list_name, j.timezone,
                 ),
                 strict=True,
             ):  # fmt: skip

@@ -44,12 +44,13 @@ def as_str(b: Any) -> str:
 
 def _meta(j: Job, created: float) -> str:
     """What never changes about a job, as one JSON array: one field to write and read.
-    The last element, 1, says that the message is stored packed."""
-    return json.dumps(
-        [j.id, j.campaign, j.key, j.row, j.message_id, j.sender, list(j.recipients),
-         j.body_offset, attachment_rows(j.attachments), created, 1],
-        separators=(",", ":"),
-    )  # fmt: skip
+    The element after the creation time, 1, says that the message is stored packed; the
+    recipient's timezone follows when it has one (jobs from before have neither)."""
+    meta = [j.id, j.campaign, j.key, j.row, j.message_id, j.sender, list(j.recipients),
+            j.body_offset, attachment_rows(j.attachments), created, 1]  # fmt: skip
+    if j.timezone:
+        meta.append(j.timezone)
+    return json.dumps(meta, separators=(",", ":"))
 
 
 #: how many arguments job_args gives a job
@@ -72,6 +73,7 @@ def _from_meta(meta: bytes, message: Any, **dynamic: Any) -> Job:
     jid, campaign, key, row, message_id, sender, rcpts, offset, atts, created, *packed = json.loads(
         meta
     )
+    timezone = str(packed[1]) if len(packed) > 1 else ""
     message, unreadable = bytes(message or b""), ""
     if packed[:1] == [1] and message:  # a sent job's message is dropped
         message, unreadable = read_stored(message)
@@ -88,6 +90,7 @@ def _from_meta(meta: bytes, message: Any, **dynamic: Any) -> Job:
         body_offset=offset,
         attachments=attachments_from_rows(atts),
         created_at=created,
+        timezone=timezone,
         **dynamic,
     )
 

@@ -17,16 +17,17 @@ JOB_COLUMNS = (
     "id, campaign, key, row, message_id, sender, recipients,"
     " (SELECT message FROM bodies WHERE bodies.seq = jobs.seq), body_offset, attachments,"
     " state, attempts, ready_at, created_at, updated_at, last_reply, dead_reason, lease_owner,"
-    " list_name"
+    " list_name, timezone"
 )
 CLAIMABLE = "('deferred', 'queued', 'sending')"
 INSERT_JOBS = (
     "INSERT OR IGNORE INTO jobs (seq, id, campaign, key, row, message_id, sender, recipients,"
-    " body_offset, attachments, state, ready_at, created_at, updated_at, list_name) VALUES "
+    " body_offset, attachments, state, ready_at, created_at, updated_at, list_name, timezone)"
+    " VALUES "
 )
 INSERT_BODIES = "INSERT INTO bodies (seq, message) VALUES "
-_ROW_PARAMS = "?,?,?,?,?,?,?,?,?,?,?,?,?,?"
-INSERT_ROWS = 2000  # 14 parameters a row, under SQLite's limit of 32766 a statement
+_ROW_PARAMS = "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?"
+INSERT_ROWS = 2000  # 15 parameters a row, under SQLite's limit of 32766 a statement
 # a handed-back job: deferred if it was tried before, else queued
 HANDED_BACK = "CASE WHEN attempts > 1 THEN 'deferred' ELSE 'queued' END"
 
@@ -57,6 +58,7 @@ def job_from_row(r: Sequence[Any]) -> Job:
         dead_reason=r[16],
         lease_owner=r[17] or "",
         list_name=r[18],
+        timezone=r[19],
     )
 
 
@@ -84,6 +86,7 @@ def insert_chunks(jobs: Sequence[Job], now: float) -> list[InsertChunk]:
                 j.id, j.campaign, j.key, j.row, j.message_id, j.sender,
                 "\n".join(j.recipients), j.body_offset, attachments_json(j.attachments),
                 _initial_state(j, now), j.not_before or created, created, now, j.list_name,
+                j.timezone,
             )  # fmt: skip
             bodies.append(stored_form(j.message))
         jobs_sql, bodies_sql = _insert_sql(len(chunk))

@@ -186,7 +186,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_reply TEXT NOT NULL DEFAULT '',
     dead_reason TEXT NOT NULL DEFAULT '',
     ambiguous INTEGER NOT NULL DEFAULT 0,
-    list_name TEXT NOT NULL DEFAULT ''
+    list_name TEXT NOT NULL DEFAULT '',
+    timezone TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, ready_at);
 CREATE INDEX IF NOT EXISTS jobs_campaign ON jobs(campaign, state, ready_at);
@@ -218,6 +219,10 @@ def open_schema(db: sqlite3.Connection) -> None:
         _add_lists(db)
     else:
         db.executescript(SCHEMA)
+    if "timezone" not in _columns(db):  # a file from before send windows
+        with _transaction(db):
+            if "timezone" not in _columns(db):
+                db.execute("ALTER TABLE jobs ADD COLUMN timezone TEXT NOT NULL DEFAULT ''")
     with _transaction(db):
         _run_script(db, EVENTS)
 
