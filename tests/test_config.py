@@ -74,7 +74,7 @@ def test_parse_duration_rejects_numbers(value: float) -> None:
 def test_defaults_match_the_design() -> None:
     s = load_settings()
     assert s.queue == "sqlite:///mailspool.db"
-    assert s.smtp is None  # no relay: write to the outbox
+    assert s.smtp == [] and s.relays == []  # no relay: write to the outbox
     assert s.outbox == Path("outbox")
     assert s.concurrency == 8
     assert s.rate is None
@@ -142,7 +142,7 @@ def test_precedence_flag_env_file_default(
 def test_mailspool_toml_in_the_working_directory(clean: Path) -> None:
     write_config(clean / "mailspool.toml", 'smtp = "smtp://localhost:2525"\nconcurrency = 3\n')
     s = load_settings()
-    assert (s.smtp, s.concurrency) == ("smtp://localhost:2525", 3)
+    assert (s.smtp, s.concurrency) == (["smtp://localhost:2525"], 3)
 
 
 def test_mailspool_config_replaces_the_working_directory_file(
@@ -180,7 +180,7 @@ def test_empty_environment_variable_counts_as_unset(
     monkeypatch.setenv("MAILSPOOL_RATE", "")
     monkeypatch.setenv("MAILSPOOL_SMTP", "")
     s = load_settings()
-    assert (s.rate, s.smtp) == ("5/s", None)
+    assert (s.rate, s.smtp) == ("5/s", [])
 
 
 def test_paths_and_strings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,9 +17,9 @@ import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mailspool.delivery.limits import LimitSettings, parse_domain_rates, parse_rate
@@ -38,6 +38,9 @@ from mailspool.schedule import (
 )
 from mailspool.urls import DEFAULT_PROCESSED_FOLDER, check_mailbox_name
 from mailspool.webhooks.endpoints import parse_webhooks
+
+if TYPE_CHECKING:
+    from mailspool.delivery.relays import RelaySpec
 
 ENV_PREFIX = "MAILSPOOL_"
 #: option names that differ from the field name
@@ -116,6 +119,35 @@ def _field_name(key: str) -> str:
     return _OPTION_TO_FIELD.get(key, key)
 
 
+RELAY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+
+
+class RelayTable(BaseModel):
+    """A ``[[relay]]`` table: a relay of a relay set (docs/relays.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=RELAY_NAME)
+    url: str
+    priority: int = Field(default=0, ge=0)
+    weight: int = Field(default=1, ge=1, le=1000)
+    rate: str | None = None
+    concurrency: int = Field(default=0, ge=0)
+    from_domains: list[str] = Field(default_factory=list)
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: str | None) -> str | None:
+        if v is not None:
+            _checked(parse_rate, v)
+        return v
+
+    @field_validator("from_domains")
+    @classmethod
+    def _from_domains(cls, v: list[str]) -> list[str]:
+        return [_checked(normalize_domain, d.strip().lstrip("@")) for d in v]
+
+
 class Settings(BaseSettings):
     """Every setting of every command, validated: one field per option, named as the
     option (``from_addr`` is ``--from``), durations in seconds. Made by
@@ -128,7 +160,10 @@ class Settings(BaseSettings):
     html: Path | None = None
     from_addr: str | None = None
     subject: str | None = None
-    smtp: str | None = None
+    #: relay URLs (``--smtp``, repeatable); several, or ``relay`` tables, are a relay set
+    smtp: list[str] = Field(default_factory=list)
+    #: ``[[relay]]`` tables of mailspool.toml (delivery/relays.py)
+    relay: list[RelayTable] = Field(default_factory=list)
     queue: str = "sqlite:///mailspool.db"
     store: str | None = None
     limits_redis: str | None = None
@@ -227,6 +262,22 @@ class Settings(BaseSettings):
     @classmethod
     def _imap_poll(cls, v: Any) -> float | None:
         return None if v is None else cls._duration(v)
+
+    @field_validator("smtp", mode="before")
+    @classmethod
+    def _smtp(cls, v: Any) -> list[str]:
+        # one URL from the environment (a URL may hold a comma); a list from flags or file
+        if v is None or v == "":
+            return []
+        return [v] if isinstance(v, str) else list(v)
+
+    @field_validator("relay")
+    @classmethod
+    def _relay(cls, v: list[RelayTable]) -> list[RelayTable]:
+        names = [t.name for t in v]
+        if len(set(names)) != len(names):
+            raise ValueError("each relay needs a name of its own")
+        return v
 
     @field_validator("domain_rate", mode="before")
     @classmethod
@@ -365,6 +416,24 @@ class Settings(BaseSettings):
             self.timezone,
             parse_send_at(self.send_at, tz) if self.send_at else 0.0,
         )
+
+    @property
+    def relays(self) -> list[RelaySpec]:
+        """Every relay: the ``--smtp`` URLs (named ``relay1``, ``relay2``, ...) and the
+        ``[[relay]]`` tables; empty: no relay (the outbox)."""
+        from mailspool.delivery.relays import RelaySpec  # only the delivering commands
+
+        specs = [RelaySpec(f"relay{i}", url) for i, url in enumerate(self.smtp, 1)]
+        for t in self.relay:
+            rate = parse_rate(t.rate) if t.rate else None
+            domains = tuple(t.from_domains)
+            specs.append(
+                RelaySpec(t.name, t.url, t.priority, t.weight, rate, t.concurrency, domains)
+            )
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ConfigError("a [[relay]] table takes a name --smtp gives (relay1, relay2, ...)")
+        return specs
 
     @property
     def rate_per_second(self) -> float | None:

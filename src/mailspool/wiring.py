@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,14 +36,37 @@ def open_queue(settings: Settings) -> Queue:
 
 
 def make_transport(settings: Settings, campaign: str | None = None) -> Transport:
-    if not settings.smtp:
+    """The outbox without a relay; one relay's transport; or, for several relays (or a
+    ``[[relay]]`` table), a relay set (delivery/relays.py)."""
+    specs = settings.relays
+    if not specs:
         return OutboxTransport(settings.outbox / campaign if campaign else settings.outbox)
-    return TRANSPORTS.for_url(settings.smtp).from_url(
-        settings.smtp,
-        connect_timeout=settings.connect_timeout,
-        command_timeout=settings.command_timeout,
-        data_timeout=settings.data_timeout,
-    )
+    timeouts = {
+        "connect_timeout": settings.connect_timeout,
+        "command_timeout": settings.command_timeout,
+        "data_timeout": settings.data_timeout,
+    }
+    if len(specs) == 1 and not settings.relay:
+        url = specs[0].url
+        return TRANSPORTS.for_url(url).from_url(url, **timeouts)
+    from mailspool.delivery.relays import Relay, RelaySet
+    from mailspool.transport import SMTPTransport, parse_smtp_url
+
+    relays = []
+    for spec in specs:
+        variable = relay_password_variable(spec.name)
+        smtp = parse_smtp_url(spec.url, variable, **timeouts)
+        relays.append(Relay(spec, SMTPTransport(smtp)))
+    return RelaySet(relays)
+
+
+def relay_password_variable(name: str) -> str:
+    """Where a relay of a set takes its password from: MAILSPOOL_SMTP_PASSWORD_<NAME>
+    (or its _FILE) when set, else MAILSPOOL_SMTP_PASSWORD as for one relay."""
+    own = "MAILSPOOL_SMTP_PASSWORD_" + name.upper().replace("-", "_")
+    if os.environ.get(own) or os.environ.get(own + "_FILE"):
+        return own
+    return "MAILSPOOL_SMTP_PASSWORD"
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

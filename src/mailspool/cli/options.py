@@ -17,7 +17,11 @@ def common(p: argparse.ArgumentParser) -> None:
 
 
 def delivery(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--smtp", help="relay URL, e.g. smtp://user@relay.example.com:587")
+    p.add_argument(
+        "--smtp", action="append", metavar="URL",
+        help="relay URL, e.g. smtp://user@relay.example.com:587; repeat for several relays"
+        " (failover and weights: [[relay]] tables in mailspool.toml)",
+    )  # fmt: skip
     p.add_argument("--concurrency", type=int, help="messages in flight (default 8)")
     p.add_argument("--rate", help="global rate limit: 20/s, 500/m, 10000/h")
     p.add_argument(

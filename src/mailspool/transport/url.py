@@ -90,8 +90,12 @@ def _flag(q: dict[str, list[str]], name: str, default: str) -> str:
     return q.get(name, [default])[-1].lower()
 
 
-def parse_smtp_url(url: str, **timeouts: float) -> SMTPSettings:
-    """Parse and check a relay URL. ``timeouts`` override connect/command/data timeouts.
+def parse_smtp_url(
+    url: str, password_variable: str = "MAILSPOOL_SMTP_PASSWORD", /, **timeouts: float
+) -> SMTPSettings:
+    """Parse and check a relay URL. ``password_variable`` names the environment variable
+    a password comes from when the URL has none (a relay of a set may have its own);
+    ``timeouts`` override connect/command/data timeouts.
 
     Every problem is a :class:`ConfigError` whose message never contains the password.
     """
@@ -126,7 +130,7 @@ def parse_smtp_url(url: str, **timeouts: float) -> SMTPSettings:
     helo = q.get("helo", [None])[-1]
     if helo is not None and not _valid_helo(helo):
         raise ConfigError("helo must be a host name or an address literal such as [192.0.2.1]")
-    username, password, auth, oauth2 = _login(parts.username, parts.password, q)
+    username, password, auth, oauth2 = _login(parts.username, parts.password, q, password_variable)
     if username and not implicit and starttls == "off" and not is_loopback(host):
         raise ConfigError("refusing to send credentials without TLS: remove starttls=off")
     max_age, max_messages = _connection_limits(q)
@@ -149,13 +153,13 @@ def parse_smtp_url(url: str, **timeouts: float) -> SMTPSettings:
 
 
 def _login(
-    raw_user: str | None, raw_password: str | None, q: dict[str, list[str]]
+    raw_user: str | None, raw_password: str | None, q: dict[str, list[str]], variable: str
 ) -> tuple[str | None, str | None, str | None, TokenSource | None]:
     """The user, password, OAuth2 mechanism (``?auth=``) and token source: a password
     (from the URL or the environment) without ``?auth=``, a token source with it."""
     given = q.get("auth", [None])[-1]
     if given is None:
-        return (*_credentials(raw_user, raw_password), None, None)
+        return (*_credentials(raw_user, raw_password, variable), None, None)
     auth = given.lower()
     if auth not in MECHANISMS:
         raise ConfigError(f"auth must be one of {', '.join(MECHANISMS)}")
@@ -174,17 +178,19 @@ def _valid_helo(name: str) -> bool:
     return len(name) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
-def _credentials(raw_user: str | None, raw_password: str | None) -> tuple[str | None, str | None]:
+def _credentials(
+    raw_user: str | None, raw_password: str | None, variable: str
+) -> tuple[str | None, str | None]:
     username = unquote(raw_user) if raw_user else None
     if not username:
         if raw_password:
             raise ConfigError("the relay URL has a password but no user name")
         return None, None
-    password = url_password(raw_password)
+    password = url_password(raw_password, variable)
     if password is None:
         raise ConfigError(
-            "the relay URL names a user but no password was found: set MAILSPOOL_SMTP_PASSWORD"
-            " or MAILSPOOL_SMTP_PASSWORD_FILE"
+            f"the relay URL names a user but no password was found: set {variable}"
+            f" or {variable}_FILE"
         )
     return username, password
 
