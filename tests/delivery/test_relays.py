@@ -86,6 +86,22 @@ async def test_a_paused_relay_is_skipped_within_the_same_attempt(tmp_path: Path)
         await rs.send(Envelope("a@example.com", ("b@example.com",), msg, "j9"))
 
 
+def test_the_metrics_show_each_relays_state_and_messages(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from mailspool.observe.metrics import Metrics
+
+    rs = relay_set(RelaySpec("main", "x"), RelaySpec("spare", "x"), tmp=tmp_path)
+    rs.relays[0].pause(ConnectError("refused", stage=Stage.CONNECT))
+    rs.relays[1].sent = 7
+    metrics = Metrics()
+    metrics.watch_transport(rs)
+    text = generate_latest(metrics.registry).decode()
+    assert 'mailspool_relay_state{relay="main",state="paused"} 1.0' in text
+    assert 'mailspool_relay_state{relay="spare",state="up"} 1.0' in text
+    assert 'mailspool_relay_messages_total{outcome="sent",relay="spare"} 7.0' in text
+
+
 # -- end to end ---------------------------------------------------------------------
 
 
@@ -212,3 +228,14 @@ def test_a_535_from_one_relay_sends_everything_through_the_other(
     )
     assert ("bob", "wrong") in one.auth_attempts and "s3cret" not in res.stderr + res.stdout
     assert attempts(tmp_path) == {1: 20}
+    # status shows each relay as the worker last published it
+    st = json.loads(cli("status", "--json").stdout)[0]
+    by_name = {r["name"]: r for r in st["relays"]}
+    assert by_name["one"]["state"] == "paused" and "535" in by_name["one"]["reason"]
+    assert (by_name["one"]["sent"], by_name["two"]["sent"], by_name["two"]["state"]) == (
+        0,
+        20,
+        "up",
+    )
+    text = cli("status").stdout
+    assert "relay one: paused (535" in text and "relay two: up  sent=20" in text

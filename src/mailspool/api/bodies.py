@@ -122,6 +122,17 @@ class MessageStatus(BaseModel):
     )
 
 
+class RelayOut(BaseModel):
+    """A relay of a relay set as the workers delivering through it last published it."""
+
+    name: str
+    state: str = Field(description="up, probing (half-open after a pause) or paused")
+    sent: int
+    failed: int = Field(description="messages it failed (then sent through another, or deferred)")
+    reason: str = Field(description="the reply or error it was last paused for")
+    at: str = Field(description="when it was published")
+
+
 class CampaignStatus(BaseModel):
     campaign: str
     counts: dict[str, int]
@@ -132,6 +143,9 @@ class CampaignStatus(BaseModel):
     eta_s: float | None = Field(description="seconds until nothing is pending at that rate")
     next_due_at: str | None
     returns: ReturnCountsOut
+    relays: list[RelayOut] = Field(
+        default_factory=list, description="with several relays: each one's state, as published"
+    )
 
 
 class RetryFilter(BaseModel):

@@ -21,6 +21,7 @@ from mailspool.api.bodies import (
     FieldError,
     Health,
     MessageStatus,
+    RelayOut,
     RetryFilter,
     RetryResult,
     ReturnCountsOut,
@@ -33,6 +34,7 @@ from mailspool.api.intake import Invalid, NotUTF8, error, split_body
 from mailspool.api.service import Service
 from mailspool.api.templates import StoredTemplate
 from mailspool.config import parse_duration
+from mailspool.delivery.relays import published
 from mailspool.errors import TemplateError
 from mailspool.models import State
 from mailspool.queue import DeadFilter
@@ -185,6 +187,7 @@ async def get_campaign(svc: Svc, campaign: Annotated[str, PathParam(max_length=2
             soft_bounced=returned.soft_bounced,
             complained=returned.complained,
         ),
+        relays=[RelayOut(**(r | {"at": iso(r["at"])})) for r in await published(svc.q)],
     )
 
 

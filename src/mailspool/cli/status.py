@@ -11,6 +11,7 @@ from typing import Any
 
 from mailspool.cli.exits import ExitCode
 from mailspool.config import Settings
+from mailspool.delivery.relays import published
 from mailspool.models import CampaignStats, State
 from mailspool.queue import Queue
 from mailspool.queue.returns import ReturnEvent, clean_text
@@ -26,6 +27,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         if args.job:
             return await _job(queue, args.job, args.json)
         campaigns = [args.campaign] if args.campaign else await queue.campaigns()
+        relays = await published(queue)
         rows = []
         for c in campaigns:
             st = await queue.stats(c)
@@ -43,6 +45,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
                     "soft_bounced": returned.soft_bounced,
                     "complained": returned.complained,
                     **waiting(schedule, st),
+                    **({"relays": relays} if relays else {}),
                 }
             )
     if args.json:
@@ -58,7 +61,18 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
             print(f"  {window_line(r)}")
         if r["last_error"]:
             print(f"  last error: {safe(str(r['last_error']))}")
+    for relay in relays:
+        print(relay_line(relay))
     return ExitCode.OK
+
+
+def relay_line(r: dict[str, Any]) -> str:
+    """A relay of a relay set as its workers last published it."""
+    why = f" ({safe(r['reason'])})" if r["state"] != "up" and r["reason"] else ""
+    return (
+        f"relay {r['name']}: {r['state']}{why}  sent={r['sent']}  failed={r['failed']}"
+        f"  as of {iso(r['at'])}"
+    )
 
 
 def waiting(schedule: dict[str, Any] | None, st: CampaignStats) -> dict[str, Any]:

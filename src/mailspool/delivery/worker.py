@@ -36,6 +36,7 @@ from mailspool.delivery.outcomes import interrupted, refused_retry, sent_reply, 
 from mailspool.delivery.parking import Parking
 from mailspool.delivery.recorder import Recorder
 from mailspool.delivery.relay_gate import RelayGate
+from mailspool.delivery.relays import publish_states
 from mailspool.delivery.retry import CampaignPolicies, RetryPolicy
 from mailspool.delivery.screen import Screen
 from mailspool.delivery.windows import SendWindows
@@ -139,6 +140,7 @@ class Worker:
         senders = [self._task(self._sender()) for _ in range(self.config.concurrency)]
         recorder = self._task(self.recorder.run())
         heartbeat = self._task(self._heartbeat())
+        relays = asyncio.create_task(publish_states(self.queue, self.owner, self.transport))
         try:
             await self._feeder(idle)
         except QueueError as exc:
@@ -150,7 +152,9 @@ class Worker:
             self.recorder.close()
             await self._step(recorder)
             heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
+            relays.cancel()
+            await asyncio.gather(heartbeat, relays, return_exceptions=True)
+            await self._step(publish_states(self.queue, self.owner, self.transport, once=True))
             await self._step(self._release_unsent())
             await self._step(self.transport.close())
         if self.error is not None:

@@ -47,7 +47,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from mailspool.delivery.classify import Verdict
@@ -64,6 +64,8 @@ REPLY_CLASSES = ("2xx", "4xx", "5xx", "network", "timeout", "tls", "auth", "othe
 STATES = tuple(s.value for s in State)
 DEAD_REASONS = (*(r.value for r in DeadReason), "other")
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "other")
+#: the states of a relay of a relay set (delivery/relays.py RelayState)
+RELAY_STATES = ("up", "probing", "paused")
 #: seconds; SMTP sends on a LAN take milliseconds, a slow relay seconds
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 SCRAPE_TIMEOUT = 5.0
@@ -154,6 +156,7 @@ class Metrics:
         self._observers: weakref.WeakSet[MetricsObserver] = weakref.WeakSet()
         self.open_connections.set_function(self._count_connections)
         self.relays_paused.set_function(self._count_paused)
+        r.register(_RelayStates(self._transports))
 
     def observer(self) -> MetricsObserver:
         obs = MetricsObserver(self)
@@ -285,6 +288,34 @@ class QueueDepth(Collector):
         for state in STATES:
             depth.add_metric([state], float(counts.get(state, 0)))
         yield depth
+
+
+class _RelayStates(Collector):
+    """Each relay of a relay set (delivery/relays.py) the process delivers through: its
+    state (up, probing, paused) and its messages sent and failed, labelled by its name
+    (the configured names: a bounded set)."""
+
+    def __init__(self, transports: weakref.WeakSet[Transport]) -> None:
+        self.transports = transports
+
+    def collect(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "mailspool_relay_state", "1 for each relay's current state", labels=["relay", "state"]
+        )
+        messages = CounterMetricFamily(
+            "mailspool_relay_messages",
+            "Messages handed to each relay, by outcome (failed: the relay failed them,"
+            " whether or not another then took them)",
+            labels=["relay", "outcome"],
+        )
+        for t in list(self.transports):
+            for r in getattr(t, "states", lambda: [])():
+                for name in RELAY_STATES:
+                    state.add_metric([r.name, name], 1.0 if r.state == name else 0.0)
+                messages.add_metric([r.name, "sent"], float(r.sent))
+                messages.add_metric([r.name, "failed"], float(r.failed))
+        yield state
+        yield messages
 
 
 class _Forward(Collector):
