@@ -239,3 +239,32 @@ def test_a_535_from_one_relay_sends_everything_through_the_other(
     )
     text = cli("status").stdout
     assert "relay one: paused (535" in text and "relay two: up  sent=20" in text
+
+
+def test_relays_from_flags_and_tables_and_their_mistakes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailspool.config import load_settings
+    from mailspool.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(smtp=["smtp://a.example", "smtp://b.example"])
+    assert [(r.name, r.url) for r in s.relays] == [
+        ("relay1", "smtp://a.example"), ("relay2", "smtp://b.example")
+    ]  # fmt: skip
+    toml_relays(tmp_path, {"name": "x", "url": "smtp://x.example", "rate": "5/s",
+                           "from_domains": ["@Corp.Example"]})  # fmt: skip
+    (x,) = load_settings().relays
+    assert (x.rate, x.from_domains) == (5.0, ("corp.example",))
+    for table, error in (
+        ({"name": "bad name", "url": "smtp://x"}, "relay.0.name"),
+        ({"name": "x", "url": "smtp://x", "rate": "fast"}, "rate"),
+        ({"name": "x", "url": "smtp://x", "weight": 0}, "weight"),
+        ({"name": "x", "url": "smtp://x", "colour": "red"}, "colour"),
+    ):
+        toml_relays(tmp_path, table)
+        with pytest.raises(ConfigError, match=error):
+            load_settings()
+    toml_relays(tmp_path, {"name": "relay1", "url": "smtp://x"})
+    with pytest.raises(ConfigError, match="takes a name --smtp gives"):
+        _ = load_settings(smtp=["smtp://a.example"]).relays
