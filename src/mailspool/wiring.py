@@ -35,6 +35,18 @@ def open_queue(settings: Settings) -> Queue:
     return make_queue(settings.queue, settings.store)
 
 
+def open_existing_queue(settings: Settings) -> Queue:
+    """As :func:`open_queue`, for a command that only reads: an SQLite queue file that
+    does not exist is a ConfigError (exit 2) instead of a new, empty queue."""
+    url = settings.queue
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        raise ConfigError(
+            f"no queue at {url[len('sqlite:///') :]}: nothing was queued here"
+            " (--queue or MAILSPOOL_QUEUE names another)"
+        )
+    return open_queue(settings)
+
+
 def make_transport(settings: Settings, campaign: str | None = None) -> Transport:
     """The outbox without a relay; one relay's transport; or, for several relays (or a
     ``[[relay]]`` table), a relay set (delivery/relays.py)."""

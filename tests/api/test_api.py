@@ -48,7 +48,7 @@ def server(
         "--max-body", str(256 * 1024), "--retry-first", "1s",
     )  # fmt: skip
     yield srv
-    srv.stop()
+    assert srv.stop() == 0  # a graceful stop on SIGTERM exits 0, as a worker's does
 
 
 @pytest.fixture

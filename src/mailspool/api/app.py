@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -162,7 +164,7 @@ async def serve(settings: Settings) -> bool:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.lease),
     )
-    server = uvicorn.Server(config)
+    server = _graceful_server(config)
     announce = asyncio.create_task(_announce(server, log))
     try:
         await server.serve()
@@ -171,6 +173,24 @@ async def serve(settings: Settings) -> bool:
     finally:
         announce.cancel()
     return bool(server.started)
+
+
+def _graceful_server(config: Any) -> Any:
+    """uvicorn's server, except that after a graceful stop on SIGTERM or SIGINT it does
+    not raise the signal again (uvicorn does, and the process then exits 143): a graceful
+    stop exits 0, as ``mailspool worker``'s does."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with contextlib.ExitStack() as undo:
+                if threading.current_thread() is threading.main_thread():
+                    for sig in (signal.SIGINT, signal.SIGTERM):
+                        undo.callback(signal.signal, sig, signal.signal(sig, self.handle_exit))
+                yield
+
+    return Server(config)
 
 
 async def _announce(server: Any, log: Any) -> None:

@@ -14,7 +14,7 @@ from mailspool.config import Settings, parse_duration
 from mailspool.errors import ConfigError
 from mailspool.models import Job
 from mailspool.queue import DeadFilter
-from mailspool.wiring import open_queue
+from mailspool.wiring import open_existing_queue
 
 
 def _dead_row(job: Job) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def _dead_row(job: Job) -> dict[str, Any]:
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     since = time.time() - parse_duration(args.since) if args.since else None
     flt = DeadFilter(args.campaign, args.reason, since, (args.id,) if args.id else ())
-    async with open_queue(settings) as queue:
+    async with open_existing_queue(settings) as queue:
         if args.action == "show":
             if not args.id:
                 raise ConfigError("dlq show needs a job id")

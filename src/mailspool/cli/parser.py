@@ -32,6 +32,11 @@ from mailspool.cli.options import (
 )
 from mailspool.errors import ConfigError, MailspoolError, QueueError, SourceError, TemplateError
 
+#: why jobs are dead-lettered (models.DeadReason, not imported at start-up)
+DEAD_REASONS = (
+    "rejected_permanent", "expired", "render_error", "invalid_message", "too_large",
+    "max_attempts",
+)  # fmt: skip
 #: the reasons of suppression entries (queue.suppression.Reason, not imported at start-up)
 REASONS = ("unsubscribed", "bounced", "complained", "manual")
 
@@ -39,6 +44,18 @@ if TYPE_CHECKING:
     from mailspool.config import Settings
 
     Command = Callable[[argparse.Namespace, Settings], Awaitable[ExitCode]]
+
+
+def duration_arg(text: str) -> str:
+    """A duration option checked as it is parsed (a bad one is a usage error, exit 2);
+    kept as given, for the command to read."""
+    from mailspool.config import parse_duration
+
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _suppress(sub: Any) -> None:
@@ -170,10 +187,12 @@ def _admin(sub: Any) -> None:
     p.add_argument("action", choices=["list", "show", "retry", "purge"])
     p.add_argument("id", nargs="?", help="job id (show; optional for retry/purge)")
     common(p)
-    p.add_argument("--campaign")
-    p.add_argument("--reason")
-    p.add_argument("--since", help="only dead letters newer than this, e.g. 2h")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--campaign", help="only this campaign's dead letters")
+    p.add_argument("--reason", choices=DEAD_REASONS, help="only dead letters with this reason")
+    p.add_argument(
+        "--since", type=duration_arg, help="only dead letters newer than this, e.g. 2h"
+    )
+    p.add_argument("--json", action="store_true", help="JSON on stdout")
     _suppress(sub)
     _dkim(sub)
     _inbound(sub)

@@ -15,7 +15,7 @@ from mailspool.delivery.relays import published
 from mailspool.models import CampaignStats, State
 from mailspool.queue import Queue
 from mailspool.queue.returns import ReturnEvent, clean_text
-from mailspool.wiring import open_queue
+from mailspool.wiring import open_existing_queue
 
 STATES = ("queued", "sending", "deferred", "sent", "dead", "suppressed", "ambiguous", "total")
 #: the counts of returned mail (queue/returns.py ReturnCounts), shown when one is not zero
@@ -23,10 +23,13 @@ RETURNS = ("bounced", "soft_bounced", "complained")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    async with open_queue(settings) as queue:
+    async with open_existing_queue(settings) as queue:
         if args.job:
             return await _job(queue, args.job, args.json)
         campaigns = [args.campaign] if args.campaign else await queue.campaigns()
+        if args.campaign and args.campaign not in await queue.campaigns():
+            print(f"no campaign {args.campaign} in this queue", file=sys.stderr)
+            return ExitCode.SOME_FAILED
         relays = await published(queue)
         rows = []
         for c in campaigns:
