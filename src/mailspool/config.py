@@ -17,18 +17,12 @@ import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from mailspool.delivery.limits import LimitSettings, parse_domain_rates, parse_rate
 from mailspool.errors import ConfigError
-from mailspool.intake.suppression_csv import parse_time
-from mailspool.message.addresses import normalize, normalize_domain
-from mailspool.message.optout import check_list_name
-from mailspool.message.unsubscribe import check_unsubscribe_url
-from mailspool.message.verp import check_return_path
 from mailspool.schedule import (
     Schedule,
     check_send_at,
@@ -37,7 +31,11 @@ from mailspool.schedule import (
     parse_windows,
 )
 from mailspool.urls import DEFAULT_PROCESSED_FOLDER, check_mailbox_name
-from mailspool.webhooks.endpoints import parse_webhooks
+
+# the checks of the other layers are imported by the validators that use them: every
+# command loads its settings, and most of them give none of those options
+if TYPE_CHECKING:
+    from mailspool.delivery.limits import LimitSettings
 
 ENV_PREFIX = "MAILSPOOL_"
 #: option names that differ from the field name
@@ -86,6 +84,8 @@ def parse_expiry(text: str, now: float) -> float:
     ISO 8601 date or time (``2026-01-31``, ``2026-01-31T12:00:00Z``; no zone: UTC), in
     the future. ValueError saying what is wrong (the command line and the API name the
     field)."""
+    from mailspool.intake.suppression_csv import parse_time
+
     try:
         at = now + parse_duration(text)
     except ValueError:
@@ -232,7 +232,10 @@ class Settings(BaseSettings):
     @classmethod
     def _domain_rate(cls, v: Any) -> list[str]:
         items = [p.strip() for p in v.split(",")] if isinstance(v, str) else list(v)
-        _checked(parse_domain_rates, items)
+        if items:
+            from mailspool.delivery.limits import parse_domain_rates
+
+            _checked(parse_domain_rates, items)
         return items
 
     @field_validator("allowed_from", mode="before")
@@ -241,6 +244,8 @@ class Settings(BaseSettings):
         items = [p.strip() for p in v.split(",")] if isinstance(v, str) else list(v)
         for item in items:
             if item and item != ANY_SENDER:
+                from mailspool.message.addresses import normalize_domain
+
                 try:
                     normalize_domain(item)
                 except ValueError as exc:
@@ -254,6 +259,8 @@ class Settings(BaseSettings):
         out = []
         for item in items:
             if item:
+                from mailspool.message.addresses import normalize
+
                 try:
                     out.append(normalize(item).lower())
                 except ValueError as exc:
@@ -265,7 +272,10 @@ class Settings(BaseSettings):
     def _webhook(cls, v: Any) -> list[str]:
         # blanks separate endpoints in an environment variable: a filter holds commas
         items = v.split() if isinstance(v, str) else [str(i).strip() for i in v]
-        _checked(parse_webhooks, items)
+        if items:
+            from mailspool.webhooks.endpoints import parse_webhooks
+
+            _checked(parse_webhooks, items)
         return [i for i in items if i]
 
     @field_validator("dkim", mode="before")
@@ -279,13 +289,19 @@ class Settings(BaseSettings):
     @classmethod
     def _unsubscribe_url(cls, v: str | None) -> str | None:
         if v is not None:
+            from mailspool.message.unsubscribe import check_unsubscribe_url
+
             _checked(check_unsubscribe_url, v)
         return v
 
     @field_validator("return_path")
     @classmethod
     def _return_path(cls, v: str | None) -> str | None:
-        return None if v is None else _checked(check_return_path, v)
+        if v is None:
+            return None
+        from mailspool.message.verp import check_return_path
+
+        return _checked(check_return_path, v)
 
     @field_validator("imap_processed_folder")
     @classmethod
@@ -312,6 +328,8 @@ class Settings(BaseSettings):
     @field_validator("list_name")
     @classmethod
     def _list_name(cls, v: str) -> str:
+        from mailspool.message.optout import check_list_name
+
         check_list_name(v)
         return v
 
@@ -319,6 +337,8 @@ class Settings(BaseSettings):
     @classmethod
     def _rate(cls, v: str | None) -> str | None:
         if v is not None:
+            from mailspool.delivery.limits import parse_rate
+
             _checked(parse_rate, v)
         return v
 
@@ -368,10 +388,14 @@ class Settings(BaseSettings):
 
     @property
     def rate_per_second(self) -> float | None:
+        from mailspool.delivery.limits import parse_rate
+
         return parse_rate(self.rate) if self.rate else None
 
     @property
     def limits(self) -> LimitSettings:
+        from mailspool.delivery.limits import LimitSettings, parse_domain_rates, parse_rate
+
         return LimitSettings(
             rate=self.rate_per_second,
             domain_rates=parse_domain_rates(self.domain_rate),
