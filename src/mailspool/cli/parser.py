@@ -8,7 +8,6 @@ worker.py), imported only when it runs, as ``async def run(args, settings) -> Ex
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -268,6 +267,8 @@ def _run(coro_fn: Callable[[], Coroutine[Any, Any, ExitCode]]) -> ExitCode:
 
         return uvloop.run(coro_fn())
     except ImportError:
+        import asyncio  # imported here: `mailspool --help` needs no event loop (25 ms)
+
         return asyncio.run(coro_fn())
 
 
