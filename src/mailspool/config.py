@@ -20,15 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from mailspool.delivery.limits import LimitSettings, parse_domain_rates, parse_rate
 from mailspool.errors import ConfigError
-from mailspool.intake.suppression_csv import parse_time
-from mailspool.message.addresses import normalize, normalize_domain
-from mailspool.message.optout import check_list_name
-from mailspool.message.unsubscribe import check_unsubscribe_url
-from mailspool.message.verp import check_return_path
 from mailspool.schedule import (
     Schedule,
     check_send_at,
@@ -37,9 +30,11 @@ from mailspool.schedule import (
     parse_windows,
 )
 from mailspool.urls import DEFAULT_PROCESSED_FOLDER, check_mailbox_name
-from mailspool.webhooks.endpoints import parse_webhooks
 
+# the checks of the other layers are imported by the validators that use them: every
+# command loads its settings, and most of them give none of those options
 if TYPE_CHECKING:
+    from mailspool.delivery.limits import LimitSettings
     from mailspool.delivery.relays import RelaySpec
 
 ENV_PREFIX = "MAILSPOOL_"
@@ -89,6 +84,8 @@ def parse_expiry(text: str, now: float) -> float:
     ISO 8601 date or time (``2026-01-31``, ``2026-01-31T12:00:00Z``; no zone: UTC), in
     the future. ValueError saying what is wrong (the command line and the API name the
     field)."""
+    from mailspool.intake.suppression_csv import parse_time
+
     try:
         at = now + parse_duration(text)
     except ValueError:
@@ -139,22 +136,26 @@ class RelayTable(BaseModel):
     @classmethod
     def _rate(cls, v: str | None) -> str | None:
         if v is not None:
+            from mailspool.delivery.limits import parse_rate
+
             _checked(parse_rate, v)
         return v
 
     @field_validator("from_domains")
     @classmethod
     def _from_domains(cls, v: list[str]) -> list[str]:
+        from mailspool.message.addresses import normalize_domain
+
         return [_checked(normalize_domain, d.strip().lstrip("@")) for d in v]
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Every setting of every command, validated: one field per option, named as the
     option (``from_addr`` is ``--from``), durations in seconds. Made by
     :func:`load_settings` from the flags given, the environment and the config file
     (the precedence above); docs/cli.md describes each option."""
 
-    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     template: Path | None = None
     html: Path | None = None
@@ -236,6 +237,15 @@ class Settings(BaseSettings):
     #: read the IMAP mailbox again every so many seconds (None: once)
     imap_poll: float | None = Field(default=None, gt=0)
 
+    def __init__(self, **flags: Any) -> None:
+        """``flags`` (option or field names) over the environment over the config file.
+        The layers are merged here rather than by pydantic-settings, whose import would
+        cost every command 40 ms at start-up for sources this class does not use."""
+        given = {_field_name(k): v for k, v in flags.items()}
+        cls = type(self)
+        values = _merged(_merged(_from_file(cls), _from_environment(cls)), given)
+        super().__init__(**values)
+
     @field_validator(
         "lease",
         "max_wait",
@@ -283,7 +293,10 @@ class Settings(BaseSettings):
     @classmethod
     def _domain_rate(cls, v: Any) -> list[str]:
         items = [p.strip() for p in v.split(",")] if isinstance(v, str) else list(v)
-        _checked(parse_domain_rates, items)
+        if items:
+            from mailspool.delivery.limits import parse_domain_rates
+
+            _checked(parse_domain_rates, items)
         return items
 
     @field_validator("allowed_from", mode="before")
@@ -292,6 +305,8 @@ class Settings(BaseSettings):
         items = [p.strip() for p in v.split(",")] if isinstance(v, str) else list(v)
         for item in items:
             if item and item != ANY_SENDER:
+                from mailspool.message.addresses import normalize_domain
+
                 try:
                     normalize_domain(item)
                 except ValueError as exc:
@@ -305,6 +320,8 @@ class Settings(BaseSettings):
         out = []
         for item in items:
             if item:
+                from mailspool.message.addresses import normalize
+
                 try:
                     out.append(normalize(item).lower())
                 except ValueError as exc:
@@ -316,7 +333,10 @@ class Settings(BaseSettings):
     def _webhook(cls, v: Any) -> list[str]:
         # blanks separate endpoints in an environment variable: a filter holds commas
         items = v.split() if isinstance(v, str) else [str(i).strip() for i in v]
-        _checked(parse_webhooks, items)
+        if items:
+            from mailspool.webhooks.endpoints import parse_webhooks
+
+            _checked(parse_webhooks, items)
         return [i for i in items if i]
 
     @field_validator("dkim", mode="before")
@@ -330,13 +350,19 @@ class Settings(BaseSettings):
     @classmethod
     def _unsubscribe_url(cls, v: str | None) -> str | None:
         if v is not None:
+            from mailspool.message.unsubscribe import check_unsubscribe_url
+
             _checked(check_unsubscribe_url, v)
         return v
 
     @field_validator("return_path")
     @classmethod
     def _return_path(cls, v: str | None) -> str | None:
-        return None if v is None else _checked(check_return_path, v)
+        if v is None:
+            return None
+        from mailspool.message.verp import check_return_path
+
+        return _checked(check_return_path, v)
 
     @field_validator("imap_processed_folder")
     @classmethod
@@ -363,6 +389,8 @@ class Settings(BaseSettings):
     @field_validator("list_name")
     @classmethod
     def _list_name(cls, v: str) -> str:
+        from mailspool.message.optout import check_list_name
+
         check_list_name(v)
         return v
 
@@ -370,6 +398,8 @@ class Settings(BaseSettings):
     @classmethod
     def _rate(cls, v: str | None) -> str | None:
         if v is not None:
+            from mailspool.delivery.limits import parse_rate
+
             _checked(parse_rate, v)
         return v
 
@@ -421,6 +451,7 @@ class Settings(BaseSettings):
     def relays(self) -> list[RelaySpec]:
         """Every relay: the ``--smtp`` URLs (named ``relay1``, ``relay2``, ...) and the
         ``[[relay]]`` tables; empty: no relay (the outbox)."""
+        from mailspool.delivery.limits import parse_rate
         from mailspool.delivery.relays import RelaySpec  # only the delivering commands
 
         specs = [RelaySpec(f"relay{i}", url) for i, url in enumerate(self.smtp, 1)]
@@ -437,10 +468,14 @@ class Settings(BaseSettings):
 
     @property
     def rate_per_second(self) -> float | None:
+        from mailspool.delivery.limits import parse_rate
+
         return parse_rate(self.rate) if self.rate else None
 
     @property
     def limits(self) -> LimitSettings:
+        from mailspool.delivery.limits import LimitSettings, parse_domain_rates, parse_rate
+
         return LimitSettings(
             rate=self.rate_per_second,
             domain_rates=parse_domain_rates(self.domain_rate),
@@ -450,38 +485,19 @@ class Settings(BaseSettings):
             domain_concurrency=self.domain_concurrency,
         )
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        flags = {_field_name(k): v for k, v in init_settings().items()}
-        return (
-            _Values(settings_cls, flags),
-            _Values(settings_cls, _from_environment(settings_cls)),
-            _Values(settings_cls, _from_file(settings_cls)),
+
+def _merged(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
+    """``low`` updated by ``high``; two tables of one key are merged the same way."""
+    out = dict(low)
+    for key, value in high.items():
+        old = out.get(key)
+        out[key] = (
+            _merged(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
         )
+    return out
 
 
-class _Values(PydanticBaseSettingsSource):
-    """One layer of settings, already read."""
-
-    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._values = values
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._values.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._values)
-
-
-def _from_environment(settings_cls: type[BaseSettings]) -> dict[str, Any]:
+def _from_environment(settings_cls: type[Settings]) -> dict[str, Any]:
     values = {}
     for name in settings_cls.model_fields:
         value = os.environ.get(ENV_PREFIX + option_name(name).upper())
@@ -490,7 +506,7 @@ def _from_environment(settings_cls: type[BaseSettings]) -> dict[str, Any]:
     return values
 
 
-def _from_file(settings_cls: type[BaseSettings]) -> dict[str, Any]:
+def _from_file(settings_cls: type[Settings]) -> dict[str, Any]:
     path = config_file()
     if not path.is_file():
         if os.environ.get("MAILSPOOL_CONFIG"):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mailspool.intake.deliverability import Deliverability
     from mailspool.intake.pool import BuildPool
     from mailspool.intake.producer import EnqueuingSuppressing, Producer
+    from mailspool.message.dkim_keys import DKIMKey
     from mailspool.message.render import Renderer
     from mailspool.message.verp import ReturnPath
     from mailspool.webhooks.dispatcher import DispatchSettings
@@ -126,11 +127,13 @@ def load_deliverability(settings: Settings, campaign: str | None = None) -> Deli
     it, never a failure in the middle of a run. The secrets are read only when
     --unsubscribe-url (or --return-path, for the VERP envelope senders) is set."""
     from mailspool.intake.deliverability import Deliverability
-    from mailspool.message.dkim import Signer
-    from mailspool.message.dkim_keys import load_keys
     from mailspool.message.unsubscribe import MAX_NAME_BYTES, Secrets, UnsubscribeLinks
 
-    keys = load_keys(settings.dkim)
+    keys: tuple[DKIMKey, ...] = ()
+    if settings.dkim:  # DKIM's modules load cryptography's keys: 30 ms at start-up
+        from mailspool.message.dkim_keys import load_keys
+
+        keys = load_keys(settings.dkim)
     if settings.dkim_required and not keys:
         raise ConfigError("--dkim-required needs at least one key: --dkim DOMAIN:SELECTOR:KEYFILE")
     links = None
@@ -141,8 +144,13 @@ def load_deliverability(settings: Settings, campaign: str | None = None) -> Deli
                 f"--campaign {campaign[:120]!r}: longer than {MAX_NAME_BYTES} bytes, too long"
                 " for an unsubscribe link (--unsubscribe-url)"
             )
+    signer = None
+    if keys:
+        from mailspool.message.dkim import Signer
+
+        signer = Signer(keys)
     return Deliverability(
-        signer=Signer(keys) if keys else None,
+        signer=signer,
         dkim_required=settings.dkim_required,
         unsubscribe=links,
         list_name=settings.list_name,

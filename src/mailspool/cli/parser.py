@@ -8,7 +8,6 @@ worker.py), imported only when it runs, as ``async def run(args, settings) -> Ex
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -189,9 +188,7 @@ def _admin(sub: Any) -> None:
     common(p)
     p.add_argument("--campaign", help="only this campaign's dead letters")
     p.add_argument("--reason", choices=DEAD_REASONS, help="only dead letters with this reason")
-    p.add_argument(
-        "--since", type=duration_arg, help="only dead letters newer than this, e.g. 2h"
-    )
+    p.add_argument("--since", type=duration_arg, help="only dead letters newer than this, e.g. 2h")
     p.add_argument("--json", action="store_true", help="JSON on stdout")
     _suppress(sub)
     _dkim(sub)
@@ -284,10 +281,11 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> ExitCode:
 def _run(coro_fn: Callable[[], Coroutine[Any, Any, ExitCode]]) -> ExitCode:
     try:
         import uvloop  # faster event loop where available
+    except ImportError:  # only uvloop's absence: a command's own ImportError propagates
+        import asyncio  # imported here: `mailspool --help` needs no event loop (25 ms)
 
-        return uvloop.run(coro_fn())
-    except ImportError:
         return asyncio.run(coro_fn())
+    return uvloop.run(coro_fn())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mailspool.errors import RejectedRow
 from mailspool.message.compose import with_attachments
-from mailspool.message.dkim import Signer
 from mailspool.message.optout import DEFAULT_LIST, check_list_name
 from mailspool.message.render import Rendered
 from mailspool.message.unsubscribe import (
@@ -37,6 +37,9 @@ from mailspool.message.unsubscribe import (
 )
 from mailspool.message.verp import ReturnPath
 from mailspool.models import Job
+
+if TYPE_CHECKING:  # DKIM (cryptography's keys) is loaded only where there are keys
+    from mailspool.message.dkim import Signer
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import re
 
-from mailspool.message.addresses import normalize, normalize_domain
-
 #: compare local parts case-sensitively (read at every call; see the module docstring)
 LOCAL_PART_CASE_SENSITIVE = False
 
@@ -40,6 +38,9 @@ def _fold(local: str, domain: str) -> str:
 def address_key(address: str) -> str:
     """The key of one address (surrounding blanks ignored); raises ValueError for anything
     that is not a valid address, a ``@domain`` included."""
+    # imported here (email_validator): `status` and the queue's lookups never validate
+    from mailspool.message.addresses import normalize
+
     local, _, domain = normalize(address.strip()).rpartition("@")
     return _fold(local, domain)
 
@@ -47,6 +48,8 @@ def address_key(address: str) -> str:
 def entry_key(value: str) -> str:
     """The key of an address or of a whole domain written ``@example.com``, as an operator
     gives it; raises ValueError."""
+    from mailspool.message.addresses import normalize_domain
+
     value = value.strip()
     if value.startswith("@"):
         return "@" + normalize_domain(value)

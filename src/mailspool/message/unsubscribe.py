@@ -41,8 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from mailspool.errors import ConfigError, MailspoolError
 from mailspool.message.optout import address_key, check_list_name
 from mailspool.urls import is_loopback, redact_url
@@ -206,6 +204,9 @@ def _mac(key: bytes, payload: bytes) -> bytes:
 def _ctr(aes_key: bytes, tag: bytes, data: bytes) -> bytes:
     """AES-256-CTR of ``data`` from the counter block ``tag`` under ``aes_key`` (derived
     from a secret, see Secrets); its own inverse."""
+    # imported here: every `send` imports this module, and most campaigns have no links
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     cipher = Cipher(algorithms.AES(aes_key), modes.CTR(tag))
     return cipher.encryptor().update(data)
 

@@ -26,9 +26,8 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any, TextIO
-
-import structlog
 
 from mailspool.delivery.classify import Verdict
 from mailspool.delivery.observer import Observer
@@ -75,7 +74,24 @@ class _SafeStream:
             return False
 
 
+def _structlog() -> ModuleType:
+    """structlog, imported without rich when it is not loaded yet: structlog imports rich
+    (50 ms of a command's start-up) for rich tracebacks and reprs, and these logs use
+    neither (tracebacks are plain, without locals). rich stays importable afterwards."""
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        import structlog
+
+        return structlog
+    sys.modules["rich"] = None  # type: ignore[assignment]  # import of rich halted
+    try:
+        import structlog
+    finally:
+        del sys.modules["rich"]
+    return structlog
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    structlog = _structlog()
     out: Any = _SafeStream(stream or sys.stderr)
     fmt = resolve_format(fmt, out)
     renderer: Any
@@ -119,6 +135,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
 
 
 def get_logger(name: str = "mailspool") -> Any:
+    import structlog  # imported here: see _structlog
+
     return structlog.get_logger(name)
 
 
