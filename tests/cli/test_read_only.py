@@ -1,5 +1,5 @@
 """Commands that only read never create a queue, and name what they cannot find; bad
-option values are usage errors (exit 2) with a message, never a traceback."""
+option values and settings are errors (exit 2) with a message, never a traceback."""
 
 from __future__ import annotations
 
@@ -34,3 +34,15 @@ def test_bad_values_are_usage_errors_and_an_unknown_campaign_is_named(
     res = cli("status", "--campaign", "nosuch")
     assert res.returncode == 1 and "no campaign nosuch" in res.stderr
     assert cli("status", "--campaign", "may").returncode == 0
+
+
+def test_serve_with_a_relay_user_and_no_password_says_so_in_one_line(
+    cli: Callable[..., Result],
+) -> None:
+    res = cli(
+        "serve", "--port", "0", "--smtp", "smtp://user@relay.example.com",
+        env={"MAILSPOOL_API_TOKENS": "tok-0123456789abcdef0123"},
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert "no password was found: set MAILSPOOL_SMTP_PASSWORD" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout

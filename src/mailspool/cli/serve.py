@@ -6,7 +6,7 @@ import argparse
 
 from mailspool.cli.exits import ExitCode
 from mailspool.config import Settings
-from mailspool.wiring import check_shared_limits
+from mailspool.wiring import check_shared_limits, make_transport
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
@@ -14,4 +14,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
 
     if settings.workers:
         check_shared_limits(settings)
+        # the relay URL and its credentials checked now: a mistake is one clear line
+        # (exit 2), not a traceback from the server's start-up
+        make_transport(settings)
     return ExitCode.OK if await serve(settings) else ExitCode.USAGE
