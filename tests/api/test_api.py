@@ -110,6 +110,12 @@ def test_a_body_over_the_limit_is_413(api: httpx.Client) -> None:
 
     r = api.post("/v1/messages", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413
+    # each counted with its route, as every answer is (and the OpenAPI document's too)
+    assert api.get("/openapi.json").status_code == 200
+    metrics = api.get("/metrics").text
+    line = 'mailspool_api_requests_total{method="POST",route="/v1/messages",status="413"} 2.0'
+    assert line in metrics
+    assert 'route="/openapi.json",status="200"' in metrics
 
 
 # -- messages --------------------------------------------------------------------------

@@ -80,8 +80,9 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(QueueError, _queue_unavailable)
     _document_message_body(app)
-    app.add_middleware(AccessLog, metrics=svc.metrics)
+    # the last added is the outermost: the access log sees every answer, the 413 too
     app.add_middleware(BodyLimit, limit=settings.max_body)
+    app.add_middleware(AccessLog, metrics=svc.metrics, templates=lambda: _templates(app))
     return app
 
 
@@ -173,6 +174,14 @@ async def serve(settings: Settings) -> bool:
     finally:
         announce.cancel()
     return bool(server.started)
+
+
+def _templates(app: FastAPI) -> list[str]:
+    """Every path template the app serves, for labelling requests routing never saw."""
+    paths = (getattr(r, "path", None) for r in app.routes)
+    found = [p for p in paths if isinstance(p, str)]
+    found += [str(p) for p in app.openapi().get("paths", {})]
+    return list(dict.fromkeys(found))
 
 
 def _graceful_server(config: Any) -> Any:

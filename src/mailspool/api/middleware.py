@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
+
+from starlette.routing import compile_path
 
 from mailspool.observe.logs import get_logger
 from mailspool.observe.metrics import Metrics
@@ -79,14 +82,30 @@ async def _too_large(send: Send, limit: int) -> None:
 
 
 class AccessLog:
-    """One log event and one counter per request. The route label is the matched route's
-    template (``/v1/messages/{job_id}``), never the raw path; nothing from the headers or
+    """One log event and one counter per request, whatever answered it (the body limit's
+    413 too: this is the outermost layer). The route label is the route's template
+    (``/v1/messages/{job_id}``), never the raw path: the one routing matched, else the
+    first of ``templates()`` the path matches (a request answered before routing, a
+    route that does not record itself), else ``unmatched``; nothing from the headers or
     the query string is logged."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, templates: Callable[[], Sequence[str]] = list
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.templates = templates
+        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
         self.log = get_logger("mailspool.api")
+
+    def _route(self, scope: Scope) -> str:
+        found = getattr(scope.get("route"), "path", None)
+        if found:
+            return str(found)
+        if self._compiled is None:  # the app's path templates, once it is up
+            self._compiled = [(compile_path(t)[0], t) for t in self.templates()]
+        path = str(scope.get("path", ""))
+        return next((t for regex, t in self._compiled if regex.match(path)), "unmatched")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,7 +123,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, capture)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = self._route(scope)
             method = str(scope.get("method", ""))
             self.metrics.api_request(method, route, status)
             level = "warning" if status >= 500 else "info" if status >= 400 else "debug"
