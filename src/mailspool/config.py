@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mailspool.errors import ConfigError
+from mailspool.models import CAMPAIGN_NAME
 from mailspool.schedule import (
     Schedule,
     check_send_at,
@@ -413,8 +414,7 @@ class Settings(BaseModel):
     @field_validator("campaign")
     @classmethod
     def _campaign(cls, v: str | None) -> str | None:
-        # it names files (rejects, outbox) and keys in every backend
-        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", v):
+        if v is not None and not re.fullmatch(CAMPAIGN_NAME, v):
             raise ValueError(
                 "a campaign name is 1-100 letters, digits, '.', '_' or '-', not starting"
                 " with a punctuation mark"

@@ -27,6 +27,9 @@ class State(enum.StrEnum):
 
 
 PENDING_STATES = (State.QUEUED, State.SENDING, State.DEFERRED)
+#: a campaign name, on every face (--campaign, the HTTP API): it names files (rejects,
+#: outbox) and keys in every backend
+CAMPAIGN_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 
 
 class DeadReason(enum.StrEnum):

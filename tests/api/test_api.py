@@ -158,6 +158,17 @@ def test_send_at_holds_a_message_until_then_and_a_bad_one_is_422(
         assert err["field"] == "send_at" and reason in err["reason"]
 
 
+def test_a_campaign_name_follows_the_command_lines_rule(
+    api: httpx.Client, cli: Callable[..., Result]
+) -> None:
+    for name in ("a:b", ".hidden", "x" * 101):
+        r = api.post("/v1/messages", json=message(campaign=name))
+        assert r.status_code == 422, (name, r.text)
+        assert r.json()["errors"][0]["field"] == "campaign"
+        res = cli("status", "--campaign", name)  # nor can any command name it
+        assert res.returncode == 2 and "a campaign name is" in res.stderr
+
+
 def test_a_batch_with_a_bad_message_reports_each_and_queues_nothing(
     api: httpx.Client, smtpd_module: RecordingSMTPServer
 ) -> None:

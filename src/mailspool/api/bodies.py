@@ -7,12 +7,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from mailspool.message.optout import LIST_NAME
-from mailspool.models import DeadReason, State
+from mailspool.models import CAMPAIGN_NAME, DeadReason, State
 from mailspool.queue.returns import ReturnKind
 
 MAX_BATCH = 1000
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-CAMPAIGN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
+CAMPAIGN_PATTERN = f"^{CAMPAIGN_NAME}$"  # the command line's rule: one for every face
 IDEMPOTENCY_PATTERN = r"^[!-~]{1,200}$"  # printable ASCII, no spaces
 #: a mailing list's name (message/optout.py LIST_NAME)
 LIST_PATTERN = f"^{LIST_NAME.pattern}$"
