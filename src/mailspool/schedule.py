@@ -146,9 +146,10 @@ class Schedule:
             return at
         tz = parse_timezone(timezone or self.timezone)
         local = dt.datetime.fromtimestamp(at, tz)
+        by_start = sorted(self.windows, key=lambda w: w.start)
         for offset in range(8):
             day = local.date() + dt.timedelta(days=offset)
-            for w in sorted(self.windows, key=lambda w: w.start):
+            for w in by_start:
                 if day.weekday() not in w.days:
                     continue
                 midnight = dt.datetime.combine(day, dt.time(), tz)

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from mailspool.delivery.classify import Action, classify
+from mailspool.delivery.classify import Action, Verdict, classify
 from mailspool.delivery.relay_gate import RelayGate
 from mailspool.errors import ConnectError, DeliveryError, QueueError, Stage
 from mailspool.transport.base import Delivery, Envelope, Ready, Transport
@@ -192,9 +192,10 @@ class RelaySet(Transport):
                     delivery = await relay.transport.send(envelope, once)
             except DeliveryError as err:
                 relay.failed += 1
-                if not _elsewhere(err):
+                verdict = classify(err)
+                if not _elsewhere(err, verdict):
                     raise
-                if classify(err).action is Action.PAUSE:
+                if verdict.action is Action.PAUSE:
                     relay.pause(err)
                 last = err
                 continue
@@ -213,11 +214,10 @@ class RelaySet(Transport):
             await r.transport.close()
 
 
-def _elsewhere(err: DeliveryError) -> bool:
+def _elsewhere(err: DeliveryError, verdict: Verdict) -> bool:
     """Whether the message may go to another relay at once: the relay is to be paused,
     or the connection failed before the message was under way (no reply and not at the
     final dot: it cannot have been accepted)."""
-    verdict = classify(err)
     if verdict.action is Action.PAUSE:
         return True
     return err.code is None and not verdict.ambiguous and err.stage is not Stage.DOT
