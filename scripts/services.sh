@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start what the test suite needs when it is not running already: Postfix's smtp-sink and
 # smtp-source (Debian package postfix), Perl's Mail::DKIM (libmail-dkim-perl), Dovecot's
-# IMAP server (dovecot-imapd), Redis, RabbitMQ and PostgreSQL. Idempotent.
+# IMAP server (dovecot-imapd), dnsmasq (dnsmasq-base), Redis, RabbitMQ and PostgreSQL.
+# Idempotent.
 set -u
 log() { echo "services: $*" >&2; }
 have_port() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -29,6 +30,15 @@ if ! command -v dovecot >/dev/null && [ ! -x /usr/sbin/dovecot ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null 2>&1 \
     || { as_root apt-get update -qq >/dev/null 2>&1; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null 2>&1; } \
     || log "could not install dovecot-imapd: IMAP tests will be skipped (or fail under CI)"
+fi
+
+# dnsmasq: the tests' DNS server on loopback, for MX lookups (tests/support/dns.py); the
+# -base package is the program alone, without a system service that would take port 53
+if ! command -v dnsmasq >/dev/null && [ ! -x /usr/sbin/dnsmasq ]; then
+  log "installing dnsmasq-base (the tests' DNS server)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsmasq-base >/dev/null 2>&1 \
+    || { as_root apt-get update -qq >/dev/null 2>&1; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsmasq-base >/dev/null 2>&1; } \
+    || log "could not install dnsmasq-base: MX lookup tests will be skipped (or fail under CI)"
 fi
 
 if ! have_port 6379 && command -v redis-server >/dev/null; then

@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.support.processes",
     "tests.support.queues",
     "tests.support.services",
+    "tests.support.dns",
     "tests.support.smtp",
 ]
 

@@ -169,6 +169,10 @@ class Settings(BaseModel):
     queue: str = "sqlite:///mailspool.db"
     store: str | None = None
     limits_redis: str | None = None
+    #: per-provider shaping rules: a TOML file, None for the shipped ones, "off" for none
+    providers: str | None = None
+    resolve_mx: bool = False
+    dns_server: str | None = None
     concurrency: int = Field(default=8, ge=1, le=1000)
     rate: str | None = None
     domain_rate: list[str] = Field(default_factory=list)
@@ -402,6 +406,15 @@ class Settings(BaseModel):
             from mailspool.delivery.limits import parse_rate
 
             _checked(parse_rate, v)
+        return v
+
+    @field_validator("dns_server")
+    @classmethod
+    def _dns_server(cls, v: str | None) -> str | None:
+        if v is not None:
+            from mailspool.delivery.mx import parse_nameserver
+
+            _checked(parse_nameserver, v)
         return v
 
     @field_validator("limits_redis")

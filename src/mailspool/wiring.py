@@ -20,6 +20,7 @@ from mailspool.transport import TRANSPORTS, OutboxTransport, Transport
 # `suppress` need not load the renderer, DKIM, the worker or the webhooks at start-up
 if TYPE_CHECKING:
     from mailspool.delivery.observer import Observer
+    from mailspool.delivery.shaping import Lanes, Shaper
     from mailspool.delivery.worker import WorkerConfig
     from mailspool.intake.deliverability import Deliverability
     from mailspool.intake.pool import BuildPool
@@ -326,6 +327,42 @@ def limits(settings: Settings) -> Limits | None:
     if url is None:
         return None
     return make_limits(url, settings.limits)
+
+
+def shaping_lanes(settings: Settings) -> Lanes | None:
+    """Where the adapted provider rates live: the Redis of the queue, the store or
+    ``--limits-redis`` (shared by every worker using it), else this process (None
+    without shaping)."""
+    if (settings.providers or "").lower() == "off":
+        return None
+    from mailspool.delivery.shaping import LocalLanes
+
+    url = _limits_redis_url(settings)
+    if url is None:
+        return LocalLanes()
+    from mailspool.delivery.shared_lanes import RedisLanes
+
+    return RedisLanes(url)
+
+
+def shaper(settings: Settings, lanes: Lanes | None = None) -> Shaper | None:
+    """Per-provider shaping (delivery/shaping.py) by the rules of ``--providers`` (the
+    shipped ones by default; ``off``: none), its rates kept in ``lanes`` (default:
+    :func:`shaping_lanes`)."""
+    if (settings.providers or "").lower() == "off":
+        return None
+    from mailspool.delivery.mx import MXResolver, parse_nameserver
+    from mailspool.delivery.providers import load_providers
+    from mailspool.delivery.shaping import Shaper
+
+    rules = load_providers(Path(settings.providers) if settings.providers else None)
+    resolver = None
+    if settings.resolve_mx:
+        server = parse_nameserver(settings.dns_server) if settings.dns_server else None
+        resolver = MXResolver(server)
+    # a rate slot further off than a third of the lease: back to the queue, not leased
+    horizon = max(0.5, min(5.0, settings.lease / 3))
+    return Shaper(rules, lanes=lanes or shaping_lanes(settings), resolver=resolver, horizon=horizon)
 
 
 def dispatch_settings(settings: Settings) -> DispatchSettings:

@@ -133,6 +133,19 @@ class RelayOut(BaseModel):
     at: str = Field(description="when it was published")
 
 
+class ProviderOut(BaseModel):
+    """A provider's shaping as the workers delivering to it last published it."""
+
+    name: str
+    rate: float | None = Field(description="messages a second now; null: not limited")
+    ceiling: float | None = Field(description="the rate it climbs back to; null: none")
+    sent: int
+    throttled: int = Field(description="throttling replies seen")
+    suspended_for: float = Field(description="seconds left of a suspension (0: none)")
+    last_reply: str = Field(description="the last throttling reply (empty: none yet)")
+    at: str = Field(description="when it was published")
+
+
 class CampaignStatus(BaseModel):
     campaign: str
     counts: dict[str, int]
@@ -145,6 +158,10 @@ class CampaignStatus(BaseModel):
     returns: ReturnCountsOut
     relays: list[RelayOut] = Field(
         default_factory=list, description="with several relays: each one's state, as published"
+    )
+    providers: list[ProviderOut] = Field(
+        default_factory=list,
+        description="the providers mail was shaped for: each one's adapted rate, as published",
     )
 
 

@@ -21,6 +21,7 @@ from mailspool.api.bodies import (
     FieldError,
     Health,
     MessageStatus,
+    ProviderOut,
     RelayOut,
     RetryFilter,
     RetryResult,
@@ -34,7 +35,7 @@ from mailspool.api.intake import Invalid, NotUTF8, error, split_body
 from mailspool.api.service import Service
 from mailspool.api.templates import StoredTemplate
 from mailspool.config import parse_duration
-from mailspool.delivery.relays import published
+from mailspool.delivery.published import PROVIDERS_KEY, published
 from mailspool.errors import TemplateError
 from mailspool.models import State
 from mailspool.queue import DeadFilter
@@ -188,6 +189,9 @@ async def get_campaign(svc: Svc, campaign: Annotated[str, PathParam(max_length=2
             complained=returned.complained,
         ),
         relays=[RelayOut(**(r | {"at": iso(r["at"])})) for r in await published(svc.q)],
+        providers=[
+            ProviderOut(**(p | {"at": iso(p["at"])})) for p in await published(svc.q, PROVIDERS_KEY)
+        ],
     )
 
 

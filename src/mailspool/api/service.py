@@ -49,6 +49,8 @@ from mailspool.wiring import (
     make_transport,
     observers,
     open_queue,
+    shaper,
+    shaping_lanes,
     webhook_run,
     worker_config,
 )
@@ -167,6 +169,7 @@ class Service:
         shared = self._limits = limits(self.settings) or (
             LocalLimits(self.settings.limits) if self.settings.limits.any else None
         )
+        lanes = shaping_lanes(self.settings)  # one set of adapted rates for every loop
         for _ in range(self.n_workers):
             transport = make_transport(self.settings)
             self.metrics.watch_transport(transport)
@@ -179,6 +182,7 @@ class Service:
                 config=worker_config(self.settings),
                 observers=found,
                 limits=shared,
+                shaper=shaper(self.settings, lanes),
             )
             self.workers.append(worker)
             self.tasks.append(asyncio.create_task(self._run_worker(worker)))

@@ -43,6 +43,18 @@ def delivery(p: argparse.ArgumentParser) -> None:
         help="Redis URL holding the limits shared by every worker (default: the queue's or"
         " store's Redis, else per process)",
     )
+    p.add_argument(
+        "--providers", metavar="FILE",
+        help="per-provider shaping rules (TOML); default: the shipped rules; off: no shaping",
+    )  # fmt: skip
+    p.add_argument(
+        "--resolve-mx", dest="resolve_mx", action="store_true", default=None,
+        help="find a domain's provider by its MX hosts when no rule names the domain",
+    )  # fmt: skip
+    p.add_argument(
+        "--dns-server", dest="dns_server", metavar="HOST[:PORT]",
+        help="the DNS server --resolve-mx asks (default: the system's)",
+    )  # fmt: skip
     p.add_argument("--lease", help="lease (visibility timeout), e.g. 60s")
     retry(p)
     p.add_argument("--connect-timeout", dest="connect_timeout")

@@ -37,6 +37,7 @@ from mailspool.wiring import (
     make_transport,
     observers,
     open_queue,
+    shaper,
     webhook_run,
     worker_config,
 )
@@ -92,6 +93,7 @@ class SendRun:
                 config=worker_config(settings, campaign),
                 observers=[self.delivery.counter, progress, relay, *observers(settings)],
                 limits=shared,
+                shaper=shaper(settings),
             )
             relay.worker = worker
             report = await self._deliver(queue, worker, producer, source, progress, pool)

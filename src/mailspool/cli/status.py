@@ -11,7 +11,7 @@ from typing import Any
 
 from mailspool.cli.exits import ExitCode
 from mailspool.config import Settings
-from mailspool.delivery.relays import published
+from mailspool.delivery.published import PROVIDERS_KEY, published
 from mailspool.models import CampaignStats, State
 from mailspool.queue import Queue
 from mailspool.queue.returns import ReturnEvent, clean_text
@@ -31,6 +31,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
             print(f"no campaign {args.campaign} in this queue", file=sys.stderr)
             return ExitCode.SOME_FAILED
         relays = await published(queue)
+        providers = await published(queue, PROVIDERS_KEY)
         rows = []
         for c in campaigns:
             st = await queue.stats(c)
@@ -49,6 +50,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
                     "complained": returned.complained,
                     **waiting(schedule, st),
                     **({"relays": relays} if relays else {}),
+                    **({"providers": providers} if providers else {}),
                 }
             )
     if args.json:
@@ -66,7 +68,26 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
             print(f"  last error: {safe(str(r['last_error']))}")
     for relay in relays:
         print(relay_line(relay))
+    for provider in providers:
+        print(provider_line(provider))
     return ExitCode.OK
+
+
+def provider_line(p: dict[str, Any]) -> str:
+    """A provider's shaping as its workers last published it."""
+
+    def rate(value: float | None) -> str:
+        return "none" if value is None else f"{value:g}/s"
+
+    line = (
+        f"provider {p['name']}: rate {rate(p.get('rate'))} (ceiling {rate(p.get('ceiling'))})"
+        f"  sent={p['sent']}  throttled={p['throttled']}"
+    )
+    if p.get("suspended_for"):
+        line += f"  suspended for {p['suspended_for']:g}s"
+    if p.get("last_reply"):
+        line += f"  last throttling reply {iso(float(p['last_reply_at']))}: {safe(p['last_reply'])}"
+    return line + f"  as of {iso(p['at'])}"
 
 
 def relay_line(r: dict[str, Any]) -> str:

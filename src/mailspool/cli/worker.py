@@ -20,6 +20,7 @@ from mailspool.wiring import (
     make_transport,
     observers,
     open_queue,
+    shaper,
     webhook_run,
     worker_config,
 )
@@ -45,6 +46,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
             config=worker_config(settings, args.campaign),
             observers=[delivery.counter, *observers(settings)],
             limits=shared,
+            shaper=shaper(settings),
         )
         if settings.metrics_port is not None:
             from mailspool.observe.metrics import serve_metrics  # prometheus_client: only here

@@ -36,6 +36,10 @@ class Observer:
     def relay_paused(self, err: DeliveryError, delay: float) -> None:
         """``err`` closed the relay gate: no sender uses the relay for ``delay`` seconds."""
 
+    def throttled(self, job: Job, provider: str, err: DeliveryError) -> None:
+        """``provider`` answered ``job`` with a throttling reply: its rate is cut and the
+        job admitted again (no attempt charged)."""
+
     def prepared(self, seconds: float) -> None:
         """Seconds spent building this attempt's message bytes (attachments wrapped in)."""
 

@@ -18,12 +18,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field
 
 from mailspool.delivery.classify import Action, Verdict, classify
 from mailspool.delivery.relay_gate import RelayGate
-from mailspool.errors import ConnectError, DeliveryError, QueueError, Stage
+from mailspool.errors import ConnectError, DeliveryError, Stage
 from mailspool.transport.base import Delivery, Envelope, Ready, Transport
 
 __all__ = [
@@ -31,17 +30,7 @@ __all__ = [
     "RelaySet",
     "RelaySpec",
     "RelayState",
-    "publish",
-    "publish_states",
-    "published",
 ]
-
-#: where workers publish their relays' states for ``status`` and the API: a key of the
-#: campaign settings store that no campaign can take (names never start with ``~``)
-RELAYS_KEY = "~relays"
-#: how often a worker publishes them (seconds), and when a silent worker's are dropped
-PUBLISH_EVERY = 5.0
-FORGET_AFTER = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +180,8 @@ class RelaySet(Transport):
                 async with relay.turn():
                     delivery = await relay.transport.send(envelope, once)
             except DeliveryError as err:
+                if envelope.slow_down is not None and envelope.slow_down(err):
+                    raise  # the recipient's provider, not the relay: shaping slows it down
                 relay.failed += 1
                 verdict = classify(err)
                 if not _elsewhere(err, verdict):
@@ -234,61 +225,3 @@ class _Once:
         if not self._done and self._ready is not None:
             self._done = True
             await self._ready()
-
-
-class _SettingsStore(Protocol):
-    async def campaign_settings(self, campaign: str) -> dict[str, Any]: ...
-
-    async def set_campaign_settings(self, campaign: str, settings: dict[str, Any]) -> None: ...
-
-
-async def publish(store: _SettingsStore, owner: str, states: Sequence[RelayState]) -> None:
-    """Record this worker's relay states (each worker its own entry; a worker silent
-    for :data:`FORGET_AFTER` seconds is dropped). Two workers writing at once may lose
-    one entry until its next write: a display, never a decision, reads it."""
-    now = time.time()
-    data = await store.campaign_settings(RELAYS_KEY)
-    owners = {
-        o: v
-        for o, v in dict(data.get("owners") or {}).items()
-        if isinstance(v, dict) and now - float(v.get("at") or 0) < FORGET_AFTER
-    }
-    owners[owner] = {"at": now, "relays": [asdict(s) for s in states]}
-    await store.set_campaign_settings(RELAYS_KEY, {"owners": owners})
-
-
-async def publish_states(
-    store: object, owner: str, transport: Transport, *, once: bool = False
-) -> None:
-    """With several relays (a :class:`RelaySet`): their states, for ``status`` and the
-    API, every :data:`PUBLISH_EVERY` seconds until cancelled (``once``: now only)."""
-    if not isinstance(transport, RelaySet) or not hasattr(store, "set_campaign_settings"):
-        return
-    while True:
-        with contextlib.suppress(QueueError):
-            await publish(store, owner, transport.states())  # type: ignore[arg-type]
-        if once:
-            return
-        await asyncio.sleep(PUBLISH_EVERY)
-
-
-async def published(store: _SettingsStore) -> list[dict[str, Any]]:
-    """Every relay the workers published, by name: its state and reason as the worker
-    that wrote last saw them, its messages summed over the workers, ``at`` when."""
-    data = await store.campaign_settings(RELAYS_KEY)
-    now = time.time()
-    out: dict[str, dict[str, Any]] = {}
-    entries = sorted(
-        (v for v in dict(data.get("owners") or {}).values() if isinstance(v, dict)),
-        key=lambda v: float(v.get("at") or 0),
-    )
-    for entry in entries:
-        at = float(entry.get("at") or 0)
-        if now - at >= FORGET_AFTER:
-            continue
-        for r in entry.get("relays") or []:
-            row = out.setdefault(r["name"], {"name": r["name"], "sent": 0, "failed": 0})
-            row["sent"] += int(r.get("sent") or 0)
-            row["failed"] += int(r.get("failed") or 0)
-            row.update(state=r.get("state"), reason=r.get("reason") or "", at=at)
-    return sorted(out.values(), key=lambda r: str(r["name"]))

@@ -34,11 +34,12 @@ from mailspool.delivery.limits import Limits, LimitSettings, LocalLimits, NoLimi
 from mailspool.delivery.observer import Observer
 from mailspool.delivery.outcomes import interrupted, refused_retry, sent_reply, transient
 from mailspool.delivery.parking import Parking
+from mailspool.delivery.published import publish_states
 from mailspool.delivery.recorder import Recorder
 from mailspool.delivery.relay_gate import RelayGate
-from mailspool.delivery.relays import publish_states
 from mailspool.delivery.retry import CampaignPolicies, RetryPolicy
 from mailspool.delivery.screen import Screen
+from mailspool.delivery.shaping import HELD, Hold, Shaper
 from mailspool.delivery.windows import SendWindows
 from mailspool.errors import DeliveryError, MailspoolError, QueueError
 from mailspool.models import DeadReason, Job, Outcome, State
@@ -91,6 +92,7 @@ class Worker:
         config: WorkerConfig | None = None,
         observers: Sequence[Observer] = (),
         limits: Limits | None = None,
+        shaper: Shaper | None = None,
     ) -> None:
         config = config or WorkerConfig()
         self.queue = queue
@@ -121,8 +123,12 @@ class Worker:
         )
         self.assembler = Assembler(queue)
         self._handed: set[str] = set()  # given to the transport, no outcome yet
+        self._again: set[str] = set()  # throttled by their provider: to be admitted again
         self.screen = Screen(queue)
         self.windows = SendWindows(queue)
+        self.shaper = shaper
+        if shaper is not None:
+            shaper.requeue = self._buffer.put_nowait
         self.error: BaseException | None = None
 
     # -- control ------------------------------------------------------------------
@@ -140,7 +146,10 @@ class Worker:
         senders = [self._task(self._sender()) for _ in range(self.config.concurrency)]
         recorder = self._task(self.recorder.run())
         heartbeat = self._task(self._heartbeat())
-        relays = asyncio.create_task(publish_states(self.queue, self.owner, self.transport))
+        relays = asyncio.create_task(
+            publish_states(self.queue, self.owner, self.transport, self.shaper)
+        )
+        shaping = self._task(self.shaper.run()) if self.shaper is not None else None
         try:
             await self._feeder(idle)
         except QueueError as exc:
@@ -153,8 +162,16 @@ class Worker:
             await self._step(recorder)
             heartbeat.cancel()
             relays.cancel()
-            await asyncio.gather(heartbeat, relays, return_exceptions=True)
-            await self._step(publish_states(self.queue, self.owner, self.transport, once=True))
+            if shaping is not None:
+                shaping.cancel()
+            await asyncio.gather(
+                heartbeat, relays, *[shaping] * bool(shaping), return_exceptions=True
+            )
+            await self._step(
+                publish_states(self.queue, self.owner, self.transport, self.shaper, once=True)
+            )
+            if self.shaper is not None:  # what it holds is still ours: handed back below
+                await self.shaper.close()
             await self._step(self._release_unsent())
             await self._step(self.transport.close())
         if self.error is not None:
@@ -300,8 +317,11 @@ class Worker:
             if self.gate.paused:
                 self.parking.park([job.id, *self._drain_buffer()])
                 continue
+            if self.shaper is not None and not await self._admitted(job):
+                continue
             await self.recorder.room()
             self._in_flight += 1
+            outcome: Outcome | None = None
             try:
                 outcome = await self._attempt(job)
             except asyncio.CancelledError:
@@ -315,8 +335,29 @@ class Worker:
                 self._in_flight -= 1
                 self._handed.discard(job.id)
                 self.screen.dropped.pop(job.id, None)
+                if self.shaper is not None:
+                    self.shaper.done(
+                        job.id, sent=outcome is not None and outcome.state is State.SENT
+                    )
             if outcome is not None:
                 self.recorder.add(outcome)
+            elif job.id in self._again:  # throttled: admitted again once its slot is freed
+                self._again.discard(job.id)
+                self._buffer.put_nowait(job)
+
+    async def _admitted(self, job: Job) -> bool:
+        """Whether the job's provider lets it go now (shaping.py); if not, the shaper
+        holds it (still leased here) or it is handed back to the queue, uncharged."""
+        assert self.shaper is not None
+        try:
+            admission = await self.shaper.admit(job)
+        except Exception as exc:  # never send unshaped: try again shortly
+            log.exception("shaping could not admit job %s", job.id)
+            admission = Hold(time.time() + 5.0, f"held back: shaping failed: {exc}"[:300])
+        if isinstance(admission, Hold):
+            self.parking.hold(job.id, admission.until, admission.reply)
+            return False
+        return admission is not HELD
 
     async def _attempt(self, job: Job) -> Outcome | None:
         """Send one job; its outcome, or None when it was handed back (relay paused)."""
@@ -344,10 +385,12 @@ class Worker:
             started = time.monotonic()
             self._handed.add(job.id)
 
-        envelope = Envelope(job.sender, job.recipients, data, job.id)
+        envelope = self._envelope(job, data)
         try:
             delivery = await self.transport.send(envelope, ready)
         except DeliveryError as err:
+            if self.shaper is not None and await self._throttled(job, err):
+                return None
             return self._failed(job, err, classify(err), time.monotonic() - started)
         finally:
             if acquired:
@@ -361,6 +404,34 @@ class Worker:
         if dropped:
             reply += f" | suppressed: {', '.join(dropped)}"
         return Outcome(job.id, State.SENT, reply[:1000])
+
+    def _envelope(self, job: Job, data: bytes) -> Envelope:
+        if self.shaper is None:
+            return Envelope(job.sender, job.recipients, data, job.id)
+        shaper, job_id = self.shaper, job.id
+        return Envelope(
+            job.sender,
+            job.recipients,
+            data,
+            job_id,
+            pool=shaper.provider_of(job_id),
+            max_messages=shaper.per_connection(job_id),
+            slow_down=lambda err: shaper.slows(job_id, err),
+        )
+
+    async def _throttled(self, job: Job, err: DeliveryError) -> bool:
+        """A reply from the job's provider meaning "too fast": its rate is cut and the
+        job admitted again like a new one, still leased here, no attempt charged (it was
+        not accepted). Past its maximum age it is dead-lettered as any job would be."""
+        assert self.shaper is not None
+        provider = await self.shaper.throttled(job.id, err)
+        if provider is None:
+            return False
+        if time.time() - job.created_at > self.config.retry.max_age:
+            return False  # the usual verdict: expired
+        self._tell(lambda obs: obs.throttled(job, provider, err))
+        self._again.add(job.id)
+        return True
 
     def _unexpected(self, job: Job, exc: Exception) -> Outcome:
         """Not the relay's answer nor the job's fault: try again on the usual schedule."""

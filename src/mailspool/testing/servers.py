@@ -24,6 +24,8 @@ class _Handler:
     # reply codes to answer, in order, instead of 250 at DATA (e.g. ["451 4.3.0 later"])
     data_replies: list[str] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
+    #: asked about every RCPT: a reply to refuse it with, or None to take it
+    rcpt_hook: Callable[[str], str | None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     bcc: set[str] = field(default_factory=set)  # recipients that may be missing from To/Cc
     unchecked: str | None = None  # why messages are not checked; None: they are
@@ -33,6 +35,8 @@ class _Handler:
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
     ) -> str:
         reply = self.rcpt_replies.get(address)
+        if reply is None and self.rcpt_hook is not None:
+            reply = self.rcpt_hook(address)
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
@@ -91,7 +95,8 @@ class RecordingSMTPServer:
     ``tls``: an ssl.SSLContext to offer STARTTLS with; ``credentials``: (user, password)
     to require AUTH; ``oauth2``: ``check(user, token)`` to require AUTH XOAUTH2 or
     OAUTHBEARER (testing/oauth2.py has a token issuer); ``require_starttls``: refuse
-    commands before STARTTLS.
+    commands before STARTTLS; ``rcpt_hook(address)``: a reply to refuse a recipient
+    with, or None (testing/throttle.py answers "too fast" past a rate).
 
     Every accepted message is checked with ``check_message`` as it arrives; ``bcc``
     (or ``allow_bcc`` before the message is sent) names recipients that may be absent
@@ -109,6 +114,7 @@ class RecordingSMTPServer:
         bcc: Iterable[str] = (),
         unchecked: str | None = None,
         oauth2: Callable[[str, str], bool] | None = None,
+        rcpt_hook: Callable[[str], str | None] | None = None,
     ) -> None:
         bcc = {a.lower() for a in bcc}
         self.handler = (
@@ -116,6 +122,7 @@ class RecordingSMTPServer:
             if oauth2 is None
             else _OAuth2Handler(bcc=bcc, unchecked=unchecked, check=oauth2)
         )
+        self.handler.rcpt_hook = rcpt_hook
         self.oauth2 = oauth2
         self.tls = tls
         self.credentials = credentials

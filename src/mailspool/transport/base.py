@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Self
 
+from mailspool.errors import DeliveryError
+
 #: awaited by a transport once it can send at once, before any of the message goes out
 Ready = Callable[[], Awaitable[None]]
 
@@ -14,12 +16,21 @@ Ready = Callable[[], Awaitable[None]]
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One message to hand over: the envelope sender and recipients (MAIL FROM, RCPT TO),
-    the message, and the job it belongs to (the outbox names its file after it)."""
+    the message, and the job it belongs to (the outbox names its file after it).
+
+    Shaping by provider (delivery/shaping.py) adds: ``pool``, the connections it goes
+    over (one pool per provider, so each provider's connections are counted and capped
+    apart); ``max_messages``, messages one such connection carries (0: the URL's); and
+    ``slow_down``, whether a failure is the provider asking to slow down (then no relay
+    is to blame: a relay set neither pauses the relay nor fails over)."""
 
     sender: str
     recipients: tuple[str, ...]
     data: bytes  # the complete message, CRLF line endings, not dot-stuffed
     job_id: str = ""
+    pool: str = ""
+    max_messages: int = 0
+    slow_down: Callable[[DeliveryError], bool] | None = None
 
 
 @dataclass(slots=True)

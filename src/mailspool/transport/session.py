@@ -41,6 +41,8 @@ class SMTPSession:
         self.encrypted = False
         self.created = time.monotonic()
         self.messages = 0
+        #: messages this session carries before it is closed, if fewer than the URL's
+        self.limit = 0
 
     @property
     def connected(self) -> bool:
@@ -56,6 +58,7 @@ class SMTPSession:
             and not self._proto.replies
             and time.monotonic() - self.created < s.max_age
             and (s.max_messages <= 0 or self.messages < s.max_messages)
+            and (self.limit <= 0 or self.messages < self.limit)
         )
 
     # -- low level --------------------------------------------------------------

@@ -1,7 +1,8 @@
 """SMTP delivery through a pool of reused sessions.
 
 A session goes back to the pool after a successful transaction and is closed after any
-error, after ``max_age`` seconds, or after ``max_messages`` messages.
+error, after ``max_age`` seconds, or after ``max_messages`` messages (or the envelope's,
+when fewer). Each ``envelope.pool`` (a provider, when shaping) has sessions of its own.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class SMTPTransport(Transport):
         self._tls: ssl.SSLContext | None = (
             settings.tls_context() if settings.implicit_tls or settings.starttls != "off" else None
         )
-        self._idle: list[SMTPSession] = []
+        self._idle: dict[str, list[SMTPSession]] = {}  # by pool (envelope.pool)
         self._busy = 0  # sessions lent to a send right now
         self.opened = 0  # sessions opened, for metrics and tests
 
@@ -35,15 +36,18 @@ class SMTPTransport(Transport):
     def open_connections(self) -> int:
         """Connections open now, in use or idle: counting only idle ones would show 0 while
         every connection is busy. May be read from a metrics thread, hence the copy."""
-        return self._busy + sum(1 for s in list(self._idle) if s.connected)
+        pools = list(self._idle.values())
+        return self._busy + sum(1 for pool in pools for s in list(pool) if s.connected)
 
-    async def _acquire(self) -> SMTPSession:
-        while self._idle:
-            session = self._idle.pop()
+    async def _acquire(self, envelope: Envelope) -> SMTPSession:
+        idle = self._idle.setdefault(envelope.pool, [])
+        while idle:
+            session = idle.pop()
             if session.usable:
                 return session
             await session.quit()
         session = SMTPSession(self.settings, self._tls)
+        session.limit = envelope.max_messages
         self.opened += 1
         try:
             await session.connect()
@@ -53,16 +57,17 @@ class SMTPTransport(Transport):
         return session
 
     async def send(self, envelope: Envelope, ready: Ready | None = None) -> Delivery:
-        session = await self._acquire()
+        session = await self._acquire(envelope)
+        idle = self._idle[envelope.pool]
         if ready is not None:
             try:
                 await ready()
             except BaseException:
-                self._idle.append(session)  # not used: back to the pool
+                idle.append(session)  # not used: back to the pool
                 raise
             if not session.usable:  # it waited long enough for the relay to hang up
                 await session.quit()
-                session = await self._acquire()
+                session = await self._acquire(envelope)
         self._busy += 1
         try:
             delivery = await session.send(envelope.sender, envelope.recipients, envelope.data)
@@ -71,10 +76,11 @@ class SMTPTransport(Transport):
             raise
         finally:
             self._busy -= 1
-        self._idle.append(session)
+        idle.append(session)
         return delivery
 
     async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for session in idle:
-            await session.quit()
+        pools, self._idle = self._idle, {}
+        for idle in pools.values():
+            for session in idle:
+                await session.quit()
