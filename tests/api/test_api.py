@@ -209,6 +209,24 @@ def test_a_good_batch_is_queued_and_sent(
     assert api.get("/v1/campaigns/no-such-campaign").status_code == 404
 
 
+def test_mail_to_a_known_provider_is_shaped_and_the_campaign_shows_it(
+    api: httpx.Client, smtpd_module: RecordingSMTPServer
+) -> None:
+    # the shipped rules name gmail.com: the server's workers shape it and publish it
+    msgs = [message(f"shaped{i}@gmail.com", campaign="shaped") for i in range(5)]
+    r = api.post("/v1/messages", json={"messages": msgs})
+    assert r.status_code == 202
+    assert all(wait_final(api, i)["state"] == "sent" for i in r.json()["ids"])
+    deadline = time.monotonic() + 15  # workers publish every 5 s
+    google: dict[str, Any] = {}
+    while time.monotonic() < deadline and google.get("sent", 0) < 5:
+        shown = api.get("/v1/campaigns/shaped").json()["providers"]
+        google = next((p for p in shown if p["name"] == "google"), {})
+        time.sleep(0.5)
+    assert google["sent"] >= 5 and google["throttled"] == 0
+    assert (google["rate"], google["ceiling"], google["last_reply"]) == (None, None, "")
+
+
 def test_a_batch_of_exactly_1000_is_accepted_and_each_sent_once(
     api: httpx.Client, smtpd_module: RecordingSMTPServer
 ) -> None:

@@ -215,3 +215,33 @@ async def test_adapted_rates_are_shared_by_every_worker_through_redis(redis_url:
     assert far < 0  # not taken: further off than the horizon
     await one.close()
     await two.close()
+
+
+async def test_the_metrics_show_each_providers_rate_suspension_and_throttles() -> None:
+    from prometheus_client import generate_latest
+
+    from mailspool.observe.metrics import Metrics
+
+    rules = Providers(
+        [
+            Provider("g", domains=("gmail.com",), throttle=(Throttle.parse("421 4.7.0"),)),
+            Provider("y", domains=("yahoo.com",), throttle=(Throttle.parse("TSS05", 60.0),)),
+        ]
+    )
+    shaper = Shaper(rules)
+    metrics = Metrics()
+    metrics.watch_shaper(shaper)
+    observer = metrics.observer()
+    g, y = job("a@gmail.com"), job("b@yahoo.com")
+    assert await shaper.admit(g) is GO and await shaper.admit(y) is GO
+    slow = ReplyError("slow", code=421, enhanced="4.7.0", stage=Stage.RCPT)
+    assert await shaper.throttled(g.id, slow) == "g"
+    observer.throttled(g, "g", slow)
+    tss = ReplyError("[TSS05] go away", code=421, stage=Stage.RCPT)
+    assert await shaper.throttled(y.id, tss) == "y"
+    text = generate_latest(metrics.registry).decode()
+    rate = next(s for s in shaper.states() if s.name == "g").rate
+    assert f'mailspool_provider_rate{{provider="g"}} {rate}' in text
+    assert 'mailspool_provider_suspended{provider="y"} 1.0' in text
+    assert 'mailspool_provider_suspended{provider="g"} 0.0' in text
+    assert 'mailspool_provider_throttles_total{provider="g"} 1.0' in text

@@ -184,6 +184,7 @@ class Service:
                 limits=shared,
                 shaper=shaper(self.settings, lanes),
             )
+            self.metrics.watch_shaper(worker.shaper)
             self.workers.append(worker)
             self.tasks.append(asyncio.create_task(self._run_worker(worker)))
         self.log.info(

@@ -51,7 +51,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         if settings.metrics_port is not None:
             from mailspool.observe.metrics import serve_metrics  # prometheus_client: only here
 
-            server = serve_metrics(settings.host, settings.metrics_port, queue, worker.transport)
+            server = serve_metrics(
+                settings.host, settings.metrics_port, queue, worker.transport, worker.shaper
+            )
             stack.callback(server.shutdown)
 
         def stopping(signum: int) -> None:

@@ -304,7 +304,9 @@ class Shaper:
         if lane.state.rate is not None and (before is None or lane.state.rate < before):
             await self.lanes.restart(provider.name)
             self._respace(lane)
-        log.info("provider %s throttled (%s): rate now %s/s", provider.name, reply, lane.state.rate)
+            log.warning(
+                "provider %s: rate cut to %.3g/s (%s)", provider.name, lane.state.rate, reply
+            )
         return provider.name
 
     async def refresh(self) -> None:

@@ -209,6 +209,19 @@ class LogObserver(Observer):
             fields["reply"] = err.reply
         self.log.warning("message deferred", **fields)
 
+    def throttled(self, job: Job, provider: str, err: DeliveryError) -> None:
+        # the provider asked to slow down: the message waits (no attempt charged)
+        if not self._warn_on:
+            return
+        fields = self._fields(job)
+        fields.update(
+            state="held back", provider=provider, code=err.code, enhanced=err.enhanced,
+            stage=err.stage,
+        )  # fmt: skip
+        if self.debug:
+            fields["reply"] = err.reply
+        self.log.warning("provider throttled", **fields)
+
     def dead(self, job: Job, reason: DeadReason, reply: str) -> None:
         fields = self._fields(job)
         fields.update(state="dead", reason=reason.value, code=reply_code(reply))

@@ -15,6 +15,11 @@ mailspool_smtp_replies_total                counter    class: 2xx 4xx 5xx networ
 mailspool_smtp_connections_open             gauge      -
 mailspool_relays_paused                     gauge      -
 mailspool_relay_pauses_total                counter    -
+mailspool_relay_state                       gauge      relay, state (collectors.py)
+mailspool_relay_messages_total              counter    relay, outcome (collectors.py)
+mailspool_provider_throttles_total          counter    provider: the rules' names
+mailspool_provider_rate                     gauge      provider (collectors.py)
+mailspool_provider_suspended                gauge      provider (collectors.py)
 mailspool_ambiguous_deliveries_total        counter    -
 mailspool_rate_limit_wait_seconds_total     counter    -
 mailspool_rate_limited_sends_total          counter    -
@@ -38,7 +43,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -47,16 +52,20 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from mailspool.delivery.classify import Verdict
 from mailspool.delivery.observer import Observer
 from mailspool.errors import DeliveryError
 from mailspool.models import DeadReason, Job, Outcome, State
+from mailspool.observe.collectors import ProviderStates, RelayStates
 from mailspool.observe.logs import reply_code
 from mailspool.queue import Inspection
 from mailspool.transport.base import Delivery, Transport
+
+if TYPE_CHECKING:
+    from mailspool.delivery.shaping import Shaper
 
 OUTCOMES = ("sent", "deferred", "dead", "suppressed")
 DURATION_OUTCOMES = ("sent", "failed")
@@ -64,8 +73,6 @@ REPLY_CLASSES = ("2xx", "4xx", "5xx", "network", "timeout", "tls", "auth", "othe
 STATES = tuple(s.value for s in State)
 DEAD_REASONS = (*(r.value for r in DeadReason), "other")
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "other")
-#: the states of a relay of a relay set (delivery/relays.py RelayState)
-RELAY_STATES = ("up", "probing", "paused")
 #: seconds; SMTP sends on a LAN take milliseconds, a slow relay seconds
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 SCRAPE_TIMEOUT = 5.0
@@ -156,12 +163,25 @@ class Metrics:
         self._observers: weakref.WeakSet[MetricsObserver] = weakref.WeakSet()
         self.open_connections.set_function(self._count_connections)
         self.relays_paused.set_function(self._count_paused)
-        r.register(_RelayStates(self._transports))
+        r.register(RelayStates(self._transports))
+        self._shapers: weakref.WeakSet[Shaper] = weakref.WeakSet()
+        r.register(ProviderStates(self._shapers))
+        self.provider_throttles = Counter(
+            "mailspool_provider_throttles",
+            "Throttling replies from each provider (names from the shaping rules)",
+            labelnames=["provider"],
+            registry=r,
+        )
 
     def observer(self) -> MetricsObserver:
         obs = MetricsObserver(self)
         self._observers.add(obs)
         return obs
+
+    def watch_shaper(self, shaper: Shaper | None) -> None:
+        """Show this shaper's providers (rate, suspension) in the provider gauges."""
+        if shaper is not None:
+            self._shapers.add(shaper)
 
     def watch_transport(self, transport: Transport) -> None:
         """Count this transport's open connections in ``mailspool_smtp_connections_open``."""
@@ -216,6 +236,10 @@ class MetricsObserver(Observer):
             self.m.smtp_replies.labels(reply_class(code)).inc()
         elif reason is not DeadReason.INVALID_MESSAGE:  # a failed attempt without a reply
             self.m.smtp_replies.labels("network").inc()
+
+    def throttled(self, job: Job, provider: str, err: DeliveryError) -> None:
+        self.m.provider_throttles.labels(provider).inc()
+        self.m.smtp_replies.labels(reply_class(err.code)).inc()
 
     def relay_paused(self, err: DeliveryError, delay: float) -> None:
         self.m.relay_pauses.inc()
@@ -290,34 +314,6 @@ class QueueDepth(Collector):
         yield depth
 
 
-class _RelayStates(Collector):
-    """Each relay of a relay set (delivery/relays.py) the process delivers through: its
-    state (up, probing, paused) and its messages sent and failed, labelled by its name
-    (the configured names: a bounded set)."""
-
-    def __init__(self, transports: weakref.WeakSet[Transport]) -> None:
-        self.transports = transports
-
-    def collect(self) -> Iterator[Metric]:
-        state = GaugeMetricFamily(
-            "mailspool_relay_state", "1 for each relay's current state", labels=["relay", "state"]
-        )
-        messages = CounterMetricFamily(
-            "mailspool_relay_messages",
-            "Messages handed to each relay, by outcome (failed: the relay failed them,"
-            " whether or not another then took them)",
-            labels=["relay", "outcome"],
-        )
-        for t in list(self.transports):
-            for r in getattr(t, "states", lambda: [])():
-                for name in RELAY_STATES:
-                    state.add_metric([r.name, name], 1.0 if r.state == name else 0.0)
-                messages.add_metric([r.name, "sent"], float(r.sent))
-                messages.add_metric([r.name, "failed"], float(r.failed))
-        yield state
-        yield messages
-
-
 class _Forward(Collector):
     """Exposes another registry's metrics (the process's) in a scrape registry."""
 
@@ -357,7 +353,11 @@ class MetricsServer:
 
 
 def serve_metrics(
-    host: str, port: int, queue: Inspection, transport: Transport | None = None
+    host: str,
+    port: int,
+    queue: Inspection,
+    transport: Transport | None = None,
+    shaper: Shaper | None = None,
 ) -> MetricsServer:
     """Serve ``/metrics`` on ``host:port``; call from the event loop the queue runs on."""
     from prometheus_client import start_http_server
@@ -365,6 +365,7 @@ def serve_metrics(
     metrics = process_metrics()
     if transport is not None:
         metrics.watch_transport(transport)
+    metrics.watch_shaper(shaper)
     depth = QueueDepth(queue, asyncio.get_running_loop())
     httpd, thread = start_http_server(port, addr=host, registry=scrape_registry(metrics, depth))
     return MetricsServer(httpd, thread)
