@@ -408,6 +408,15 @@ class Settings(BaseModel):
             _checked(parse_rate, v)
         return v
 
+    @field_validator("providers")
+    @classmethod
+    def _providers(cls, v: str | None) -> str | None:
+        if v is not None and v.lower() != "off":  # read now: a bad file stops before any work
+            from mailspool.delivery.providers import load_providers
+
+            _checked(load_providers, Path(v))
+        return v
+
     @field_validator("dns_server")
     @classmethod
     def _dns_server(cls, v: str | None) -> str | None:

@@ -86,3 +86,20 @@ def attempts(tmp_path: Path) -> dict[int, int]:
         return dict(db.execute("SELECT attempts, count(*) FROM jobs GROUP BY attempts"))
     finally:
         db.close()
+
+
+def test_a_bad_rules_file_stops_before_any_work(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    recipients(tmp_path)
+    (tmp_path / "bad.toml").write_text('[provider.acme]\ndomain = ["acme.test"]\n')
+    for args, env in (
+        (["--providers", "bad.toml"], {}),
+        ([], {"MAILSPOOL_PROVIDERS": "bad.toml"}),
+    ):
+        res = cli("send", "r.csv", "--template", "t.txt", *args, env=env)
+        assert res.returncode == 2
+        assert "bad.toml: [provider.acme]: unknown key 'domain'" in res.stderr
+        assert "Traceback" not in res.stderr
+    assert not (tmp_path / "mailspool.db").exists()
+    res = cli("send", "r.csv", "--template", "t.txt", "--providers", "off", "--json")
+    assert res.returncode == 0, res.stderr
+    assert "providers" not in json.loads(cli("status", "--json").stdout)[0]
