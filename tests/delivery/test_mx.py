@@ -5,7 +5,9 @@ a domain's provider found by its MX hosts (``--resolve-mx``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,8 @@ from mailspool.delivery.mx import MXResolver, parse_nameserver
 from mailspool.delivery.providers import load_providers
 from mailspool.delivery.shaping import Shaper
 from mailspool.errors import ConfigError
+from mailspool.testing import RecordingSMTPServer
+from tests.support.cli import TEMPLATE, Result, write_csv
 from tests.support.dns import DNSServer
 
 
@@ -78,3 +82,22 @@ def test_dns_server_addresses() -> None:
     for bad in ("dns.example", "127.0.0.1:0", "127.0.0.1:x", "[::1"):
         with pytest.raises(ConfigError, match="bad DNS server"):
             parse_nameserver(bad)
+
+
+def test_send_with_resolve_mx_shapes_a_domain_hosted_by_google(
+    tmp_path: Path, dns_server: Callable[..., DNSServer], cli: Callable[..., Result]
+) -> None:
+    # .test is a special-use name that recipient checks refuse: .example is not
+    dns = dns_server(("workspace.example", "aspmx.l.google.com", 1))
+    write_csv(tmp_path / "r.csv", [(f"u{i}", f"u{i}@workspace.example") for i in range(6)])
+    (tmp_path / "t.txt").write_text(TEMPLATE)
+    with RecordingSMTPServer() as server:
+        res = cli(
+            "send", "r.csv", "--template", "t.txt", "--json", "--resolve-mx",
+            "--dns-server", dns.address, "--smtp", f"smtp://127.0.0.1:{server.port}",
+        )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert len(server.messages) == 6
+    (google,) = json.loads(cli("status", "--json").stdout)[0]["providers"]
+    assert (google["name"], google["sent"]) == ("google", 6)
+    assert dns.queries("workspace.example") == 1  # once for the six

@@ -566,3 +566,24 @@ def test_session_with_an_unsolicited_reply_is_not_reused(on_loop: Callable[[Body
         assert t.opened == 2
 
     on_loop(body)
+
+
+# -- a pool per provider (shaping) --------------------------------------------------------------
+
+
+async def test_each_pool_has_its_own_sessions_and_its_own_messages_per_connection() -> None:
+    with RecordingSMTPServer(unchecked="bare messages: the pools are under test") as server:
+        t = SMTPTransport(parse_smtp_url(f"smtp://127.0.0.1:{server.port}"))
+        google = Envelope("a@example.com", ("b@example.com",), MSG, "g", pool="google",
+                          max_messages=3)  # fmt: skip
+        other = Envelope("a@example.com", ("b@example.com",), MSG, "o")
+        for _ in range(7):
+            await t.send(google)
+            await t.send(other)
+        # google's connections carry 3 messages each (3 + 3 + 1); the other pool's one
+        # connection carries all of its 7 (the URL's max_messages is higher)
+        assert t.opened == 4
+        assert sorted(len(pool) for pool in t._idle.values()) == [1, 1]
+        assert t.open_connections == 2
+        await t.close()
+    assert len(server.messages) == 14
