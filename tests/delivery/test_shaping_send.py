@@ -3,7 +3,7 @@
 settle under R within a bounded number of messages, with no dead letter and no attempt
 charged, while mail to other providers flows at full speed; ``status`` shows Google's
 adapted rate and the reply that cut it. With the SQLite queue (the rates held in the
-process) and the Redis queue (the rates shared in Redis)."""
+process), the Redis queue (the rates shared in Redis) and RabbitMQ."""
 
 from __future__ import annotations
 
@@ -40,12 +40,17 @@ def recipients(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "rabbitmq"])
 def test_a_throttling_provider_is_slowed_alone_and_nothing_is_charged(
     backend: str, tmp_path: Path, cli: Callable[..., Result], request: pytest.FixtureRequest
 ) -> None:
     recipients(tmp_path)
-    queue = ["--queue", request.getfixturevalue("redis_url")] if backend == "redis" else []
+    queue: list[str] = []
+    if backend == "redis":
+        queue = ["--queue", request.getfixturevalue("redis_url")]
+    elif backend == "rabbitmq":
+        ns = request.getfixturevalue("rabbitmq")
+        queue = ["--queue", ns.amqp(), "--store", ns.store]
     throttler = Throttler(["gmail.com"], per_second=R)
     with RecordingSMTPServer(rcpt_hook=throttler) as server:
         res = cli(
