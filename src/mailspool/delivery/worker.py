@@ -389,8 +389,8 @@ class Worker:
         try:
             delivery = await self.transport.send(envelope, ready)
         except DeliveryError as err:
-            if self.shaper is not None and await self._throttled(job, err):
-                return None
+            if self.shaper is not None and self.shaper.slows(job.id, err):
+                return await self._throttled(job, err)
             return self._failed(job, err, classify(err), time.monotonic() - started)
         finally:
             if acquired:
@@ -419,19 +419,18 @@ class Worker:
             slow_down=lambda err: shaper.slows(job_id, err),
         )
 
-    async def _throttled(self, job: Job, err: DeliveryError) -> bool:
+    async def _throttled(self, job: Job, err: DeliveryError) -> Outcome | None:
         """A reply from the job's provider meaning "too fast": its rate is cut and the
         job admitted again like a new one, still leased here, no attempt charged (it was
-        not accepted). Past its maximum age it is dead-lettered as any job would be."""
+        not accepted); past its maximum age it is dead-lettered as expired. The relay is
+        not to blame: never paused for it."""
         assert self.shaper is not None
-        provider = await self.shaper.throttled(job.id, err)
-        if provider is None:
-            return False
-        if time.time() - job.created_at > self.config.retry.max_age:
-            return False  # the usual verdict: expired
+        provider = await self.shaper.throttled(job.id, err) or ""
         self._tell(lambda obs: obs.throttled(job, provider, err))
+        if time.time() - job.created_at > self.config.retry.max_age:
+            return self._dead(job, DeadReason.EXPIRED, err.reply)
         self._again.add(job.id)
-        return True
+        return None
 
     def _unexpected(self, job: Job, exc: Exception) -> Outcome:
         """Not the relay's answer nor the job's fault: try again on the usual schedule."""
