@@ -6,8 +6,10 @@ import dataclasses
 import time
 
 from mailspool.delivery.classify import Action, classify
-from mailspool.errors import ReplyError, Stage
-from mailspool.models import Job, Outcome, State, job_id
+from mailspool.delivery.retry import CampaignPolicies
+from mailspool.delivery.worker_config import ClaimingSuppressing
+from mailspool.errors import QueueError, ReplyError, Stage
+from mailspool.models import DeadReason, Job, Outcome, State, job_id
 from mailspool.transport.base import Delivery
 
 
@@ -46,3 +48,23 @@ def refused_retry(job: Job, recipients: list[str], not_before: float) -> Job:
         lease_owner="",
         last_reply="",
     )
+
+
+async def retry_refused(
+    queue: ClaimingSuppressing, policies: CampaignPolicies, job: Job, delivery: Delivery
+) -> str:
+    """Recipients refused with a temporary reply get the same message (same Message-ID)
+    later, as a job of their own; permanent refusals stay recorded in the reply. Returns
+    a note for the reply."""
+    later = sorted(r for r, why in delivery.refused.items() if transient(why))
+    if not later:
+        return ""
+    decision = policies.next_attempt(job)
+    if isinstance(decision, DeadReason):
+        return f" | not retried ({decision.value}): {', '.join(later)}"
+    child = refused_retry(job, later, decision)
+    try:
+        await queue.enqueue([child])
+    except QueueError as exc:
+        return f" | could not queue a retry for {', '.join(later)}: {exc}"
+    return f" | retrying {', '.join(later)} as job {child.id}"

@@ -24,54 +24,31 @@ import logging
 import operator
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from mailspool.delivery.assemble import Assembler
 from mailspool.delivery.classify import Action, Verdict, classify
 from mailspool.delivery.leases import make_owner
-from mailspool.delivery.limits import Limits, LimitSettings, LocalLimits, NoLimits
+from mailspool.delivery.limits import Limits, LocalLimits, NoLimits
 from mailspool.delivery.observer import Observer
-from mailspool.delivery.outcomes import interrupted, refused_retry, sent_reply, transient
+from mailspool.delivery.outcomes import interrupted, retry_refused, sent_reply
 from mailspool.delivery.parking import Parking
 from mailspool.delivery.published import publish_states
 from mailspool.delivery.recorder import Recorder
 from mailspool.delivery.relay_gate import RelayGate
-from mailspool.delivery.retry import CampaignPolicies, RetryPolicy
+from mailspool.delivery.retry import CampaignPolicies
 from mailspool.delivery.screen import Screen
-from mailspool.delivery.shaping import HELD, Hold, Shaper
+from mailspool.delivery.shaped import admitted, envelope_for
+from mailspool.delivery.shaping import Shaper
 from mailspool.delivery.windows import SendWindows
+from mailspool.delivery.worker_config import ClaimingSuppressing, WorkerConfig
 from mailspool.errors import DeliveryError, MailspoolError, QueueError
 from mailspool.models import DeadReason, Job, Outcome, State
-from mailspool.queue import Claiming, Suppressing
-from mailspool.transport.base import Delivery, Envelope, Transport
+from mailspool.transport.base import Transport
+
+__all__ = ["ClaimingSuppressing", "Worker", "WorkerConfig"]
 
 log = logging.getLogger(__name__)
-
-
-class ClaimingSuppressing(Claiming, Suppressing, Protocol):
-    """What a worker uses of a queue: claims and outcomes, and the suppression list."""
-
-
-@dataclass(kw_only=True)
-class WorkerConfig:
-    """How a worker delivers.
-
-    ``concurrency``: senders (messages in flight); ``lease``: seconds a claimed job stays
-    this worker's (the heartbeat extends it while the job is held); ``limits``: rate and
-    per-domain limits when the worker holds its own; ``campaign``: claim only this
-    campaign's jobs (None: any); ``retry``: the retry schedule for campaigns without
-    their own; ``poll_interval``: the longest wait between claims when nothing is due;
-    ``shutdown_grace``: seconds messages in flight get to finish once stopped.
-    """
-
-    concurrency: int = 8
-    lease: float = 60.0
-    limits: LimitSettings = field(default_factory=LimitSettings)
-    campaign: str | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    poll_interval: float = 0.5
-    shutdown_grace: float = 30.0
 
 
 class Worker:
@@ -317,7 +294,7 @@ class Worker:
             if self.gate.paused:
                 self.parking.park([job.id, *self._drain_buffer()])
                 continue
-            if self.shaper is not None and not await self._admitted(job):
+            if self.shaper is not None and not await admitted(self.shaper, self.parking, job):
                 continue
             await self.recorder.room()
             self._in_flight += 1
@@ -345,20 +322,6 @@ class Worker:
                 self._again.discard(job.id)
                 self._buffer.put_nowait(job)
 
-    async def _admitted(self, job: Job) -> bool:
-        """Whether the job's provider lets it go now (shaping.py); if not, the shaper
-        holds it (still leased here) or it is handed back to the queue, uncharged."""
-        assert self.shaper is not None
-        try:
-            admission = await self.shaper.admit(job)
-        except Exception as exc:  # never send unshaped: try again shortly
-            log.exception("shaping could not admit job %s", job.id)
-            admission = Hold(time.time() + 5.0, f"held back: shaping failed: {exc}"[:300])
-        if isinstance(admission, Hold):
-            self.parking.hold(job.id, admission.until, admission.reply)
-            return False
-        return admission is not HELD
-
     async def _attempt(self, job: Job) -> Outcome | None:
         """Send one job; its outcome, or None when it was handed back (relay paused)."""
         began = time.monotonic()
@@ -385,7 +348,7 @@ class Worker:
             started = time.monotonic()
             self._handed.add(job.id)
 
-        envelope = self._envelope(job, data)
+        envelope = envelope_for(job, data, self.shaper)
         try:
             delivery = await self.transport.send(envelope, ready)
         except DeliveryError as err:
@@ -399,25 +362,11 @@ class Worker:
         self._tell(lambda obs: obs.sent(job, delivery, time.monotonic() - started))
         reply = sent_reply(delivery)
         if delivery.refused:
-            reply += await self._retry_refused(job, delivery)
+            reply += await retry_refused(self.queue, self.policies, job, delivery)
         dropped = self.screen.dropped.get(job.id)
         if dropped:
             reply += f" | suppressed: {', '.join(dropped)}"
         return Outcome(job.id, State.SENT, reply[:1000])
-
-    def _envelope(self, job: Job, data: bytes) -> Envelope:
-        if self.shaper is None:
-            return Envelope(job.sender, job.recipients, data, job.id)
-        shaper, job_id = self.shaper, job.id
-        return Envelope(
-            job.sender,
-            job.recipients,
-            data,
-            job_id,
-            pool=shaper.provider_of(job_id),
-            max_messages=shaper.per_connection(job_id),
-            slow_down=lambda err: shaper.slows(job_id, err),
-        )
 
     async def _throttled(self, job: Job, err: DeliveryError) -> Outcome | None:
         """A reply from the job's provider meaning "too fast": its rate is cut and the
@@ -439,23 +388,6 @@ class Worker:
         if isinstance(decision, DeadReason):
             return self._dead(job, decision, reply, job.id in self._handed)
         return Outcome(job.id, State.DEFERRED, reply, decision, ambiguous=job.id in self._handed)
-
-    async def _retry_refused(self, job: Job, delivery: Delivery) -> str:
-        """Recipients refused with a temporary reply get the same message (same
-        Message-ID) later, as a job of their own; permanent refusals stay recorded in the
-        reply. Returns a note for the reply."""
-        later = sorted(r for r, why in delivery.refused.items() if transient(why))
-        if not later:
-            return ""
-        decision = self.policies.next_attempt(job)
-        if isinstance(decision, DeadReason):
-            return f" | not retried ({decision.value}): {', '.join(later)}"
-        child = refused_retry(job, later, decision)
-        try:
-            await self.queue.enqueue([child])
-        except QueueError as exc:
-            return f" | could not queue a retry for {', '.join(later)}: {exc}"
-        return f" | retrying {', '.join(later)} as job {child.id}"
 
     def _failed(
         self, job: Job, err: DeliveryError, verdict: Verdict, elapsed: float
