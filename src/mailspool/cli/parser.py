@@ -220,7 +220,7 @@ def _webhooks(sub: Any) -> None:
         events(a)
         if name == "retry":
             a.add_argument(
-                "--timeout", metavar="DURATION", default="60s",
+                "--timeout", metavar="DURATION", default="60s", type=duration_arg,
                 help="wait this long for the events to be delivered (default 60s)",
             )  # fmt: skip
         a.add_argument("--json", action="store_true", help="the result as JSON on stdout")
