@@ -80,6 +80,10 @@ def _checked(check: Callable[[_T], _R], value: _T) -> _R:
         raise ValueError(str(exc)) from None
 
 
+#: 10000-01-01T00:00:00Z, the first moment a datetime cannot hold
+_YEAR_10000 = 253402300800.0
+
+
 def parse_expiry(text: str, now: float) -> float:
     """When a suppression given ``text`` expires: a duration from ``now`` (``30d``) or an
     ISO 8601 date or time (``2026-01-31``, ``2026-01-31T12:00:00Z``; no zone: UTC), in
@@ -99,6 +103,8 @@ def parse_expiry(text: str, now: float) -> float:
             ) from None
     if at <= now:
         raise ValueError("that is not in the future")
+    if at >= _YEAR_10000:  # no date can show it (datetime ends with 9999)
+        raise ValueError("that is too far in the future: give a time before the year 10000")
     return at
 
 
@@ -187,7 +193,7 @@ class Settings(BaseModel):
     lease: float = Field(default=60.0, gt=0)
     max_wait: float = Field(default=900.0, ge=0)
     retry_first: float = Field(default=300.0, gt=0)
-    retry_factor: float = Field(default=2.0, ge=1.0)
+    retry_factor: float = Field(default=2.0, ge=1.0, allow_inf_nan=False)
     retry_max_delay: float = Field(default=3600.0, gt=0)
     max_age: float = Field(default=5 * 86400.0, gt=0)
     max_attempts: int = Field(default=0, ge=0)

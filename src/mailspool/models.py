@@ -14,9 +14,11 @@ def job_id(campaign: str, key: str) -> str:
 
 
 class State(enum.StrEnum):
-    """Where a job is in its life: queued, leased by a worker (sending), waiting for a
-    retry (deferred), or final (sent, dead, or suppressed: every recipient was on the
-    suppression list, at enqueue or just before sending)."""
+    """Where a job is in its life (docs/concepts.md "States"): waiting for a worker, due
+    now (queued), leased by a worker (sending), held back until ``not_before`` for a
+    retry, a send window or a paused relay (deferred), or final (sent, dead, or
+    suppressed: every recipient was on the suppression list, at enqueue or just before
+    sending). The first three are pending (``PENDING_STATES``)."""
 
     QUEUED = "queued"
     SENDING = "sending"

@@ -41,7 +41,7 @@ def test_a_token_expiring_mid_run_is_refreshed_and_nothing_is_lost(
         )  # fmt: skip
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout.strip().splitlines()[-1])
-    assert (summary["sent"], summary["deferred"], summary["dead"]) == (24, 0, 0)
+    assert (summary["sent"], summary["pending"], summary["dead"]) == (24, 0, 0)
     got = sorted(r for m in srv.messages for r in m.recipients)
     assert got == sorted(e for _, e in rows)
     assert {(m.auth, m.tls) for m in srv.messages} == {(USER, True)}

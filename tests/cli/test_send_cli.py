@@ -96,10 +96,13 @@ def test_soft_rejections_never_lose_a_job(
     )  # fmt: skip
     assert res.returncode == 75, res.stderr
     s = summary(res)
-    assert s["sent"] == 0 and s["deferred"] == 40 and s["dead"] == 0
+    # every job failed an attempt and waits for a retry: pending, and deferred, as
+    # status counts them
+    assert s["sent"] == 0 and s["pending"] == s["deferred"] == 40 and s["dead"] == 0
+    assert "40 pending (40 deferred)" in res.stderr
     assert "Run the same command again" in res.stderr
     st = json.loads(cli("status", "--json").stdout)[0]
-    assert st["deferred"] == 40
+    assert st["pending"] == st["deferred"] == 40 and st["queued"] == 0
     good = smtp_sink()
     res = cli(
         "send", "r.csv", "--template", "t.txt", "--smtp", f"smtp://127.0.0.1:{good.port}",
@@ -118,7 +121,7 @@ def test_dropped_connections_are_retried(
         "--retry-first", "0.1s", "--max-wait", "0.5s", "--json",
     )  # fmt: skip
     assert res.returncode == 75
-    assert summary(res)["deferred"] == 40
+    assert summary(res)["pending"] == summary(res)["deferred"] == 40
 
 
 def test_permanent_rejections_are_dead_lettered(
@@ -141,7 +144,7 @@ def test_relay_refused_pauses_and_keeps_jobs(job: Path, cli: Callable[..., Resul
     )  # fmt: skip
     assert res.returncode == 75
     s = summary(res)
-    assert s["deferred"] == 40 and s["dead"] == 0
+    assert s["pending"] == 40 and s["dead"] == 0
 
 
 def test_required_starttls_missing_stops_the_run_loudly(
@@ -153,7 +156,7 @@ def test_required_starttls_missing_stops_the_run_loudly(
     )  # fmt: skip
     assert res.returncode == 75
     assert "STARTTLS" in res.stderr and "run the same command again" in res.stderr
-    assert summary(res)["deferred"] == 40
+    assert summary(res)["pending"] == 40
     assert smtpd.messages == []
 
 
@@ -215,6 +218,11 @@ def test_sigint_stops_gracefully_and_resume_finishes(
     row = json.loads(st.stdout)[0]
     assert row.get("sending", 0) == 0
     assert row["sent"] == s["sent"]
+    # the summary counts what is left in status's words: handed back untried, the jobs
+    # are queued (not deferred), and pending
+    assert s["pending"] == row["pending"] == row["queued"] + row["deferred"] > 0
+    assert s["deferred"] == row["deferred"] == 0
+    assert f"{s['pending']} pending ({row['queued']} queued)" in err
     fast = smtp_sink()
     cmd[cmd.index(f"smtp://127.0.0.1:{slow.port}")] = f"smtp://127.0.0.1:{fast.port}"
     done = subprocess.run(cmd, cwd=job, capture_output=True, text=True, env=env, timeout=120)
@@ -237,7 +245,7 @@ def test_authentication_failure_is_loud_and_never_dead_letters(
     assert "relay refused us" in res.stderr and "535" in res.stderr
     assert "wrong-password" not in res.stderr + res.stdout
     s = summary(res)
-    assert s["dead"] == 0 and s["deferred"] == 40
+    assert s["dead"] == 0 and s["pending"] == 40
     st = json.loads(cli("status", "--json").stdout)[0]
     assert "535" in st["last_error"] and st.get("dead", 0) == 0
     assert "last error: relay paused: 535 5.7.8" in cli("status").stdout

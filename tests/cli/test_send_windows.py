@@ -53,8 +53,9 @@ def test_a_closed_window_holds_every_job_and_status_says_until_when(
     res = cli("send", "r.csv", "--template", "t.txt", "--smtp", relay, "--json",
               "--campaign", "later", "--window", window, "--timezone", "UTC")  # fmt: skip
     assert res.returncode == 75, res.stderr  # pending: run again, or a worker, later
-    assert "wait for their send window" in res.stderr
-    assert json.loads(res.stdout.splitlines()[-1])["deferred"] == 5
+    assert "5 pending (5 deferred); the deferred are due in their send window" in res.stderr
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert (summary["pending"], summary["deferred"]) == (5, 5)
     assert smtpd.messages == []
     st = status(cli, "later")
     assert (st["waiting"], st["next_due"], st.get("sent", 0)) == (5, opens, 0)

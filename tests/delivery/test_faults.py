@@ -314,9 +314,10 @@ def test_5xx_greeting_pauses_the_relay_and_dead_letters_nothing(
     assert res.returncode == 75, res.stderr
     assert "Run the same command again, or `mailspool worker`" in res.stderr
     summary = json.loads(res.stdout.strip().splitlines()[-1])
-    assert (summary["sent"], summary["dead"], summary["deferred"]) == (0, 0, len(ROWS))
+    assert (summary["sent"], summary["dead"], summary["pending"]) == (0, 0, len(ROWS))
     assert status["total"] == len(ROWS) and status.get("dead", 0) == 0
     assert status.get("deferred", 0) + status.get("queued", 0) == len(ROWS)
+    assert summary["deferred"] == status.get("deferred", 0)
     # the pause is reported, as the relay's failure at the greeting
     paused = events(res, "relay paused")
     assert paused, res.stderr

@@ -70,7 +70,7 @@ def test_sigkill_halfway_then_resume(tmp_path: Path, smtp_sink: Callable[..., SM
     s = json.loads(res.stdout.strip().splitlines()[-1])
     assert s["skipped_already_sent"] == killed_at
     assert s["sent"] == N - killed_at
-    assert s["deferred"] == 0 and s["dead"] == 0
+    assert s["pending"] == 0 and s["dead"] == 0
 
     sink.stop()
     # only messages that were in flight (handed to the relay, not yet recorded) at the kill:

@@ -22,22 +22,30 @@ class Result:
     stderr: str
 
 
+def run_cli(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> Result:
+    """``mailspool ARGS`` in a subprocess, in ``cwd``, with no MAILSPOOL_* variable but
+    those of ``env``."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
+    full_env.update(env or {})
+    p = subprocess.run(
+        [sys.executable, "-m", "mailspool", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
 @pytest.fixture
 def cli(tmp_path: Path) -> Callable[..., Result]:
     """Run ``mailspool ARGS`` in a subprocess, in tmp_path, as a user would."""
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
-        full_env.update(env or {})
-        p = subprocess.run(
-            [sys.executable, "-m", "mailspool", *args],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            env=full_env,
-            timeout=timeout,
-        )
-        return Result(p.returncode, p.stdout, p.stderr)
+        return run_cli(tmp_path, *args, env=env, timeout=timeout)
 
     return run
 

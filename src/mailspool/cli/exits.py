@@ -18,7 +18,8 @@ class ExitCode(enum.IntEnum):
     #: could not start: a bad option, setting, file or template; the queue unreachable;
     #: the API server could not bind
     USAGE = 2
-    #: stopped with jobs still queued or deferred: run the same command again (EX_TEMPFAIL)
+    #: stopped with jobs still pending (queued or deferred): run the same command again
+    #: (EX_TEMPFAIL)
     PENDING = 75
     #: stopped gracefully by Ctrl-C (128 + SIGINT)
     SIGINT = 130

@@ -225,3 +225,14 @@ def page_limit(value: str) -> int:
     if not 1 <= n <= 1000:
         raise argparse.ArgumentTypeError("give 1 to 1000")
     return n
+
+
+def row_number(value: str) -> int:
+    """A ``--row``: a row's number as the rejects file gives it, 1 or more."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("rows are numbered from 1 (a CSV file's header)")
+    return n

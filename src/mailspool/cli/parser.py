@@ -28,6 +28,7 @@ from mailspool.cli.options import (
     producer,
     retry,
     returned,
+    row_number,
 )
 from mailspool.errors import ConfigError, MailspoolError, QueueError, SourceError, TemplateError
 
@@ -180,7 +181,11 @@ def _admin(sub: Any) -> None:
     p = sub.add_parser("preview", help="render one row and print it; sends nothing")
     producer(p)
     deliverability(p)
-    p.add_argument("--row", type=int, default=2, help="row number as a spreadsheet shows it (2)")
+    p.add_argument(
+        "--row", type=row_number, metavar="N",
+        help="the row numbered N, as the rejects file numbers rows: a CSV file's header is"
+        " row 1, a JSONL file's first line row 1 (default: the first row)",
+    )  # fmt: skip
 
     p = sub.add_parser("dlq", help="dead letters: list, show, retry, purge")
     p.add_argument("action", choices=["list", "show", "retry", "purge"])
@@ -215,7 +220,7 @@ def _webhooks(sub: Any) -> None:
         events(a)
         if name == "retry":
             a.add_argument(
-                "--timeout", metavar="DURATION", default="60s",
+                "--timeout", metavar="DURATION", default="60s", type=duration_arg,
                 help="wait this long for the events to be delivered (default 60s)",
             )  # fmt: skip
         a.add_argument("--json", action="store_true", help="the result as JSON on stdout")

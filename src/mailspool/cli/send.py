@@ -22,7 +22,7 @@ from mailspool.errors import AuthFailure, DeliveryError, RejectedRow, TLSFailure
 from mailspool.intake.pool import BuildPool
 from mailspool.intake.producer import Producer, ProducerReport
 from mailspool.intake.sources import Row, Source, open_source
-from mailspool.models import CampaignStats, State
+from mailspool.models import PENDING_STATES, CampaignStats, State
 from mailspool.observe.logs import get_logger
 from mailspool.observe.progress import Progress
 from mailspool.queue import Queue
@@ -101,15 +101,15 @@ class SendRun:
             summary = self._summary(report, stats, sent_before, transport)
             if hooks.endpoints:
                 summary["webhooks"] = await self._drain(hooks)
-            self._print(summary, transport, report)
+            self._print(summary, stats, transport, report)
             if relay.error is not None:
                 print(
                     f"mailspool: the relay refused us: {relay.error} (stage {relay.error.stage})."
-                    f" Nothing more was attempted; {summary['deferred']} messages stay queued."
+                    f" Nothing more was attempted; {pending_words(stats)} stay in the queue."
                     " Fix the relay settings and run the same command again.",
                     file=sys.stderr,
                 )
-            return self._exit_code(summary)
+            return self._exit_code(summary, stats)
 
     async def _deliver(
         self,
@@ -190,7 +190,11 @@ class SendRun:
             # what this run queued: rows already sent by an earlier run count once, as skipped
             "queued": report.queued + report.already_sent - sent_before,
             "sent": tally.sent,
-            "deferred": stats.pending,
+            # the campaign's jobs not final at the end, in status's words: pending is
+            # queued + sending + deferred; deferred alone is what is due later (a retry,
+            # a send window, a paused relay)
+            "pending": stats.pending,
+            "deferred": stats.get(State.DEFERRED),
             "dead": stats.get(State.DEAD),
             # not sent because every recipient is suppressed: at enqueue, or found so by
             # the worker just before sending; not a failure
@@ -208,7 +212,13 @@ class SendRun:
             summary["rejects_file"] = str(report.rejects_file)
         return summary
 
-    def _print(self, s: dict[str, Any], transport: Transport, report: ProducerReport) -> None:
+    def _print(
+        self,
+        s: dict[str, Any],
+        stats: CampaignStats,
+        transport: Transport,
+        report: ProducerReport,
+    ) -> None:
         if self.json_output:
             print(json.dumps(s), flush=True)
             return
@@ -223,11 +233,12 @@ class SendRun:
             ("dead-lettered", "dead"),
             ("suppressed (unsubscribed, bounced or complained): not sent", "suppressed"),
             ("without a DKIM signature (no --dkim key for their From domain)", "unsigned"),
-            ("still queued or deferred", "deferred"),
             ("ambiguous deliveries (may have been sent twice)", "ambiguous"),
         ):
             if s[key]:
                 print(f"  {s[key]} {label}", file=out)
+        if s["pending"]:
+            print(f"  {pending_words(stats)}: not sent yet", file=out)
         if report.rejects_file:
             print(f"  rejected rows: {report.rejects_file}", file=out)
         hooks = s.get("webhooks")
@@ -243,30 +254,39 @@ class SendRun:
                 file=out,
             )
 
-    def _exit_code(self, s: dict[str, Any]) -> ExitCode:
+    def _exit_code(self, s: dict[str, Any], stats: CampaignStats) -> ExitCode:
         stopped = self.delivery.signal_exit()
         if stopped is not None:
             print(
-                f"interrupted: messages in flight finished; {s['deferred']} still queued."
+                f"interrupted: messages in flight finished; {pending_words(stats)}."
                 f" Run the same command again to resume (campaign {self.campaign}).",
                 file=sys.stderr,
             )
             return stopped
-        if s["deferred"]:
-            why = (
-                "wait for their send window (--window, --send-at) or a later retry"
-                if self.settings.schedule is not None
-                else "are still queued or deferred for a later retry"
-            )
+        if s["pending"]:
+            words = pending_words(stats)
+            if s["deferred"]:
+                words += (
+                    "; the deferred are due in their send window (--window, --send-at) or"
+                    " at a retry"
+                    if self.settings.schedule is not None
+                    else "; the deferred are due at a retry after --max-wait"
+                )
             print(
-                f"{s['deferred']} messages {why}."
-                " Run the same command again, or `mailspool worker`, to continue.",
+                f"{words}. Run the same command again, or `mailspool worker`, to continue.",
                 file=sys.stderr,
             )
             return ExitCode.PENDING
         if s["rejected"] or s["dead"]:
             return ExitCode.SOME_FAILED
         return ExitCode.OK
+
+
+def pending_words(stats: CampaignStats) -> str:
+    """The jobs not final, by state in ``status``'s words: ``17 pending (15 queued, 2
+    deferred)``."""
+    parts = ", ".join(f"{stats.get(s)} {s.value}" for s in PENDING_STATES if stats.get(s))
+    return f"{stats.pending} pending ({parts})" if parts else "0 pending"
 
 
 def _say_stopping(signum: int) -> None:

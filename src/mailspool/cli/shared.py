@@ -31,7 +31,8 @@ class Tally:
     """What one process's worker recorded (sent, deferred, dead; ``ambiguous``: how many
     of those may have been delivered twice; ``suppressed``: jobs not sent because every
     recipient was suppressed after they were queued) in ``elapsed_s`` seconds, and the
-    rate of messages sent."""
+    rate of messages sent. These count outcomes, not jobs: a job deferred twice counts
+    twice in ``deferred``; the jobs left deferred are the queue's to count (status)."""
 
     sent: int
     deferred: int

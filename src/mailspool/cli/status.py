@@ -40,8 +40,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
             rows.append(
                 {
                     "campaign": c,
-                    **st.counts,
-                    "suppressed": st.get(State.SUPPRESSED),
+                    # every state, 0 included: the keys do not come and go
+                    **{state.value: st.get(state) for state in State},
+                    # not final: queued + sending + deferred, as send's summary counts them
+                    "pending": st.pending,
                     "ambiguous": st.ambiguous,
                     "total": st.total,
                     "last_error": st.last_error,

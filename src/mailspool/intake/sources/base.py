@@ -13,8 +13,11 @@ from mailspool.errors import RejectedRow
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One input record. ``number`` is what a user sees: the spreadsheet row for a CSV
-    (the header is row 1), the line number for JSON lines."""
+    """One input record. ``number`` is what a user sees, one rule for every format
+    (docs/cli.md "Input rows"): the Nth record of the file counting from its first line,
+    as a spreadsheet numbers rows. For a CSV file the header is row 1 and a blank line
+    counts; for JSON lines it is the line number. The rejects file, error messages and
+    ``preview --row`` all use it."""
 
     number: int
     values: dict[str, Any]
