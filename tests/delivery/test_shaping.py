@@ -245,3 +245,17 @@ async def test_the_metrics_show_each_providers_rate_suspension_and_throttles() -
     assert 'mailspool_provider_suspended{provider="y"} 1.0' in text
     assert 'mailspool_provider_suspended{provider="g"} 0.0' in text
     assert 'mailspool_provider_throttles_total{provider="g"} 1.0' in text
+
+
+async def test_a_lane_remembers_only_the_last_seconds_of_admissions() -> None:
+    rules = Providers([Provider("g", domains=("gmail.com",))])
+    now = [0.0]
+    shaper = Shaper(rules, clock=lambda: now[0])
+    for i in range(1000):  # 100 a second for 10 s
+        now[0] = i / 100
+        j = job("a@gmail.com", i)
+        assert await shaper.admit(j) is GO
+        shaper.done(j.id, sent=True)
+    (lane,) = shaper._lanes.values()
+    assert len(lane.admitted) <= 501 and lane.seen_rate(now[0]) == pytest.approx(100, rel=0.01)
+    assert shaper.states()[0].sent == 1000

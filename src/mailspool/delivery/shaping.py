@@ -210,6 +210,8 @@ class Shaper:
         self._reserved.discard(job.id)
         lane.in_flight += 1
         lane.admitted.append(now)
+        if lane.admitted[0] < now - SEEN_WINDOW:  # keep only the window's: bounded memory
+            lane.seen_rate(now)
         self._sending[job.id] = (lane, now)
         return GO
 
