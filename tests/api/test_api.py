@@ -524,6 +524,14 @@ def test_in_process_workers_log_each_state_change(server: ApiServer, api: httpx.
             break
         assert time.monotonic() < deadline, mine
         time.sleep(0.05)
+    queued = next(e for e in mine if e["event"] == "message queued")
+    # as docs/operations.md has it
+    assert set(queued) - {"event", "level", "timestamp"} == {
+        "job_id",
+        "campaign",
+        "domain",
+        "state",
+    }
     sent = next(e for e in mine if e["event"] == "message sent")
     assert sent["domain"] == "example.com" and sent["code"] == 250
     assert sent["campaign"] == "api" and sent["level"] == "info"
