@@ -319,7 +319,10 @@ def test_json_from_the_environment_and_the_file(
     status = cli("status", env={"MAILSPOOL_JSON": "1"})
     assert status.returncode == 0, status.stderr
     [row] = json.loads(status.stdout)
-    assert row["queued"] == 2
+    # every state, those at 0 too
+    assert {k: row[k] for k in ("queued", "sending", "sent", "deferred", "dead", "suppressed")} == {
+        "queued": 2, "sending": 0, "sent": 0, "deferred": 0, "dead": 0, "suppressed": 0,
+    }  # fmt: skip
     (where / "mailspool.toml").write_text("json = true\n")
     dead = cli("dlq", "list")
     assert dead.returncode == 0 and json.loads(dead.stdout) == []

@@ -39,8 +39,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
             rows.append(
                 {
                     "campaign": c,
-                    **st.counts,
-                    "suppressed": st.get(State.SUPPRESSED),
+                    # every state, none left out for being 0 (the text shows them all too)
+                    **{s.value: st.get(s) for s in State},
                     "ambiguous": st.ambiguous,
                     "total": st.total,
                     "last_error": st.last_error,
