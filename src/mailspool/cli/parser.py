@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     outbox(p)
     p.add_argument(
         "--metrics-port", dest="metrics_port", type=int, metavar="N",
-        help="serve Prometheus metrics on this port, at --host (default: none)",
+        help="serve Prometheus metrics on this port, bound to 127.0.0.1 or MAILSPOOL_HOST"
+        " (default: none)",
     )  # fmt: skip
 
     p = sub.add_parser("serve", help="HTTP API (and in-process workers)")
