@@ -61,13 +61,20 @@ class Option:
         return f"mailspool {' '.join(self.command)} {self.flag}"
 
 
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    # argparse keeps no public list of a parser's arguments: _actions it is
+    found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(found[0].choices) if found else {}
+
+
 def walk(parser: argparse.ArgumentParser, command: tuple[str, ...] = ()) -> Iterator[Option]:
-    for action in parser._actions:  # argparse keeps no public list of a parser's arguments
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from walk(sub, (*command, name))
-        elif not isinstance(action, argparse._HelpAction | argparse._VersionAction):
+    for action in parser._actions:
+        if not isinstance(
+            action, argparse._SubParsersAction | argparse._HelpAction | argparse._VersionAction
+        ):
             yield Option(command, action)
+    for name, sub in subcommands(parser).items():
+        yield from walk(sub, (*command, name))
 
 
 OPTIONS = list(walk(build_parser()))
@@ -242,9 +249,7 @@ def argv_for(o: Option, *extra: str) -> list[str]:
     sub = build_parser()
     argv = list(o.command)
     for name in o.command:  # down to the command's own parser
-        sub = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[
-            name
-        ]
+        sub = subcommands(sub)[name]
     needed = []
     for a in sub._actions:
         if not a.option_strings and a.nargs in (None, "+") and a.dest != "action":
