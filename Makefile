@@ -17,9 +17,9 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	mkdir -p demo
 	cd demo && ../$(VENV)/bin/mailspool send ../examples/recipients.csv \
-		--template ../examples/welcome.txt --log-format console; \
+		--template ../examples/welcome.txt --campaign welcome --log-format console; \
 		rc=$$?; [ $$rc -eq 0 ] || exit $$rc
-	@echo "demo: messages are in demo/outbox/; the job store is demo/mailspool.db"
+	@echo "demo: messages are in demo/outbox/welcome/ (the outbox has a folder per campaign); the job store is demo/mailspool.db"
 
 services:
 	bash scripts/services.sh

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 ENV_PREFIX = "MAILSPOOL_"
 #: option names that differ from the field name
-_OPTION_TO_FIELD = {"from": "from_addr", "list": "list_name"}
+#: (``json`` would shadow pydantic's BaseModel.json)
+_OPTION_TO_FIELD = {"from": "from_addr", "list": "list_name", "json": "json_output"}
 _FIELD_TO_OPTION = {v: k for k, v in _OPTION_TO_FIELD.items()}
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
@@ -51,6 +52,10 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 ANY_SENDER = "*"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "console", "json")
+#: where ``mailspool inbound`` listens unless told otherwise: loopback
+DEFAULT_LISTEN = "127.0.0.1:2525"
+_SIZE = re.compile(r"(\d+)\s*([a-z]*)", re.IGNORECASE | re.ASCII)
+_SIZE_UNITS = {"": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2}
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -70,6 +75,26 @@ def parse_duration(value: str | float | int) -> float:
     if not _DURATION.fullmatch(text):
         raise ValueError(f"bad duration {value!r}: use e.g. 30s, 10m, 2h, 5d")
     return sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from ``10485760``, ``512K`` or ``10M`` (K and M are 1024 and 1024²)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    found = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
+    unit = found.group(2).lower() if found else ""
+    if found is None or unit not in _SIZE_UNITS or int(found.group(1)) == 0:
+        raise ValueError(f"{value!r}: expected a size such as 10M or 512K")
+    return int(found.group(1)) * _SIZE_UNITS[unit]
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:25`` for IPv6) as (host, port)."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
+    return host, int(port)
 
 
 def _checked(check: Callable[[_T], _R], value: _T) -> _R:
@@ -202,6 +227,10 @@ class Settings(BaseModel):
     data_timeout: float = Field(default=600.0, gt=0)
     log_level: str = "info"
     log_format: str = "auto"
+    #: print the result as JSON on stdout (``--json``, on the commands that have it)
+    json_output: bool = False
+    #: ``worker --drain``: exit when nothing is due
+    drain: bool = False
     # mailspool serve (HTTP API) and the worker's metrics endpoint
     host: str = "127.0.0.1"
     port: int = Field(default=8025, ge=0, le=65535)
@@ -241,6 +270,13 @@ class Settings(BaseModel):
     webhook_drain: float = Field(default=30.0, ge=0)
     #: how long job events are kept for GET /v1/events and the webhooks
     event_retention: float = Field(default=7 * 86400.0, gt=0)
+    # mailspool inbound: the SMTP listener of returned mail (inbound/listener.py)
+    listen: str = DEFAULT_LISTEN
+    #: the largest message it takes, bytes (inbound.DEFAULT_MAX_BYTES)
+    max_size: int = Field(default=10 * 1024 * 1024, ge=1)
+    #: STARTTLS is offered with this PEM certificate chain and key
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     #: the bounce mailbox read over IMAP (inbound/imap.py): imaps://user@host/INBOX
     imap: str | None = None
     #: where the messages read over IMAP are moved, created when missing
@@ -283,6 +319,19 @@ class Settings(BaseModel):
     @classmethod
     def _imap_poll(cls, v: Any) -> float | None:
         return None if v is None else cls._duration(v)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_listen(v)
+        return v
+
+    @field_validator("max_size", mode="before")
+    @classmethod
+    def _max_size(cls, v: Any) -> int:
+        if not isinstance(v, str | int):
+            raise ValueError(f"{v!r}: expected a size such as 10M or 512K")
+        return parse_size(v)
 
     @field_validator("smtp", mode="before")
     @classmethod
@@ -462,6 +511,11 @@ class Settings(BaseModel):
         if v.lower() not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
         return v.lower()
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        """``listen`` as (host, port)."""
+        return parse_listen(self.listen)
 
     @property
     def schedule(self) -> Schedule | None:

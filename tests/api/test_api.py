@@ -29,6 +29,7 @@ from mailspool.queue import MemoryQueue
 from mailspool.testing import RecordingSMTPServer, free_port
 from tests.support.api import TOKEN, ApiServer, delivered_to, message, wait_final
 from tests.support.cli import Result
+from tests.support.paths import ROOT
 from tests.support.services import RabbitMQNamespace
 
 
@@ -273,10 +274,43 @@ def test_invalid_messages_get_field_level_errors(api: httpx.Client, body: Any, f
     assert field in [e["field"] for e in r.json()["errors"]]
 
 
-def test_invalid_json_is_422(api: httpx.Client) -> None:
-    r = api.post("/v1/messages", content=b"{nope", headers={"Content-Type": "application/json"})
-    assert r.status_code == 422
+#: every route that takes a JSON body
+BODY_ROUTES = [
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/dead-letters/retry"),
+    ("PUT", "/v1/templates/t400"),
+    ("POST", "/v1/suppressions"),
+    ("DELETE", "/v1/suppressions"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), BODY_ROUTES)
+def test_a_body_not_utf8_is_400_and_one_not_json_is_422_on_every_route(
+    api: httpx.Client, method: str, path: str
+) -> None:
+    # a body that cannot be read as text is malformed (400); text that is not a valid
+    # request, JSON or not, is 422 with the errors, as every other invalid field
+    json_type = {"Content-Type": "application/json"}
+    r = api.request(method, path, content=b'{"to": "caf\xe9"}', headers=json_type)
+    assert (r.status_code, r.json()) == (400, {"detail": "the body is not UTF-8"})
+    r = api.request(method, path, content=b"{nope", headers=json_type)
+    assert r.status_code == 422, r.text
     assert r.json()["errors"] == [{"index": None, "field": "body", "reason": "not valid JSON"}]
+
+
+def test_the_openapi_document_and_api_md_give_the_same_statuses(server: ApiServer) -> None:
+    with httpx.Client(base_url=server.url) as anon:
+        doc = anon.get("/openapi.json").json()
+    for method, path in BODY_ROUTES:
+        template = "/v1/templates/{name}" if path.startswith("/v1/templates/") else path
+        responses = doc["paths"][template][method.lower()]["responses"]
+        assert responses["400"]["description"] == "the body is not UTF-8", (method, path)
+        assert "422" in responses and "415" in responses
+    # a route without a body cannot send one that is not UTF-8 or not JSON
+    assert not {"400", "415"} & set(doc["paths"]["/v1/messages/{job_id}"]["get"]["responses"])
+    table = (ROOT / "docs" / "api.md").read_text(encoding="utf-8").split("## Errors", 1)[1]
+    assert '| 400 | `{"detail": "the body is not UTF-8"}` |' in table
+    assert "not valid JSON" in table.split("| 422 |", 1)[1].split("\n", 1)[0]
 
 
 def test_idempotency_key_returns_the_same_job_and_sends_once(
@@ -508,6 +542,14 @@ def test_in_process_workers_log_each_state_change(server: ApiServer, api: httpx.
             break
         assert time.monotonic() < deadline, mine
         time.sleep(0.05)
+    queued = next(e for e in mine if e["event"] == "message queued")
+    # as docs/operations.md has it
+    assert set(queued) - {"event", "level", "timestamp"} == {
+        "job_id",
+        "campaign",
+        "domain",
+        "state",
+    }
     sent = next(e for e in mine if e["event"] == "message sent")
     assert sent["domain"] == "example.com" and sent["code"] == 250
     assert sent["campaign"] == "api" and sent["level"] == "info"

@@ -5,6 +5,7 @@ message and suppressed its recipient."""
 
 from __future__ import annotations
 
+import argparse
 import signal
 import smtplib
 import subprocess
@@ -13,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from mailspool.cli.parser import build_parser
+from mailspool.cli.parser import build_parser, take_settings
+from mailspool.config import Settings, load_settings
+from mailspool.errors import ConfigError
+from mailspool.inbound import DEFAULT_MAX_BYTES
 from mailspool.message.verp import ENV_SECRET
 from mailspool.testing import RecordingSMTPServer, free_port, wait_listening
 from tests.support.cli import TEMPLATE, Result, json_events, write_csv
@@ -39,9 +43,11 @@ def test_the_listener_takes_a_bounce_and_stops_on_sigterm(
     log = tmp_path / "listener.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            mailspool("inbound", "--queue", queue, "--return-path", BASE,
-                      "--listen", f"127.0.0.1:{port}", "--log-format", "json"),
-            cwd=tmp_path, env={**env(), ENV_SECRET: SECRET}, stdout=out, stderr=subprocess.STDOUT,
+            mailspool("inbound", "--queue", queue, "--return-path", BASE, "--log-format", "json"),
+            # where it listens is a setting as any other: from the environment here
+            cwd=tmp_path,
+            env={**env(), ENV_SECRET: SECRET, "MAILSPOOL_LISTEN": f"127.0.0.1:{port}"},
+            stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         assert wait_listening(port), log.read_text()
@@ -66,13 +72,26 @@ def test_the_listener_takes_a_bounce_and_stops_on_sigterm(
     assert '"ann@example.com"' in listed.stdout and "bob@example.com" not in listed.stdout
 
 
-def test_inbound_alone_listens_and_inbound_ingest_still_reads_files() -> None:
-    listen = build_parser().parse_args(["inbound", "--listen", "[::1]:25", "--max-size", "512K"])
-    assert (listen.module, listen.action, listen.listen) == ("inbound_listen", None, ("::1", 25))
-    assert listen.max_size == 512 * 1024
-    assert build_parser().parse_args(["inbound"]).listen == ("127.0.0.1", 2525)  # loopback
-    ingest = build_parser().parse_args(["inbound", "ingest", "a.mbox", "--json"])
-    assert (ingest.module, ingest.action, ingest.paths) == ("inbound", "ingest", ["a.mbox"])
+def settings_of(*argv: str) -> tuple[argparse.Namespace, Settings]:
+    """What main() makes of a command line: the parsed arguments and the settings."""
+    args = build_parser().parse_args(argv)
+    return args, load_settings(**take_settings(args))
+
+
+def test_inbound_alone_listens_and_inbound_ingest_still_reads_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no mailspool.toml
+    args, settings = settings_of("inbound", "--listen", "[::1]:25", "--max-size", "512K")
+    assert (args.module, args.action, settings.listen_address) == ("inbound_listen", None,
+                                                                   ("::1", 25))  # fmt: skip
+    assert settings.max_size == 512 * 1024
+    _, settings = settings_of("inbound")
+    assert settings.listen_address == ("127.0.0.1", 2525)  # loopback
+    assert settings.max_size == DEFAULT_MAX_BYTES
+    args, settings = settings_of("inbound", "ingest", "a.mbox", "--json")
+    assert (args.module, args.action, args.paths) == ("inbound", "ingest", ["a.mbox"])
+    assert settings.json_output is True
     for bad in (["--listen", "2525"], ["--listen", "host:99999"], ["--max-size", "10G"]):
-        with pytest.raises(SystemExit):
-            build_parser().parse_args(["inbound", *bad])
+        with pytest.raises(ConfigError, match=bad[0].lstrip("-").replace("-", "_")):
+            settings_of("inbound", *bad)

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -29,13 +30,14 @@ import structlog
 from structlog.testing import capture_logs
 
 from mailspool.delivery.classify import classify
-from mailspool.errors import ReplyError
+from mailspool.errors import AuthFailure, ReplyError
 from mailspool.models import DeadReason, Job
 from mailspool.observe.logs import LogObserver, configure
 from mailspool.testing import RecordingSMTPServer, free_port, wait_listening
 from mailspool.transport.base import Delivery
 from tests.support.api import ApiServer, wait_final
 from tests.support.cli import TEMPLATE, write_csv
+from tests.support.paths import ROOT
 
 PASSWORD = "Pa55-w0rd/with:odd@chars"
 WRONG_PASSWORD = "wr0ng-Pa55word%x"
@@ -82,6 +84,43 @@ def test_state_changes_at_info_carry_the_domain_not_the_address() -> None:
     assert dead["reason"] == "rejected_permanent" and dead["code"] == 550
     assert paused["event"] == "relay paused" and paused["code"] == 421
     assert "carol" not in repr(logs).lower()  # neither the address nor the relay's text
+
+
+def documented_job_events() -> dict[str, tuple[str, set[str]]]:
+    """docs/operations.md's table of job events: event -> (level text, field names)."""
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    found = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and re.fullmatch(r"`(message|relay) [a-z ]+`", cells[0]):
+            fields = re.sub(r"\([^)]*\)", "", cells[2])  # the remarks name other things
+            found[cells[0].strip("`")] = (cells[1], set(re.findall(r"`([a-z_]+)`", fields)))
+    return found
+
+
+def test_the_job_events_are_those_operations_md_describes() -> None:
+    with capture_logs() as logs:
+        obs = LogObserver("info", log=structlog.get_logger())
+        obs.sent(job(), Delivery(250, "ok", {"x@example.org": "550 no"}), 0.01)
+        err = ReplyError("later", code=451, enhanced="4.2.1", stage="rcpt")
+        obs.deferred(job(), err, classify(err), time.time() + 300, 0.5)
+        obs.dead(job(), DeadReason.REJECTED_PERMANENT, "550 5.1.1 unknown")
+        obs.suppressed(job())
+        obs.relay_paused(ReplyError("busy", code=421, stage="greeting"), 5.0)
+        obs.relay_paused(AuthFailure("535 no", code=535, stage="auth"), 5.0)
+    documented = documented_job_events()
+    for event in logs[:-1]:
+        level, fields = documented[event["event"]]
+        assert set(event) - {"event", "log_level"} == fields, event["event"]
+        assert level.split()[0].rstrip(";") == event["log_level"], event["event"]
+    refused = logs[-1]
+    assert refused["event"] == "relay paused" and refused["log_level"] == "error"
+    assert "error when the relay refused our credentials" in documented["relay paused"][0]
+    # the API's events, logged by serve (tests/api); named here so the table stays whole
+    assert set(documented) - {e["event"] for e in logs} == {
+        "message queued",
+        "message known already",
+    }
 
 
 def test_debug_level_adds_addresses_and_reply_text() -> None:

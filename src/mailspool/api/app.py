@@ -11,19 +11,21 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailspool import __version__
 from mailspool.api.auth import Tokens
 from mailspool.api.bodies import BatchIn, MessageIn
 from mailspool.api.events import events
-from mailspool.api.intake import error
+from mailspool.api.intake import NOT_JSON, error
 from mailspool.api.middleware import AccessLog, BodyLimit
 from mailspool.api.ratelimit import ClientLimits
-from mailspool.api.routes import invalid, ops, v1
+from mailspool.api.routes import invalid, not_utf8, ops, v1
 from mailspool.api.service import Service
 from mailspool.api.suppressions import suppressions
 from mailspool.api.unsubscribe import u
@@ -78,6 +80,7 @@ def create_app(
     app.include_router(u)
     app.include_router(ops)
     app.add_exception_handler(RequestValidationError, _validation_failed)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(QueueError, _queue_unavailable)
     _document_message_body(app)
     # the last added is the outermost: the access log sees every answer, the 413 too
@@ -90,11 +93,23 @@ async def _validation_failed(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = []
     for e in exc.errors():
+        if e.get("type") == "json_invalid":  # as POST /v1/messages says it (api/intake.py)
+            errors.append(error(None, "body", NOT_JSON))
+            continue
         loc = [str(p) for p in e.get("loc", ())]
         if loc[:1] == ["body"]:
             loc = loc[1:]
         errors.append(error(None, ".".join(loc) or "body", str(e.get("msg", "invalid"))))
     return invalid(errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own answer, but a body it could not decode says why, in the words of
+    every route: a body that cannot be read is 400, one read but not valid 422."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        return not_utf8()
+    return await http_exception_handler(request, exc)
 
 
 async def _queue_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -41,6 +41,7 @@ API_FIELDS = {
 DIRECT_FIELDS = ("from", "to", "cc", "bcc", "reply_to", "subject", "text", "html", "headers")
 ADDRESS_FIELDS = frozenset(("to", "cc", "bcc", "reply_to"))
 _ITEMS = TypeAdapter(list[Any])
+NOT_JSON = "not valid JSON"
 
 
 class NotUTF8(Exception):
@@ -63,6 +64,9 @@ def pydantic_errors(exc: ValidationError, index: int | None) -> list[FieldError]
     out: list[FieldError] = []
     seen: set[str] = set()
     for e in exc.errors(include_url=False, include_input=False):
+        if e["type"] == "json_invalid":  # said as split_body says it
+            out.append(error(index, "body", NOT_JSON))
+            continue
         loc = [str(p) for p in e["loc"]]
         if loc and loc[0] in ADDRESS_FIELDS:  # one error for the union, not one per branch
             if loc[0] not in seen:
@@ -83,7 +87,7 @@ def split_body(raw: bytes) -> tuple[list[MessageIn], bool]:
     try:
         body = json.loads(text)
     except (ValueError, RecursionError):
-        raise Invalid([error(None, "body", "not valid JSON")]) from None
+        raise Invalid([error(None, "body", NOT_JSON)]) from None
     if not isinstance(body, dict):
         raise Invalid([error(None, "body", 'expected a message object or {"messages": [...]}')])
     batch = "messages" in body

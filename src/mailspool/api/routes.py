@@ -44,12 +44,16 @@ INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationFailed, "description": "field-level errors (per message)"}
 }
 AUTH: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "the body is not UTF-8"},
     401: {"model": ErrorBody, "description": "missing or invalid bearer token"},
     413: {"model": ErrorBody, "description": "request body too large"},
-    415: {"model": ErrorBody, "description": "the body is not JSON (Content-Type)"},
     503: {"model": ErrorBody, "description": "the queue is unavailable"},
     **INVALID,
+}
+#: a body that cannot be read is 400; one read but not a valid request, 422 (INVALID)
+NOT_UTF8 = "the body is not UTF-8"
+BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": NOT_UTF8},
+    415: {"model": ErrorBody, "description": "the body is not JSON (Content-Type)"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 
@@ -78,6 +82,10 @@ v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorized)])
 ops = APIRouter()
 
 
+def not_utf8() -> JSONResponse:
+    return JSONResponse({"detail": NOT_UTF8}, status_code=400)
+
+
 def invalid(errors: list[FieldError]) -> JSONResponse:
     body = ValidationFailed(detail="validation failed", errors=errors)
     return JSONResponse(body.model_dump(), status_code=422)
@@ -93,7 +101,7 @@ def iso(ts: float | None) -> str | None:
     "/messages",
     status_code=202,
     response_model=Accepted | AcceptedBatch,
-    responses={**AUTH},
+    responses={**AUTH, **BODY},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
     summary="Queue one message or a batch",
     dependencies=JSON_BODY,
@@ -114,7 +122,7 @@ async def post_messages(
         messages, batch = split_body(await request.body())
         jobs = await svc.accept(messages, idempotency_key)
     except NotUTF8:
-        return JSONResponse({"detail": "the body is not UTF-8"}, status_code=400)
+        return not_utf8()
     except Invalid as exc:
         return invalid(exc.errors)
     content = {"ids": [j.id for j in jobs]} if batch else {"id": jobs[0].id}
@@ -198,7 +206,7 @@ async def get_campaign(svc: Svc, campaign: Annotated[str, PathParam(max_length=2
 @v1.post(
     "/dead-letters/retry",
     response_model=RetryResult,
-    responses={**AUTH},
+    responses={**AUTH, **BODY},
     summary="Queue dead letters again (the filters of mailspool dlq retry)",
     dependencies=JSON_BODY,
 )
@@ -228,7 +236,7 @@ def template_out(stored: StoredTemplate) -> TemplateOut:
 @v1.put(
     "/templates/{name}",
     response_model=TemplateOut,
-    responses={**AUTH, 201: {"model": TemplateOut, "description": "a new version"}},
+    responses={**AUTH, **BODY, 201: {"model": TemplateOut, "description": "a new version"}},
     summary="Register a template (a new version when it differs from the latest)",
     dependencies=JSON_BODY,
 )

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mailspool.api.auth import authorized
 from mailspool.api.bodies import LIST_PATTERN, FieldError
 from mailspool.api.intake import error, pydantic_errors
-from mailspool.api.routes import AUTH, JSON_BODY, Svc, invalid, json_body
+from mailspool.api.routes import AUTH, BODY, JSON_BODY, Svc, invalid, json_body, not_utf8
 from mailspool.config import parse_expiry
 from mailspool.intake.suppression_csv import format_time
 from mailspool.message.optout import entry_key
@@ -239,7 +239,7 @@ def entries_of(body: SuppressionsIn, now: float) -> tuple[list[Suppression], lis
 @suppressions.post(
     "",
     response_model=Added,
-    responses={**AUTH},
+    responses={**AUTH, **BODY},
     summary="Suppress addresses or domains (an entry there that lasts longer stays)",
     dependencies=JSON_BODY,
 )
@@ -266,7 +266,7 @@ REMOVE_BODY = {
 @suppressions.delete(
     "",
     response_model=Removed,
-    responses={**AUTH},
+    responses={**AUTH, **BODY},
     summary="Remove the entries of addresses or domains on one list (or the global ones)",
     openapi_extra=REMOVE_BODY,
 )
@@ -288,6 +288,10 @@ async def remove_suppressions(
     raw = await request.body()
     if raw.strip():
         await json_body(request)  # 415 unless JSON
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return not_utf8()
         if address is not None or list_name is not None:
             return invalid([error(None, "body", "give the addresses in the body or the query")])
         try:

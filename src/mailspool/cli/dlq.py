@@ -32,7 +32,7 @@ def _dead_row(job: Job) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     since = time.time() - parse_duration(args.since) if args.since else None
-    flt = DeadFilter(args.campaign, args.reason, since, (args.id,) if args.id else ())
+    flt = DeadFilter(settings.campaign, args.reason, since, (args.id,) if args.id else ())
     async with open_existing_queue(settings) as queue:
         if args.action == "show":
             if not args.id:
@@ -42,11 +42,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
                 print(f"no job {args.id}", file=sys.stderr)
                 return ExitCode.SOME_FAILED
             row = _dead_row(job) | {"state": job.state.value, "key": job.key, "row": job.row}
-            print(json.dumps(row, indent=None if args.json else 2))
+            print(json.dumps(row, indent=None if settings.json_output else 2))
             return ExitCode.OK
         if args.action == "list":
             rows = [_dead_row(j) for j in await queue.dead_letters(flt)]
-            if args.json:
+            if settings.json_output:
                 print(json.dumps(rows))
             else:
                 for r in rows:
@@ -55,5 +55,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
                 print(f"{len(rows)} dead letters", file=sys.stderr)
             return ExitCode.OK
         n = await (queue.retry_dead(flt) if args.action == "retry" else queue.purge_dead(flt))
-        print(json.dumps({args.action: n}) if args.json else f"{args.action}: {n} dead letters")
+        print(
+            json.dumps({args.action: n})
+            if settings.json_output
+            else f"{args.action}: {n} dead letters"
+        )
         return ExitCode.OK

@@ -45,7 +45,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     }
     if rep.rejects_file:
         out["rejects_file"] = str(rep.rejects_file)
-    if args.json:
+    if settings.json_output:
         print(json.dumps(out))
     else:
         print(

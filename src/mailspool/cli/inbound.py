@@ -173,7 +173,7 @@ def summary(r: dict[str, Any]) -> str:
 
 
 async def ingest(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    if args.paths and args.imap:
+    if args.paths and "imap" in args.flags_given:  # MAILSPOOL_IMAP gives way to PATHs
         raise ConfigError("give PATHs or --imap, not both")
     if not args.paths and not settings.imap:
         raise ConfigError("give the PATHs to read, or --imap URL")
@@ -195,7 +195,7 @@ async def ingest(args: argparse.Namespace, settings: Settings) -> ExitCode:
             r = row(item, report, handled)
             tally["messages"] += 1
             tally[r["action"]] += 1
-            print(json.dumps(r) if args.json else summary(r), flush=True)
+            print(json.dumps(r) if settings.json_output else summary(r), flush=True)
 
         if mailbox is not None:  # the mailbox of --imap (or MAILSPOOL_IMAP)
             code = await read_mailbox(
@@ -215,7 +215,7 @@ async def ingest(args: argparse.Namespace, settings: Settings) -> ExitCode:
         f" {tally['counted']} counted, {tally['unmatched']} unmatched"
         + (f"; {tally['failed']} could not be read" if tally["failed"] else "")
     )
-    print(total, file=sys.stderr if args.json else sys.stdout)
+    print(total, file=sys.stderr if settings.json_output else sys.stdout)
     return ExitCode.SOME_FAILED if tally["failed"] else code
 
 

@@ -13,13 +13,14 @@ import logging
 import signal
 import ssl
 import sys
+from pathlib import Path
 from typing import Any
 
 from mailspool.cli.exits import ExitCode
 from mailspool.cli.shared import DeliveryRun
 from mailspool.config import Settings
 from mailspool.errors import ConfigError
-from mailspool.inbound import DEFAULT_MAX_BYTES, Action, SoftBouncePolicy
+from mailspool.inbound import Action, SoftBouncePolicy
 from mailspool.inbound.listener import Listener, Outcome, ReturnedMail
 from mailspool.observe.logs import get_logger
 from mailspool.wiring import load_return_path, open_queue
@@ -28,7 +29,7 @@ from mailspool.wiring import load_return_path, open_queue
 GRACE_S = 30.0
 
 
-def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     """The STARTTLS context of ``--tls-cert`` and ``--tls-key``, or None without them."""
     if cert is None:
         if key is not None:
@@ -71,9 +72,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     log = get_logger("mailspool.inbound")
     if settings.log_level != "debug":  # aiosmtpd logs every command, addresses and all
         logging.getLogger("mail.log").setLevel(logging.WARNING)
-    host, port = args.listen
-    max_size = args.max_size or DEFAULT_MAX_BYTES
-    tls = tls_context(args.tls_cert, args.tls_key)
+    host, port = settings.listen_address
+    max_size = settings.max_size
+    tls = tls_context(settings.tls_cert, settings.tls_key)
     return_path = load_return_path(settings)
     if return_path is None and not settings.unsubscribe_address:
         raise ConfigError("nothing to receive: give --return-path or --unsubscribe-address")

@@ -46,7 +46,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         args.write.mkdir(parents=True, exist_ok=True)
         for item in items:
             (args.write / f"{item.digest}.eml").write_bytes(item.data)
-    if args.json:
+    if settings.json_output:
         for item in items:
             print(json.dumps(row(item)), flush=True)
         return ExitCode.OK

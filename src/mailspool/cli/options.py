@@ -1,45 +1,63 @@
 """The option groups the commands share (``--queue``, the delivery and retry options,
 webhooks, the producer's, deliverability's, returned mail's) and the parsers of option
 values that are not settings. Each group adds its options to a command's parser;
-:mod:`mailspool.cli.parser` builds the commands from them."""
+:mod:`mailspool.cli.parser` builds the commands from them.
+
+Every option has a help text, and one whose setting has a default says it as
+``(default VALUE)``, VALUE as the option takes it (tests/cli/test_options.py holds both
+to the settings)."""
 
 from __future__ import annotations
 
 import argparse
-import re
 
 
 def common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--queue", help="queue URL (default sqlite:///mailspool.db)")
-    p.add_argument("--store", help="job store URL when the queue cannot hold state")
-    p.add_argument("--log-level", dest="log_level", help="debug, info, warning, error")
-    p.add_argument("--log-format", dest="log_format", help="auto, console or json")
+    p.add_argument("--queue", metavar="URL", help="queue URL (default sqlite:///mailspool.db)")
+    p.add_argument(
+        "--store", metavar="URL",
+        help="job store URL for an amqp:// queue: postgresql://... or redis://...",
+    )  # fmt: skip
+    p.add_argument(
+        "--log-level", dest="log_level", metavar="LEVEL",
+        help="debug, info, warning or error (default info)",
+    )  # fmt: skip
+    p.add_argument(
+        "--log-format", dest="log_format", metavar="FORMAT",
+        help="console, json, or auto: console on a terminal, else json (default auto)",
+    )  # fmt: skip
 
 
 def delivery(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--smtp", action="append", metavar="URL",
         help="relay URL, e.g. smtp://user@relay.example.com:587; repeat for several relays"
-        " (failover and weights: [[relay]] tables in mailspool.toml)",
+        " (failover and weights: [[relay]] tables in mailspool.toml) (default: none, .eml"
+        " files go to --outbox)",
     )  # fmt: skip
-    p.add_argument("--concurrency", type=int, help="messages in flight (default 8)")
-    p.add_argument("--rate", help="global rate limit: 20/s, 500/m, 10000/h")
+    p.add_argument("--concurrency", type=int, metavar="N", help="messages in flight (default 8)")
+    p.add_argument(
+        "--rate", metavar="R", help="global rate limit: 20/s, 500/m, 10000/h (default: none)"
+    )
     p.add_argument(
         "--domain-rate",
         dest="domain_rate",
         action="append",
+        metavar="DOMAIN=R",
         help="per recipient domain: gmail.com=20/s (repeatable)",
     )
-    p.add_argument("--default-domain-rate", dest="default_domain_rate", help="other domains")
     p.add_argument(
-        "--domain-concurrency",
-        dest="domain_concurrency",
-        type=int,
-        help="messages in flight per recipient domain",
-    )
+        "--default-domain-rate", dest="default_domain_rate", metavar="R",
+        help="the rate of every domain without a --domain-rate of its own (default: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--domain-concurrency", dest="domain_concurrency", type=int, metavar="N",
+        help="messages in flight per recipient domain (default 0: no limit)",
+    )  # fmt: skip
     p.add_argument(
         "--limits-redis",
         dest="limits_redis",
+        metavar="URL",
         help="Redis URL holding the limits shared by every worker (default: the queue's or"
         " store's Redis, else per process)",
     )
@@ -55,20 +73,48 @@ def delivery(p: argparse.ArgumentParser) -> None:
         "--dns-server", dest="dns_server", metavar="HOST[:PORT]",
         help="the DNS server --resolve-mx asks (default: the system's)",
     )  # fmt: skip
-    p.add_argument("--lease", help="lease (visibility timeout), e.g. 60s")
+    p.add_argument(
+        "--lease", metavar="DURATION",
+        help="how long a claimed job is held before another worker may take it, kept alive"
+        " by heartbeats (default 60s)",
+    )  # fmt: skip
     retry(p)
-    p.add_argument("--connect-timeout", dest="connect_timeout")
-    p.add_argument("--command-timeout", dest="command_timeout")
-    p.add_argument("--data-timeout", dest="data_timeout", help="wait for the final reply (600s)")
+    p.add_argument(
+        "--connect-timeout", dest="connect_timeout", metavar="DURATION",
+        help="wait this long for the TCP connection, TLS handshake and greeting (default 30s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--command-timeout", dest="command_timeout", metavar="DURATION",
+        help="wait this long for each command's reply (default 300s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--data-timeout", dest="data_timeout", metavar="DURATION",
+        help="wait this long for the reply to the final dot (default 600s)",
+    )  # fmt: skip
 
 
 def retry(p: argparse.ArgumentParser) -> None:
     """The retry schedule; given to send or enqueue, it becomes the campaign's own."""
-    p.add_argument("--retry-first", dest="retry_first", help="first retry delay (default 5m)")
-    p.add_argument("--retry-factor", dest="retry_factor", type=float, help="growth (default 2)")
-    p.add_argument("--retry-max-delay", dest="retry_max_delay", help="retry delay cap (1h)")
-    p.add_argument("--max-age", dest="max_age", help="give up after (default 5d)")
-    p.add_argument("--max-attempts", dest="max_attempts", type=int, help="0: no limit")
+    p.add_argument(
+        "--retry-first", dest="retry_first", metavar="DURATION",
+        help="the first retry's delay (default 5m)",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry-factor", dest="retry_factor", type=float, metavar="F",
+        help="each retry waits this many times the last (default 2)",
+    )  # fmt: skip
+    p.add_argument(
+        "--retry-max-delay", dest="retry_max_delay", metavar="DURATION",
+        help="the longest delay between retries (default 1h)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-age", dest="max_age", metavar="DURATION",
+        help="dead-letter a job still not sent after this long (default 5d)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-attempts", dest="max_attempts", type=int, metavar="N",
+        help="dead-letter a job after this many attempts (default 0: no limit)",
+    )  # fmt: skip
 
 
 def events(p: argparse.ArgumentParser, *, drain: bool = False) -> None:
@@ -99,20 +145,33 @@ def events(p: argparse.ArgumentParser, *, drain: bool = False) -> None:
 
 
 def producer(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="CSV or JSONL file of recipients")
-    p.add_argument("--template", help="Jinja2 message template (headers, blank line, body)")
-    p.add_argument("--html", help="a separate HTML body template")
-    p.add_argument("--from", dest="from", help="sender when the template or row has none")
-    p.add_argument("--subject", help="subject when the template or row has none")
-    p.add_argument("--campaign", help="campaign name (default: derived from source + template)")
-    p.add_argument("--key-column", dest="key_column", help="column that identifies a message")
-    p.add_argument("--attachment-dir", dest="attachment_dir", help="base directory for attachments")
+    p.add_argument("source", metavar="SOURCE", help="CSV or JSONL file of recipients")
     p.add_argument(
-        "--render-processes",
-        dest="render_processes",
-        type=int,
-        help="child processes rendering rows (default: one per core for large files; 0: none)",
+        "--template", metavar="FILE",
+        help="Jinja2 message template (headers, blank line, body)",
+    )  # fmt: skip
+    p.add_argument("--html", metavar="FILE", help="a separate HTML body template")
+    p.add_argument(
+        "--from", dest="from", metavar="ADDR", help="sender when the template or row has none"
     )
+    p.add_argument("--subject", metavar="TEXT", help="subject when the template or row has none")
+    p.add_argument(
+        "--campaign", metavar="NAME",
+        help="campaign name (default: derived from the source file and template)",
+    )  # fmt: skip
+    p.add_argument(
+        "--key-column", dest="key_column", metavar="COLUMN",
+        help="the column that identifies a message (default: its recipients)",
+    )  # fmt: skip
+    p.add_argument(
+        "--attachment-dir", dest="attachment_dir", metavar="DIR",
+        help="base directory of Attachment: paths (default: the template's directory)",
+    )  # fmt: skip
+    p.add_argument(
+        "--render-processes", dest="render_processes", type=int, metavar="N",
+        help="child processes that render rows (default: none for a file under 256 KiB or"
+        " on one CPU; else one per CPU, less one for send, at most 4); 0: none",
+    )  # fmt: skip
     when(p)
 
 
@@ -132,7 +191,7 @@ def when(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--timezone-column", dest="timezone_column", metavar="COLUMN",
-        help="a column holding each recipient's timezone (empty: --timezone)",
+        help="a column holding each recipient's timezone (an empty cell: --timezone)",
     )  # fmt: skip
 
 
@@ -167,31 +226,9 @@ def deliverability(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--list",
         metavar="NAME",
-        help="the mailing list the messages are for: unsubscribes and suppressions (default)",
+        help="the mailing list the messages are for: whose unsubscribes and suppressions"
+        ' apply (default "default")',
     )
-
-
-DEFAULT_LISTEN = "127.0.0.1:2525"
-_UNITS = {"": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2}
-_SIZE = re.compile(r"(\d+)\s*([a-z]*)", re.IGNORECASE)
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:25`` for IPv6) as (host, port)."""
-    host, sep, port = value.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
-    return host, int(port)
-
-
-def parse_size(value: str) -> int:
-    """A size in bytes: ``10485760``, ``512K``, ``10M`` (K and M are 1024 and 1024²)."""
-    found = _SIZE.fullmatch(value.strip())
-    unit = found.group(2).lower() if found else ""
-    if found is None or unit not in _UNITS or int(found.group(1)) == 0:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected a size such as 10M or 512K")
-    return int(found.group(1)) * _UNITS[unit]
 
 
 def returned(p: argparse.ArgumentParser) -> None:

@@ -17,14 +17,11 @@ from typing import TYPE_CHECKING, Any
 from mailspool import __version__
 from mailspool.cli.exits import ExitCode
 from mailspool.cli.options import (
-    DEFAULT_LISTEN,
     common,
     deliverability,
     delivery,
     events,
     page_limit,
-    parse_listen,
-    parse_size,
     producer,
     retry,
     returned,
@@ -58,6 +55,19 @@ def duration_arg(text: str) -> str:
     return text
 
 
+def json_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """``--json``: a setting (MAILSPOOL_JSON, ``json = true``), so not given is None."""
+    p.add_argument("--json", action="store_true", default=None, help=what)
+
+
+def outbox(p: argparse.ArgumentParser, *, per_campaign: bool = False) -> None:
+    where = "in a folder per campaign " if per_campaign else ""
+    p.add_argument(
+        "--outbox", metavar="DIR",
+        help=f"where .eml files go {where}when no --smtp is given (default outbox)",
+    )  # fmt: skip
+
+
 def _suppress(sub: Any) -> None:
     """``mailspool suppress add|remove|list|import|export``."""
     p = sub.add_parser("suppress", help="the suppression list: who is never mailed again")
@@ -82,11 +92,14 @@ def _suppress(sub: Any) -> None:
     a = scoped("add", "suppress addresses or @domains", all_lists=False)
     a.add_argument("addresses", nargs="+", metavar="ADDR", help="an address or @domain")
     a.add_argument("--reason", choices=REASONS, default="manual", help="why (default manual)")
-    a.add_argument("--expires", help="lift it after a duration (30d) or on a date (2026-01-31)")
+    a.add_argument(
+        "--expires", metavar="WHEN",
+        help="lift it after a duration (30d) or on a date (2026-01-31) (default: never)",
+    )  # fmt: skip
     a = scoped("remove", "remove entries (of --list, else the global ones)", all_lists=False)
     a.add_argument("addresses", nargs="+", metavar="ADDR", help="an address or @domain")
     a = scoped("list", "print the entries", all_lists=True)
-    a.add_argument("--json", action="store_true", help="one JSON array on stdout")
+    json_flag(a, "one JSON array on stdout")
     a = scoped("import", "add the entries of a CSV file", all_lists=False)
     a.add_argument("file", help="CSV: address[,list,reason,source,created_at,expires_at]")
     a = scoped("export", "write the entries to a CSV file", all_lists=True)
@@ -100,8 +113,11 @@ def _dkim(sub: Any) -> None:
     a = actions.add_parser("keygen", help="make a signing key and print its DNS record")
     a.add_argument("domain", help="the domain the key signs for (the From addresses')")
     a.add_argument("--selector", required=True, help="the DNS label of the key, e.g. s2025")
-    a.add_argument("--algorithm", choices=("rsa", "ed25519"), default="rsa")
-    a.add_argument("--bits", type=int, help="RSA key size (default 2048)")
+    a.add_argument(
+        "--algorithm", choices=("rsa", "ed25519"), default="rsa",
+        help="RSA-SHA256 or Ed25519-SHA256 (default rsa)",
+    )  # fmt: skip
+    a.add_argument("--bits", type=int, help="RSA key size, 1024 to 4096 (default 2048)")
     a.add_argument("--out", default=".", help="directory for the key file (default .)")
 
 
@@ -116,53 +132,63 @@ def build_parser() -> argparse.ArgumentParser:
     delivery(p)
     events(p, drain=True)
     common(p)
-    p.add_argument("--max-wait", dest="max_wait", help="keep waiting for retries this long (15m)")
-    p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument(
+        "--max-wait", dest="max_wait", metavar="DURATION",
+        help="keep running this long for deferred jobs, then exit 75 (default 15m)",
+    )  # fmt: skip
+    outbox(p, per_campaign=True)
+    json_flag(p, "print the summary as one JSON object on stdout")
 
     p = sub.add_parser("enqueue", help="only enqueue a file (workers deliver it)")
     producer(p)
     deliverability(p)
     retry(p)
     common(p)
-    p.add_argument("--json", action="store_true")
+    json_flag(p, "print the summary as one JSON object on stdout")
 
     p = sub.add_parser("worker", help="deliver queued jobs until SIGTERM")
     delivery(p)
     events(p, drain=True)
     common(p)
-    p.add_argument("--drain", action="store_true", help="exit when nothing is due")
-    p.add_argument("--campaign", help="only this campaign")
-    p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
     p.add_argument(
-        "--metrics-port",
-        dest="metrics_port",
-        type=int,
-        help="serve Prometheus metrics on this port (bound to 127.0.0.1, or MAILSPOOL_HOST)",
+        "--drain", action="store_true", default=None,
+        help="exit when nothing is due (default: run until SIGTERM)",
+    )  # fmt: skip
+    p.add_argument(
+        "--campaign", metavar="NAME", help="only this campaign's jobs (default: every campaign)"
     )
+    outbox(p)
+    p.add_argument(
+        "--metrics-port", dest="metrics_port", type=int, metavar="N",
+        help="serve Prometheus metrics on this port, bound to 127.0.0.1 or MAILSPOOL_HOST"
+        " (default: none)",
+    )  # fmt: skip
 
     p = sub.add_parser("serve", help="HTTP API (and in-process workers)")
     delivery(p)
     events(p)
     deliverability(p)
     common(p)
-    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port to listen on (default 8025)")
+    p.add_argument("--host", metavar="ADDR", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, metavar="N", help="port to listen on (default 8025)")
     p.add_argument(
-        "--workers",
-        type=int,
-        help="worker loops in this process, each with --concurrency senders (1; 0: none)",
+        "--workers", type=int, metavar="N",
+        help="worker loops in this process, each with --concurrency senders (default 1;"
+        " 0: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-body", dest="max_body", type=int, metavar="BYTES",
+        help="the largest request body taken, bytes; larger ones get 413 (default 10485760)",
+    )  # fmt: skip
+    outbox(p)
+    p.add_argument(
+        "--from", dest="from", metavar="ADDR", help="sender when a message or template has none"
     )
-    p.add_argument("--max-body", dest="max_body", type=int, help="request body limit, bytes")
-    p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
-    p.add_argument("--from", dest="from", help="sender when a message or template has none")
-    p.add_argument("--subject", help="subject when a message or template has none")
+    p.add_argument("--subject", metavar="TEXT", help="subject when a message or template has none")
     p.add_argument(
-        "--allowed-from",
-        dest="allowed_from",
-        action="append",
+        "--allowed-from", dest="allowed_from", action="append", metavar="DOMAIN",
         help="a sender domain clients may use besides --from's (repeatable; '*': any)",
-    )
+    )  # fmt: skip
 
     _admin(sub)
     return parser
@@ -172,11 +198,11 @@ def _admin(sub: Any) -> None:
     """status, preview, dlq, suppress, dkim and inbound."""
     p = sub.add_parser("status", help="job counts by state; returned mail")
     common(p)
-    p.add_argument("--campaign")
+    p.add_argument("--campaign", metavar="NAME", help="only this campaign (default: every one)")
     p.add_argument(
         "--job", metavar="ID", help="one job: its state and its latest bounce or complaint"
     )
-    p.add_argument("--json", action="store_true")
+    json_flag(p, "the counts (or the job) as JSON on stdout")
 
     p = sub.add_parser("preview", help="render one row and print it; sends nothing")
     producer(p)
@@ -188,13 +214,19 @@ def _admin(sub: Any) -> None:
     )  # fmt: skip
 
     p = sub.add_parser("dlq", help="dead letters: list, show, retry, purge")
-    p.add_argument("action", choices=["list", "show", "retry", "purge"])
+    p.add_argument(
+        "action", choices=["list", "show", "retry", "purge"],
+        help="list them, show one, queue them again, or delete them",
+    )  # fmt: skip
     p.add_argument("id", nargs="?", help="job id (show; optional for retry/purge)")
     common(p)
-    p.add_argument("--campaign", help="only this campaign's dead letters")
+    p.add_argument("--campaign", metavar="NAME", help="only this campaign's dead letters")
     p.add_argument("--reason", choices=DEAD_REASONS, help="only dead letters with this reason")
-    p.add_argument("--since", type=duration_arg, help="only dead letters newer than this, e.g. 2h")
-    p.add_argument("--json", action="store_true", help="JSON on stdout")
+    p.add_argument(
+        "--since", type=duration_arg, metavar="DURATION",
+        help="only dead letters newer than this, e.g. 2h",
+    )  # fmt: skip
+    json_flag(p, "JSON on stdout")
     _suppress(sub)
     _dkim(sub)
     _inbound(sub)
@@ -223,7 +255,7 @@ def _webhooks(sub: Any) -> None:
                 "--timeout", metavar="DURATION", default="60s", type=duration_arg,
                 help="wait this long for the events to be delivered (default 60s)",
             )  # fmt: skip
-        a.add_argument("--json", action="store_true", help="the result as JSON on stdout")
+        json_flag(a, "the result as JSON on stdout")
 
 
 def _inbound(sub: Any) -> None:
@@ -236,12 +268,12 @@ def _inbound(sub: Any) -> None:
     p.set_defaults(module="inbound_listen")
     returned(p)
     p.add_argument(
-        "--listen", type=parse_listen, default=parse_listen(DEFAULT_LISTEN), metavar="HOST:PORT",
-        help=f"address to listen on (default {DEFAULT_LISTEN}; 0.0.0.0:25 for every interface)",
+        "--listen", metavar="HOST:PORT",
+        help="address to listen on (default 127.0.0.1:2525; 0.0.0.0:25 for every interface)",
     )  # fmt: skip
     p.add_argument(
-        "--max-size", dest="max_size", type=parse_size, metavar="SIZE",
-        help="largest message taken, e.g. 10M (default); larger ones are refused with 552",
+        "--max-size", dest="max_size", metavar="SIZE",
+        help="the largest message taken, e.g. 512K (default 10M); larger ones get 552",
     )  # fmt: skip
     p.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="offer STARTTLS: PEM chain")
     p.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="its private key (PEM)")
@@ -267,13 +299,15 @@ def _inbound(sub: Any) -> None:
         help="read the mailbox again every DURATION until SIGTERM (default: once)",
     )  # fmt: skip
     returned(a)
-    a.add_argument("--json", action="store_true", help="one JSON object per message on stdout")
+    json_flag(a, "one JSON object per message on stdout")
     u = actions.add_parser("unmatched", help="the returned messages that named no job")
     u.set_defaults(module="inbound_unmatched")
     common(u)
-    u.add_argument("--limit", type=page_limit, default=100, help="show at most this many (100)")
+    u.add_argument(
+        "--limit", type=page_limit, default=100, help="show at most this many (default 100)"
+    )
     u.add_argument("--write", type=Path, metavar="DIR", help="also save each as DIR/DIGEST.eml")
-    u.add_argument("--json", action="store_true", help="one JSON object per message")
+    json_flag(u, "one JSON object per message")
 
 
 async def dispatch(args: argparse.Namespace, settings: Settings) -> ExitCode:
@@ -293,13 +327,29 @@ def _run(coro_fn: Callable[[], Coroutine[Any, Any, ExitCode]]) -> ExitCode:
     return uvloop.run(coro_fn())
 
 
+def take_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings ``args`` holds, by option name (None: not given on the command line),
+    taken out of it: a command reads them from its Settings alone, where the environment
+    and the file are merged in, so that no flag's bare value is read past them. Which were
+    given stays known as ``args.flags_given`` (PATHs with --imap are refused, with
+    MAILSPOOL_IMAP not)."""
+    from mailspool.config import Settings, option_name
+
+    given = {}
+    for name in map(option_name, Settings.model_fields):
+        if hasattr(args, name):
+            given[name] = getattr(args, name)
+            delattr(args, name)
+    args.flags_given = frozenset(k for k, v in given.items() if v is not None)
+    return given
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mailspool.config import Settings, load_settings, option_name
+    from mailspool.config import load_settings
     from mailspool.observe.logs import configure
 
-    # every setting a command has a flag for; the others stay None (not given)
-    given = {k: getattr(args, k, None) for k in map(option_name, Settings.model_fields)}
+    given = take_settings(args)
     try:
         settings = load_settings(**given)
         configure(settings.log_level, settings.log_format)

@@ -44,7 +44,7 @@ from mailspool.wiring import (
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    return await SendRun(settings, source_path(args), json_output=args.json).run()
+    return await SendRun(settings, source_path(args), json_output=settings.json_output).run()
 
 
 class SendRun:

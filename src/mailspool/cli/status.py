@@ -25,10 +25,10 @@ RETURNS = ("bounced", "soft_bounced", "complained")
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     async with open_existing_queue(settings) as queue:
         if args.job:
-            return await _job(queue, args.job, args.json)
-        campaigns = [args.campaign] if args.campaign else await queue.campaigns()
-        if args.campaign and args.campaign not in await queue.campaigns():
-            print(f"no campaign {args.campaign} in this queue", file=sys.stderr)
+            return await _job(queue, args.job, settings.json_output)
+        campaigns = [settings.campaign] if settings.campaign else await queue.campaigns()
+        if settings.campaign and settings.campaign not in await queue.campaigns():
+            print(f"no campaign {settings.campaign} in this queue", file=sys.stderr)
             return ExitCode.SOME_FAILED
         relays = await published(queue)
         providers = await published(queue, PROVIDERS_KEY)
@@ -55,8 +55,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
                     **({"providers": providers} if providers else {}),
                 }
             )
-    if args.json:
-        print(json.dumps(rows if not args.campaign else rows[0]))
+    if settings.json_output:
+        print(json.dumps(rows if not settings.campaign else rows[0]))
         return ExitCode.OK
     if not rows:
         print("no campaigns in this queue")

@@ -128,15 +128,17 @@ def entry_json(e: Suppression, now: float) -> dict[str, Any]:
     }
 
 
-async def show(args: argparse.Namespace, suppressions: SuppressionList) -> ExitCode:
+async def show(
+    args: argparse.Namespace, suppressions: SuppressionList, *, as_json: bool = False
+) -> ExitCode:
     where, reason, now = scope(args), wanted_reason(args), time.time()
     after: tuple[str, str] | None = None
     count = 0
-    if args.json:
+    if as_json:
         print("[", end="")
     while page := await suppressions.entries(where, reason, 1000, after):
         for e in page:
-            if args.json:
+            if as_json:
                 print(("," if count else "") + json.dumps(entry_json(e, now)), end="")
             else:
                 expires = "" if e.expires_at is None else f"  until {shown(e.expires_at)}"
@@ -147,7 +149,7 @@ async def show(args: argparse.Namespace, suppressions: SuppressionList) -> ExitC
                 )
             count += 1
         after = page[-1].position
-    if args.json:
+    if as_json:
         print("]")
     print(f"{count} entries", file=sys.stderr)
     return ExitCode.OK
@@ -185,7 +187,6 @@ async def export(args: argparse.Namespace, suppressions: SuppressionList) -> Exi
 ACTIONS: dict[str, Action] = {
     "add": add,
     "remove": remove,
-    "list": show,
     "import": import_csv,
     "export": export,
 }
@@ -207,4 +208,6 @@ def check(args: argparse.Namespace) -> None:
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     check(args)
     async with open_queue(settings) as queue:
+        if args.action == "list":  # the one action that takes --json
+            return await show(args, queue.suppressions, as_json=settings.json_output)
         return await ACTIONS[args.action](args, queue.suppressions)

@@ -34,7 +34,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         return await _test(args, settings, _chosen(args, configured))
     async with open_queue(settings) as queue:
         if args.action == "list":
-            return await _list(args, queue, configured)
+            return await _list(queue, configured, as_json=settings.json_output)
         return await _retry(args, settings, queue, configured)
 
 
@@ -62,9 +62,7 @@ async def _names(queue: Queue, configured: list[WebhookEndpoint]) -> list[str]:
     return list(dict.fromkeys([ep.name for ep in configured] + stored))
 
 
-async def _list(
-    args: argparse.Namespace, queue: Queue, configured: list[WebhookEndpoint]
-) -> ExitCode:
+async def _list(queue: Queue, configured: list[WebhookEndpoint], *, as_json: bool) -> ExitCode:
     types = {ep.name: sorted(ep.types) if ep.types else "all" for ep in configured}
     rows: list[dict[str, Any]] = []
     for name in await _names(queue, configured):
@@ -83,7 +81,7 @@ async def _list(
                 "last_error": last[0].error if last else "",
             }
         )
-    if args.json:
+    if as_json:
         print(json.dumps(rows), flush=True)
         return ExitCode.OK
     if not rows:
@@ -130,7 +128,7 @@ async def _test(
         finally:
             await client.aclose()
         rows.append(result)
-    if args.json:
+    if settings.json_output:
         print(json.dumps(rows), flush=True)
     else:
         for r in rows:
@@ -174,7 +172,7 @@ async def _retry(
                 "dead": b.dead if b else 0,
             }
         )
-    if args.json:
+    if settings.json_output:
         print(json.dumps(rows), flush=True)
     else:
         for r in rows:

@@ -32,7 +32,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     delivery = DeliveryRun()
     async with contextlib.AsyncExitStack() as stack:
         queue = await stack.enter_async_context(open_queue(settings))
-        reclaimed = await reclaim_dead_leases(queue, args.campaign)
+        reclaimed = await reclaim_dead_leases(queue, settings.campaign)
         if reclaimed:
             log.info("reclaimed leases of a worker that died", jobs=reclaimed)
         shared = limits(settings)
@@ -43,7 +43,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         worker = Worker(
             queue=queue,
             transport=make_transport(settings),
-            config=worker_config(settings, args.campaign),
+            config=worker_config(settings, settings.campaign),
             observers=[delivery.counter, *observers(settings)],
             limits=shared,
             shaper=shaper(settings),
@@ -63,15 +63,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         delivery.stop_on_signals(worker.stop, stopping)
 
         async def idle() -> bool:
-            if not args.drain:
+            if not settings.drain:
                 return False
-            st = await queue.stats(args.campaign)
+            st = await queue.stats(settings.campaign)
             return st.next_due is None or st.next_due > time.time()
 
         transport = worker.transport.description
         log.info("worker started", owner=worker.owner, queue=queue.url, relay=transport)
         await worker.run(idle)
-        if args.drain and hooks.endpoints:
+        if settings.drain and hooks.endpoints:
             left = await hooks.drain(settings.webhook_drain)
             waiting = sum(b.waiting for b in left.values())
             if waiting:
