@@ -115,12 +115,13 @@ def published_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def digest_view(found: CampaignDigest | None) -> dict[str, Any]:
     if found is None:
-        return {"domains": [], "deferrals": [], "deaths": []}
+        return {"domains": [], "deferrals": [], "deaths": [], "series": []}
     domains = sorted(found.domains.items(), key=lambda kv: -sum(kv[1].values()))
     return {
         "domains": [{"domain": d, **counts} for d, counts in domains],
         "deferrals": [asdict(s) | {"at": iso(s.at)} for s in reversed(found.deferrals)],
         "deaths": [asdict(s) | {"at": iso(s.at)} for s in reversed(found.deaths)],
+        "series": list(found.series),
     }
 
 
@@ -154,6 +155,7 @@ async def campaign(svc: Svc, found: Digest, name: str) -> dict[str, Any]:
         **digest_view(found.campaign(name) if found else None),
         "events_read": found.read if found else 0,
         "caught_up": found.caught_up if found else True,
+        "now": time.time(),
         "relays": published_rows(relays),
         "providers": published_rows(providers),
         "rate_limit": svc.settings.rate_per_second,

@@ -1,7 +1,8 @@
 """What the dashboard shows that no stored count holds, folded from the job events
 (queue/events.py): per campaign, outcomes by recipient domain and the latest deferral
 and dead-letter replies; per job, its attempts (the replies of its deferrals, its death,
-its delivery); per recipient address, its latest jobs (to look a message up by address).
+its delivery); per recipient address, its latest jobs (to look a message up by address); and per campaign, its final jobs second by second
+over the last ten minutes (its rate chart).
 
 The log is read on demand, when a dashboard page asks (every page polls), from the
 oldest event kept: nothing is read while no one looks, and a server that never shows
@@ -24,6 +25,8 @@ MAX_CAMPAIGNS = 200
 MAX_DOMAINS = 300
 OTHER_DOMAINS = "(other domains)"
 LATEST = 10
+#: the rate chart's history: final jobs per second, for this many seconds back
+SERIES_S = 600
 MAX_TRAILS = 20_000
 TRAIL_STEPS = 20
 MAX_ADDRESSES = 50_000
@@ -62,6 +65,17 @@ class CampaignDigest:
     domains: dict[str, Counter[str]] = field(default_factory=dict)
     deferrals: deque[Step] = field(default_factory=lambda: deque(maxlen=LATEST))
     deaths: deque[Step] = field(default_factory=lambda: deque(maxlen=LATEST))
+    #: [second, final jobs in it], oldest first, the last SERIES_S seconds
+    series: deque[list[int]] = field(default_factory=deque)
+
+    def final(self, at: float) -> None:
+        second = int(at)
+        if self.series and self.series[-1][0] == second:
+            self.series[-1][1] += 1
+        else:
+            self.series.append([second, 1])
+        while self.series and self.series[0][0] < second - SERIES_S:
+            self.series.popleft()
 
     def count(self, domain: str, kind: str) -> None:
         if domain not in self.domains and len(self.domains) >= MAX_DOMAINS:
@@ -113,6 +127,8 @@ class EventDigest:
             kind = "soft_bounced" if e.type is EventType.BOUNCED and not e.permanent else e.type
             digest.count(domain_of(recipient), str(kind))
         step = Step(e.at, str(e.type), e.detail, e.reason, e.attempts, recipient)
+        if e.type in (EventType.SENT, EventType.DEAD):
+            digest.final(e.at)
         if e.type is EventType.DEFERRED:
             digest.deferrals.append(step)
         elif e.type is EventType.DEAD:

@@ -1,4 +1,4 @@
-// One campaign: progress, counts, rate and its chart, by domain, latest deferrals and
+// One campaign: progress, counts, rate and its chart (drawn here as inline SVG), by domain, latest deferrals and
 // dead letters, and pause, resume and cancel (POST /v1/campaigns/{name}/...).
 "use strict";
 
@@ -10,8 +10,8 @@
   const SVG = "http://www.w3.org/2000/svg";
   const WIDTH = 600;
   const HEIGHT = 160;
-  const KEEP = 240; // samples on the chart: six minutes at one per 1.5 s
-  const samples = []; // {t: seconds, done: final jobs}
+  const WINDOW = 300; // seconds shown
+  const BIN = 2; // seconds a point
   let state = null;
 
   document.getElementById("deaths-link").href = `/ui/dead-letters?campaign=${path}`;
@@ -23,18 +23,19 @@
     return node;
   }
 
-  // The rate between successive samples, drawn as a line over the time kept.
-  function chart() {
+  // Final jobs a second over the last WINDOW seconds, from the server's series
+  // ([second, jobs] from the job events), BIN seconds a point.
+  function chart(series, now) {
     const box = document.getElementById("chart");
-    const points = [];
-    for (let i = 1; i < samples.length; i++) {
-      const dt = samples[i].t - samples[i - 1].t;
-      if (dt > 0) points.push({ t: samples[i].t, r: Math.max(0, (samples[i].done - samples[i - 1].done) / dt) });
+    const end = Math.floor(now);
+    const start = end - WINDOW;
+    const bins = new Array(WINDOW / BIN).fill(0);
+    for (const [second, n] of series) {
+      const i = Math.floor((second - start) / BIN);
+      if (i >= 0 && i < bins.length) bins[i] += n / BIN;
     }
-    const top = Math.max(1, ...points.map((p) => p.r)) * 1.15;
-    const t0 = samples.length ? samples[0].t : 0;
-    const span = Math.max(30, (samples.length ? samples[samples.length - 1].t : 0) - t0);
-    const x = (t) => 40 + ((t - t0) / span) * (WIDTH - 50);
+    const top = Math.max(1, ...bins) * 1.15;
+    const x = (i) => 40 + (i / (bins.length - 1)) * (WIDTH - 50);
     const y = (r) => HEIGHT - 20 - (r / top) * (HEIGHT - 30);
     const parts = [];
     for (const f of [0, 0.5, 1]) {
@@ -42,11 +43,9 @@
       parts.push(svg("text", { x: 36, y: y(top * f) + 4, "text-anchor": "end", class: "axis" }, (top * f).toFixed(top < 10 ? 1 : 0)));
     }
     parts.push(svg("text", { x: WIDTH - 10, y: HEIGHT - 4, "text-anchor": "end", class: "axis" }, "now"));
-    parts.push(svg("text", { x: 40, y: HEIGHT - 4, class: "axis" }, `${Math.round(span)} s ago`));
-    if (points.length) {
-      const line = points.map((p) => `${x(p.t).toFixed(1)},${y(p.r).toFixed(1)}`).join(" ");
-      parts.push(svg("polyline", { points: line, class: "rate-line" }));
-    }
+    parts.push(svg("text", { x: 40, y: HEIGHT - 4, class: "axis" }, `${WINDOW / 60} min ago`));
+    const line = bins.map((r, i) => `${x(i).toFixed(1)},${y(r).toFixed(1)}`).join(" ");
+    parts.push(svg("polyline", { points: line, class: "rate-line" }));
     box.replaceChildren(...parts);
   }
 
@@ -60,6 +59,7 @@
     items.push(["bounced", c.returns.bounced], ["complained", c.returns.complained]);
     document.getElementById("counts").replaceChildren(...items.map(([k, v]) => el("div", { class: `count-${k}` }, el("dt", { text: k }), el("dd", { text: number(v) }))));
     document.getElementById("rate").textContent = rate(c.rate_per_s);
+    chart(c.series, c.now);
     document.getElementById("eta").textContent = duration(c.eta_s);
     document.getElementById("held").replaceChildren(heldBy(c.held_by));
     fill(document.querySelector("#domains tbody"), c.domains, (d) => [d.domain, number(d.sent || 0), number(d.deferred || 0), number(d.dead || 0), number(d.suppressed || 0), number((d.bounced || 0) + (d.soft_bounced || 0)), number(d.complained || 0)], "No delivery seen yet.");
@@ -75,16 +75,7 @@
     document.getElementById("cancel").disabled = cancelled || c.pending === 0;
   }
 
-  const refresh = Dash.poll(
-    async () => {
-      const c = await Dash.request("GET", `/ui/api/campaigns/${path}`);
-      samples.push({ t: performance.now() / 1000, done: c.counts.sent + c.counts.dead });
-      samples.splice(0, Math.max(0, samples.length - KEEP));
-      chart();
-      return c;
-    },
-    render,
-  );
+  const refresh = Dash.poll(() => Dash.request("GET", `/ui/api/campaigns/${path}`), render);
 
   async function act(action, question, label) {
     if (!(await Dash.confirm(question, label))) return;

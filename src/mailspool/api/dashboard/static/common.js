@@ -131,7 +131,8 @@ const Dash = (() => {
 
   function duration(s) {
     if (s === null || s === undefined) return "–";
-    if (s < 1) return "done";
+    if (s === 0) return "done";
+    if (s < 1) return "under 1 s";
     const h = Math.floor(s / 3600);
     const m = Math.floor((s % 3600) / 60);
     const sec = Math.round(s % 60);
