@@ -66,7 +66,8 @@ def start_chromium(profile: Path) -> Any:
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A headless Chromium (one per test module: starting one takes a second)."""
-    need(chromium_available(), f"Chromium and its driver ({CHROMIUM}, {CHROMEDRIVER}) with selenium")
+    what = f"Chromium and its driver ({CHROMIUM}, {CHROMEDRIVER}) with selenium"
+    need(chromium_available(), what)
     driver = start_chromium(tmp_path_factory.mktemp("chromium"))
     try:
         yield driver

@@ -140,7 +140,8 @@ def test_retry_a_dead_letter_and_see_it_delivered(
     wait_for(lambda: gone in text(browser, "#letters tbody"), message="the dead letter listed")
     assert "rejected_permanent" in text(browser, "#letters tbody")
     screenshot(browser, shots, "dead-letters")
-    browser.find_element(By.CSS_SELECTOR, f'button[aria-label="Show the dead letter to {gone}"]').click()
+    show = f'button[aria-label="Show the dead letter to {gone}"]'
+    browser.find_element(By.CSS_SELECTOR, show).click()
     wait_for(lambda: "550 5.1.1" in text(browser, "#detail .transcript"), message="its replies")
     screenshot(browser, shots, "dead-letter")
     del smtpd_ui.handler.rcpt_replies[gone]  # the mailbox is back

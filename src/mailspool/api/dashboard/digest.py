@@ -1,8 +1,8 @@
 """What the dashboard shows that no stored count holds, folded from the job events
-(queue/events.py): per campaign, outcomes by recipient domain and the latest deferral
-and dead-letter replies; per job, its attempts (the replies of its deferrals, its death,
-its delivery); per recipient address, its latest jobs (to look a message up by address); and per campaign, its final jobs second by second
-over the last ten minutes (its rate chart).
+(queue/events.py): per campaign, outcomes by recipient domain, the latest deferral and
+dead-letter replies, and its final jobs second by second over the last ten minutes (its
+rate chart); per job, its attempts (the replies of its deferrals, its death, its
+delivery); per recipient address, its latest jobs (to look a message up by address).
 
 The log is read on demand, when a dashboard page asks (every page polls), from the
 oldest event kept: nothing is read while no one looks, and a server that never shows
