@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start what the test suite needs when it is not running already: Postfix's smtp-sink and
 # smtp-source (Debian package postfix), Perl's Mail::DKIM (libmail-dkim-perl), Dovecot's
-# IMAP server (dovecot-imapd), dnsmasq (dnsmasq-base), Redis, RabbitMQ and PostgreSQL.
+# IMAP server (dovecot-imapd), dnsmasq (dnsmasq-base), headless Chromium and its driver for
+# the dashboard's browser tests (chromium, chromium-driver), Redis, RabbitMQ and PostgreSQL.
 # Idempotent.
 set -u
 log() { echo "services: $*" >&2; }
@@ -39,6 +40,15 @@ if ! command -v dnsmasq >/dev/null && [ ! -x /usr/sbin/dnsmasq ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsmasq-base >/dev/null 2>&1 \
     || { as_root apt-get update -qq >/dev/null 2>&1; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsmasq-base >/dev/null 2>&1; } \
     || log "could not install dnsmasq-base: MX lookup tests will be skipped (or fail under CI)"
+fi
+
+# Chromium and chromedriver from Debian: the dashboard's browser tests (tests/ui) drive
+# them through Selenium, never a browser downloaded by Selenium Manager
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  log "installing chromium and chromium-driver (the dashboard's browser tests)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+    || { as_root apt-get update -qq >/dev/null 2>&1; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; } \
+    || log "could not install chromium: browser tests will be skipped (or fail under CI)"
 fi
 
 if ! have_port 6379 && command -v redis-server >/dev/null; then

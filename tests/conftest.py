@@ -16,6 +16,7 @@ import pytest
 pytest.register_assert_rewrite("tests.support")
 
 pytest_plugins = [
+    "tests.support.browser",
     "tests.support.cli",
     "tests.support.imap",
     "tests.support.processes",

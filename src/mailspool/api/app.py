@@ -21,6 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mailspool import __version__
 from mailspool.api.auth import Tokens
 from mailspool.api.bodies import BatchIn, MessageIn
+from mailspool.api.dashboard import install as install_dashboard
+from mailspool.api.dead_letters import dead_letters
 from mailspool.api.events import events
 from mailspool.api.intake import NOT_JSON, error
 from mailspool.api.middleware import AccessLog, BodyLimit
@@ -75,6 +77,7 @@ def create_app(
     app.state.tokens = tokens
     app.state.client_limits = client_limits or ClientLimits()
     app.include_router(v1)
+    app.include_router(dead_letters)
     app.include_router(suppressions)
     app.include_router(events)
     app.include_router(u)
@@ -83,6 +86,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(QueueError, _queue_unavailable)
     _document_message_body(app)
+    install_dashboard(app)  # /ui/: its sessions are taken by /v1's authentication too
     # the last added is the outermost: the access log sees every answer, the 413 too
     app.add_middleware(BodyLimit, limit=settings.max_body)
     app.add_middleware(AccessLog, metrics=svc.metrics, templates=lambda: _templates(app))

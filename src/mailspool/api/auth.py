@@ -1,5 +1,8 @@
 """Bearer tokens: from MAILSPOOL_API_TOKENS (comma-separated) and the file named by
-MAILSPOOL_API_TOKENS_FILE (one or more per line, ``#`` comments), compared in constant time."""
+MAILSPOOL_API_TOKENS_FILE (one or more per line, ``#`` comments), compared in constant time.
+
+The dashboard's session cookie (sessions.py: signed in with one of these tokens) is taken
+in their place, with its CSRF token on every request that changes something."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from mailspool.api.sessions import CSRF_HEADER, SAFE_METHODS, Sessions
 from mailspool.errors import ConfigError
 
 MIN_TOKEN_LENGTH = 16
@@ -67,9 +71,21 @@ async def authorized(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> None:
-    """A route dependency: 401 unless the request carries a known bearer token."""
+    """A route dependency: 401 unless the request carries a known bearer token, or the
+    cookie of a signed-in dashboard session; 403 for such a session's request that
+    changes something without the session's CSRF token. A browser never sends a bearer
+    token by itself, so only the cookie needs the CSRF token."""
     tokens: Tokens = request.app.state.tokens
-    if credentials is None or not tokens.check(credentials.credentials):
-        raise HTTPException(
-            401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
-        )
+    if credentials is not None:
+        if tokens.check(credentials.credentials):
+            return
+    else:
+        sessions: Sessions = request.app.state.sessions
+        session = sessions.of(request)
+        if session is not None and session.signed_in:
+            if request.method in SAFE_METHODS or session.csrf_ok(request.headers.get(CSRF_HEADER)):
+                return
+            raise HTTPException(403, "missing or invalid CSRF token")
+    raise HTTPException(
+        401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+    )

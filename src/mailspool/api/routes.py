@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -23,8 +22,6 @@ from mailspool.api.bodies import (
     MessageStatus,
     ProviderOut,
     RelayOut,
-    RetryFilter,
-    RetryResult,
     ReturnCountsOut,
     ReturnOut,
     TemplateIn,
@@ -34,11 +31,9 @@ from mailspool.api.bodies import (
 from mailspool.api.intake import Invalid, NotUTF8, error, split_body
 from mailspool.api.service import Service
 from mailspool.api.templates import StoredTemplate
-from mailspool.config import parse_duration
 from mailspool.delivery.published import PROVIDERS_KEY, published
 from mailspool.errors import TemplateError
-from mailspool.models import State
-from mailspool.queue import DeadFilter
+from mailspool.models import Job, State
 
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationFailed, "description": "field-level errors (per message)"}
@@ -139,6 +134,11 @@ async def get_message(svc: Svc, job_id: Annotated[str, PathParam(max_length=200)
     job = await svc.q.get(job_id)
     if job is None:
         raise HTTPException(404, "no such message")
+    return await message_status(svc, job)
+
+
+async def message_status(svc: Service, job: Job) -> MessageStatus:
+    """A job as GET /v1/messages/{id} shows it (the dashboard's lookup too)."""
     event = await svc.q.returns.latest(job.id)
     last_return = None
     if event is not None:
@@ -201,26 +201,6 @@ async def get_campaign(svc: Svc, campaign: Annotated[str, PathParam(max_length=2
             ProviderOut(**(p | {"at": iso(p["at"])})) for p in await published(svc.q, PROVIDERS_KEY)
         ],
     )
-
-
-@v1.post(
-    "/dead-letters/retry",
-    response_model=RetryResult,
-    responses={**AUTH, **BODY},
-    summary="Queue dead letters again (the filters of mailspool dlq retry)",
-    dependencies=JSON_BODY,
-)
-async def retry_dead(svc: Svc, flt: RetryFilter) -> Any:
-    since = None
-    if flt.since:
-        try:
-            since = time.time() - parse_duration(flt.since)
-        except ValueError as exc:
-            return invalid([error(None, "since", str(exc))])
-    reason = flt.reason.value if flt.reason else None
-    n = await svc.q.retry_dead(DeadFilter(flt.campaign or None, reason, since, tuple(flt.ids)))
-    svc.log.info("dead letters queued again", count=n, campaign=flt.campaign, reason=reason)
-    return RetryResult(retry=n)
 
 
 def template_out(stored: StoredTemplate) -> TemplateOut:
