@@ -182,3 +182,27 @@ async def test_stop_now_cuts_begun_sends_short_as_interrupted_and_hands_back_the
         assert job is not None and job.state is State.DEFERRED and job.lease_owner == ""
         assert "interrupted" in job.last_reply
     await queue.close()
+
+
+async def test_the_untried_go_back_before_the_begun_sends_are_waited_for(
+    tmp_path: Path, smtp_sink: Callable[..., SMTPSink]
+) -> None:
+    """While the message under way still waits for the relay's answer, every other job is
+    already back in the queue: a kill during the grace would leave only it leased."""
+    sink = smtp_sink("-W", ".:30")
+    queue = await queue_of(tmp_path / "q.db")
+    cfg = config(limits=LimitSettings(domain_concurrency=1))
+    worker = Worker(queue=queue, transport=transport(sink.port), config=cfg)
+    run = asyncio.create_task(worker.run())
+    await until(lambda: len(worker.flight.begun) == 1 and len(worker.flight) == 4)
+    worker.stop()
+    async with asyncio.timeout(60):
+        while (await queue.stats()).get(State.QUEUED) < N - 1:
+            assert not run.done()
+            await asyncio.sleep(0.01)
+    assert (await queue.stats()).get(State.SENDING) == 1 and not run.done()
+    worker.stop_now()
+    await asyncio.wait_for(run, 60)
+    st = await queue.stats()
+    assert st.counts == {"deferred": 1, "queued": N - 1} and st.ambiguous == 1
+    await queue.close()

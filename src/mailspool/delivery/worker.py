@@ -28,7 +28,7 @@ from typing import Any
 
 from mailspool.delivery.assemble import Assembler
 from mailspool.delivery.classify import Action, Verdict, classify
-from mailspool.delivery.inflight import InFlight, stop_senders
+from mailspool.delivery.inflight import InFlight, drain, stop_senders
 from mailspool.delivery.leases import keep_leases, make_owner
 from mailspool.delivery.limits import Limits, LocalLimits, NoLimits
 from mailspool.delivery.observer import Observer
@@ -150,7 +150,9 @@ class Worker:
         except QueueError as exc:
             self._fail(exc)
         finally:
-            # each step runs whatever happened in the one before it
+            # each step runs whatever happened in the one before it; what nothing will send
+            # goes back first, not after the grace (a kill then would leave it leased)
+            await self._step(self._release_unsent(self._untried()))
             grace = self.config.shutdown_grace if self._stopping.is_set() else None
             await self._step(stop_senders(senders, self._buffer, grace))
             await self.parking.settle()
@@ -168,7 +170,7 @@ class Worker:
             )
             if self.shaper is not None:  # what it holds is still ours: handed back below
                 await self.shaper.close()
-            await self._step(self._release_unsent())
+            await self._step(self._release_unsent(set(self._held)))
             await self._step(self.transport.close())
         if self.error is not None:
             raise self.error
@@ -204,12 +206,18 @@ class Worker:
             except Exception:
                 log.exception("observer %s failed", type(obs).__name__)
 
-    async def _release_unsent(self) -> None:
-        """Hand back at once (no waiting for lease expiry) what was claimed but not tried."""
-        if self._held:
-            with contextlib.suppress(QueueError):
-                await self.queue.release(self.owner, sorted(self._held))
-            self._held.clear()
+    def _untried(self) -> set[str]:
+        """What a stop leaves untried: sends called off, the buffer, what shaping holds."""
+        shaped = self.shaper.release_all() if self.shaper is not None else []
+        ids = self.flight.called_off | set(drain(self._buffer)) | {j.id for j in shaped}
+        return ids - self.flight.begun
+
+    async def _release_unsent(self, ids: set[str]) -> None:
+        """Hand back at once (no waiting for lease expiry) jobs claimed but not tried."""
+        if ids := ids & self._held:
+            with contextlib.suppress(QueueError):  # else kept: tried again at the end
+                await self.queue.release(self.owner, sorted(ids))
+                self._held.difference_update(ids)
 
     # -- feeder -------------------------------------------------------------------
 
@@ -271,16 +279,6 @@ class Worker:
         reply = f"suppressed: {', '.join(job.recipients)}"[:1000]
         self.recorder.add(Outcome(job.id, State.SUPPRESSED, reply))
 
-    def _drain_buffer(self) -> list[str]:
-        ids = []
-        while not self._buffer.empty():
-            job = self._buffer.get_nowait()
-            if job is None:  # shutting down: keep the sentinel for a sender
-                self._buffer.put_nowait(None)
-                break
-            ids.append(job.id)
-        return ids
-
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
@@ -295,7 +293,7 @@ class Worker:
             if self._stopping.is_set():
                 continue  # still held: handed back by _release_unsent
             if self.gate.paused:
-                self.parking.park([job.id, *self._drain_buffer()])
+                self.parking.park([job.id, *drain(self._buffer)])
                 continue
             if self.shaper is not None and not await admitted(self.shaper, self.parking, job):
                 continue
@@ -324,9 +322,9 @@ class Worker:
                 self._buffer.put_nowait(job)
 
     async def _attempt(self, job: Job) -> Outcome | None:
-        """Send one job; its outcome, or None when it was handed back (relay paused, or
-        the worker stopped before its transaction began: still held, see _release_unsent)."""
-        if self._stopping.is_set():  # stopped while it was admitted
+        """Send one job; its outcome, or None when it was handed back (relay paused) or
+        is still held, untried (stopped while it was admitted)."""
+        if self._stopping.is_set():
             return None
         await self.recorder.room()
         began = time.monotonic()
@@ -400,7 +398,7 @@ class Worker:
         if verdict.action is Action.PAUSE:
             pauses = self.gate.pauses
             delay = self.gate.pause(err)
-            self.parking.park(self._drain_buffer())
+            self.parking.park(drain(self._buffer))
             if self.gate.pauses != pauses:  # tell once per pause, not once per sender
                 self._tell(lambda obs: obs.relay_paused(err, delay))
         if verdict.action is Action.DEAD:
