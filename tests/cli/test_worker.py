@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mailspool.testing import SMTPSink
-from tests.support.cli import TEMPLATE, Result, write_csv
+from tests.support.cli import TEMPLATE, Result, json_events, write_csv
 from tests.support.processes import env, status, worker_cmd
 from tests.support.smtp import wait_for_a_final_dot
 
@@ -80,35 +80,69 @@ def silent_relay() -> Iterator[tuple[int, list[socket.socket]]]:
             conn.close()
 
 
-def test_a_second_signal_stops_the_worker_at_once(
+def test_sigterm_hands_back_at_once_the_sends_waiting_for_a_connection(
     enqueued: Callable[[int], Path], silent_relay: tuple[int, list[socket.socket]]
 ) -> None:
-    """The first SIGTERM lets messages in flight finish (here: they would wait out the
-    connect timeout and the shutdown grace, 30 s each); the second exits now, 143."""
+    """The relay never greets, so no transaction begins: the first SIGTERM hands every
+    job back untried, where waiting out the greeting would have charged each an attempt
+    (deferred)."""
     cwd = enqueued(4)
     port, accepted = silent_relay
+    cmd = worker_cmd(port, "--concurrency", "2", "--lease", "300s", "--connect-timeout", "3s")
+    p = subprocess.Popen(cmd, cwd=cwd, env=env())
+    try:
+        deadline = time.monotonic() + 30
+        while not accepted and time.monotonic() < deadline:  # a send waits for a greeting
+            time.sleep(0.05)
+        assert accepted
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    st = status(cwd)
+    assert st["queued"] == 4 and st.get("deferred", 0) == st.get("sending", 0) == 0
+    assert st.get("ambiguous", 0) == 0
+
+
+def test_a_second_signal_cuts_short_the_messages_under_way(
+    enqueued: Callable[[int], Path], smtp_sink: Callable[..., SMTPSink]
+) -> None:
+    """The first SIGTERM lets the messages under way finish (here: they would wait 30 s
+    for the relay's answer to their final dot); the second cuts them short, recorded as
+    interrupted (ambiguous), hands the rest back, logs what it did and exits 143."""
+    n = 20
+    cwd = enqueued(n)
+    slow = smtp_sink("-W", ".:30")
     log = cwd / "worker.log"
-    cmd = worker_cmd(port, "--concurrency", "2")
+    cmd = worker_cmd(slow.port, "--concurrency", "2", "--lease", "300s")
     cmd[cmd.index("warning")] = "info"
     with log.open("wb") as out:
         p = subprocess.Popen(
             [*cmd, "--log-format", "json"], cwd=cwd, env=env(), stdout=out, stderr=out
         )
     try:
-        deadline = time.monotonic() + 30
-        while not accepted and time.monotonic() < deadline:  # a message is in flight
-            time.sleep(0.05)
-        assert accepted, log.read_text()
+        wait_for_a_final_dot(slow, p)
         p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
         while "stopping: finishing" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert p.poll() is None, log.read_text()  # still waiting for the message in flight
+        assert p.poll() is None, log.read_text()  # still waiting for the messages under way
         p.send_signal(signal.SIGTERM)
-        assert p.wait(timeout=20) == 143, log.read_text()
+        assert p.wait(timeout=60) == 143, log.read_text()
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
+    text = log.read_text()
+    st = status(cwd)
+    cut = st["ambiguous"]
+    assert 1 <= cut <= 2 and st["deferred"] == cut, st  # at most one per sender
+    assert st.get("sending", 0) == 0 and st["queued"] == n - cut
+    (stopped,) = json_events(text, "worker stopped")
+    assert stopped["pending"] == n and stopped["ambiguous"] == cut
+    assert "stopping now" in text and "to resume" in text
 
 
 def test_campaign_retry_schedule_overrides_the_workers(

@@ -167,27 +167,32 @@ def test_a_failing_observer_does_not_stop_delivery(
 class DefectOnce(SMTPTransport):
     """Raises something no SMTP failure raises, once, for one job."""
 
-    def __init__(self, port: int, victim: str) -> None:
+    def __init__(self, port: int, victim: str, *, begun: bool) -> None:
         super().__init__(parse_smtp_url(f"smtp://127.0.0.1:{port}", connect_timeout=5))
         self.victim = victim
+        self.begun = begun
 
     async def send(self, envelope: Envelope, ready: Ready | None = None) -> Delivery:
         if envelope.job_id == self.victim:
             self.victim = ""
             if ready is not None:
-                await ready()  # connected, the transaction starting: the hand-over
+                await ready()  # connected: the rate-limit slot is taken
+            if self.begun:
+                envelope.begin()  # MAIL FROM written: the relay may take the message
             raise RuntimeError("transport defect")
         return await super().send(envelope, ready)
 
 
 @HAND_MADE_MAIL
+@pytest.mark.parametrize("begun", [True, False], ids=["in-transaction", "before-transaction"])
 def test_a_defect_while_sending_one_job_retries_that_job(
-    tmp_path: Path, smtpd: RecordingSMTPServer
+    tmp_path: Path, smtpd: RecordingSMTPServer, begun: bool
 ) -> None:
     async def main() -> None:
         queue = await open_queue(tmp_path / "q.db")
         await queue.enqueue([make_job(i, campaign="c", deliverable=True) for i in range(20)])
-        worker = Worker(queue=queue, transport=DefectOnce(smtpd.port, "job00007"), config=config())
+        defect = DefectOnce(smtpd.port, "job00007", begun=begun)
+        worker = Worker(queue=queue, transport=defect, config=config())
         await drain(worker, queue)
         st = await queue.stats()
         assert st.counts == {"deferred": 1, "sent": 19}
@@ -195,8 +200,8 @@ def test_a_defect_while_sending_one_job_retries_that_job(
         assert job is not None and job.state is State.DEFERRED
         assert "RuntimeError: transport defect" in job.last_reply
         assert job.attempts == 1
-        # the defect is counted as a possible delivery: it happened after the hand-over
-        assert st.ambiguous == 1
+        # a possible delivery only once its transaction has begun
+        assert st.ambiguous == int(begun)
         await queue.close()
 
     asyncio.run(main())
@@ -221,7 +226,7 @@ def test_shutdown_grace_running_out_records_an_ambiguous_attempt(
             config=config(concurrency=2, shutdown_grace=0.2),
         )
         run = asyncio.create_task(worker.run())
-        while len(worker._handed) < 2:  # noqa: ASYNC110 - no event marks the hand-over
+        while len(worker.flight.begun) < 2:  # noqa: ASYNC110 - no event marks the hand-over
             await asyncio.sleep(0.01)
         worker.stop()
         await asyncio.wait_for(run, 30)

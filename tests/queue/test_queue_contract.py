@@ -155,8 +155,13 @@ async def test_release_hands_back_without_counting_an_attempt(queue: Queue) -> N
     await queue.enqueue([make_job(1)])
     (job,) = await queue.claim("w1", 1, 300)
     await queue.release("w1", [job.id])
+    # back as never tried (what a stopping worker hands back): plain queued, and claiming
+    # it again is no ambiguous delivery, as it is for a lease taken from a dead worker
+    st = await queue.stats()
+    assert (st.get(State.QUEUED), st.get(State.SENDING), st.ambiguous) == (1, 0, 0)
     (again,) = await queue.claim("w2", 1, 300)
     assert again.attempts == 1
+    assert (await queue.stats()).ambiguous == 0
 
 
 async def test_release_for_a_paused_relay_keeps_its_reply(queue: Queue) -> None:

@@ -152,6 +152,44 @@ async def test_all_recipients_refused_raises_with_each_reply(
     assert set(exc.value.refused) == {"x@example.com", "y@example.com"}
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_begin_is_told_once_mail_from_is_written(
+    smtp_sink: Callable[..., SMTPSink], pipelining: bool
+) -> None:
+    """``Envelope.begin`` marks where the relay may take the message: after the
+    connection and ``ready`` (the rate-limit slot), once MAIL FROM is out; a reused
+    serial session's RSET comes before it."""
+    sink = smtp_sink(*([] if pipelining else ["-p"]))
+    told: list[str] = []
+
+    async def ready() -> None:
+        told.append("ready")
+
+    t = SMTPTransport(parse_smtp_url(f"smtp://127.0.0.1:{sink.port}"))
+    envelope = Envelope(
+        "a@example.com", ("b@example.com",), MSG, on_begin=lambda: told.append("begin")
+    )
+    for _ in range(3):
+        await t.send(envelope, ready)
+    await t.close()
+    assert told == ["ready", "begin"] * 3 and t.opened == 1
+
+
+async def test_begin_is_not_told_when_no_transaction_starts() -> None:
+    told: list[str] = []
+    envelope = Envelope(
+        "a@example.com", ("b@example.com",), MSG, on_begin=lambda: told.append("begin")
+    )
+    t = SMTPTransport(parse_smtp_url(f"smtp://127.0.0.1:{free_port()}"))
+    with pytest.raises(ConnectError):
+        await t.send(envelope)
+    with LineServer(greeting=None) as srv:
+        t = SMTPTransport(parse_smtp_url(f"smtp://127.0.0.1:{srv.port}", connect_timeout=0.3))
+        with pytest.raises(SMTPTimeout):
+            await t.send(envelope)
+    assert told == []
+
+
 @pytest.mark.parametrize(
     ("options", "stage", "code"),
     [

@@ -93,7 +93,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
             return ExitCode.USAGE
         stopped = asyncio.Event()
 
-        def stopping(signum: int) -> None:
+        def stopping(signum: int, now: bool) -> None:
             log.info("stopping: finishing messages being handled",
                      signal=signal.Signals(signum).name)  # fmt: skip
 

@@ -136,7 +136,7 @@ class SendRun:
                 deadline.append(time.time() + max_wait)
             return st.get(State.SENDING) == 0 and (st.next_due or 0) > deadline[0]
 
-        self.delivery.stop_on_signals(worker.stop, _say_stopping)
+        self.delivery.stop_on_signals(worker.stop, _say_stopping, worker.stop_now)
         self.log.info(
             "send started", campaign=campaign, queue=queue.url, relay=worker.transport.description
         )
@@ -164,8 +164,9 @@ class SendRun:
             yield row
 
     async def _drain(self, hooks: WebhookRun) -> dict[str, int]:
-        """Let the webhooks catch up (up to --webhook-drain); what waits for a later run."""
-        left = await hooks.drain(self.settings.webhook_drain)
+        """Let the webhooks catch up (up to --webhook-drain, not at all after a second
+        signal); what waits for a later run."""
+        left = await hooks.drain(0 if self.delivery.hurried else self.settings.webhook_drain)
         waiting = sum(b.waiting for b in left.values())
         dead = sum(b.dead for b in left.values())
         if waiting:
@@ -257,9 +258,16 @@ class SendRun:
     def _exit_code(self, s: dict[str, Any], stats: CampaignStats) -> ExitCode:
         stopped = self.delivery.signal_exit()
         if stopped is not None:
+            how = (
+                "messages cut short in their SMTP transaction are counted as ambiguous"
+                " (they may have arrived: a re-run sends them again, same Message-ID)"
+                if self.delivery.hurried
+                else "messages already being sent finished"
+            )
             print(
-                f"interrupted: messages in flight finished; {pending_words(stats)}."
-                f" Run the same command again to resume (campaign {self.campaign}).",
+                f"interrupted: {how}; the rest went back to the queue unsent;"
+                f" {pending_words(stats)}. Run the same command again to resume"
+                f" (campaign {self.campaign}).",
                 file=sys.stderr,
             )
             return stopped
@@ -289,8 +297,19 @@ def pending_words(stats: CampaignStats) -> str:
     return f"{stats.pending} pending ({parts})" if parts else "0 pending"
 
 
-def _say_stopping(signum: int) -> None:
-    print("stopping: finishing messages in flight (Ctrl-C again to quit now)", file=sys.stderr)
+def _say_stopping(signum: int, now: bool) -> None:
+    if now:
+        print(
+            "stopping now: cutting short the messages being sent, handing the rest back"
+            " (Ctrl-C again to exit without even that)",
+            file=sys.stderr,
+        )
+        return
+    print(
+        "stopping: messages already being sent finish, the rest goes back to the queue"
+        " (Ctrl-C again to stop at once)",
+        file=sys.stderr,
+    )
 
 
 class StopOnRelayMisconfiguration(Observer):

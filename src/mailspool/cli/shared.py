@@ -51,9 +51,11 @@ class DeliveryRun:
     what its worker recorded (``counter``: give it to the worker as an observer) and the
     signal that stopped it, if one did.
 
-    :meth:`stop_on_signals` makes SIGINT and SIGTERM stop the run gracefully: the first
-    stops the worker (no more claims; messages in flight finish; the rest is handed back),
-    a second exits at once with 130 or 143.
+    :meth:`stop_on_signals` makes SIGINT and SIGTERM stop the run: the first stops the
+    worker (no more claims; messages whose SMTP transaction has begun finish; the rest is
+    handed back untried), a second stops it now (those cut short are recorded as
+    interrupted, possibly delivered; the rest is handed back), and the command still
+    says what it did and how to resume; a third exits at once, saying nothing more.
     """
 
     def __init__(self) -> None:
@@ -61,22 +63,38 @@ class DeliveryRun:
         self.counter = Counter()
         #: the signal that stopped the run (the first one), if any
         self.signal: int | None = None
+        #: the second signal, which stopped the run without waiting, if one came
+        self.hurried: int | None = None
 
     @property
     def interrupted(self) -> bool:
         return self.signal is not None
 
-    def stop_on_signals(self, stop: Callable[[], None], notice: Callable[[int], None]) -> None:
-        """At the first SIGINT or SIGTERM: ``notice(signum)``, then ``stop()``; at the next
-        one, exit now. Call from the event loop the worker runs on."""
+    def stop_on_signals(
+        self,
+        stop: Callable[[], None],
+        notice: Callable[[int, bool], None],
+        stop_now: Callable[[], None] | None = None,
+    ) -> None:
+        """At the first SIGINT or SIGTERM: ``notice(signum, False)``, then ``stop()``; at
+        the second, ``notice(signum, True)``, then ``stop_now()``; at the next one (the
+        second without ``stop_now``), exit now. Call from the event loop the worker runs
+        on."""
         loop = asyncio.get_running_loop()
 
         def handler(signum: int) -> None:
-            if self.signal is not None:  # a second Ctrl-C: stop now
-                raise SystemExit(ExitCode.for_signal(signum))
-            self.signal = signum
-            notice(signum)
-            stop()
+            now = self.signal is not None
+            if now and (stop_now is None or self.hurried is not None):
+                raise SystemExit(ExitCode.for_signal(signum))  # no more waiting for anything
+            if now:
+                self.hurried = signum
+            else:
+                self.signal = signum
+            notice(signum, now)
+            if stop_now is not None and now:
+                stop_now()
+            else:
+                stop()
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):  # no signals on this platform

@@ -13,6 +13,7 @@ from mailspool.cli.shared import DeliveryRun
 from mailspool.config import Settings
 from mailspool.delivery.leases import reclaim_dead_leases
 from mailspool.delivery.worker import Worker
+from mailspool.errors import QueueError
 from mailspool.observe.logs import get_logger
 from mailspool.wiring import (
     check_shared_limits,
@@ -56,11 +57,21 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
             )
             stack.callback(server.shutdown)
 
-        def stopping(signum: int) -> None:
+        def stopping(signum: int, now: bool) -> None:
             name = signal.Signals(signum).name
-            log.info("stopping: finishing messages in flight", signal=name)
+            if now:
+                log.warning(
+                    "stopping now: cutting short the messages being sent (recorded as"
+                    " ambiguous), handing the rest back",
+                    signal=name,
+                )
+            else:
+                log.info(
+                    "stopping: finishing the messages being sent, handing the rest back",
+                    signal=name,
+                )
 
-        delivery.stop_on_signals(worker.stop, stopping)
+        delivery.stop_on_signals(worker.stop, stopping, worker.stop_now)
 
         async def idle() -> bool:
             if not settings.drain:
@@ -71,14 +82,22 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         transport = worker.transport.description
         log.info("worker started", owner=worker.owner, queue=queue.url, relay=transport)
         await worker.run(idle)
-        if settings.drain and hooks.endpoints:
+        if settings.drain and hooks.endpoints and delivery.hurried is None:
             left = await hooks.drain(settings.webhook_drain)
             waiting = sum(b.waiting for b in left.values())
             if waiting:
                 log.warning(
                     "webhook events not delivered yet: kept for the next run", waiting=waiting
                 )
-        log.info("worker stopped", owner=worker.owner, **delivery.tally().fields())
+        pending: int | None = None
+        with contextlib.suppress(QueueError):  # the tally is still worth logging
+            pending = (await queue.stats(settings.campaign)).pending
+        log.info("worker stopped", owner=worker.owner, pending=pending, **delivery.tally().fields())
+        if delivery.interrupted and pending:
+            log.info(
+                "to resume, start `mailspool worker` again: what was not sent waits in the queue"
+            )
     # unlike send's, a worker's run is meant to end by a signal: that is success
-    # (docs/retries.md), so its exit status is 0, not 130 or 143
-    return ExitCode.OK
+    # (docs/retries.md), so its exit status is 0, not 130 or 143; but a second signal
+    # cut messages short, which the status says
+    return ExitCode.OK if delivery.hurried is None else ExitCode.for_signal(delivery.hurried)

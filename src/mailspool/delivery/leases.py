@@ -7,13 +7,16 @@ of waiting for them to expire.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import socket
 import uuid
 from pathlib import Path
 
-from mailspool.queue import LeaseAdmin
+from mailspool.errors import QueueError
+from mailspool.queue import Claiming, LeaseAdmin
 
 
 def _pid_space() -> str:
@@ -71,3 +74,14 @@ async def reclaim_dead_leases(queue: LeaseAdmin, campaign: str | None = None) ->
         if owner_is_dead_here(owner):
             reclaimed += await queue.release_owner(owner)
     return reclaimed
+
+
+async def keep_leases(queue: Claiming, owner: str, held: set[str], lease: float) -> None:
+    """Extend the lease of every job in ``held`` every ``lease/3`` seconds, until
+    cancelled, so that a slow send is never handed to a second worker."""
+    interval = max(0.5, lease / 3)
+    while True:
+        await asyncio.sleep(interval)
+        if held:
+            with contextlib.suppress(QueueError):  # the next beat tries again
+                await queue.extend(owner, list(held), lease)

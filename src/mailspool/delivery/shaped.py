@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from mailspool.delivery.parking import Parking
 from mailspool.delivery.shaping import HELD, Hold, Shaper
@@ -31,10 +32,13 @@ async def admitted(shaper: Shaper, parking: Parking, job: Job) -> bool:
     return admission is not HELD
 
 
-def envelope_for(job: Job, data: bytes, shaper: Shaper | None) -> Envelope:
-    """The envelope of an admitted job: over its provider's connections when shaped."""
+def envelope_for(
+    job: Job, data: bytes, shaper: Shaper | None, on_begin: Callable[[], None]
+) -> Envelope:
+    """The envelope of an admitted job: over its provider's connections when shaped;
+    ``on_begin`` is told when its transaction begins."""
     if shaper is None:
-        return Envelope(job.sender, job.recipients, data, job.id)
+        return Envelope(job.sender, job.recipients, data, job.id, on_begin=on_begin)
     job_id = job.id
     return Envelope(
         job.sender,
@@ -44,4 +48,5 @@ def envelope_for(job: Job, data: bytes, shaper: Shaper | None) -> Envelope:
         pool=shaper.provider_of(job_id),
         max_messages=shaper.per_connection(job_id),
         slow_down=lambda err: shaper.slows(job_id, err),
+        on_begin=on_begin,
     )

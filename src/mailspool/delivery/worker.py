@@ -28,7 +28,8 @@ from typing import Any
 
 from mailspool.delivery.assemble import Assembler
 from mailspool.delivery.classify import Action, Verdict, classify
-from mailspool.delivery.leases import make_owner
+from mailspool.delivery.inflight import InFlight, drain, stop_senders
+from mailspool.delivery.leases import keep_leases, make_owner
 from mailspool.delivery.limits import Limits, LocalLimits, NoLimits
 from mailspool.delivery.observer import Observer
 from mailspool.delivery.outcomes import interrupted, retry_refused, sent_reply
@@ -49,6 +50,9 @@ from mailspool.transport.base import Transport
 __all__ = ["ClaimingSuppressing", "Worker", "WorkerConfig"]
 
 log = logging.getLogger(__name__)
+
+#: seconds the outcomes of a worker stopped at once (stop_now) may take to be recorded
+QUIT_GRACE = 5.0
 
 
 class Worker:
@@ -92,14 +96,14 @@ class Worker:
             settled=self._settled,
             fail=self._fail,
         )
-        self._in_flight = 0
+        self.flight = InFlight()
+        self._senders: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self.policies = CampaignPolicies(queue, config.retry)
         self.parking = Parking(
             queue=queue, owner=self.owner, gate=self.gate, released=self._held.difference_update
         )
         self.assembler = Assembler(queue)
-        self._handed: set[str] = set()  # given to the transport, no outcome yet
         self._again: set[str] = set()  # throttled by their provider: to be admitted again
         self.screen = Screen(queue)
         self.windows = SendWindows(queue)
@@ -111,18 +115,32 @@ class Worker:
     # -- control ------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop claiming; messages in flight finish; buffered jobs are handed back."""
+        """Stop claiming; messages whose transaction has begun finish (within the shutdown
+        grace); the rest (buffered, or waiting for a slot or a connection) is handed
+        back untried, never sent after the stop (inflight.py)."""
         self._stopping.set()
+        self.flight.call_off()
+
+    def stop_now(self) -> None:
+        """As :meth:`stop`, without waiting: messages whose transaction has begun are cut
+        short too, recorded as interrupted (possibly delivered); outcomes the store does
+        not take within QUIT_GRACE seconds are given up (their leases lapse)."""
+        self.recorder.grace = min(self.recorder.grace, QUIT_GRACE)
+        self.stop()
+        for task in self._senders:
+            task.cancel()
 
     @property
     def busy(self) -> bool:
-        return bool(self._held) or self._in_flight > 0
+        return bool(self._held or self.flight)
 
     async def run(self, idle: Callable[[], Awaitable[bool]] | None = None) -> None:
         """Run until stopped, or until ``idle()`` (asked when nothing is due) says so."""
-        senders = [self._task(self._sender()) for _ in range(self.config.concurrency)]
+        senders = self._senders = [
+            self._task(self._sender()) for _ in range(self.config.concurrency)
+        ]
         recorder = self._task(self.recorder.run())
-        heartbeat = self._task(self._heartbeat())
+        heartbeat = self._task(keep_leases(self.queue, self.owner, self._held, self.config.lease))
         relays = asyncio.create_task(
             publish_states(self.queue, self.owner, self.transport, self.shaper)
         )
@@ -132,8 +150,11 @@ class Worker:
         except QueueError as exc:
             self._fail(exc)
         finally:
-            # each step runs whatever happened in the one before it
-            await self._step(self._stop_senders(senders))
+            # each step runs whatever happened in the one before it; what nothing will send
+            # goes back first, not after the grace (a kill then would leave it leased)
+            await self._step(self._release_unsent(self._untried()))
+            grace = self.config.shutdown_grace if self._stopping.is_set() else None
+            await self._step(stop_senders(senders, self._buffer, grace))
             await self.parking.settle()
             self.recorder.close()
             await self._step(recorder)
@@ -149,7 +170,7 @@ class Worker:
             )
             if self.shaper is not None:  # what it holds is still ours: handed back below
                 await self.shaper.close()
-            await self._step(self._release_unsent())
+            await self._step(self._release_unsent(set(self._held)))
             await self._step(self.transport.close())
         if self.error is not None:
             raise self.error
@@ -168,7 +189,7 @@ class Worker:
     def _fail(self, exc: BaseException | None) -> None:
         if exc is not None and self.error is None:
             self.error = exc
-        self._stopping.set()
+        self.stop()
 
     async def _step(self, aw: Awaitable[None]) -> None:
         try:
@@ -176,15 +197,6 @@ class Worker:
         except Exception as exc:
             log.exception("worker shutdown step failed")
             self._fail(exc)
-
-    async def _stop_senders(self, senders: list[asyncio.Task[None]]) -> None:
-        for _ in senders:
-            self._buffer.put_nowait(None)
-        grace = self.config.shutdown_grace if self._stopping.is_set() else None
-        _, late = await asyncio.wait(senders, timeout=grace)
-        for t in late:
-            t.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
 
     def _tell(self, call: Callable[[Observer], object]) -> None:
         """Tell every observer; a failing observer must not stop delivery."""
@@ -194,24 +206,23 @@ class Worker:
             except Exception:
                 log.exception("observer %s failed", type(obs).__name__)
 
-    async def _release_unsent(self) -> None:
-        """Hand back at once (no waiting for lease expiry) what was claimed but not tried."""
-        if self._held:
-            with contextlib.suppress(QueueError):
-                await self.queue.release(self.owner, sorted(self._held))
-            self._held.clear()
+    def _untried(self) -> set[str]:
+        """What a stop leaves untried: sends called off, the buffer, what shaping holds."""
+        shaped = self.shaper.release_all() if self.shaper is not None else []
+        ids = self.flight.called_off | set(drain(self._buffer)) | {j.id for j in shaped}
+        return ids - self.flight.begun
+
+    async def _release_unsent(self, ids: set[str]) -> None:
+        """Hand back at once (no waiting for lease expiry) jobs claimed but not tried."""
+        if ids := ids & self._held:
+            with contextlib.suppress(QueueError):  # else kept: tried again at the end
+                await self.queue.release(self.owner, sorted(ids))
+                self._held.difference_update(ids)
 
     # -- feeder -------------------------------------------------------------------
 
-    def _batch_size(self) -> int:
-        n = self.config.concurrency * 8
-        rate = self.config.limits.rate
-        if rate:  # do not lease far more than the rate lets us send soon
-            n = min(n, max(self.config.concurrency, int(2 * rate)))
-        return max(1, min(n, 1000))
-
     async def _feeder(self, idle: Callable[[], Awaitable[bool]] | None) -> None:
-        batch = self._batch_size()
+        batch = self.config.claim_batch
         wait = self.config.poll_interval
         while not self._stopping.is_set():
             if self.recorder.failing:  # claim nothing until the outcomes are durable
@@ -268,16 +279,6 @@ class Worker:
         reply = f"suppressed: {', '.join(job.recipients)}"[:1000]
         self.recorder.add(Outcome(job.id, State.SUPPRESSED, reply))
 
-    def _drain_buffer(self) -> list[str]:
-        ids = []
-        while not self._buffer.empty():
-            job = self._buffer.get_nowait()
-            if job is None:  # shutting down: keep the sentinel for a sender
-                self._buffer.put_nowait(None)
-                break
-            ids.append(job.id)
-        return ids
-
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
@@ -292,25 +293,23 @@ class Worker:
             if self._stopping.is_set():
                 continue  # still held: handed back by _release_unsent
             if self.gate.paused:
-                self.parking.park([job.id, *self._drain_buffer()])
+                self.parking.park([job.id, *drain(self._buffer)])
                 continue
             if self.shaper is not None and not await admitted(self.shaper, self.parking, job):
                 continue
-            await self.recorder.room()
-            self._in_flight += 1
+            self.flight.add(job.id)  # a stop before its transaction begins calls it off
             outcome: Outcome | None = None
             try:
                 outcome = await self._attempt(job)
             except asyncio.CancelledError:
-                if job.id in self._handed:  # the relay may have it: never hand it back untried
+                if job.id in self.flight.begun:  # the relay may have it: never untried
                     self.recorder.add(interrupted(job))
-                raise
+                raise  # else still held: handed back untried by _release_unsent
             except Exception as exc:  # a defect here must not lose the job nor the sender
                 log.exception("unexpected error sending job %s", job.id)
                 outcome = self._unexpected(job, exc)
             finally:
-                self._in_flight -= 1
-                self._handed.discard(job.id)
+                self.flight.discard(job.id)
                 self.screen.dropped.pop(job.id, None)
                 if self.shaper is not None:
                     self.shaper.done(
@@ -323,7 +322,11 @@ class Worker:
                 self._buffer.put_nowait(job)
 
     async def _attempt(self, job: Job) -> Outcome | None:
-        """Send one job; its outcome, or None when it was handed back (relay paused)."""
+        """Send one job; its outcome, or None when it was handed back (relay paused) or
+        is still held, untried (stopped while it was admitted)."""
+        if self._stopping.is_set():
+            return None
+        await self.recorder.room()
         began = time.monotonic()
         try:
             data = await self.assembler.message(job)
@@ -346,9 +349,8 @@ class Worker:
             if waited:
                 self._tell(lambda obs: obs.rate_limited(waited))
             started = time.monotonic()
-            self._handed.add(job.id)
 
-        envelope = envelope_for(job, data, self.shaper)
+        envelope = envelope_for(job, data, self.shaper, lambda: self.flight.begin(job.id))
         try:
             delivery = await self.transport.send(envelope, ready)
         except DeliveryError as err:
@@ -385,9 +387,10 @@ class Worker:
         """Not the relay's answer nor the job's fault: try again on the usual schedule."""
         reply = f"{type(exc).__name__}: {exc}"[:1000]
         decision = self.policies.next_attempt(job)
+        begun = job.id in self.flight.begun  # its transaction began: the relay may have it
         if isinstance(decision, DeadReason):
-            return self._dead(job, decision, reply, job.id in self._handed)
-        return Outcome(job.id, State.DEFERRED, reply, decision, ambiguous=job.id in self._handed)
+            return self._dead(job, decision, reply, begun)
+        return Outcome(job.id, State.DEFERRED, reply, decision, ambiguous=begun)
 
     def _failed(
         self, job: Job, err: DeliveryError, verdict: Verdict, elapsed: float
@@ -395,7 +398,7 @@ class Worker:
         if verdict.action is Action.PAUSE:
             pauses = self.gate.pauses
             delay = self.gate.pause(err)
-            self.parking.park(self._drain_buffer())
+            self.parking.park(drain(self._buffer))
             if self.gate.pauses != pauses:  # tell once per pause, not once per sender
                 self._tell(lambda obs: obs.relay_paused(err, delay))
         if verdict.action is Action.DEAD:
@@ -423,17 +426,9 @@ class Worker:
         self._tell(lambda obs: obs.dead(job, reason, reply))
         return Outcome(job.id, State.DEAD, reply, reason=reason.value, ambiguous=ambiguous)
 
-    # -- recorded outcomes and heartbeat ------------------------------------------
+    # -- recorded outcomes ----------------------------------------------------------
 
     def _settled(self, batch: list[Outcome], recorded: bool) -> None:
         self._held.difference_update(o.job_id for o in batch)
         if recorded:
             self._tell(operator.methodcaller("recorded", batch))
-
-    async def _heartbeat(self) -> None:
-        interval = max(0.5, self.config.lease / 3)
-        while True:
-            await asyncio.sleep(interval)
-            if self._held:
-                with contextlib.suppress(QueueError):
-                    await self.queue.extend(self.owner, list(self._held), self.config.lease)

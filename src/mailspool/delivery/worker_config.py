@@ -33,3 +33,12 @@ class WorkerConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     poll_interval: float = 0.5
     shutdown_grace: float = 30.0
+
+    @property
+    def claim_batch(self) -> int:
+        """How many jobs to claim at a time: enough to keep the senders busy, and with a
+        rate, not far more than it lets go soon (the rest would sit leased, waiting)."""
+        n = self.concurrency * 8
+        if self.limits.rate:
+            n = min(n, max(self.concurrency, int(2 * self.limits.rate)))
+        return max(1, min(n, 1000))

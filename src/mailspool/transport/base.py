@@ -22,7 +22,12 @@ class Envelope:
     over (one pool per provider, so each provider's connections are counted and capped
     apart); ``max_messages``, messages one such connection carries (0: the URL's); and
     ``slow_down``, whether a failure is the provider asking to slow down (then no relay
-    is to blame: a relay set neither pauses the relay nor fails over)."""
+    is to blame: a relay set neither pauses the relay nor fails over).
+
+    ``on_begin`` (the worker's) is told when the message's transaction begins: the
+    transport calls :meth:`begin` as MAIL FROM goes out. Before that the message cannot
+    have been delivered, so a stop may call the send off and hand the job back untried;
+    after it, a send cut short may have been delivered."""
 
     sender: str
     recipients: tuple[str, ...]
@@ -31,6 +36,12 @@ class Envelope:
     pool: str = ""
     max_messages: int = 0
     slow_down: Callable[[DeliveryError], bool] | None = None
+    on_begin: Callable[[], None] | None = None
+
+    def begin(self) -> None:
+        """The transaction has begun (MAIL FROM is written): the relay may take it now."""
+        if self.on_begin is not None:
+            self.on_begin()
 
 
 @dataclass(slots=True)
@@ -75,7 +86,9 @@ class Transport(abc.ABC):
 
         ``ready`` is awaited once a connection is open, just before the transaction: the
         worker takes its rate-limit slot there, so the time a new connection takes does
-        not bunch messages up at the relay."""
+        not bunch messages up at the relay. ``envelope.begin()`` is called as the
+        transaction begins (MAIL FROM written), after any wait of the transport's own:
+        until then the worker may cancel the send, and hands the job back untried."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Close pooled connections."""

@@ -34,5 +34,6 @@ class OutboxTransport(Transport):
     async def send(self, envelope: Envelope, ready: Ready | None = None) -> Delivery:
         if ready is not None:
             await ready()
+        envelope.begin()  # the file is written even if the send is cancelled from here
         path = await asyncio.to_thread(self._write, envelope)
         return Delivery(250, f"written to {path}")

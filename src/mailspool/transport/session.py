@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable
 
 from aiosmtplib.auth import auth_login_encode, auth_plain_encode
 from aiosmtplib.esmtp import parse_esmtp_extensions
@@ -27,6 +28,13 @@ from mailspool.transport.base import Delivery
 from mailspool.transport.oauth2 import ABORT, initial_response
 from mailspool.transport.url import SMTPSettings
 from mailspool.transport.wire import Reply, ReplyProtocol, lost_error, stuff
+
+#: told that a message's transaction has begun (its MAIL FROM is written)
+Begun = Callable[[], None]
+
+
+def _nothing() -> None:
+    pass
 
 
 class SMTPSession:
@@ -235,18 +243,21 @@ class SMTPSession:
 
     # -- transactions -------------------------------------------------------------
 
-    async def send(self, sender: str, recipients: tuple[str, ...], data: bytes) -> Delivery:
-        """One mail transaction. Raises when no recipient got the message."""
+    async def send(
+        self, sender: str, recipients: tuple[str, ...], data: bytes, begun: Begun = _nothing
+    ) -> Delivery:
+        """One mail transaction; ``begun()`` is called once MAIL FROM is written. Raises
+        when no recipient got the message."""
         if "pipelining" in self.extensions:
-            return await self._send_pipelined(sender, recipients, data)
-        return await self._send_serial(sender, recipients, data)
+            return await self._send_pipelined(sender, recipients, data, begun)
+        return await self._send_serial(sender, recipients, data, begun)
 
     def _mail_cmd(self, sender: str, size: int) -> bytes:
         params = f" SIZE={size}" if "size" in self.extensions else ""
         return f"MAIL FROM:<{sender}>{params}\r\n".encode("ascii")
 
     async def _send_pipelined(
-        self, sender: str, recipients: tuple[str, ...], data: bytes
+        self, sender: str, recipients: tuple[str, ...], data: bytes, begun: Begun
     ) -> Delivery:
         payload = stuff(data)
         # RSET between messages on a reused connection; pipelined, it costs no round trip
@@ -256,6 +267,7 @@ class SMTPSession:
         cmds += [f"RCPT TO:<{r}>\r\n".encode("ascii") for r in recipients]
         cmds.append(b"DATA\r\n")
         self._write(b"".join(cmds))
+        begun()
         try:
             replies = await self._replies(len(cmds), Stage.MAIL)
         except ConnectError as exc:
@@ -291,12 +303,16 @@ class SMTPSession:
                 return err
         return None
 
-    async def _send_serial(self, sender: str, recipients: tuple[str, ...], data: bytes) -> Delivery:
+    async def _send_serial(
+        self, sender: str, recipients: tuple[str, ...], data: bytes, begun: Begun
+    ) -> Delivery:
         if self.messages:
             rset = await self._command(b"RSET", Stage.RSET)
             if rset.code != 250:  # a 421 here must not be lost to the next command's write
                 raise rset.error(Stage.RSET)
-        mail = await self._command(self._mail_cmd(sender, len(data))[:-2], Stage.MAIL)
+        self._write(self._mail_cmd(sender, len(data)))
+        begun()
+        mail = (await self._replies(1, Stage.MAIL))[0]
         if mail.code != 250:
             raise mail.error(Stage.MAIL)
         rcpts = []

@@ -70,7 +70,9 @@ class SMTPTransport(Transport):
                 session = await self._acquire(envelope)
         self._busy += 1
         try:
-            delivery = await session.send(envelope.sender, envelope.recipients, envelope.data)
+            delivery = await session.send(
+                envelope.sender, envelope.recipients, envelope.data, envelope.begin
+            )
         except BaseException:
             session.abort()
             raise
