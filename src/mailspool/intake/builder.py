@@ -11,7 +11,6 @@ message also gets its one-click unsubscribe link and its DKIM signature
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +21,8 @@ from typing import Protocol
 from mailspool.errors import ConfigError, RejectedRow
 from mailspool.intake.deliverability import Deliverability, add_unsubscribe, sign
 from mailspool.intake.sources.base import Row
-from mailspool.message.compose import attachment_part, compose
+from mailspool.message.compose import attachment_part, compose, encoded_size
+from mailspool.message.filetypes import attachment_type
 from mailspool.message.headers import check_filename
 from mailspool.message.optout import DEFAULT_LIST, check_list_name
 from mailspool.message.render import Rendered, Renderer
@@ -82,7 +82,7 @@ class Attachments:
         except OSError as exc:
             reason = f"cannot read {name!r}: {exc.strerror or exc}"
             raise RejectedRow("Attachment", reason) from None
-        ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        ctype = attachment_type("Attachment", filename)
         ref = AttachmentRef(hashlib.sha256(data).hexdigest(), filename, ctype)
         self._refs[key] = ref
         self._pending[ref.digest] = data
@@ -124,9 +124,7 @@ class Attachments:
         return data
 
     def encoded_size(self, ref: AttachmentRef) -> int:
-        """About how many bytes the attachment adds to a message (base64, CRLF lines)."""
-        raw = self._sizes.get(ref.digest, 0)
-        return (raw + 2) // 3 * 4 * 78 // 76 + 300
+        return encoded_size(self._sizes.get(ref.digest, 0))
 
     def take_pending(self) -> dict[str, bytes]:
         """Blobs read (or adopted) since the last call, by digest."""
