@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -37,7 +37,8 @@ MAX_CACHED_PARTS = 64 * 1024 * 1024
 
 class AttachmentPolicy(Protocol):
     """What a job builder asks about a row's attachments: :class:`Attachments` (files
-    under a directory) or :class:`NoAttachments` (none allowed)."""
+    under a directory), :class:`NoAttachments` (none allowed) or the files that came
+    with an HTTP request (intake/uploads.py)."""
 
     def resolve(self, name: str) -> AttachmentRef:
         """The reference to the attachment ``name``; RejectedRow when it cannot be one."""
@@ -195,6 +196,13 @@ class JobBuilder:
                 self._signs[domain] = found
         return found
 
+    def using(self, attachments: AttachmentPolicy) -> JobBuilder:
+        """This builder, resolving attachments with ``attachments`` instead (the files of
+        one HTTP request); it shares this one's DKIM lookups."""
+        other = replace(self, attachments=attachments)
+        other._signs = self._signs
+        return other
+
     def build(
         self,
         row: Row,
@@ -202,11 +210,14 @@ class JobBuilder:
         *,
         list_name: str | None = None,
         check_from: Callable[[str], None] | None = None,
+        attach: Sequence[str] = (),
     ) -> Job:
         """The row's job, created at ``now`` (its Date header), for the builder's list or
         for ``list_name`` (a message that names its own: the HTTP API). ``check_from``
         is given the From address once the job is built, to refuse it (RejectedRow):
-        the job's ``sender`` is the envelope sender, a VERP address with --return-path."""
+        the job's ``sender`` is the envelope sender, a VERP address with --return-path.
+        ``attach``: names of attachments the row did not render (an HTTP message's
+        files), resolved by the builder's attachments after those it did."""
         d = self.deliverability
         values = row.values
         if d.unsubscribe is not None:  # the URL is known once the recipient is
@@ -230,7 +241,8 @@ class JobBuilder:
             else ()
         )
         message_id = f"<{jid}@{domain}>"
-        refs = tuple(self.attachments.resolve(a) for a in r.attachments) if r.attachments else ()
+        names = [*r.attachments, *attach] if attach else r.attachments
+        refs = tuple(self.attachments.resolve(a) for a in names) if names else ()
         message, offset = compose(r, message_id, now, unfolded)
         size = len(message)
         if refs:
