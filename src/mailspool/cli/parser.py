@@ -154,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker loops in this process, each with --concurrency senders (1; 0: none)",
     )
     p.add_argument("--max-body", dest="max_body", type=int, help="request body limit, bytes")
+    p.add_argument(
+        "--max-attachment",
+        dest="max_attachment",
+        type=int,
+        help="size limit of one attachment posted to the API, bytes (10 MiB)",
+    )
+    p.add_argument(
+        "--max-request-attachments",
+        dest="max_request_attachments",
+        type=int,
+        help="size limit of the attachments of one API request together, bytes (25 MiB)",
+    )
     p.add_argument("--outbox", help="directory for .eml files when no --smtp is given")
     p.add_argument("--from", dest="from", help="sender when a message or template has none")
     p.add_argument("--subject", help="subject when a message or template has none")

@@ -40,6 +40,11 @@ class Uploads:
         """The content of every file, once per digest."""
         return self._blobs
 
+    @property
+    def size(self) -> int:
+        """The bytes of every file, once per digest."""
+        return sum(map(len, self._blobs.values()))
+
     def resolve(self, name: str) -> AttachmentRef:
         ref = self._refs.get(name)
         if ref is None:  # a template's Attachment line: API templates have none
