@@ -82,7 +82,7 @@ def create_app(
     app.add_exception_handler(QueueError, _queue_unavailable)
     _document_message_body(app)
     # the last added is the outermost: the access log sees every answer, the 413 too
-    # POST /v1/messages takes files besides the rest (api/attachments.py Limits)
+    # POST /v1/messages takes files besides the rest (api/attachments.py SizeLimits)
     posted = {("POST", "/v1/messages"): svc.attachment_limits.route_body}
     app.add_middleware(BodyLimit, limit=settings.max_body, routes=posted)
     app.add_middleware(AccessLog, metrics=svc.metrics, templates=lambda: _templates(app))
