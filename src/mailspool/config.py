@@ -236,6 +236,10 @@ class Settings(BaseModel):
     port: int = Field(default=8025, ge=0, le=65535)
     workers: int = Field(default=1, ge=0, le=64)
     max_body: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: an attachment posted to the API, decoded (api/attachments.py): 413 above it
+    max_attachment: int = Field(default=10 * 1024 * 1024, ge=1)
+    #: the attachments of one API request together, decoded: 413 above it
+    max_request_attachments: int = Field(default=25 * 1024 * 1024, ge=1)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     #: sender domains serve accepts besides --from's (api/senders.py); "*" for any
     allowed_from: list[str] = Field(default_factory=list)

@@ -112,7 +112,12 @@ def test_a_body_that_is_not_declared_json_is_415(
     api: httpx.Client, ctype: str, body: bytes
 ) -> None:
     r = post_raw(api, body, ctype)
-    assert r.status_code == 415, r.text
+    if ctype.startswith("multipart/form-data"):
+        # messages may come with files (tests/api/test_api_attachments.py): a form is
+        # read, and this one has no message part
+        assert fields(r) == ["body"]
+    else:
+        assert r.status_code == 415, r.text
     r = api.put("/v1/templates/t", content=b'{"text": "x"}', headers={"Content-Type": ctype})
     assert r.status_code == 415
 

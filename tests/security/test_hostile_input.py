@@ -27,10 +27,12 @@ from tests.support.cli import Result
 from tests.support.faces import (
     FACES,
     FIELDS,
+    FILE_FACES,
     RECIPIENT,
     SENDER,
     TEMPLATE_FACES,
     Outcome,
+    attach_through,
     build,
     through,
 )
@@ -145,7 +147,7 @@ def test_an_http_to_list_item_holds_one_address(tmp_path: Path) -> None:
     from mailspool.api.intake import direct_values, split_body
 
     body = b'{"from": "news@example.com", "to": ["a@example.com, x@evil.example"], "text": "b"}'
-    (msg,), _ = split_body(body)
+    (msg,) = split_body(body).messages
     with pytest.raises(RejectedRow) as info:
         Renderer.build(None, None, None).render(direct_values(msg))
     assert info.value.field == "To" and "one address" in info.value.reason
@@ -184,6 +186,57 @@ def test_an_attachment_name_with_control_or_bidi_characters_is_refused(
     with pytest.raises(RejectedRow) as info:
         Attachments(base=tmp_path).resolve(name)
     assert info.value.field == "Attachment"
+    for face in ("http_base64", "http_form"):  # the same check, the same reason
+        out = attach_through(face, name, tmp_path / face)
+        assert out.field == FILE_NAME_FIELD[face], (face, out)
+        assert out.reason == info.value.reason
+
+
+#: where each face names a file's name in its error
+FILE_NAME_FIELD = {
+    "template_attachment": "Attachment",
+    "http_base64": "attachments.0.filename",
+    "http_form": "attachment.0.filename",
+}
+
+
+@pytest.mark.parametrize("face", FILE_FACES)
+@pytest.mark.parametrize("name", ["a\\b.pdf", "..\\..\\boot.ini"])
+def test_an_attachment_name_with_a_backslash_is_refused(
+    face: str, name: str, tmp_path: Path
+) -> None:
+    # a file name on this system, a path on another one's
+    out = attach_through(face, name, tmp_path)
+    assert out.field == FILE_NAME_FIELD[face] and "path separator" in (out.reason or ""), out
+
+
+@pytest.mark.parametrize("face", ["http_base64", "http_form"])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("a/b.pdf", "path separator"),
+        ("../../etc/passwd", "path separator"),
+        ("/abs.pdf", "path separator"),
+        ("..", "not a file name"),
+        (" . ", "not a file name"),
+        ("   ", "blank"),
+        ("", "blank"),
+    ],
+)
+def test_an_uploaded_file_name_that_is_a_path_is_refused(
+    face: str, name: str, reason: str, tmp_path: Path
+) -> None:
+    # (a template's Attachment line is a path on purpose: resolved under its directory)
+    out = attach_through(face, name, tmp_path)
+    assert out.field == FILE_NAME_FIELD[face] and reason in (out.reason or ""), out
+
+
+@pytest.mark.parametrize("face", ["http_base64", "http_form"])
+def test_an_uploaded_file_name_is_at_most_255_bytes(face: str, tmp_path: Path) -> None:
+    ok = "é" * 125 + ".pdf"  # 254 bytes in UTF-8
+    assert_sound(attach_through(face, ok, tmp_path / "ok"))
+    out = attach_through(face, "é" * 126 + ".pdf", tmp_path / "long")
+    assert out.field == FILE_NAME_FIELD[face] and "255 bytes" in (out.reason or ""), out
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Property-based: arbitrary text in every header value, display name, address, header
-name, file name and CSV cell, through every face, is either refused with a clear error
+name, file name (a template's Attachment line, a file posted to the HTTP API as base64 or
+as a form's file) and CSV cell, through every face, is either refused with a clear error
 naming a field, or reaches the wire satisfying the invariant (mailspool.testing)."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mailspool.message.compose import attachment_part
 from mailspool.message.render import Renderer, Template
 from mailspool.schedule import parse_timezone
 from mailspool.testing import check_message
-from tests.support.faces import FIELDS, TEMPLATE_FACES, through
+from tests.support.faces import FIELDS, FILE_DATA, TEMPLATE_FACES, attach_through, through
 from tests.support.strategies import SPECIAL, TEXT
 
 PAIRS = [(face, field) for field, faces in FIELDS.items() for face in faces]
@@ -75,6 +76,32 @@ def test_any_file_name_is_refused_or_encoded_soundly(name: str) -> None:
     part = email.message_from_bytes(head + b"\r\n\r\nZGF0YQ==\r\n", policy=email.policy.default)
     # Python's email package drops the angle brackets around a whole value (utils.unquote)
     assert part.get_filename() == email.utils.unquote(name.strip())
+    assert len(part.keys()) == 3, part.keys()  # no header written by the name
+
+
+#: where an HTTP face names a file's name when it refuses it ("body": a form whose part
+#: headers cannot be read, such as a name in RFC 2231 that is not UTF-8)
+FILE_NAME_FIELDS = {
+    "http_base64": ("attachments.0.filename",),
+    "http_form": ("attachment.0.filename", "body"),
+}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.one_of(NAME, TEXT), face=st.sampled_from(sorted(FILE_NAME_FIELDS)))
+def test_any_file_name_posted_to_the_api_is_refused_or_sent_soundly(name: str, face: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = attach_through(face, name, Path(tmp))
+    if out.rejected:
+        assert out.field in FILE_NAME_FIELDS[face] and out.reason, (face, name, out)
+        return
+    assert out.job is not None
+    problems = check_message(out.job.sender, list(out.job.recipients), out.wire)
+    assert not problems, (face, name, problems)
+    msg = email.message_from_bytes(out.wire, policy=email.policy.default)
+    (part,) = msg.iter_attachments()  # type: ignore[attr-defined]
+    assert part.get_filename() == email.utils.unquote(name.strip()), (face, name)
+    assert part.get_content() == FILE_DATA
     assert len(part.keys()) == 3, part.keys()  # no header written by the name
 
 

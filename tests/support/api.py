@@ -3,6 +3,7 @@ the API tests send it and wait for."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -126,3 +127,14 @@ def message(to: str = "bob@example.com", **extra: Any) -> dict[str, Any]:
 
 def delivered_to(smtpd: RecordingSMTPServer, address: str) -> list[Any]:
     return [m for m in smtpd.messages if address in m.recipients]
+
+
+#: files the attachment tests post
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1)) * 8
+
+
+def attachment(filename: str, data: bytes, content_type: str | None = None) -> dict[str, Any]:
+    """A file of a JSON body, its base64 in 76-character lines as base64(1) writes it."""
+    out = {"filename": filename, "content_base64": base64.encodebytes(data).decode()}
+    return out if content_type is None else out | {"content_type": content_type}

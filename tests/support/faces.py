@@ -1,6 +1,8 @@
 """Every way in, in-process: a value put into one field of a message through a CSV cell, a
 JSONL field, a template variable, a template file, an HTTP message or an HTTP template,
-and what comes out: the row's rejection, or the message as it would go on the wire.
+and what comes out: the row's rejection, or the message as it would go on the wire. An
+attachment's file name likewise, through a template's Attachment line (a file on disk),
+an HTTP message's base64 attachment and a file part of an HTTP form (:func:`attach_through`).
 
 Each face runs the project's own code for it (the source reader, the renderer and job
 builder the producer uses, the API's body parser and template parser), so a test over
@@ -9,6 +11,7 @@ all faces checks the one validation they share.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -17,7 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from mailspool.api.attachments import SizeLimits, read_body
 from mailspool.api.intake import Invalid, direct_values, split_body
 from mailspool.api.templates import parse_template
 from mailspool.errors import MailspoolError, RejectedRow
@@ -46,6 +51,10 @@ FIELDS = {
 }
 #: faces whose address fields come from a template's slots (the others' are lists)
 TEMPLATE_FACES = ("csv_cell", "template_variable", "template_file", "http_template")
+#: the ways an attachment's file name comes in
+FILE_FACES = ("template_attachment", "http_base64", "http_form")
+FILE_DATA = b"%PDF-1.4 data"
+LIMITS = SizeLimits(body=1 << 20, per_file=1 << 20, per_request=1 << 20)
 SENDER = "news@example.com"
 RECIPIENT = "ann@example.com"
 
@@ -156,10 +165,70 @@ def _through(face: str, field: str, value: str, tmp: Path) -> Outcome:
         return build(Renderer.build(tpl, None, None), [Row(2, {"Email": RECIPIENT})], tmp)
     if face == "http_message":
         body = json.dumps(direct_row(field, value)).encode()
-        (msg,), _ = split_body(body)
+        (msg,) = split_body(body).messages
         return build(Renderer.build(None, None, None), [Row(1, direct_values(msg))], tmp)
     if face == "http_template":
         tpl = parse_template("faces", template_text(field, None), None)
         rows = [Row(1, {"V": value, "Email": RECIPIENT})]
         return build(Renderer.build(tpl, None, None), rows, tmp)
     raise ValueError(f"no face {face}")
+
+
+def attach_through(face: str, name: str, tmp: Path) -> Outcome:
+    """A message attaching FILE_DATA as ``name``, through ``face``: refused naming a
+    field, or the job and its bytes on the wire. ``template_attachment`` needs ``name``
+    to be a file name the file system takes."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    if face == "template_attachment":
+        (tmp / name).write_bytes(FILE_DATA)
+        tpl = Template.parse(
+            f"From: {SENDER}\nTo: {{{{ Email }}}}\nSubject: s\nAttachment: {{{{ F }}}}\n\nHi.\n"
+        )
+        return build(
+            Renderer.build(tpl, None, None), [Row(2, {"Email": RECIPIENT, "F": name})], tmp
+        )
+    message = {"from": SENDER, "to": RECIPIENT, "subject": "s", "text": "Hi."}
+    if face == "http_base64":
+        encoded = base64.b64encode(FILE_DATA).decode()
+        message["attachments"] = [{"filename": name, "content_base64": encoded}]
+        ctype, body = "application/json", json.dumps(message).encode()
+    elif face == "http_form":
+        ctype, body = form(json.dumps(message).encode(), name, FILE_DATA)
+    else:
+        raise ValueError(f"no face {face}")
+    try:
+        received = read_body(ctype, body, LIMITS)
+    except Invalid as exc:
+        return Outcome(exc.errors[0].field, exc.errors[0].reason)
+    if received.errors:
+        return Outcome(received.errors[0].field, received.errors[0].reason)
+    builder = JobBuilder(
+        renderer=Renderer.build(None, None, None), campaign="faces", attachments=received.uploads
+    )
+    (msg,), (attach,) = received.messages, received.attach
+    try:
+        job = builder.build(Row(1, direct_values(msg)), time.time(), attach=attach)
+    except RejectedRow as exc:
+        return Outcome(exc.field, exc.reason)
+    parts = [received.uploads.part(ref) for ref in job.attachments]
+    return Outcome(job=job, wire=with_attachments(job, parts))
+
+
+def form(message: bytes, filename: str, data: bytes) -> tuple[str, bytes]:
+    """A multipart/form-data body (Content-Type, bytes): the message part, and one file
+    named ``filename``: quoted when it is printable ASCII, else in RFC 2231's encoding,
+    which carries any character (a lone surrogate as the bytes Python would write)."""
+    boundary = "b0undary-" + "x" * 20
+    if all(" " <= c <= "~" and c not in '"\\' for c in filename):
+        param = f'filename="{filename}"'
+    else:
+        param = "filename*=utf-8''" + quote(filename.encode("utf-8", "surrogatepass"), safe="")
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=message\r\n"
+        "Content-Type: application/json\r\n\r\n"
+    ).encode() + message
+    body += (
+        f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=attachment; {param}\r\n\r\n"
+    ).encode() + data
+    body += f"\r\n--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", body

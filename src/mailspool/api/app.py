@@ -19,8 +19,9 @@ from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailspool import __version__
+from mailspool.api.attachments import MULTIPART
 from mailspool.api.auth import Tokens
-from mailspool.api.bodies import BatchIn, MessageIn
+from mailspool.api.bodies import BatchIn, MessageIn, MultipartIn
 from mailspool.api.dashboard import install as install_dashboard
 from mailspool.api.dead_letters import dead_letters
 from mailspool.api.events import events
@@ -88,7 +89,9 @@ def create_app(
     _document_message_body(app)
     install_dashboard(app)  # /ui/: its sessions are taken by /v1's authentication too
     # the last added is the outermost: the access log sees every answer, the 413 too
-    app.add_middleware(BodyLimit, limit=settings.max_body)
+    # POST /v1/messages takes files besides the rest (api/attachments.py SizeLimits)
+    posted = {("POST", "/v1/messages"): svc.attachment_limits.route_body}
+    app.add_middleware(BodyLimit, limit=settings.max_body, routes=posted)
     app.add_middleware(AccessLog, metrics=svc.metrics, templates=lambda: _templates(app))
     return app
 
@@ -123,11 +126,16 @@ async def _queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 def _document_message_body(app: FastAPI) -> None:
     """POST /v1/messages reads its own body (to report errors per message): describe it
-    in the OpenAPI document as one message or a batch."""
-    schema = TypeAdapter(MessageIn | BatchIn).json_schema(
-        by_alias=True, ref_template="#/components/schemas/{model}"
-    )
-    defs = schema.pop("$defs", {})
+    in the OpenAPI document as one message or a batch, in JSON or with files in a form."""
+    refs = "#/components/schemas/{model}"
+    schema = TypeAdapter(MessageIn | BatchIn).json_schema(by_alias=True, ref_template=refs)
+    form = MultipartIn.model_json_schema(by_alias=True, ref_template=refs)
+    defs = {**schema.pop("$defs", {}), **form.pop("$defs", {})}
+    # a file part is bytes in the form, not base64 (OpenAPI 3.1: a string of that type)
+    form["properties"]["attachment"]["items"] = {
+        "type": "string",
+        "contentMediaType": "application/octet-stream",
+    }
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -138,8 +146,12 @@ def _document_message_body(app: FastAPI) -> None:
                 routes=app.routes,
             )
             doc.setdefault("components", {}).setdefault("schemas", {}).update(defs)
-            post = doc["paths"]["/v1/messages"]["post"]
-            post["requestBody"]["content"]["application/json"]["schema"] = schema
+            content = doc["paths"]["/v1/messages"]["post"]["requestBody"]["content"]
+            content["application/json"]["schema"] = schema
+            content[MULTIPART] = {
+                "schema": form,
+                "encoding": {"message": {"contentType": "application/json"}},
+            }
             app.openapi_schema = doc
         return app.openapi_schema
 

@@ -17,8 +17,32 @@ IDEMPOTENCY_PATTERN = r"^[!-~]{1,200}$"  # printable ASCII, no spaces
 #: a mailing list's name (message/optout.py LIST_NAME)
 LIST_PATTERN = f"^{LIST_NAME.pattern}$"
 MAX_TEMPLATE_CHARS = 1_000_000
+#: attachments of one message, its own and those its batch shares
+MAX_ATTACHMENTS = 100
 
 Addresses = str | list[str]
+
+
+class AttachmentIn(BaseModel):
+    """A file attached in a JSON body, its content in base64."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(
+        description="the name the recipient sees: no path separator, control or"
+        " bidirectional character, at most 255 bytes in UTF-8"
+    )
+    content_type: str | None = Field(
+        default=None,
+        max_length=255,
+        description="type/subtype, which must agree with the file name's extension"
+        " (application/octet-stream always does); default: guessed from the name,"
+        " else application/octet-stream",
+    )
+    content_base64: str = Field(
+        description="the content in base64 (RFC 4648: standard alphabet, padded;"
+        " line breaks allowed)"
+    )
 
 
 class MessageIn(BaseModel):
@@ -55,12 +79,38 @@ class MessageIn(BaseModel):
         description="send no earlier than this ISO 8601 time (2026-12-05T09:00:00+01:00;"
         " without an offset, UTC), at most a year ahead",
     )
+    attachments: list[AttachmentIn] | None = Field(
+        default=None, max_length=MAX_ATTACHMENTS, description="files attached to this message"
+    )
 
 
 class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     messages: list[MessageIn] = Field(min_length=1, max_length=MAX_BATCH)
+    attachments: list[AttachmentIn] | None = Field(
+        default=None,
+        max_length=MAX_ATTACHMENTS,
+        description="files attached to every message of the batch (after its own), stored once",
+    )
+
+
+class MultipartIn(BaseModel):
+    """A multipart/form-data body: the message (or batch) as JSON, and files attached
+    to every message of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: MessageIn | BatchIn = Field(
+        description="the JSON body a request without files would have (Content-Type"
+        " application/json, or none)"
+    )
+    attachment: list[bytes] = Field(
+        default_factory=list,
+        max_length=MAX_ATTACHMENTS,
+        description="a file (repeatable): its part's filename and Content-Type say its"
+        " name and type",
+    )
 
 
 class Accepted(BaseModel):
@@ -84,6 +134,15 @@ class ValidationFailed(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class TooLargeBody(BaseModel):
+    """A 413: the body over its limit, or a file over a size limit (named in errors)."""
+
+    detail: str
+    errors: list[FieldError] = Field(
+        default_factory=list, description="the attachment over a limit, when one is"
+    )
 
 
 class ReturnOut(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from starlette.routing import compile_path
@@ -25,20 +25,25 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    """413 for a body over ``limit`` bytes: by Content-Length before a byte is read, and
-    by counting while reading a chunked body."""
+    """413 for a body over ``limit`` bytes, or over the limit ``routes`` gives its method
+    and path (POST /v1/messages, which takes files): by Content-Length before a byte is
+    read, and by counting while reading a chunked body."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, routes: Mapping[tuple[str, str], int] | None = None
+    ) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.routes = dict(routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.routes.get((scope.get("method", ""), scope.get("path", "")), self.default)
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
-                await _too_large(send, self.limit)
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await _too_large(send, limit)
                 return
         received = 0
         started = False
@@ -48,7 +53,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     raise _TooLarge
             return message
 
@@ -62,7 +67,7 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _too_large(send, self.limit)
+                await _too_large(send, limit)
 
 
 async def _too_large(send: Send, limit: int) -> None:

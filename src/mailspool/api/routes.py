@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 
+from mailspool.api.attachments import MULTIPART, TooLarge, media_type, read_body
 from mailspool.api.auth import authorized
 from mailspool.api.bodies import (
     IDEMPOTENCY_PATTERN,
@@ -26,9 +28,10 @@ from mailspool.api.bodies import (
     ReturnOut,
     TemplateIn,
     TemplateOut,
+    TooLargeBody,
     ValidationFailed,
 )
-from mailspool.api.intake import Invalid, NotUTF8, error, split_body
+from mailspool.api.intake import Invalid, NotUTF8, error
 from mailspool.api.service import Service
 from mailspool.api.templates import StoredTemplate
 from mailspool.delivery.published import PROVIDERS_KEY, published
@@ -51,6 +54,16 @@ BODY: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorBody, "description": "the body is not JSON (Content-Type)"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+POSTED: dict[int | str, dict[str, Any]] = {
+    **AUTH,
+    413: {
+        "model": TooLargeBody,
+        "description": "request body too large, or an attachment over a size limit (named)",
+    },
+    415: {"model": ErrorBody, "description": "the body is neither JSON nor multipart/form-data"},
+}
+#: bodies at least this large are read (parsed, decoded, hashed) on a thread
+THREAD_READ_AT = 1024 * 1024
 
 
 async def service(request: Request) -> Service:
@@ -65,11 +78,19 @@ Svc = Annotated[Service, Depends(service)]
 async def json_body(request: Request) -> None:
     """415 unless the body is declared JSON: a form or text/plain body must not be read
     as JSON (a browser may post those across origins without asking)."""
-    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    media = media_type(request.headers.get("content-type", ""))
     if media != "application/json" and not (
         media.startswith("application/") and media.endswith("+json")
     ):
         raise HTTPException(415, "the body must be JSON (Content-Type: application/json)")
+
+
+async def json_or_form(request: Request) -> None:
+    """415 unless the body is JSON or multipart/form-data (POST /v1/messages with files):
+    a form is safe to take here, as a browser posting one across origins cannot send
+    the bearer token every /v1 route needs."""
+    if media_type(request.headers.get("content-type", "")) != MULTIPART:
+        await json_body(request)
 
 
 JSON_BODY = [Depends(json_body)]
@@ -96,10 +117,12 @@ def iso(ts: float | None) -> str | None:
     "/messages",
     status_code=202,
     response_model=Accepted | AcceptedBatch,
-    responses={**AUTH, **BODY},
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
-    summary="Queue one message or a batch",
-    dependencies=JSON_BODY,
+    responses={**POSTED, 400: BODY[400]},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {}, MULTIPART: {}}}
+    },
+    summary="Queue one message or a batch (with attachments: base64 in JSON, or multipart)",
+    dependencies=[Depends(json_or_form)],
 )
 async def post_messages(
     request: Request,
@@ -113,14 +136,22 @@ async def post_messages(
         ),
     ] = None,
 ) -> Any:
+    raw = await request.body()
+    ctype = request.headers.get("content-type", "")
     try:
-        messages, batch = split_body(await request.body())
-        jobs = await svc.accept(messages, idempotency_key)
+        if len(raw) >= THREAD_READ_AT:  # base64 and hashes of megabytes: off the event loop
+            received = await asyncio.to_thread(read_body, ctype, raw, svc.attachment_limits)
+        else:
+            received = read_body(ctype, raw, svc.attachment_limits)
+        jobs = await svc.accept(received, idempotency_key)
     except NotUTF8:
         return not_utf8()
     except Invalid as exc:
         return invalid(exc.errors)
-    content = {"ids": [j.id for j in jobs]} if batch else {"id": jobs[0].id}
+    except TooLarge as exc:
+        body = TooLargeBody(detail=exc.detail, errors=exc.errors)
+        return JSONResponse(body.model_dump(), status_code=413)
+    content = {"ids": [j.id for j in jobs]} if received.batch else {"id": jobs[0].id}
     return JSONResponse(content, status_code=202)
 
 

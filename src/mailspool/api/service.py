@@ -8,7 +8,8 @@ import uuid
 from collections import OrderedDict, deque
 from typing import Any
 
-from mailspool.api.bodies import FieldError, MessageIn
+from mailspool.api.attachments import Received, SizeLimits
+from mailspool.api.bodies import FieldError
 from mailspool.api.intake import (
     DEFAULT_CAMPAIGN,
     KEY_FIELD,
@@ -58,9 +59,20 @@ from mailspool.wiring import (
 #: batches at least this large are rendered on a thread, off the event loop (as is any
 #: message using a registered template)
 THREAD_RENDER_AT = 16
+#: and requests with this many bytes of files (a signature hashes them with the message)
+THREAD_FILES_AT = 1024 * 1024
 MAX_BUILDERS = 4096
 #: /readyz: how long the queue and the job store have to answer
 READY_TIMEOUT_S = 2.0
+
+
+def attachment_limits(settings: Settings) -> SizeLimits:
+    """The size limits of a POST /v1/messages body and its files."""
+    return SizeLimits(
+        body=settings.max_body,
+        per_file=settings.max_attachment,
+        per_request=settings.max_request_attachments,
+    )
 
 
 class RateSampler:
@@ -103,6 +115,7 @@ class Service:
         when it is not set up."""
         self.settings = settings
         self.unsubscribe = unsubscribe
+        self.attachment_limits = attachment_limits(settings)
         self._own_queue = queue is None
         self.queue: Queue | None = queue
         self.n_workers = settings.workers if workers is None else workers
@@ -246,10 +259,11 @@ class Service:
         return builder
 
     async def _rows(
-        self, messages: list[MessageIn], key: str | None
+        self, received: Received, key: str | None
     ) -> tuple[list[Item], list[FieldError]]:
         items: list[Item] = []
-        errors: list[FieldError] = []
+        errors: list[FieldError] = list(received.errors)
+        messages = received.messages
         batch = len(messages) > 1
         for i, msg in enumerate(messages):
             campaign = msg.campaign or DEFAULT_CAMPAIGN
@@ -275,29 +289,35 @@ class Service:
                     errors.append(error(i, "send_at", str(exc)))
                     continue
             lst = msg.list_name or self.settings.list_name
-            items.append(Item(i, builder, values, lst, send_at))
+            attach = received.attach[i] if received.attach else ()
+            items.append(Item(i, builder, values, lst, send_at, attach))
         return items, errors
 
-    async def accept(self, messages: list[MessageIn], key: str | None) -> list[Job]:
-        """Render, validate and enqueue; raises Invalid listing every failing message."""
-        items, errors = await self._rows(messages, key)
+    async def accept(self, received: Received, key: str | None) -> list[Job]:
+        """Render, validate and enqueue the messages of a request, with its files (stored
+        before the jobs); raises Invalid listing every failing message."""
+        items, errors = await self._rows(received, key)
+        messages = received.messages
+        uploads = received.uploads
         with span(self.tracer, "mailspool.render", messages=len(messages)):
             now = time.time()
             # a registered template may take up to its render limit (budget.py): never on
             # the event loop, which answers /healthz and every other request meanwhile
-            if len(items) >= THREAD_RENDER_AT or any(
-                messages[item.index].template is not None for item in items
+            if (
+                len(items) >= THREAD_RENDER_AT
+                or uploads.size >= THREAD_FILES_AT
+                or any(messages[item.index].template is not None for item in items)
             ):
-                built = await asyncio.to_thread(build_jobs, items, now, self.senders)
+                built = await asyncio.to_thread(build_jobs, items, now, self.senders, uploads)
             else:
-                built = build_jobs(items, now, self.senders)
+                built = build_jobs(items, now, self.senders, uploads)
         errors += built.errors
         if errors:
             raise Invalid(sorted(errors, key=lambda e: e.index or 0))
         if self._commit is None:
             raise QueueError("the queue is not open")
         with span(self.tracer, "mailspool.enqueue", messages=len(built.jobs)):
-            results = await self._commit.enqueue(built.jobs)
+            results = await self._commit.enqueue(built.jobs, uploads.blobs)
         self.metrics.api_accepted.inc(len(built.jobs))
         for job, res in zip(built.jobs, results, strict=True):
             if res is Enqueued.NEW:

@@ -184,6 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--from", dest="from", metavar="ADDR", help="sender when a message or template has none"
     )
+    p.add_argument(
+        "--max-attachment", dest="max_attachment", type=int, metavar="BYTES",
+        help="the largest attachment a request may post, bytes, decoded; larger ones get 413"
+        " (default 10485760)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-request-attachments", dest="max_request_attachments", type=int, metavar="BYTES",
+        help="the attachments of one request together, bytes, decoded; more get 413"
+        " (default 26214400)",
+    )  # fmt: skip
     p.add_argument("--subject", metavar="TEXT", help="subject when a message or template has none")
     p.add_argument(
         "--allowed-from", dest="allowed_from", action="append", metavar="DOMAIN",

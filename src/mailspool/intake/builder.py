@@ -11,18 +11,18 @@ message also gets its one-click unsubscribe link and its DKIM signature
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from mailspool.errors import ConfigError, RejectedRow
 from mailspool.intake.deliverability import Deliverability, add_unsubscribe, sign
 from mailspool.intake.sources.base import Row
-from mailspool.message.compose import attachment_part, compose
+from mailspool.message.compose import attachment_part, compose, encoded_size
+from mailspool.message.filetypes import attachment_type
 from mailspool.message.headers import check_filename
 from mailspool.message.optout import DEFAULT_LIST, check_list_name
 from mailspool.message.render import Rendered, Renderer
@@ -37,7 +37,8 @@ MAX_CACHED_PARTS = 64 * 1024 * 1024
 
 class AttachmentPolicy(Protocol):
     """What a job builder asks about a row's attachments: :class:`Attachments` (files
-    under a directory) or :class:`NoAttachments` (none allowed)."""
+    under a directory), :class:`NoAttachments` (none allowed) or the files that came
+    with an HTTP request (intake/uploads.py)."""
 
     def resolve(self, name: str) -> AttachmentRef:
         """The reference to the attachment ``name``; RejectedRow when it cannot be one."""
@@ -82,7 +83,7 @@ class Attachments:
         except OSError as exc:
             reason = f"cannot read {name!r}: {exc.strerror or exc}"
             raise RejectedRow("Attachment", reason) from None
-        ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        ctype = attachment_type("Attachment", filename)
         ref = AttachmentRef(hashlib.sha256(data).hexdigest(), filename, ctype)
         self._refs[key] = ref
         self._pending[ref.digest] = data
@@ -124,9 +125,7 @@ class Attachments:
         return data
 
     def encoded_size(self, ref: AttachmentRef) -> int:
-        """About how many bytes the attachment adds to a message (base64, CRLF lines)."""
-        raw = self._sizes.get(ref.digest, 0)
-        return (raw + 2) // 3 * 4 * 78 // 76 + 300
+        return encoded_size(self._sizes.get(ref.digest, 0))
 
     def take_pending(self) -> dict[str, bytes]:
         """Blobs read (or adopted) since the last call, by digest."""
@@ -197,6 +196,13 @@ class JobBuilder:
                 self._signs[domain] = found
         return found
 
+    def using(self, attachments: AttachmentPolicy) -> JobBuilder:
+        """This builder, resolving attachments with ``attachments`` instead (the files of
+        one HTTP request); it shares this one's DKIM lookups."""
+        other = replace(self, attachments=attachments)
+        other._signs = self._signs
+        return other
+
     def build(
         self,
         row: Row,
@@ -204,11 +210,14 @@ class JobBuilder:
         *,
         list_name: str | None = None,
         check_from: Callable[[str], None] | None = None,
+        attach: Sequence[str] = (),
     ) -> Job:
         """The row's job, created at ``now`` (its Date header), for the builder's list or
         for ``list_name`` (a message that names its own: the HTTP API). ``check_from``
         is given the From address once the job is built, to refuse it (RejectedRow):
-        the job's ``sender`` is the envelope sender, a VERP address with --return-path."""
+        the job's ``sender`` is the envelope sender, a VERP address with --return-path.
+        ``attach``: names of attachments the row did not render (an HTTP message's
+        files), resolved by the builder's attachments after those it did."""
         d = self.deliverability
         values = row.values
         if d.unsubscribe is not None:  # the URL is known once the recipient is
@@ -232,7 +241,8 @@ class JobBuilder:
             else ()
         )
         message_id = f"<{jid}@{domain}>"
-        refs = tuple(self.attachments.resolve(a) for a in r.attachments) if r.attachments else ()
+        names = [*r.attachments, *attach] if attach else r.attachments
+        refs = tuple(self.attachments.resolve(a) for a in names) if names else ()
         message, offset = compose(r, message_id, now, unfolded)
         size = len(message)
         if refs:

@@ -144,6 +144,12 @@ def attachment_part(ref: AttachmentRef, data: bytes) -> bytes:
     return head.encode("ascii") + encoded
 
 
+def encoded_size(size: int) -> int:
+    """About how many bytes an attachment of ``size`` bytes adds to a message: base64 in
+    76-character CRLF lines, and the part's headers."""
+    return (size + 2) // 3 * 4 * 78 // 76 + 300
+
+
 def wrap_mixed(message: bytes, body_offset: int, parts: Sequence[bytes], boundary: str) -> bytes:
     """Insert attachment parts: headers, then multipart/mixed of the body entity and parts.
 

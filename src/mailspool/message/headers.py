@@ -8,6 +8,9 @@ cell, a JSONL field, an HTTP message), so a fix for one hostile input fixes it f
   the other C0 controls, DEL and the C1 controls are invisible in a mail reader and
   handled differently by every parser on the way. Unicode's line and paragraph
   separators count as line breaks for some of them, and a lone surrogate is not text.
+- An attachment's file name is text in a header too, and a name a mail reader may save
+  a file under: no control or bidirectional character, no path separator, no ``.`` or
+  ``..``, at most ``MAX_FILENAME_BYTES`` in UTF-8 (a file system's limit).
 - Some headers only mailspool writes (``PROTECTED``): the trace and authentication
   headers a relay or verifier relies on, those that describe the message's own
   structure, and the one-click unsubscribe headers. No face may set them.
@@ -20,6 +23,9 @@ import re
 from mailspool.errors import RejectedRow
 
 MAX_NAME = 76  # "Name: " still leaves room on a 78-character line
+#: a file name's length in UTF-8, as most file systems allow: encoded per RFC 2231
+#: (3 characters a byte at most) it still fits on one header line
+MAX_FILENAME_BYTES = 255
 _NAME = re.compile(rf"[!-9;-~]{{1,{MAX_NAME}}}")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # marks that reorder how text is shown: "invoice\u202efdp.exe" reads as "invoiceexe.pdf"
@@ -103,19 +109,30 @@ def check_text(field: str, value: str) -> None:
 
 def check_filename(field: str, name: str) -> str:
     """An attachment's file name as it will stand in the part's headers: without the
-    spaces around it, which mail readers drop."""
+    spaces around it, which mail readers drop. The one check of every face (a template's
+    Attachment line, an upload to the HTTP API), so a fix for one fixes all."""
     problem = control_problem(name)
     if problem is not None or "\t" in name:
-        raise RejectedRow(field, f"the file name {name!r} contains a control character")
+        raise RejectedRow(field, f"the file name {name[:100]!r} contains a control character")
     if _BIDI.search(name):
         raise RejectedRow(
             field,
-            f"the file name {name!r} contains a bidirectional control character"
+            f"the file name {name[:100]!r} contains a bidirectional control character"
             " (it can disguise the file's type)",
         )
-    if not name.strip():
+    stripped = name.strip()
+    if not stripped:
         raise RejectedRow(field, "the file name is blank")
-    return name.strip()
+    if "/" in stripped or "\\" in stripped:
+        # a mail reader saving it could write outside the folder the user chose
+        raise RejectedRow(field, f"the file name {name[:100]!r} contains a path separator")
+    if stripped in (".", ".."):
+        raise RejectedRow(field, f"{stripped!r} is not a file name")
+    if len(stripped.encode()) > MAX_FILENAME_BYTES:
+        raise RejectedRow(
+            field, f"the file name is longer than {MAX_FILENAME_BYTES} bytes (in UTF-8)"
+        )
+    return stripped
 
 
 def safe_filename(name: str) -> str:
