@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from mailspool.errors import MissingExtra, QueueError
 from mailspool.models import (
+    CampaignChange,
+    CampaignState,
     CampaignStats,
     Enqueued,
     Job,
@@ -40,6 +42,7 @@ from mailspool.models import (
 )
 from mailspool.queue.base import DeadFilter, added, final_reason, resumed
 from mailspool.queue.packing import stored_form
+from mailspool.queue.postgres import campaigns as control
 from mailspool.queue.postgres.events import PostgresEventLog
 from mailspool.queue.postgres.returns import PostgresReturnLog
 from mailspool.queue.postgres.schema import (
@@ -53,6 +56,7 @@ from mailspool.queue.postgres.schema import (
     extend_sql,
     insert_sql,
     job_from_row,
+    not_paused,
     parse_store_url,
     record_sql,
     refs_from_rows,
@@ -164,8 +168,8 @@ class PostgresStore(JobStore):
         a Parse to come back while the producer is busy rendering."""
         await con.fetch(self._insert_sql, *[[]] * 16)
         await con.fetch(self._record_sql, *[[]] * 6, 0.0, "")
-        await con.fetch(claim_ids_sql(self._t, False), "", 0.0, 0.0, [], [])
-        await con.fetch(claim_ids_sql(self._t, True), "", 0.0, 0.0, [], [], "")
+        await con.fetch(claim_ids_sql(self.schema, False), "", 0.0, 0.0, [], [])
+        await con.fetch(claim_ids_sql(self.schema, True), "", 0.0, 0.0, [], [], "")
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -256,7 +260,7 @@ class PostgresStore(JobStore):
         args: list[Any] = [owner, now + lease, now, sorted(ids), CLAIMABLE_VALUES]
         if campaign:
             args.append(campaign)
-        rows = await self._fetch(claim_ids_sql(self._t, bool(campaign)), *args)
+        rows = await self._fetch(claim_ids_sql(self.schema, bool(campaign)), *args)
         return [job_from_row(r) for r in rows]
 
     async def claim_due(
@@ -272,7 +276,7 @@ class PostgresStore(JobStore):
         args: list[Any] = [owner, now + lease, now, limit, [s.value for s in states]]
         if campaign:
             args.append(campaign)
-        due = f"state = ANY($5::text[]) AND ready_at <= $3{scope}"
+        due = f"state = ANY($5::text[]) AND ready_at <= $3{scope} AND {not_paused(self.schema)}"
         # MATERIALIZED: the jobs are picked once. As a plain "id IN (subquery)" the planner
         # may rescan the subquery for every row (a nested-loop semi-join), and each rescan,
         # skipping the rows this statement already leased, picked more: past the limit.
@@ -291,8 +295,8 @@ class PostgresStore(JobStore):
         if campaign:
             args.append(campaign)
         sql = (
-            f"SELECT EXISTS (SELECT 1 FROM {self._t}"
-            f" WHERE state = ANY($1::text[]) AND ready_at <= $2{scope})"
+            f"SELECT EXISTS (SELECT 1 FROM {self._t} WHERE state = ANY($1::text[])"
+            f" AND ready_at <= $2{scope} AND {not_paused(self.schema)})"
         )
         return bool(await self._call(lambda con: con.fetchval(sql, *args)))
 
@@ -434,6 +438,23 @@ class PostgresStore(JobStore):
             )
         )
         return dict(json.loads(text)) if text else {}
+
+    async def set_campaign_state(
+        self, campaign: str, state: CampaignState
+    ) -> tuple[CampaignChange, list[Ref]]:
+        now = time.time()
+        changed: tuple[CampaignChange, list[Ref]] = await self._call(
+            lambda con: control.set_state(con, self.schema, campaign, state, now)
+        )
+        return changed
+
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]:
+        found: dict[str, CampaignState] = await self._call(
+            lambda con: control.states(con, self.schema, campaigns)
+        )
+        return found
 
     async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
         where, args = dead_where(flt, 2)

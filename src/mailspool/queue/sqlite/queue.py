@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mailspool.errors import ConfigError, QueueError
-from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.models import (
+    CampaignChange,
+    CampaignState,
+    CampaignStats,
+    Enqueued,
+    Job,
+    Outcome,
+    State,
+)
 from mailspool.queue.base import DeadFilter, Queue, added, final_reason, resumed
+from mailspool.queue.sqlite import campaigns as control
 from mailspool.queue.sqlite.events import SQLiteEventLog
 from mailspool.queue.sqlite.returns import SQLiteReturnLog
 from mailspool.queue.sqlite.rows import (
@@ -185,7 +194,7 @@ class SQLiteQueue(Queue):
             # a lease that expired: its worker may have delivered before dying
             " ambiguous = ambiguous + (state = 'sending')"
             f" WHERE seq IN (SELECT seq FROM jobs WHERE {scope}state IN {CLAIMABLE}"
-            f" AND ready_at <= ? LIMIT ?) RETURNING {JOB_COLUMNS}"
+            f" AND ready_at <= ? AND {control.NOT_PAUSED} LIMIT ?) RETURNING {JOB_COLUMNS}"
         )
         params = [owner, now + lease, now, *args, now, limit]
 
@@ -331,6 +340,16 @@ class SQLiteQueue(Queue):
             return dict(json.loads(row[0])) if row else {}
 
         return await self._run(_q)
+
+    async def set_campaign_state(self, campaign: str, state: CampaignState) -> CampaignChange:
+        now = time.time()
+        return await self._run(lambda db: control.set_state(db, campaign, state, now))
+
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]:
+        names = None if campaigns is None else list(campaigns)
+        return await self._run(lambda db: control.states(db, names))
 
     async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
         where, args = dead_where(flt)
