@@ -1,4 +1,5 @@
-"""Lease owners: who holds a job, and whether that process is known to be dead.
+"""Lease owners: who holds a job, and whether that process is known to be dead; and the
+heartbeat that keeps a worker's leases.
 
 An owner names its process as host:pid:token:pid-space, so that a later process on the
 same host (a re-run after SIGKILL) can hand back a dead process's leases at once instead
@@ -7,13 +8,16 @@ of waiting for them to expire.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import socket
 import uuid
 from pathlib import Path
 
-from mailspool.queue import LeaseAdmin
+from mailspool.errors import QueueError
+from mailspool.queue import Claiming, LeaseAdmin
 
 
 def _pid_space() -> str:
@@ -71,3 +75,15 @@ async def reclaim_dead_leases(queue: LeaseAdmin, campaign: str | None = None) ->
         if owner_is_dead_here(owner):
             reclaimed += await queue.release_owner(owner)
     return reclaimed
+
+
+async def heartbeat(queue: Claiming, owner: str, held: set[str], lease: float) -> None:
+    """Extend the lease of every job in ``held`` (the worker's set, which changes as it
+    works) every third of a lease, at least every half second, until cancelled; an
+    extension that fails is tried again at the next beat."""
+    interval = max(0.5, lease / 3)
+    while True:
+        await asyncio.sleep(interval)
+        if held:
+            with contextlib.suppress(QueueError):
+                await queue.extend(owner, list(held), lease)

@@ -11,6 +11,9 @@
                duplicate window)
     heartbeat  extends the leases of every job held here, so a slow send is never
                handed to a second worker
+    campaigns  a paused campaign's jobs are handed back, a cancelled one's recorded
+               CANCELLED: checked at claim, when a sender takes one and just before it
+               goes out (mailspool.delivery.campaigns)
 
 Observers (progress, logs, metrics) are told about each outcome; none of that lives in
 the loop itself.
@@ -27,12 +30,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from mailspool.delivery.assemble import Assembler
+from mailspool.delivery.campaigns import CampaignGate, CampaignHalted
 from mailspool.delivery.classify import Action, Verdict, classify
-from mailspool.delivery.leases import make_owner
+from mailspool.delivery.leases import heartbeat, make_owner
 from mailspool.delivery.limits import Limits, LocalLimits, NoLimits
 from mailspool.delivery.observer import Observer
 from mailspool.delivery.outcomes import interrupted, retry_refused, sent_reply
-from mailspool.delivery.parking import Parking
+from mailspool.delivery.parking import Parking, drain
 from mailspool.delivery.published import publish_states
 from mailspool.delivery.recorder import Recorder
 from mailspool.delivery.relay_gate import RelayGate
@@ -98,6 +102,9 @@ class Worker:
         self.parking = Parking(
             queue=queue, owner=self.owner, gate=self.gate, released=self._held.difference_update
         )
+        self.campaigns = CampaignGate(
+            queue=queue, parking=self.parking, recorder=self.recorder, tell=self._tell
+        )
         self.assembler = Assembler(queue)
         self._handed: set[str] = set()  # given to the transport, no outcome yet
         self._again: set[str] = set()  # throttled by their provider: to be admitted again
@@ -122,11 +129,14 @@ class Worker:
         """Run until stopped, or until ``idle()`` (asked when nothing is due) says so."""
         senders = [self._task(self._sender()) for _ in range(self.config.concurrency)]
         recorder = self._task(self.recorder.run())
-        heartbeat = self._task(self._heartbeat())
-        relays = asyncio.create_task(
-            publish_states(self.queue, self.owner, self.transport, self.shaper)
+        background = [
+            self._task(heartbeat(self.queue, self.owner, self._held, self.config.lease)),
+            self._task(self.campaigns.run()),
+            *([self._task(self.shaper.run())] if self.shaper is not None else []),
+        ]
+        background.append(
+            asyncio.create_task(publish_states(self.queue, self.owner, self.transport, self.shaper))
         )
-        shaping = self._task(self.shaper.run()) if self.shaper is not None else None
         try:
             await self._feeder(idle)
         except QueueError as exc:
@@ -137,13 +147,9 @@ class Worker:
             await self.parking.settle()
             self.recorder.close()
             await self._step(recorder)
-            heartbeat.cancel()
-            relays.cancel()
-            if shaping is not None:
-                shaping.cancel()
-            await asyncio.gather(
-                heartbeat, relays, *[shaping] * bool(shaping), return_exceptions=True
-            )
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await self._step(
                 publish_states(self.queue, self.owner, self.transport, self.shaper, once=True)
             )
@@ -232,7 +238,7 @@ class Worker:
             await self.policies.load(j.campaign for j in jobs)
             for job in jobs:
                 self._held.add(job.id)
-            jobs = await self._in_window(jobs)
+            jobs = await self._in_window(await self.campaigns.admit(jobs))
             for job in await self._screen(jobs):
                 self._buffer.put_nowait(job)
             if jobs:
@@ -268,16 +274,6 @@ class Worker:
         reply = f"suppressed: {', '.join(job.recipients)}"[:1000]
         self.recorder.add(Outcome(job.id, State.SUPPRESSED, reply))
 
-    def _drain_buffer(self) -> list[str]:
-        ids = []
-        while not self._buffer.empty():
-            job = self._buffer.get_nowait()
-            if job is None:  # shutting down: keep the sentinel for a sender
-                self._buffer.put_nowait(None)
-                break
-            ids.append(job.id)
-        return ids
-
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
@@ -289,12 +285,7 @@ class Worker:
             job = await self._buffer.get()
             if job is None:
                 return
-            if self._stopping.is_set():
-                continue  # still held: handed back by _release_unsent
-            if self.gate.paused:
-                self.parking.park([job.id, *self._drain_buffer()])
-                continue
-            if self.shaper is not None and not await admitted(self.shaper, self.parking, job):
+            if not await self._goes_now(job):
                 continue
             await self.recorder.room()
             self._in_flight += 1
@@ -322,6 +313,18 @@ class Worker:
                 self._again.discard(job.id)
                 self._buffer.put_nowait(job)
 
+    async def _goes_now(self, job: Job) -> bool:
+        """Whether a job taken from the buffer is tried now; if not, it is left for
+        _release_unsent, handed back, held by its provider's shaping or recorded."""
+        if self._stopping.is_set():
+            return False  # still held: handed back by _release_unsent
+        if self.gate.paused:
+            self.parking.park([job.id, *drain(self._buffer)])
+            return False
+        if self.campaigns.stops(job):  # paused or cancelled since it was claimed
+            return False
+        return self.shaper is None or await admitted(self.shaper, self.parking, job)
+
     async def _attempt(self, job: Job) -> Outcome | None:
         """Send one job; its outcome, or None when it was handed back (relay paused)."""
         began = time.monotonic()
@@ -343,6 +346,7 @@ class Worker:
             nonlocal acquired, started
             waited = await self.limits.acquire(domain)
             acquired = True
+            self.campaigns.check(job)  # the last moment: paused or cancelled meanwhile?
             if waited:
                 self._tell(lambda obs: obs.rate_limited(waited))
             started = time.monotonic()
@@ -351,6 +355,8 @@ class Worker:
         envelope = envelope_for(job, data, self.shaper)
         try:
             delivery = await self.transport.send(envelope, ready)
+        except CampaignHalted:
+            return self.campaigns.halted(job)
         except DeliveryError as err:
             if self.shaper is not None and self.shaper.slows(job.id, err):
                 return await self._throttled(job, err)
@@ -395,7 +401,7 @@ class Worker:
         if verdict.action is Action.PAUSE:
             pauses = self.gate.pauses
             delay = self.gate.pause(err)
-            self.parking.park(self._drain_buffer())
+            self.parking.park(drain(self._buffer))
             if self.gate.pauses != pauses:  # tell once per pause, not once per sender
                 self._tell(lambda obs: obs.relay_paused(err, delay))
         if verdict.action is Action.DEAD:
@@ -423,17 +429,9 @@ class Worker:
         self._tell(lambda obs: obs.dead(job, reason, reply))
         return Outcome(job.id, State.DEAD, reply, reason=reason.value, ambiguous=ambiguous)
 
-    # -- recorded outcomes and heartbeat ------------------------------------------
+    # -- recorded outcomes --------------------------------------------------------
 
     def _settled(self, batch: list[Outcome], recorded: bool) -> None:
         self._held.difference_update(o.job_id for o in batch)
         if recorded:
             self._tell(operator.methodcaller("recorded", batch))
-
-    async def _heartbeat(self) -> None:
-        interval = max(0.5, self.config.lease / 3)
-        while True:
-            await asyncio.sleep(interval)
-            if self._held:
-                with contextlib.suppress(QueueError):
-                    await self.queue.extend(self.owner, list(self._held), self.config.lease)
