@@ -13,7 +13,9 @@ from mailspool.cli.shared import DeliveryRun
 from mailspool.config import Settings
 from mailspool.delivery.leases import reclaim_dead_leases
 from mailspool.delivery.worker import Worker
+from mailspool.models import CampaignState
 from mailspool.observe.logs import get_logger
+from mailspool.queue import Queue
 from mailspool.wiring import (
     check_shared_limits,
     limits,
@@ -65,8 +67,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         async def idle() -> bool:
             if not args.drain:
                 return False
-            st = await queue.stats(args.campaign)
-            return st.next_due is None or st.next_due > time.time()
+            return await nothing_due(queue, args.campaign)
 
         transport = worker.transport.description
         log.info("worker started", owner=worker.owner, queue=queue.url, relay=transport)
@@ -82,3 +83,20 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     # unlike send's, a worker's run is meant to end by a signal: that is success
     # (docs/retries.md), so its exit status is 0, not 130 or 143
     return ExitCode.OK
+
+
+async def nothing_due(queue: Queue, campaign: str | None) -> bool:
+    """Whether no job is due now (of ``campaign``, or of any), a paused campaign's not
+    counted: no worker claims those until it is resumed."""
+    now = time.time()
+    st = await queue.stats(campaign)
+    if st.next_due is None or st.next_due > now:
+        return True
+    states = await queue.campaign_states([campaign] if campaign else None)
+    paused = {c for c, state in states.items() if state is CampaignState.PAUSED}
+    if not paused:
+        return False
+    for c in [campaign] if campaign else await queue.campaigns():
+        if c not in paused and (due := (await queue.stats(c)).next_due) is not None and due <= now:
+            return False
+    return True
