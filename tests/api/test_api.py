@@ -165,7 +165,12 @@ def test_a_campaign_name_follows_the_command_lines_rule(
         r = api.post("/v1/messages", json=message(campaign=name))
         assert r.status_code == 422, (name, r.text)
         assert r.json()["errors"][0]["field"] == "campaign"
+        for action in ("pause", "resume", "cancel"):  # nor can campaign control name it
+            r = api.post(f"/v1/campaigns/{name}/{action}")
+            assert r.status_code == 422 and r.json()["errors"][0]["field"] == "path.campaign"
         res = cli("status", "--campaign", name)  # nor can any command name it
+        assert res.returncode == 2 and "a campaign name is" in res.stderr
+        res = cli("campaign", "pause", name)
         assert res.returncode == 2 and "a campaign name is" in res.stderr
 
 

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter
 from mailspool import __version__
 from mailspool.api.auth import Tokens
 from mailspool.api.bodies import BatchIn, MessageIn
+from mailspool.api.campaigns import campaigns
 from mailspool.api.events import events
 from mailspool.api.intake import error
 from mailspool.api.middleware import AccessLog, BodyLimit
@@ -73,6 +74,7 @@ def create_app(
     app.state.tokens = tokens
     app.state.client_limits = client_limits or ClientLimits()
     app.include_router(v1)
+    app.include_router(campaigns)
     app.include_router(suppressions)
     app.include_router(events)
     app.include_router(u)

@@ -37,7 +37,7 @@ from mailspool.api.templates import StoredTemplate
 from mailspool.config import parse_duration
 from mailspool.delivery.published import PROVIDERS_KEY, published
 from mailspool.errors import TemplateError
-from mailspool.models import State
+from mailspool.models import CampaignState, State
 from mailspool.queue import DeadFilter
 
 INVALID: dict[int | str, dict[str, Any]] = {
@@ -174,8 +174,10 @@ async def get_campaign(svc: Svc, campaign: Annotated[str, PathParam(max_length=2
         eta = 0.0
     elif rate:
         eta = round(st.pending / rate, 1)
+    states = await svc.q.campaign_states([campaign])
     return CampaignStatus(
         campaign=campaign,
+        state=states.get(campaign, CampaignState.ACTIVE),
         counts={s.value: st.get(s) for s in State},
         total=st.total,
         pending=st.pending,
