@@ -186,19 +186,22 @@ class SQLiteQueue(Queue):
         self, owner: str, limit: int, lease: float, campaign: str | None = None
     ) -> list[Job]:
         now = time.time()
-        scope, args = ("campaign = ? AND ", [campaign]) if campaign else ("", [])
-        # OR FAIL: see record (a claim fires the trigger that writes ambiguous events)
-        sql = (
-            "UPDATE OR FAIL jobs SET state = 'sending', lease_owner = ?, ready_at = ?,"
-            " attempts = attempts + 1, updated_at = ?,"
-            # a lease that expired: its worker may have delivered before dying
-            " ambiguous = ambiguous + (state = 'sending')"
-            f" WHERE seq IN (SELECT seq FROM jobs WHERE {scope}state IN {CLAIMABLE}"
-            f" AND ready_at <= ? AND {control.NOT_PAUSED} LIMIT ?) RETURNING {JOB_COLUMNS}"
-        )
-        params = [owner, now + lease, now, *args, now, limit]
 
         def _tx(db: sqlite3.Connection) -> list[Job]:
+            found = control.claimable(db, campaign)  # in this transaction: no race
+            if found is None:
+                return []  # the campaign is paused
+            head, scope, args = found
+            # OR FAIL: see record (a claim fires the trigger that writes ambiguous events)
+            sql = (
+                f"{head}UPDATE OR FAIL jobs SET state = 'sending', lease_owner = ?,"
+                " ready_at = ?, attempts = attempts + 1, updated_at = ?,"
+                # a lease that expired: its worker may have delivered before dying
+                " ambiguous = ambiguous + (state = 'sending')"
+                f" WHERE seq IN (SELECT seq FROM jobs WHERE {scope}state IN {CLAIMABLE}"
+                f" AND ready_at <= ? LIMIT ?) RETURNING {JOB_COLUMNS}"
+            )
+            params = [owner, now + lease, now, *args, now, limit]
             return [job_from_row(r) for r in db.execute(sql, params).fetchall()]
 
         return await self._run(_tx)
