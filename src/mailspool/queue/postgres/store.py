@@ -49,14 +49,12 @@ from mailspool.queue.postgres.schema import (
     CLAIMABLE_VALUES,
     HANDED_BACK,
     JOB_COLUMNS,
-    LEASE_SET,
     claim_ids_sql,
     create_or_upgrade,
     dead_where,
     extend_sql,
     insert_sql,
     job_from_row,
-    not_paused,
     parse_store_url,
     record_sql,
     refs_from_rows,
@@ -272,33 +270,18 @@ class PostgresStore(JobStore):
         states: Sequence[State],
     ) -> list[Job]:
         now = time.time()
-        scope = " AND campaign = $6" if campaign else ""
-        args: list[Any] = [owner, now + lease, now, limit, [s.value for s in states]]
-        if campaign:
-            args.append(campaign)
-        due = f"state = ANY($5::text[]) AND ready_at <= $3{scope} AND {not_paused(self.schema)}"
-        # MATERIALIZED: the jobs are picked once. As a plain "id IN (subquery)" the planner
-        # may rescan the subquery for every row (a nested-loop semi-join), and each rescan,
-        # skipping the rows this statement already leased, picked more: past the limit.
-        rows = await self._fetch(
-            f"WITH picked AS MATERIALIZED (SELECT id FROM {self._t} WHERE {due}"
-            " ORDER BY ready_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
-            f" UPDATE {self._t} SET {LEASE_SET} WHERE id IN (SELECT id FROM picked)"
-            f" AND {due} RETURNING {JOB_COLUMNS}",
-            *args,
+        rows: list[Any] = await self._call(
+            lambda con: control.claim_due(
+                con, self.schema, [owner, now + lease, now, limit], campaign, states
+            )
         )
         return [job_from_row(r) for r in rows]
 
     async def has_due(self, campaign: str | None, states: Sequence[State]) -> bool:
-        scope = " AND campaign = $3" if campaign else ""
-        args: list[Any] = [[s.value for s in states], time.time()]
-        if campaign:
-            args.append(campaign)
-        sql = (
-            f"SELECT EXISTS (SELECT 1 FROM {self._t} WHERE state = ANY($1::text[])"
-            f" AND ready_at <= $2{scope} AND {not_paused(self.schema)})"
+        due: bool = await self._call(
+            lambda con: control.has_due(con, self.schema, campaign, states, time.time())
         )
-        return bool(await self._call(lambda con: con.fetchval(sql, *args)))
+        return due
 
     async def exists(self, campaign: str) -> bool:
         sql = f"SELECT EXISTS (SELECT 1 FROM {self._t} WHERE campaign = $1)"
