@@ -207,8 +207,10 @@ def test_a_good_batch_is_queued_and_sent(
     assert all(wait_final(api, i)["state"] == "sent" for i in ids)
     c = api.get("/v1/campaigns/batch-ok").json()
     assert c["counts"] == {
-        "queued": 0, "sending": 0, "sent": 20, "deferred": 0, "dead": 0, "suppressed": 0
+        "queued": 0, "sending": 0, "sent": 20, "deferred": 0, "dead": 0, "suppressed": 0,
+        "cancelled": 0,
     }  # fmt: skip
+    assert c["state"] == "active"
     assert c["total"] == 20 and c["pending"] == 0 and c["eta_s"] == 0.0
     assert c["rate_per_s"] is None  # the first read has nothing to compare with
     assert api.get("/v1/campaigns/no-such-campaign").status_code == 404

@@ -307,13 +307,10 @@ class RedisQueue(Queue):
         key = f"{self.prefix}:control"
         if campaigns is None:
             found = await self.reconnect.run("campaign_states", lambda: self.redis.hgetall(key))
-            pairs = [(as_str(c), as_str(s)) for c, s in found.items()]
-        elif names := list(dict.fromkeys(campaigns)):
-            got = await self.reconnect.run("campaign_states", lambda: self.redis.hmget(key, names))
-            pairs = [(c, as_str(s)) for c, s in zip(names, got, strict=True) if s]
-        else:
-            pairs = []
-        return {c: CampaignState(s) for c, s in pairs}
+            return {as_str(c): CampaignState(as_str(s)) for c, s in found.items()}
+        names = list(dict.fromkeys(campaigns)) or [""]  # HMGET needs one; "" names none
+        got = await self.reconnect.run("campaign_states", lambda: self.redis.hmget(key, names))
+        return {c: CampaignState(as_str(s)) for c, s in zip(names, got, strict=True) if s}
 
     async def _jobs(self, ids: Sequence[str]) -> list[Job]:
         async def load() -> list[Any]:
