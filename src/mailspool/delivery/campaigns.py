@@ -3,8 +3,9 @@ resumed, and none of a cancelled one ever (``mailspool campaign``).
 
 Claims hand out no job of a paused campaign (each backend filters them), and a cancel
 ends a campaign's queued and deferred jobs in the queue itself. What reaches a worker
-all the same is a job claimed just before the pause or the cancel, or one of a cancelled
-campaign that was queued again afterwards (or whose lease expired). The worker checks:
+all the same is a job claimed just before the pause or the cancel (or, with Redis, while
+a large cancel goes a batch at a time), or one of a cancelled campaign that was queued
+again afterwards (or whose lease expired). The worker checks:
 
     claim    the claimed batch's campaigns, read from the queue (one query a batch):
              fresh, so a job claimed after a cancel is never sent
