@@ -16,9 +16,10 @@ def job_id(campaign: str, key: str) -> str:
 class State(enum.StrEnum):
     """Where a job is in its life (docs/concepts.md "States"): waiting for a worker, due
     now (queued), leased by a worker (sending), held back until ``not_before`` for a
-    retry, a send window or a paused relay (deferred), or final (sent, dead, or
+    retry, a send window or a paused relay (deferred), or final (sent, dead,
     suppressed: every recipient was on the suppression list, at enqueue or just before
-    sending). The first three are pending (``PENDING_STATES``)."""
+    sending, or cancelled: its campaign was cancelled before it was sent). The first
+    three are pending (``PENDING_STATES``)."""
 
     QUEUED = "queued"
     SENDING = "sending"
@@ -26,12 +27,34 @@ class State(enum.StrEnum):
     DEFERRED = "deferred"
     DEAD = "dead"
     SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"
 
 
 PENDING_STATES = (State.QUEUED, State.SENDING, State.DEFERRED)
 #: a campaign name, on every face (--campaign, the HTTP API): it names files (rejects,
 #: outbox) and keys in every backend
 CAMPAIGN_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+
+
+class CampaignState(enum.StrEnum):
+    """Whether a campaign's jobs may be sent (``mailspool campaign``): ``active`` (the
+    default), ``paused`` (claimed by no worker until resumed; messages in flight finish)
+    or ``cancelled`` (final: its queued and deferred jobs end ``cancelled``, and a worker
+    that meets one of its jobs records it so instead of sending it)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignChange:
+    """What a change of a campaign's state did: the state it is in now (a cancelled
+    campaign stays cancelled, whatever was asked), and how many of its jobs the change
+    ended ``cancelled``."""
+
+    state: CampaignState
+    cancelled: int = 0
 
 
 class DeadReason(enum.StrEnum):
@@ -125,6 +148,7 @@ class Enqueued(enum.Enum):
     #: stored final as suppressed: offered so (every recipient on the suppression list;
     #: added by this call) or so by an earlier run (never sent, whatever was offered now)
     SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"  # its campaign was cancelled before it was sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +156,7 @@ class Outcome:
     """The result of one attempt, recorded by the worker."""
 
     job_id: str
-    state: State  # SENT, DEFERRED, DEAD or SUPPRESSED
+    state: State  # SENT, DEFERRED, DEAD, SUPPRESSED or CANCELLED
     reply: str = ""
     not_before: float = 0.0
     reason: str = ""

@@ -166,7 +166,12 @@ def test_a_campaign_name_follows_the_command_lines_rule(
         r = api.post("/v1/messages", json=message(campaign=name))
         assert r.status_code == 422, (name, r.text)
         assert r.json()["errors"][0]["field"] == "campaign"
+        for action in ("pause", "resume", "cancel"):  # nor can campaign control name it
+            r = api.post(f"/v1/campaigns/{name}/{action}")
+            assert r.status_code == 422 and r.json()["errors"][0]["field"] == "path.campaign"
         res = cli("status", "--campaign", name)  # nor can any command name it
+        assert res.returncode == 2 and "a campaign name is" in res.stderr
+        res = cli("campaign", "pause", name)
         assert res.returncode == 2 and "a campaign name is" in res.stderr
 
 
@@ -203,8 +208,10 @@ def test_a_good_batch_is_queued_and_sent(
     assert all(wait_final(api, i)["state"] == "sent" for i in ids)
     c = api.get("/v1/campaigns/batch-ok").json()
     assert c["counts"] == {
-        "queued": 0, "sending": 0, "sent": 20, "deferred": 0, "dead": 0, "suppressed": 0
+        "queued": 0, "sending": 0, "sent": 20, "deferred": 0, "dead": 0, "suppressed": 0,
+        "cancelled": 0,
     }  # fmt: skip
+    assert c["state"] == "active"
     assert c["total"] == 20 and c["pending"] == 0 and c["eta_s"] == 0.0
     assert c["rate_per_s"] is None  # the first read has nothing to compare with
     assert api.get("/v1/campaigns/no-such-campaign").status_code == 404

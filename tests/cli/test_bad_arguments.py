@@ -56,6 +56,7 @@ PLACEHOLDERS = {
     "domain": "example.com",
     "action": "list",
     "selector": "s1",
+    "campaign": "spring",  # mailspool campaign show|pause|resume|cancel NAME
 }
 NUMBER_BAD = "-5"  # every number, duration and size of mailspool is 0 or more
 TEXT_BAD = "bogus*"  # not a rate, address, URL, zone, window, choice, name or folder

@@ -142,7 +142,9 @@ async def test_queue_depth_is_read_at_scrape_time() -> None:
     text = (await asyncio.to_thread(generate_latest, registry)).decode()
     assert 'mailspool_queue_depth{state="queued"} 5.0' in text
     assert "mailspool_queue_up 1.0" in text
-    assert {s for s in STATES} == {"queued", "sending", "sent", "deferred", "dead", "suppressed"}
+    assert set(STATES) == {
+        "queued", "sending", "sent", "deferred", "dead", "suppressed", "cancelled"
+    }  # fmt: skip
 
     class Broken(MemoryQueue):
         async def stats(self, campaign: str | None = None) -> CampaignStats:

@@ -16,6 +16,7 @@ from mailspool.queue import (
     QUEUES,
     STORES,
     Blobs,
+    CampaignControl,
     CampaignSettings,
     Claiming,
     DeadFilter,
@@ -25,6 +26,7 @@ from mailspool.queue import (
     JobStore,
     LeaseAdmin,
     Queue,
+    StoreCampaignControl,
     StoreClaiming,
     StoreDeadLetterAdmin,
     StoreEnqueuing,
@@ -266,6 +268,7 @@ QUEUE_ROLES = (
     DeadLetterAdmin,
     Blobs,
     CampaignSettings,
+    CampaignControl,
 )
 STORE_ROLES = (
     StoreEnqueuing,
@@ -275,6 +278,7 @@ STORE_ROLES = (
     StoreDeadLetterAdmin,
     Blobs,
     CampaignSettings,
+    StoreCampaignControl,
 )
 
 

@@ -11,17 +11,22 @@ import email.policy
 import email.utils
 import io
 import json
+import re
 import tempfile
+import urllib.parse
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from mailspool.errors import RejectedRow
 from mailspool.intake.builder import Attachments, JobBuilder
 from mailspool.intake.sources import open_source
 from mailspool.message.compose import attachment_part
 from mailspool.message.render import Renderer, Template
+from mailspool.models import CAMPAIGN_NAME
 from mailspool.schedule import parse_timezone
 from mailspool.testing import check_message
 from tests.support.faces import FIELDS, FILE_DATA, TEMPLATE_FACES, attach_through, through
@@ -137,3 +142,72 @@ def test_any_text_as_a_recipients_timezone_is_refused_naming_the_column_or_a_zon
             assert item.field == "Zone", item
         return
     assert item.timezone == "" or str(parse_timezone(item.timezone)) == item.timezone
+
+
+# -- campaign names, through every face that takes one ------------------------------------
+
+CAMPAIGN_FACES = ("option", "campaign_command", "http_message", "http_control")
+#: the app of the HTTP faces: no worker loops, an empty queue (every good name: 404)
+_APP: list[Any] = []
+
+
+def _app() -> Any:
+    if not _APP:
+        from mailspool.api.app import create_app
+        from mailspool.api.auth import Tokens
+        from mailspool.config import load_settings
+        from mailspool.queue import MemoryQueue
+
+        tokens = Tokens(["t" * 24])
+        _APP.append(create_app(load_settings(), tokens, queue=MemoryQueue(), workers=0))
+    return _APP[0]
+
+
+def campaign_through(face: str, name: str) -> bool:
+    """Whether ``face`` takes ``name`` as a campaign's name (a refusal raises nothing)."""
+    from mailspool.api.bodies import MessageIn
+    from mailspool.cli.parser import build_parser
+    from mailspool.config import load_settings
+    from mailspool.errors import ConfigError
+
+    if face in ("option", "campaign_command"):
+        argv = ["status", f"--campaign={name}"] if face == "option" else ["campaign", "pause"]
+        args = build_parser().parse_args([*argv, "--", name] if face != "option" else argv)
+        try:
+            return load_settings(campaign=args.campaign).campaign == name
+        except ConfigError as exc:
+            assert "a campaign name is" in str(exc)
+            return False
+    if face == "http_message":
+        try:
+            MessageIn.model_validate({"to": "ann@example.com", "campaign": name})
+        except ValidationError:
+            return False
+        return True
+    import asyncio
+
+    import httpx
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            path = f"/v1/campaigns/{urllib.parse.quote(name, safe='')}/pause"
+            return await c.post(path, headers={"Authorization": f"Bearer {'t' * 24}"})
+
+    r = asyncio.run(post())
+    assert r.status_code in (404, 422), r.text  # no such campaign, or refused
+    return r.status_code == 404 and r.json() == {"detail": "no such campaign"}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    face=st.sampled_from(CAMPAIGN_FACES),
+    name=st.one_of(TEXT, st.from_regex(f"^{CAMPAIGN_NAME}$", fullmatch=True)),
+)
+def test_any_text_as_a_campaign_name_is_taken_only_if_it_follows_the_rule(
+    face: str, name: str
+) -> None:
+    """A campaign's name names files and keys in every backend: each face that takes one
+    (--campaign, mailspool campaign's NAME, a posted message's campaign, the campaign
+    control routes) takes exactly the names of the one rule, models.CAMPAIGN_NAME."""
+    assert campaign_through(face, name) is bool(re.fullmatch(CAMPAIGN_NAME, name)), (face, name)

@@ -4,7 +4,8 @@
 
     POST /v1/messages             one message, or {"messages": [...]} (up to 1,000) -> 202
     GET  /v1/messages/{id}        state, attempts, last reply, timestamps
-    GET  /v1/campaigns/{id}       counts by state, current rate, ETA
+    GET  /v1/campaigns/{id}       its state, counts by state, current rate, ETA
+    POST /v1/campaigns/{id}/pause|resume|cancel   campaign control (``mailspool campaign``)
     GET  /v1/dead-letters         the filters of ``mailspool dlq list``
     POST /v1/dead-letters/retry|purge   the filters of ``mailspool dlq retry|purge``
     PUT  /v1/templates/{name}     register a template (rendered in a Jinja2 sandbox)
@@ -28,10 +29,10 @@ its CSRF token on every request that changes something.
 Modules: ``bodies`` (request and response models), ``auth`` (tokens), ``templates``
 (named templates in the blob store), ``intake`` (messages -> jobs -> queue), ``service``
 (what the routes share, in-process workers), ``middleware`` (body limit, access log),
-``routes``, ``dead_letters`` (/v1/dead-letters), ``suppressions`` (/v1/suppressions),
-``unsubscribe`` (/u) and ``ratelimit`` (its limit per client), ``sessions`` (the
-dashboard's sessions and CSRF tokens), ``dashboard`` (/ui), ``app`` (the FastAPI app and
-``serve``).
+``routes``, ``campaigns`` (campaign control), ``dead_letters`` (/v1/dead-letters),
+``suppressions`` (/v1/suppressions), ``unsubscribe`` (/u) and ``ratelimit`` (its limit
+per client), ``sessions`` (the dashboard's sessions and CSRF tokens), ``dashboard``
+(/ui), ``app`` (the FastAPI app and ``serve``).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from mailspool import __version__
 from mailspool.api.attachments import MULTIPART
 from mailspool.api.auth import Tokens
 from mailspool.api.bodies import BatchIn, MessageIn, MultipartIn
+from mailspool.api.campaigns import campaigns
 from mailspool.api.dashboard import install as install_dashboard
 from mailspool.api.dead_letters import dead_letters
 from mailspool.api.events import events
@@ -79,6 +80,7 @@ def create_app(
     app.state.client_limits = client_limits or ClientLimits()
     app.include_router(v1)
     app.include_router(dead_letters)
+    app.include_router(campaigns)
     app.include_router(suppressions)
     app.include_router(events)
     app.include_router(u)

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from mailspool.message.optout import LIST_NAME
-from mailspool.models import CAMPAIGN_NAME, DeadReason, State
+from mailspool.models import CAMPAIGN_NAME, CampaignState, DeadReason, State
 from mailspool.queue.returns import ReturnKind
 
 MAX_BATCH = 1000
@@ -207,6 +207,9 @@ class ProviderOut(BaseModel):
 
 class CampaignStatus(BaseModel):
     campaign: str
+    state: CampaignState = Field(
+        description="active; paused (no worker claims its jobs until resumed); cancelled"
+    )
     counts: dict[str, int]
     total: int
     pending: int
@@ -222,6 +225,14 @@ class CampaignStatus(BaseModel):
         default_factory=list,
         description="the providers mail was shaped for: each one's adapted rate, as published",
     )
+
+
+class CampaignChanged(BaseModel):
+    """What ``POST /v1/campaigns/{campaign}/pause|resume|cancel`` did."""
+
+    campaign: str
+    state: CampaignState = Field(description="the campaign's state now")
+    cancelled: int = Field(description="jobs this request ended as cancelled (cancel only)")
 
 
 class RetryFilter(BaseModel):

@@ -36,7 +36,7 @@ from mailspool.api.service import Service
 from mailspool.api.templates import StoredTemplate
 from mailspool.delivery.published import PROVIDERS_KEY, published
 from mailspool.errors import TemplateError
-from mailspool.models import Job, State
+from mailspool.models import CampaignState, Job, State
 
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationFailed, "description": "field-level errors (per message)"}
@@ -213,8 +213,10 @@ async def get_campaign(svc: Svc, campaign: Annotated[str, PathParam(max_length=2
         eta = 0.0
     elif rate:
         eta = round(st.pending / rate, 1)
+    states = await svc.q.campaign_states([campaign])
     return CampaignStatus(
         campaign=campaign,
+        state=states.get(campaign, CampaignState.ACTIVE),
         counts={s.value: st.get(s) for s in State},
         total=st.total,
         pending=st.pending,

@@ -9,9 +9,10 @@ import sys
 import time
 
 from mailspool.cli.exits import ExitCode
-from mailspool.cli.shared import source_path
+from mailspool.cli.shared import campaign_halted, source_path
 from mailspool.config import Settings
 from mailspool.intake.sources import open_source
+from mailspool.models import CampaignState
 from mailspool.wiring import build_pool, default_campaign, load_renderer, make_producer, open_queue
 
 
@@ -25,6 +26,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         if pool is not None:
             stack.push_async_callback(pool.aclose)
         queue = await stack.enter_async_context(open_queue(settings))
+        # a paused campaign takes rows: they wait for the resume
+        state, halted = await campaign_halted(queue, campaign, "queued", refuse_paused=False)
+        if halted is not None:
+            return halted
         producer = await make_producer(queue, renderer, campaign, settings, pool=pool)
         started = time.monotonic()
         rep = await producer.run(source.rows())
@@ -61,4 +66,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
             )
         if rep.rejects_file:
             print(f"  rejected rows: {rep.rejects_file}", file=sys.stderr)
+        if state is CampaignState.PAUSED:
+            print(
+                f"  campaign {campaign} is paused: its jobs wait until"
+                f" `mailspool campaign resume {campaign}`",
+                file=sys.stderr,
+            )
     return ExitCode.SOME_FAILED if rep.rejected else ExitCode.OK

@@ -12,14 +12,14 @@ class ExitCode(enum.IntEnum):
 
     #: done: every message sent (send), every row queued (enqueue), a worker stopped
     OK = 0
-    #: done, but something failed: rows rejected, jobs dead-lettered, the row or job asked
-    #: for is not there, or another mailspool error
+    #: done, but something failed: rows rejected, jobs dead-lettered or cancelled, the
+    #: row, job or campaign asked for is not there, or another mailspool error
     SOME_FAILED = 1
     #: could not start: a bad option, setting, file or template; the queue unreachable;
     #: the API server could not bind
     USAGE = 2
-    #: stopped with jobs still pending (queued or deferred): run the same command again
-    #: (EX_TEMPFAIL)
+    #: stopped with jobs still pending (queued or deferred), or the campaign is paused:
+    #: run the same command again (EX_TEMPFAIL)
     PENDING = 75
     #: stopped gracefully by Ctrl-C (128 + SIGINT)
     SIGINT = 130

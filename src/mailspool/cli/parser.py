@@ -106,6 +106,25 @@ def _suppress(sub: Any) -> None:
     a.add_argument("file", help="the CSV file to write (replaced)")
 
 
+def _campaign(sub: Any) -> None:
+    """``mailspool campaign list|show|pause|resume|cancel``."""
+    p = sub.add_parser("campaign", help="campaigns: list, show, pause, resume, cancel")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, summary in (
+        ("list", "each campaign: its state (active, paused, cancelled) and counts"),
+        ("show", "one campaign in detail"),
+        ("pause", "claim none of its jobs until it is resumed (messages in flight finish)"),
+        ("resume", "let workers claim its jobs again"),
+        ("cancel", "end its queued and deferred jobs as cancelled; never send them"),
+    ):
+        a = actions.add_parser(name, help=summary)
+        if name != "list":
+            # dest "campaign": checked as every --campaign is (load_settings)
+            a.add_argument("campaign", metavar="NAME", help="the campaign's name")
+        common(a)
+        a.add_argument("--json", action="store_true", help="the result as JSON on stdout")
+
+
 def _dkim(sub: Any) -> None:
     """``mailspool dkim keygen``."""
     p = sub.add_parser("dkim", help="DKIM keys: keygen")
@@ -213,6 +232,12 @@ def _admin(sub: Any) -> None:
         "--job", metavar="ID", help="one job: its state and its latest bounce or complaint"
     )
     json_flag(p, "the counts (or the job) as JSON on stdout")
+    p.add_argument(
+        "--watch", action="store_true",
+        help="show the figures live, read every second until Ctrl-C (plain lines when not"
+        " on a terminal)",
+    )  # fmt: skip
+    _campaign(sub)
 
     p = sub.add_parser("preview", help="render one row and print it; sends nothing")
     producer(p)

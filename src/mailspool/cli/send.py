@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mailspool.cli.exits import ExitCode
-from mailspool.cli.shared import DeliveryRun, source_path
+from mailspool.cli.shared import DeliveryRun, campaign_halted, source_path
 from mailspool.config import Settings
 from mailspool.delivery.leases import reclaim_dead_leases
 from mailspool.delivery.observer import Observer
@@ -22,7 +22,7 @@ from mailspool.errors import AuthFailure, DeliveryError, RejectedRow, TLSFailure
 from mailspool.intake.pool import BuildPool
 from mailspool.intake.producer import Producer, ProducerReport
 from mailspool.intake.sources import Row, Source, open_source
-from mailspool.models import PENDING_STATES, CampaignStats, State
+from mailspool.models import PENDING_STATES, CampaignState, CampaignStats, State
 from mailspool.observe.logs import get_logger
 from mailspool.observe.progress import Progress
 from mailspool.queue import Queue
@@ -60,6 +60,8 @@ class SendRun:
         self.log = get_logger()
         self.delivery = DeliveryRun()
         self.campaign = ""
+        #: the campaign was paused while it ran (`mailspool campaign pause`)
+        self.paused = False
 
     async def run(self) -> ExitCode:
         settings, log = self.settings, self.log
@@ -72,6 +74,9 @@ class SendRun:
             if pool is not None:
                 stack.push_async_callback(pool.aclose)
             queue = await stack.enter_async_context(open_queue(settings))
+            _, halted = await campaign_halted(queue, campaign, "sent", refuse_paused=True)
+            if halted is not None:
+                return halted
             reclaimed = await reclaim_dead_leases(queue, campaign)
             if reclaimed:
                 log.info(
@@ -98,6 +103,8 @@ class SendRun:
             relay.worker = worker
             report = await self._deliver(queue, worker, producer, source, progress, pool)
             stats = await queue.stats(campaign)
+            state = (await queue.campaign_states([campaign])).get(campaign)
+            self.paused = state is CampaignState.PAUSED
             summary = self._summary(report, stats, sent_before, transport)
             if hooks.endpoints:
                 summary["webhooks"] = await self._drain(hooks)
@@ -130,8 +137,8 @@ class SendRun:
             if not produced.is_set():
                 return False
             st = await queue.stats(campaign)
-            if st.pending == 0:
-                return True
+            if st.pending == 0 or await queue.campaign_states([campaign]):
+                return True  # all final, or paused meanwhile: no worker claims its jobs
             if not deadline:
                 deadline.append(time.time() + max_wait)
             return st.get(State.SENDING) == 0 and (st.next_due or 0) > deadline[0]
@@ -197,6 +204,8 @@ class SendRun:
             "pending": stats.pending,
             "deferred": stats.get(State.DEFERRED),
             "dead": stats.get(State.DEAD),
+            # not sent: the campaign was cancelled (`mailspool campaign cancel`)
+            "cancelled": stats.get(State.CANCELLED),
             # not sent because every recipient is suppressed: at enqueue, or found so by
             # the worker just before sending; not a failure
             "suppressed": report.suppressed + tally.suppressed,
@@ -232,6 +241,7 @@ class SendRun:
             ("duplicates skipped", "duplicates"),
             ("rejected", "rejected"),
             ("dead-lettered", "dead"),
+            ("cancelled with the campaign: not sent", "cancelled"),
             ("suppressed (unsubscribed, bounced or complained): not sent", "suppressed"),
             ("without a DKIM signature (no --dkim key for their From domain)", "unsigned"),
             ("ambiguous deliveries (may have been sent twice)", "ambiguous"),
@@ -271,6 +281,14 @@ class SendRun:
                 file=sys.stderr,
             )
             return stopped
+        if s["pending"] and self.paused:
+            print(
+                f"{pending_words(stats)}: campaign {self.campaign} is paused. Resume it"
+                f" (`mailspool campaign resume {self.campaign}`) and run the same command"
+                " again, or a `mailspool worker`.",
+                file=sys.stderr,
+            )
+            return ExitCode.PENDING
         if s["pending"]:
             words = pending_words(stats)
             if s["deferred"]:
@@ -285,7 +303,7 @@ class SendRun:
                 file=sys.stderr,
             )
             return ExitCode.PENDING
-        if s["rejected"] or s["dead"]:
+        if s["rejected"] or s["dead"] or s["cancelled"]:
             return ExitCode.SOME_FAILED
         return ExitCode.OK
 

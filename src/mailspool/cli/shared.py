@@ -1,5 +1,5 @@
-"""What the commands share: the source argument and, for the two that deliver (``send``
-and ``worker``), one run: its signals and its tally."""
+"""What the commands share: the source argument, a campaign's state that stops them and,
+for the two that deliver (``send`` and ``worker``), one run: its signals and its tally."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -16,6 +17,8 @@ from typing import Any
 from mailspool.cli.exits import ExitCode
 from mailspool.delivery.observer import Counter
 from mailspool.errors import ConfigError
+from mailspool.models import CampaignState
+from mailspool.queue import CampaignControl
 
 
 def source_path(args: argparse.Namespace) -> Path:
@@ -24,6 +27,31 @@ def source_path(args: argparse.Namespace) -> Path:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     return path
+
+
+async def campaign_halted(
+    queue: CampaignControl, campaign: str, verb: str, *, refuse_paused: bool
+) -> tuple[CampaignState, ExitCode | None]:
+    """The campaign's state, and the exit code when it stops a command that would queue
+    its rows (said on stderr): 1 when it was cancelled (it is over); 75 when it is
+    paused and ``refuse_paused`` (run it again once resumed). ``verb``: what the command
+    would have done (sent, queued)."""
+    state = (await queue.campaign_states([campaign])).get(campaign, CampaignState.ACTIVE)
+    if state is CampaignState.CANCELLED:
+        print(
+            f"mailspool: campaign {campaign} was cancelled: nothing {verb}"
+            " (a cancelled campaign stays so; use another --campaign name).",
+            file=sys.stderr,
+        )
+        return state, ExitCode.SOME_FAILED
+    if state is CampaignState.PAUSED and refuse_paused:
+        print(
+            f"mailspool: campaign {campaign} is paused: nothing {verb}. Resume it"
+            f" (`mailspool campaign resume {campaign}`), then run the same command again.",
+            file=sys.stderr,
+        )
+        return state, ExitCode.PENDING
+    return state, None
 
 
 @dataclass(frozen=True, slots=True)

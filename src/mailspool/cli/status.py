@@ -1,5 +1,6 @@
-"""``mailspool status``: job counts by state, per campaign, the returned mail (bounces,
-complaints) recorded on its jobs, and a scheduled campaign's send windows."""
+"""``mailspool status``: job counts by state, per campaign, its state (paused,
+cancelled), the returned mail (bounces, complaints) recorded on its jobs, and a
+scheduled campaign's send windows; ``--watch`` shows them live (cli/watch.py)."""
 
 from __future__ import annotations
 
@@ -10,60 +11,41 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailspool.cli.exits import ExitCode
+from mailspool.cli.figures import campaign_rows, counts_line, iso, safe, window_line
 from mailspool.config import Settings
 from mailspool.delivery.published import PROVIDERS_KEY, published
-from mailspool.models import CampaignStats, State
 from mailspool.queue import Queue
-from mailspool.queue.returns import ReturnEvent, clean_text
+from mailspool.queue.returns import ReturnEvent
 from mailspool.wiring import open_existing_queue
-
-STATES = ("queued", "sending", "deferred", "sent", "dead", "suppressed", "ambiguous", "total")
-#: the counts of returned mail (queue/returns.py ReturnCounts), shown when one is not zero
-RETURNS = ("bounced", "soft_bounced", "complained")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     async with open_existing_queue(settings) as queue:
         if args.job:
             return await _job(queue, args.job, settings.json_output)
-        campaigns = [settings.campaign] if settings.campaign else await queue.campaigns()
         if settings.campaign and settings.campaign not in await queue.campaigns():
             print(f"no campaign {settings.campaign} in this queue", file=sys.stderr)
             return ExitCode.SOME_FAILED
+        if args.watch:
+            from mailspool.cli.watch import watch  # rich: only here
+
+            return await watch(queue, settings.campaign, as_json=settings.json_output)
+        campaigns = [settings.campaign] if settings.campaign else await queue.campaigns()
         relays = await published(queue)
         providers = await published(queue, PROVIDERS_KEY)
-        rows = []
-        for c in campaigns:
-            st = await queue.stats(c)
-            returned = await queue.returns.counts(c)
-            schedule = (await queue.campaign_settings(c)).get("schedule")
-            rows.append(
-                {
-                    "campaign": c,
-                    # every state, 0 included: the keys do not come and go
-                    **{state.value: st.get(state) for state in State},
-                    # not final: queued + sending + deferred, as send's summary counts them
-                    "pending": st.pending,
-                    "ambiguous": st.ambiguous,
-                    "total": st.total,
-                    "last_error": st.last_error,
-                    "bounced": returned.bounced,
-                    "soft_bounced": returned.soft_bounced,
-                    "complained": returned.complained,
-                    **waiting(schedule, st),
-                    **({"relays": relays} if relays else {}),
-                    **({"providers": providers} if providers else {}),
-                }
-            )
+        rows = [
+            r
+            | ({"relays": relays} if relays else {})
+            | ({"providers": providers} if providers else {})
+            for r in await campaign_rows(queue, campaigns)
+        ]
     if settings.json_output:
         print(json.dumps(rows if not settings.campaign else rows[0]))
         return ExitCode.OK
     if not rows:
         print("no campaigns in this queue")
     for r in rows:
-        shown = STATES + (RETURNS if any(r[k] for k in RETURNS) else ())
-        counts = "  ".join(f"{s}={r.get(s, 0)}" for s in shown)
-        print(f"{r['campaign']}: {counts}")
+        print(counts_line(r))
         if r.get("schedule"):
             print(f"  {window_line(r)}")
         if r["last_error"]:
@@ -99,40 +81,6 @@ def relay_line(r: dict[str, Any]) -> str:
         f"relay {r['name']}: {r['state']}{why}  sent={r['sent']}  failed={r['failed']}"
         f"  as of {iso(r['at'])}"
     )
-
-
-def waiting(schedule: dict[str, Any] | None, st: CampaignStats) -> dict[str, Any]:
-    """A scheduled campaign's send time and windows, how many of its jobs wait (queued
-    or deferred) and when the next is due."""
-    if not schedule:
-        return {}
-    due = st.next_due
-    return {
-        "schedule": schedule,
-        "waiting": st.get(State.QUEUED) + st.get(State.DEFERRED),
-        "next_due": iso(due) if due is not None else None,
-    }
-
-
-def window_line(r: dict[str, Any]) -> str:
-    sch = r["schedule"]
-    parts = []
-    if sch.get("windows"):
-        parts.append(f"send windows {sch['windows']} ({sch.get('timezone') or 'UTC'})")
-    if sch.get("send_at"):
-        parts.append(f"from {iso(float(sch['send_at']))}")
-    line = "; ".join(parts) + f": {r['waiting']} waiting"
-    return line + (f", the next due {r['next_due']}" if r["next_due"] else "")
-
-
-def iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def safe(text: str) -> str:
-    """Text from outside (a remote server's reply or diagnostic) fit for a terminal: no
-    control characters, escapes or line breaks."""
-    return clean_text(text, len(text))
 
 
 def return_row(event: ReturnEvent | None) -> dict[str, Any] | None:

@@ -14,7 +14,9 @@ from mailspool.config import Settings
 from mailspool.delivery.leases import reclaim_dead_leases
 from mailspool.delivery.worker import Worker
 from mailspool.errors import QueueError
+from mailspool.models import CampaignState
 from mailspool.observe.logs import get_logger
+from mailspool.queue import Queue
 from mailspool.wiring import (
     check_shared_limits,
     limits,
@@ -76,8 +78,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         async def idle() -> bool:
             if not settings.drain:
                 return False
-            st = await queue.stats(settings.campaign)
-            return st.next_due is None or st.next_due > time.time()
+            return await nothing_due(queue, settings.campaign)
 
         transport = worker.transport.description
         log.info("worker started", owner=worker.owner, queue=queue.url, relay=transport)
@@ -101,3 +102,20 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     # (docs/retries.md), so its exit status is 0, not 130 or 143; but a second signal
     # cut messages short, which the status says
     return ExitCode.OK if delivery.hurried is None else ExitCode.for_signal(delivery.hurried)
+
+
+async def nothing_due(queue: Queue, campaign: str | None) -> bool:
+    """Whether no job is due now (of ``campaign``, or of any), a paused campaign's not
+    counted: no worker claims those until it is resumed."""
+    now = time.time()
+    st = await queue.stats(campaign)
+    if st.next_due is None or st.next_due > now:
+        return True
+    states = await queue.campaign_states([campaign] if campaign else None)
+    paused = {c for c, state in states.items() if state is CampaignState.PAUSED}
+    if not paused:
+        return False
+    for c in [campaign] if campaign else await queue.campaigns():
+        if c not in paused and (due := (await queue.stats(c)).next_due) is not None and due <= now:
+            return False
+    return True

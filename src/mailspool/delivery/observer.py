@@ -33,6 +33,10 @@ class Observer:
         """Every recipient of ``job`` is on the suppression list: it is not sent, and is
         recorded SUPPRESSED (final)."""
 
+    def cancelled(self, job: Job) -> None:
+        """The campaign of ``job`` was cancelled before it was sent: it is not sent, and
+        is recorded CANCELLED (final)."""
+
     def relay_paused(self, err: DeliveryError, delay: float) -> None:
         """``err`` closed the relay gate: no sender uses the relay for ``delay`` seconds."""
 
@@ -51,15 +55,16 @@ class Observer:
 
 
 class Counter(Observer):
-    """Counts the outcomes this process recorded (sent, deferred, dead, suppressed; how
-    many of them ambiguous) and the relay pauses: what ``send`` and ``worker`` report at
-    their end."""
+    """Counts the outcomes this process recorded (sent, deferred, dead, suppressed,
+    cancelled; how many of them ambiguous) and the relay pauses: what ``send`` and
+    ``worker`` report at their end."""
 
     def __init__(self) -> None:
         self.sent_count = 0
         self.deferred_count = 0
         self.dead_count = 0
         self.suppressed_count = 0
+        self.cancelled_count = 0
         self.ambiguous = 0
         self.relay_pauses = 0
 
@@ -74,6 +79,8 @@ class Counter(Observer):
                 self.dead_count += 1
             elif o.state is State.SUPPRESSED:
                 self.suppressed_count += 1
+            elif o.state is State.CANCELLED:
+                self.cancelled_count += 1
             else:
                 self.deferred_count += 1
             self.ambiguous += o.ambiguous

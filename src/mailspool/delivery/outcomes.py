@@ -68,3 +68,20 @@ async def retry_refused(
     except QueueError as exc:
         return f" | could not queue a retry for {', '.join(later)}: {exc}"
     return f" | retrying {', '.join(later)} as job {child.id}"
+
+
+async def sent_outcome(
+    queue: ClaimingSuppressing,
+    policies: CampaignPolicies,
+    job: Job,
+    delivery: Delivery,
+    dropped: list[str] | None,
+) -> Outcome:
+    """The outcome of a message the relay took: its reply, a retry queued for recipients
+    refused for now, and the recipients the suppression list ``dropped``."""
+    reply = sent_reply(delivery)
+    if delivery.refused:
+        reply += await retry_refused(queue, policies, job, delivery)
+    if dropped:
+        reply += f" | suppressed: {', '.join(dropped)}"
+    return Outcome(job.id, State.SENT, reply[:1000])

@@ -1,6 +1,8 @@
-"""Jobs handed back while the relay is paused, or held back by a provider's shaping:
-released to the queue, due when the relay is expected back (or when shaping says), so
-that no job sits leased behind a closed gate (nor is charged an attempt for it)."""
+"""Jobs handed back while the relay is paused, held back by a provider's shaping, or of
+a campaign paused meanwhile: released to the queue, due when the relay is expected back
+(when shaping says; at once for a paused campaign, which claims skip), so that no job
+sits leased behind a closed gate (nor is charged an attempt for it). Also ``drain``,
+which empties a worker's buffer of jobs."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from collections.abc import Callable
 from mailspool.delivery.relay_gate import RelayGate
 from mailspool.errors import QueueError
 from mailspool.queue import Claiming
+
+#: a hold due at once: handed back due now (Parking.give_back)
+NOW = 0.0
 
 
 class Parking:
@@ -46,6 +51,12 @@ class Parking:
         self._held.setdefault((float(math.ceil(until)), reply), []).append(job_id)
         self._start()
 
+    def give_back(self, job_id: str) -> None:
+        """Hand this one back soon, due at once (its campaign is paused: no one claims it
+        until the resume)."""
+        self._held.setdefault((NOW, None), []).append(job_id)
+        self._start()
+
     def _start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._release())
@@ -68,6 +79,7 @@ class Parking:
                 await self._hand_back(ids, time.time() + max(1.0, self.gate.remaining()), reply)
 
     async def _hand_back(self, ids: list[str], until: float, reply: str | None) -> None:
+        due = None if until == NOW else until
         with contextlib.suppress(QueueError):  # else their leases lapse: claimed again
-            await self.queue.release(self.owner, ids, not_before=until, reply=reply)
+            await self.queue.release(self.owner, ids, not_before=due, reply=reply)
         self.released(ids)

@@ -11,6 +11,9 @@
                duplicate window)
     heartbeat  extends the leases of every job held here, so a slow send is never
                handed to a second worker
+    campaigns  a paused campaign's jobs are handed back, a cancelled one's recorded
+               CANCELLED: checked at claim, when a sender takes one and just before it
+               goes out (mailspool.delivery.campaigns)
 
 Observers (progress, logs, metrics) are told about each outcome; none of that lives in
 the loop itself.
@@ -27,12 +30,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from mailspool.delivery.assemble import Assembler
+from mailspool.delivery.campaigns import CampaignGate, CampaignHalted
 from mailspool.delivery.classify import Action, Verdict, classify
 from mailspool.delivery.inflight import InFlight, drain, stop_senders
 from mailspool.delivery.leases import keep_leases, make_owner
 from mailspool.delivery.limits import Limits, LocalLimits, NoLimits
 from mailspool.delivery.observer import Observer
-from mailspool.delivery.outcomes import interrupted, retry_refused, sent_reply
+from mailspool.delivery.outcomes import interrupted, sent_outcome
 from mailspool.delivery.parking import Parking
 from mailspool.delivery.published import publish_states
 from mailspool.delivery.recorder import Recorder
@@ -103,6 +107,9 @@ class Worker:
         self.parking = Parking(
             queue=queue, owner=self.owner, gate=self.gate, released=self._held.difference_update
         )
+        self.campaigns = CampaignGate(
+            queue=queue, parking=self.parking, recorder=self.recorder, tell=self._tell
+        )
         self.assembler = Assembler(queue)
         self._again: set[str] = set()  # throttled by their provider: to be admitted again
         self.screen = Screen(queue)
@@ -140,11 +147,14 @@ class Worker:
             self._task(self._sender()) for _ in range(self.config.concurrency)
         ]
         recorder = self._task(self.recorder.run())
-        heartbeat = self._task(keep_leases(self.queue, self.owner, self._held, self.config.lease))
-        relays = asyncio.create_task(
-            publish_states(self.queue, self.owner, self.transport, self.shaper)
+        background = [
+            self._task(keep_leases(self.queue, self.owner, self._held, self.config.lease)),
+            self._task(self.campaigns.run()),
+            *([self._task(self.shaper.run())] if self.shaper is not None else []),
+        ]
+        background.append(
+            asyncio.create_task(publish_states(self.queue, self.owner, self.transport, self.shaper))
         )
-        shaping = self._task(self.shaper.run()) if self.shaper is not None else None
         try:
             await self._feeder(idle)
         except QueueError as exc:
@@ -158,13 +168,9 @@ class Worker:
             await self.parking.settle()
             self.recorder.close()
             await self._step(recorder)
-            heartbeat.cancel()
-            relays.cancel()
-            if shaping is not None:
-                shaping.cancel()
-            await asyncio.gather(
-                heartbeat, relays, *[shaping] * bool(shaping), return_exceptions=True
-            )
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await self._step(
                 publish_states(self.queue, self.owner, self.transport, self.shaper, once=True)
             )
@@ -243,7 +249,7 @@ class Worker:
             await self.policies.load(j.campaign for j in jobs)
             for job in jobs:
                 self._held.add(job.id)
-            jobs = await self._in_window(jobs)
+            jobs = await self._in_window(await self.campaigns.admit(jobs))
             for job in await self._screen(jobs):
                 self._buffer.put_nowait(job)
             if jobs:
@@ -290,12 +296,7 @@ class Worker:
             job = await self._buffer.get()
             if job is None:
                 return
-            if self._stopping.is_set():
-                continue  # still held: handed back by _release_unsent
-            if self.gate.paused:
-                self.parking.park([job.id, *drain(self._buffer)])
-                continue
-            if self.shaper is not None and not await admitted(self.shaper, self.parking, job):
+            if not await self._goes_now(job):
                 continue
             self.flight.add(job.id)  # a stop before its transaction begins calls it off
             outcome: Outcome | None = None
@@ -321,6 +322,18 @@ class Worker:
                 self._again.discard(job.id)
                 self._buffer.put_nowait(job)
 
+    async def _goes_now(self, job: Job) -> bool:
+        """Whether a job taken from the buffer is tried now; if not, it is left for
+        _release_unsent, handed back, held by its provider's shaping or recorded."""
+        if self._stopping.is_set():
+            return False  # still held: handed back by _release_unsent
+        if self.gate.paused:
+            self.parking.park([job.id, *drain(self._buffer)])
+            return False
+        if self.campaigns.stops(job):  # paused or cancelled since it was claimed
+            return False
+        return self.shaper is None or await admitted(self.shaper, self.parking, job)
+
     async def _attempt(self, job: Job) -> Outcome | None:
         """Send one job; its outcome, or None when it was handed back (relay paused) or
         is still held, untried (stopped while it was admitted)."""
@@ -336,6 +349,9 @@ class Worker:
             return self._dead(job, DeadReason.INVALID_MESSAGE, str(exc))
         prepared = time.monotonic() - began
         self._tell(lambda obs: obs.prepared(prepared))
+        return await self._send(job, data)
+
+    async def _send(self, job: Job, data: bytes) -> Outcome | None:
         domain = job.domain
         started = time.monotonic()
         acquired = False
@@ -346,6 +362,7 @@ class Worker:
             nonlocal acquired, started
             waited = await self.limits.acquire(domain)
             acquired = True
+            self.campaigns.check(job)  # the last moment: paused or cancelled meanwhile?
             if waited:
                 self._tell(lambda obs: obs.rate_limited(waited))
             started = time.monotonic()
@@ -353,6 +370,8 @@ class Worker:
         envelope = envelope_for(job, data, self.shaper, lambda: self.flight.begin(job.id))
         try:
             delivery = await self.transport.send(envelope, ready)
+        except CampaignHalted:
+            return self.campaigns.halted(job)
         except DeliveryError as err:
             if self.shaper is not None and self.shaper.slows(job.id, err):
                 return await self._throttled(job, err)
@@ -362,13 +381,8 @@ class Worker:
                 self.limits.release(domain)
         self.gate.success()
         self._tell(lambda obs: obs.sent(job, delivery, time.monotonic() - started))
-        reply = sent_reply(delivery)
-        if delivery.refused:
-            reply += await retry_refused(self.queue, self.policies, job, delivery)
         dropped = self.screen.dropped.get(job.id)
-        if dropped:
-            reply += f" | suppressed: {', '.join(dropped)}"
-        return Outcome(job.id, State.SENT, reply[:1000])
+        return await sent_outcome(self.queue, self.policies, job, delivery, dropped)
 
     async def _throttled(self, job: Job, err: DeliveryError) -> Outcome | None:
         """A reply from the job's provider meaning "too fast": its rate is cut and the

@@ -37,8 +37,9 @@ FIRST_BATCH = 500
 class ProducerReport:
     """What a producer's run did with the rows: how many were read (``rows``), queued
     as new jobs, found queued by an earlier run of the same campaign and not final yet
-    (``pending``), found sent or dead already, duplicates of an earlier row of this run,
-    rejected (then ``rejects_file`` is where they are listed), suppressed (every
+    (``pending``), found sent, dead or cancelled (its campaign cancelled) already,
+    duplicates of an earlier row of this run, rejected (then ``rejects_file`` is where
+    they are listed), suppressed (every
     recipient on the suppression list, now or in an earlier run) and queued without a
     DKIM signature while keys are configured (``unsigned``)."""
 
@@ -47,6 +48,7 @@ class ProducerReport:
     pending: int = 0
     already_sent: int = 0
     already_dead: int = 0
+    already_cancelled: int = 0
     duplicates: int = 0
     rejected: int = 0
     #: rows whose every recipient is suppressed: recorded as final suppressed jobs
@@ -59,6 +61,21 @@ class ProducerReport:
     def queued(self) -> int:
         """The jobs of this campaign waiting to be sent after the run."""
         return self.new + self.pending
+
+    def count_known(self, result: Enqueued) -> None:
+        """Count a row whose job the queue had already (any result but NEW)."""
+        if result is Enqueued.SUPPRESSED:
+            self.suppressed += 1
+        elif result is Enqueued.PENDING:
+            self.pending += 1
+        elif result is Enqueued.SENT:
+            self.already_sent += 1
+        elif result is Enqueued.DEAD:
+            self.already_dead += 1
+        elif result is Enqueued.CANCELLED:
+            self.already_cancelled += 1
+        else:
+            self.duplicates += 1
 
 
 class EnqueuingSuppressing(Enqueuing, Suppressing, Protocol):
@@ -180,13 +197,5 @@ class Producer:
                 rep.new += 1
                 if signing and not is_signed(job):
                     rep.unsigned += 1
-            elif res is Enqueued.SUPPRESSED:
-                rep.suppressed += 1
-            elif res is Enqueued.PENDING:
-                rep.pending += 1
-            elif res is Enqueued.SENT:
-                rep.already_sent += 1
-            elif res is Enqueued.DEAD:
-                rep.already_dead += 1
             else:
-                rep.duplicates += 1
+                rep.count_known(res)

@@ -12,6 +12,8 @@ asyncio) through the same renderer, so every line of a process has one format.
     message dead        error    job_id campaign domain attempt code reason
     message suppressed  info     job_id campaign domain attempt (every recipient on the
                                  suppression list: not sent)
+    message cancelled   info     job_id campaign domain attempt (its campaign was
+                                 cancelled: not sent)
     relay paused        warning  code stage kind retry_in_s
 
 ``domain`` is the first recipient's domain; the full addresses (``recipients``) and the
@@ -235,6 +237,13 @@ class LogObserver(Observer):
         fields = self._fields(job)
         fields["state"] = "suppressed"
         self.log.log(self._sent_level, "message suppressed", **fields)
+
+    def cancelled(self, job: Job) -> None:
+        if not self._sent_on:
+            return
+        fields = self._fields(job)
+        fields["state"] = "cancelled"
+        self.log.log(self._sent_level, "message cancelled", **fields)
 
     def relay_paused(self, err: DeliveryError, delay: float) -> None:
         # refused credentials or TLS are a misconfiguration that waiting will not mend:

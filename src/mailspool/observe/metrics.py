@@ -7,7 +7,7 @@ outcomes, reply classes, dead-letter reasons, API routes), never from user input
 metric                                      type       labels
 ==========================================  =========  ===============================
 mailspool_messages_total                    counter    outcome: sent, deferred, dead,
-                                                       suppressed
+                                                       suppressed, cancelled
 mailspool_dead_letters_total                counter    reason: the dead-letter reasons
 mailspool_send_duration_seconds             histogram  outcome: sent, failed
 mailspool_smtp_replies_total                counter    class: 2xx 4xx 5xx network
@@ -24,7 +24,7 @@ mailspool_ambiguous_deliveries_total        counter    -
 mailspool_rate_limit_wait_seconds_total     counter    -
 mailspool_rate_limited_sends_total          counter    -
 mailspool_queue_depth                       gauge      state: queued sending deferred
-                                                       sent dead suppressed
+                                                       sent dead suppressed cancelled
 mailspool_queue_up                          gauge      -
 mailspool_api_requests_total                counter    method, route, status
 mailspool_api_messages_accepted_total       counter    -
@@ -67,7 +67,7 @@ from mailspool.transport.base import Delivery, Transport
 if TYPE_CHECKING:
     from mailspool.delivery.shaping import Shaper
 
-OUTCOMES = ("sent", "deferred", "dead", "suppressed")
+OUTCOMES = ("sent", "deferred", "dead", "suppressed", "cancelled")
 DURATION_OUTCOMES = ("sent", "failed")
 REPLY_CLASSES = ("2xx", "4xx", "5xx", "network", "timeout", "tls", "auth", "other")
 STATES = tuple(s.value for s in State)

@@ -19,6 +19,7 @@ from mailspool.queue.base import DeadFilter, Queue
 from mailspool.queue.memory import MemoryQueue
 from mailspool.queue.roles import (
     Blobs,
+    CampaignControl,
     CampaignSettings,
     Claiming,
     DeadLetterAdmin,
@@ -26,6 +27,7 @@ from mailspool.queue.roles import (
     Inspection,
     LeaseAdmin,
     Returning,
+    StoreCampaignControl,
     StoreClaiming,
     StoreDeadLetterAdmin,
     StoreEnqueuing,
@@ -46,6 +48,7 @@ __all__ = [
     "QUEUES",
     "STORES",
     "Blobs",
+    "CampaignControl",
     "CampaignSettings",
     "Claiming",
     "DeadFilter",
@@ -63,6 +66,7 @@ __all__ = [
     "Ref",
     "Returning",
     "SQLiteQueue",
+    "StoreCampaignControl",
     "StoreClaiming",
     "StoreDeadLetterAdmin",
     "StoreEnqueuing",

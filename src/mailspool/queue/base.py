@@ -5,8 +5,8 @@ store (state, attempts, last reply, the sent ledger, dead letters, blobs). Backe
 split the two (RabbitMQ plus a :class:`~mailspool.queue.store.JobStore`) implement the
 same interface. Callers type their parameters against a role
 (:mod:`mailspool.queue.roles`): Enqueuing, Claiming, LeaseAdmin, Inspection,
-DeadLetterAdmin, Blobs, CampaignSettings; :class:`Queue` declares the methods of every
-role, grouped and commented by role.
+DeadLetterAdmin, Blobs, CampaignSettings, CampaignControl; :class:`Queue` declares the
+methods of every role, grouped and commented by role.
 
 Leases: ``claim`` marks jobs ``sending`` for ``owner`` until ``now + lease``; a job whose
 lease expires is claimable again. ``record`` only applies outcomes for jobs whose lease
@@ -17,6 +17,12 @@ Ambiguous deliveries: a job whose lease expired (or whose dead owner's leases we
 released) may have been delivered by the worker that held it; claiming it again counts
 one ambiguous delivery, as does an outcome recorded with ``ambiguous=True`` (a hang-up
 or timeout after the final dot). Stats report the sum: duplicates never exceed it.
+
+Campaign control: ``claim`` hands out no job of a paused campaign. A cancelled
+campaign's queued and deferred jobs are made ``cancelled`` by ``set_campaign_state``
+(in one transaction where the backend allows); a job of it claimed all the same (one
+leased before the cancel whose lease expired, one queued to it later) is the worker's to
+record ``cancelled`` (mailspool.delivery.campaigns).
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.models import (
+    CampaignChange,
+    CampaignState,
+    CampaignStats,
+    Enqueued,
+    Job,
+    Outcome,
+    State,
+)
 from mailspool.queue.events import EventLog
 from mailspool.queue.returns import ReturnLog
 from mailspool.queue.suppression import SuppressionList
@@ -139,13 +153,14 @@ class Queue(abc.ABC):
         self, owner: str, limit: int, lease: float, campaign: str | None = None
     ) -> list[Job]:
         """Lease up to ``limit`` due jobs (queued, deferred past ``not_before``, or with an
-        expired lease), incrementing their attempts."""
+        expired lease), incrementing their attempts; none of a paused campaign."""
 
     @abc.abstractmethod
     async def record(self, owner: str, outcomes: Sequence[Outcome]) -> int:
         """Apply outcomes of leases ``owner`` still holds; returns how many were applied.
-        SENT, DEAD and SUPPRESSED are final (a suppressed job keeps the reply, and no
-        dead reason: :func:`final_reason`); DEFERRED is due again at ``not_before``."""
+        SENT, DEAD, SUPPRESSED and CANCELLED are final (a suppressed job keeps the reply,
+        and no dead reason: :func:`final_reason`); DEFERRED is due again at
+        ``not_before``. A CANCELLED outcome writes no job event."""
 
     @abc.abstractmethod
     async def extend(self, owner: str, job_ids: Sequence[str], lease: float) -> None:
@@ -225,6 +240,22 @@ class Queue(abc.ABC):
         """The campaign's settings; empty when none were set."""
         return dict(self._campaign_settings().get(campaign, {}))
 
+    # -- CampaignControl (and Claiming reads the states) ------------------------------
+
+    @abc.abstractmethod
+    async def set_campaign_state(self, campaign: str, state: CampaignState) -> CampaignChange:
+        """Pause, resume (ACTIVE) or cancel the campaign; doing it twice changes nothing.
+        A cancelled campaign stays so (the change says what it is in). Cancelling also
+        makes its queued and deferred jobs CANCELLED: final, never claimed; the change
+        counts them."""
+
+    @abc.abstractmethod
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]:
+        """The states of ``campaigns`` that are not active (None: of every campaign that
+        is not); one missing from the answer is active."""
+
     def _campaign_settings(self) -> dict[str, dict[str, Any]]:
         store: dict[str, dict[str, Any]] | None = getattr(self, "_local_campaign_settings", None)
         if store is None:
@@ -244,6 +275,8 @@ def resumed(existing_row: int, existing_state: str, row: int) -> Enqueued:
         return Enqueued.DEAD
     if existing_state == State.SUPPRESSED.value:
         return Enqueued.SUPPRESSED
+    if existing_state == State.CANCELLED.value:
+        return Enqueued.CANCELLED
     return Enqueued.PENDING
 
 

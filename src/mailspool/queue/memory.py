@@ -7,7 +7,15 @@ import dataclasses
 import time
 from collections.abc import Sequence
 
-from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.models import (
+    CampaignChange,
+    CampaignState,
+    CampaignStats,
+    Enqueued,
+    Job,
+    Outcome,
+    State,
+)
 from mailspool.queue.base import DeadFilter, Queue, added, final_reason, resumed
 from mailspool.queue.events import EventLog, EventType, MemoryEventLog
 from mailspool.queue.returns import MemoryReturnLog
@@ -46,6 +54,7 @@ class MemoryQueue(Queue):
         self.blobs: dict[str, bytes] = {}
         self._ready_at: dict[str, float] = {}
         self._ambiguous: dict[str, int] = {}
+        self._control: dict[str, CampaignState] = {}  # the campaigns not active
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[Enqueued]:
         now = time.time()
@@ -75,6 +84,7 @@ class MemoryQueue(Queue):
             if j.state in _CLAIMABLE
             and self._ready_at[j.id] <= now
             and (campaign is None or j.campaign == campaign)
+            and self._control.get(j.campaign) is not CampaignState.PAUSED
         ]
 
     async def claim(
@@ -115,7 +125,8 @@ class MemoryQueue(Queue):
             j.not_before = o.not_before if o.state is State.DEFERRED else 0.0
             self._ready_at[j.id] = o.not_before if o.state is State.DEFERRED else now
             self._ambiguous[j.id] = self._ambiguous.get(j.id, 0) + int(o.ambiguous)
-            self._event(EventType(o.state.value), j)
+            if o.state is not State.CANCELLED:  # no event: webhooks know no such type
+                self._event(EventType(o.state.value), j)
             if o.ambiguous:
                 self._event(EventType.AMBIGUOUS, j)
             applied += 1
@@ -202,6 +213,29 @@ class MemoryQueue(Queue):
 
     async def campaigns(self) -> list[str]:
         return sorted({j.campaign for j in self.jobs.values()})
+
+    async def set_campaign_state(self, campaign: str, state: CampaignState) -> CampaignChange:
+        if self._control.get(campaign) is CampaignState.CANCELLED:
+            return CampaignChange(CampaignState.CANCELLED)
+        if state is CampaignState.ACTIVE:
+            self._control.pop(campaign, None)
+            return CampaignChange(state)
+        self._control[campaign] = state
+        if state is not CampaignState.CANCELLED:
+            return CampaignChange(state)
+        now, n = time.time(), 0
+        for j in self.jobs.values():
+            if j.campaign == campaign and j.state in (State.QUEUED, State.DEFERRED):
+                j.state, j.updated_at, j.not_before = State.CANCELLED, now, 0.0
+                n += 1
+        return CampaignChange(state, n)
+
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]:
+        if campaigns is None:
+            return dict(self._control)
+        return {c: self._control[c] for c in campaigns if c in self._control}
 
     def _dead(self, flt: DeadFilter) -> list[Job]:
         return [

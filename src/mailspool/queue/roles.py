@@ -16,13 +16,15 @@ Inspection          read stats, one job, the campaigns
 DeadLetterAdmin     list, retry and purge dead letters
 Blobs               content shared by many jobs (attachments, named templates)
 CampaignSettings    per-campaign settings (a campaign's own retry schedule)
+CampaignControl     pause, resume and cancel a campaign; read campaigns' states
 Suppressing         the suppression list kept beside the jobs
 Returning           returned mail (bounces, complaints) recorded on the jobs
 ==================  ====================================================================
 
 Job store roles (:mod:`mailspool.queue.store`) are the same, in the shapes a broker queue
 needs: a change that makes jobs due returns their :class:`Ref`\\ s, for the broker to
-announce. ``Inspection``, ``Blobs`` and ``CampaignSettings`` are shared as they are.
+announce. ``Inspection``, ``Blobs`` and ``CampaignSettings`` are shared as they are;
+``StoreCampaignControl`` returns a resumed campaign's due jobs.
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.models import (
+    CampaignChange,
+    CampaignState,
+    CampaignStats,
+    Enqueued,
+    Job,
+    Outcome,
+    State,
+)
 from mailspool.queue.base import DeadFilter
 from mailspool.queue.returns import ReturnLog
 from mailspool.queue.store import Ref
@@ -116,6 +126,19 @@ class Claiming(Protocol):
     async def enqueue(self, jobs: Sequence[Job]) -> list[Enqueued]: ...
     async def get_blob(self, digest: str) -> bytes | None: ...
     async def campaign_settings(self, campaign: str) -> dict[str, Any]: ...
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]: ...
+
+
+@runtime_checkable
+class CampaignControl(Protocol):
+    """Pausing, resuming and cancelling a campaign (``mailspool campaign``, the API)."""
+
+    async def set_campaign_state(self, campaign: str, state: CampaignState) -> CampaignChange: ...
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]: ...
 
 
 @runtime_checkable
@@ -177,6 +200,18 @@ class StoreClaiming(Protocol):
 
 
 @runtime_checkable
+class StoreCampaignControl(Protocol):
+    """As :class:`CampaignControl`; a resume returns the campaign's due jobs, to announce."""
+
+    async def set_campaign_state(
+        self, campaign: str, state: CampaignState
+    ) -> tuple[CampaignChange, list[Ref]]: ...
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]: ...
+
+
+@runtime_checkable
 class StoreLeaseAdmin(Protocol):
     """As :class:`LeaseAdmin`; handing back returns the jobs, to announce them again."""
 
@@ -199,12 +234,12 @@ if TYPE_CHECKING:
 
     def _queue_roles(q: Queue) -> tuple[
         Enqueuing, Claiming, LeaseAdmin, Inspection, DeadLetterAdmin, Blobs, CampaignSettings,
-        Suppressing, Returning,
+        CampaignControl, Suppressing, Returning,
     ]:  # fmt: skip
-        return (q, q, q, q, q, q, q, q, q)
+        return (q, q, q, q, q, q, q, q, q, q)
 
     def _store_roles(s: JobStore) -> tuple[
         StoreEnqueuing, StoreClaiming, StoreLeaseAdmin, Inspection, StoreDeadLetterAdmin,
-        Blobs, CampaignSettings, Suppressing, Returning,
+        Blobs, CampaignSettings, StoreCampaignControl, Suppressing, Returning,
     ]:  # fmt: skip
-        return (s, s, s, s, s, s, s, s, s)
+        return (s, s, s, s, s, s, s, s, s, s)

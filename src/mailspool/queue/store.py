@@ -10,7 +10,9 @@ loses or delivers twice, a job is claimed only when the store says it is due.
 The semantics are those of the SQLite queue (see :mod:`mailspool.queue.base`): a claim
 increments ``attempts`` and leases the job to ``owner`` until ``now + lease``; outcomes
 apply only while ``owner`` holds the lease; a handed-back job is ``queued`` (first
-attempt) or ``deferred``.
+attempt) or ``deferred``. No claim hands out a job of a paused campaign: the broker's
+messages for one are acknowledged unclaimed, and its resume returns its due jobs for the
+broker to announce again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.models import (
+    CampaignChange,
+    CampaignState,
+    CampaignStats,
+    Enqueued,
+    Job,
+    Outcome,
+    State,
+)
 from mailspool.queue.base import DeadFilter
 from mailspool.queue.events import EventLog
 from mailspool.queue.returns import ReturnLog
@@ -45,7 +55,7 @@ class JobStore(abc.ABC):
     :func:`mailspool.queue.make_store` from a URL, not yet opened: ``async with store:``
     opens and closes it. The abstract methods are grouped by role below, as the queue's
     are (:mod:`mailspool.queue.roles`: StoreEnqueuing, StoreClaiming, StoreLeaseAdmin,
-    Inspection, StoreDeadLetterAdmin, Blobs, CampaignSettings)."""
+    Inspection, StoreDeadLetterAdmin, Blobs, CampaignSettings, StoreCampaignControl)."""
 
     #: the URL it was opened with, secrets redacted
     url: str = ""
@@ -101,7 +111,8 @@ class JobStore(abc.ABC):
     async def claim_ids(
         self, owner: str, ids: Sequence[str], lease: float, campaign: str | None
     ) -> list[Job]:
-        """Lease those of ``ids`` that are due (and in ``campaign``), as ``Queue.claim``."""
+        """Lease those of ``ids`` that are due (and in ``campaign``), as ``Queue.claim``:
+        none of a paused campaign."""
 
     @abc.abstractmethod
     async def claim_due(
@@ -112,11 +123,13 @@ class JobStore(abc.ABC):
         campaign: str | None,
         states: Sequence[State],
     ) -> list[Job]:
-        """Lease up to ``limit`` due jobs in ``states``, oldest due first."""
+        """Lease up to ``limit`` due jobs in ``states``, oldest due first (none of a
+        paused campaign)."""
 
     @abc.abstractmethod
     async def has_due(self, campaign: str | None, states: Sequence[State]) -> bool:
-        """Whether a job in ``states`` (and in ``campaign``) is due now."""
+        """Whether a job in ``states`` (and in ``campaign``) is due now, a paused
+        campaign's not counted."""
 
     @abc.abstractmethod
     async def exists(self, campaign: str) -> bool:
@@ -202,6 +215,22 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     async def campaign_settings(self, campaign: str) -> dict[str, Any]:
         """As ``Queue.campaign_settings``."""
+
+    # -- StoreCampaignControl -----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def set_campaign_state(
+        self, campaign: str, state: CampaignState
+    ) -> tuple[CampaignChange, list[Ref]]:
+        """As ``Queue.set_campaign_state``; a resume also returns the campaign's jobs due
+        now, for the broker to announce (their messages went unclaimed while it was
+        paused)."""
+
+    @abc.abstractmethod
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]:
+        """As ``Queue.campaign_states``."""
 
 
 STORES: Plugins[JobStore] = Plugins(

@@ -1,6 +1,7 @@
 """The PostgreSQL job store's own layout: messages stored packed, a table from before
 that read as it was written, a damaged message reported with its job, events added to a
-schema from before them and read in an order that skips none committed late."""
+schema from before them and read in an order that skips none committed late; campaign
+control added to a schema from before it."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from mailspool.models import Outcome, State
+from mailspool.models import CampaignState, Outcome, State
 from mailspool.queue import PostgresStore
 from mailspool.queue.events import EventType
 from mailspool.queue.packing import Packed, pack
 
 # the store's own tables and statements, which these tests look into
-from mailspool.queue.postgres.schema import DDL, EVENTS_DDL, record_sql
+from mailspool.queue.postgres.schema import DDL, EVENTS_DDL, JOB_EVENT_FN, record_sql
 from tests.support.jobs import make_job
 from tests.support.services import POSTGRES_URL, need, port_open
 
@@ -194,4 +195,39 @@ async def test_an_event_committed_late_is_read_after_a_younger_one(schema: str) 
         assert await store.events.head() == got[1].cursor
     finally:
         await older.close()
+        await store.close()
+
+
+async def test_a_schema_from_before_campaign_control_gets_it(schema: str) -> None:
+    """The campaigns' state column, and the job event trigger that writes no event for a
+    job a worker records cancelled."""
+    campaigns = (
+        "CREATE TABLE IF NOT EXISTS {s}.campaigns (\n    name text PRIMARY KEY,\n"
+        "    settings text NOT NULL,\n    state text NOT NULL DEFAULT 'active'\n);"
+    )
+    old_event = JOB_EVENT_FN.replace("NOT IN ('sending', 'cancelled')", "<> 'sending'")
+    assert campaigns in DDL and old_event != JOB_EVENT_FN
+    before = DDL.replace(
+        campaigns,
+        "CREATE TABLE IF NOT EXISTS {s}.campaigns (name text PRIMARY KEY, settings text NOT NULL);",
+    ).replace(JOB_EVENT_FN.strip(), old_event.strip())
+    await sql(before.format(s=schema))
+    for _ in range(2):  # opened again: up to date, nothing changes
+        store = await opened(schema)
+        try:
+            await store.insert([make_job(1), make_job(2)])
+            await store.set_campaign_state("c1", CampaignState.PAUSED)
+            assert await store.claim_due("w", 10, 60.0, None, (State.QUEUED,)) == []
+            await store.set_campaign_state("c1", CampaignState.ACTIVE)
+        finally:
+            await store.close()
+    store = await opened(schema)
+    try:
+        (job,) = await store.claim_due("w", 1, 60.0, "c1", (State.QUEUED,))
+        change, _ = await store.set_campaign_state("c1", CampaignState.CANCELLED)
+        assert change.cancelled == 1
+        cancelled = Outcome(job.id, State.CANCELLED, "campaign cancelled")
+        assert await store.record("w", [cancelled]) == 1
+        assert await store.events.read() == []  # nor one of a type webhooks do not know
+    finally:
         await store.close()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mailspool.errors import ConfigError, MissingExtra, QueueError
-from mailspool.models import Enqueued, Outcome, State
+from mailspool.models import CampaignState, Enqueued, Outcome, State
 from mailspool.queue import RabbitMQQueue, make_queue
 
 # the URL parsers, tested here on their own (each is internal to its backend)
@@ -184,6 +184,29 @@ async def test_another_campaigns_announcements_are_left_to_its_workers(
     await q.enqueue([make_job(1, campaign="a"), make_job(1, campaign="b")])
     assert [j.campaign for j in await q.claim("wb", 10, 30, campaign="b")] == ["b"]
     assert [j.campaign for j in await q.claim("wa", 10, 30, campaign="a")] == ["a"]
+
+
+async def test_a_paused_campaigns_messages_are_taken_once_and_announced_at_the_resume(
+    ns: RabbitMQNamespace, open_queue: OpenQueue
+) -> None:
+    worker = await open_queue("&claim_wait=0.1")
+    operator = await open_queue()  # never claims: consumes nothing
+    await worker.enqueue([make_job(i, campaign="p") for i in range(5)])
+    await operator.set_campaign_state("p", CampaignState.PAUSED)
+    for _ in range(3):
+        assert await worker.claim("w", 10, 30) == []
+    # its messages were acknowledged as they came, never handed back to come round again
+    assert not worker._inbox and not worker._held
+    await worker.close()
+    assert await ready_messages(ns) == 0
+    # the resume announces its due jobs again, for whichever worker is there
+    await operator.set_campaign_state("p", CampaignState.ACTIVE)
+    assert await ready_messages(ns) >= 1
+    again = await open_queue("&claim_wait=0.1")
+    got: list[str] = []
+    while batch := await again.claim("w2", 10, 30):
+        got += [j.id for j in batch]
+    assert sorted(got) == [make_job(i, campaign="p").id for i in range(5)]
 
 
 async def test_past_the_delivery_limit_jobs_are_announced_again(

@@ -1,6 +1,6 @@
 """What the contract suite cannot see of the Redis backend: the sent ledger against broker
 redeliveries, stream trimming, leases of different lengths in one consumer group, the URL,
-error translation and reconnecting."""
+error translation and reconnecting; campaign control's keys."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mailspool.errors import ConfigError, MissingExtra, QueueError
-from mailspool.models import Enqueued, Job, Outcome, State
+from mailspool.models import CampaignState, Enqueued, Job, Outcome, State
 from mailspool.queue import RedisQueue, make_queue
 from mailspool.queue.packing import Packed, pack
 from mailspool.queue.redis import Reconnect, backoff_delays, parse_redis_url
@@ -143,6 +143,26 @@ async def test_a_damaged_message_is_claimed_marked_unreadable(rq: RedisQueue) ->
     assert (got["c1-2"].unreadable, got["c1-2"].message) == ("", job(2).message)
     listed = await rq.get("c1-1")  # still readable as a job, for status and dead letters
     assert listed is not None and listed.unreadable
+
+
+async def test_a_cancel_leaves_the_stream_with_only_the_jobs_being_sent(rq: RedisQueue) -> None:
+    """Campaign control's keys: the state in P:control (absent: active), and a cancel
+    that drops the stream entries and delayed members of what it ends, as outcomes do,
+    and the bodies, as for sent jobs."""
+    later = time.time() + 3600
+    await rq.enqueue([job(i) for i in range(4)] + [dataclasses.replace(job(9), not_before=later)])
+    await rq.claim("w", 1, 60)
+    control = f"{rq.prefix}:control"
+    await rq.set_campaign_state("c1", CampaignState.PAUSED)
+    assert await rq.redis.hget(control, "c1") == b"paused"
+    await rq.set_campaign_state("c1", CampaignState.ACTIVE)
+    assert await rq.redis.hexists(control, "c1") == 0
+    assert (await rq.set_campaign_state("c1", CampaignState.CANCELLED)).cancelled == 4
+    assert await rq.redis.hget(control, "c1") == b"cancelled"
+    assert await stream_state(rq) == (1, 1)  # the leased job's entry alone
+    assert await rq.redis.zcard(f"{rq.prefix}:delayed:c1") == 0
+    assert await rq.redis.hexists(f"{rq.prefix}:job:c1-2", "message") == 0
+    assert await rq.redis.zscore(f"{rq.prefix}:active", "c1") is not None  # one still sending
 
 
 async def test_leases_of_different_lengths_share_one_group(rq: RedisQueue) -> None:

@@ -1,14 +1,19 @@
 """The SQLite queue's file: messages apart from the job rows (compressed, keyed by the
-job's sequence number), and files from the two layouts before that."""
+job's sequence number), and files from the two layouts before that; a file from before
+campaign control."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-from mailspool.models import Enqueued, Job, Outcome, State
+from mailspool.models import CampaignState, Enqueued, Job, Outcome, State
 from mailspool.queue import DeadFilter, SQLiteQueue
 from mailspool.queue.packing import unpack
+
+# the file's own layout, which a test here writes as an earlier version did
+from mailspool.queue.sqlite.schema import EVENTS, SCHEMA
+from tests.support.jobs import make_job
 from tests.support.sqlite_files import earlier_file, stored_job
 
 
@@ -124,3 +129,31 @@ async def test_a_damaged_message_is_claimed_marked_unreadable(tmp_path: Path) ->
         assert (got["id2"].unreadable, got["id2"].message) == ("", stored_job(2).message)
     finally:
         await q.close()
+
+
+async def test_a_file_from_before_campaign_control_gets_it(tmp_path: Path) -> None:
+    campaigns = (
+        "CREATE TABLE IF NOT EXISTS campaigns (\n    name TEXT PRIMARY KEY,\n"
+        "    settings TEXT NOT NULL,\n    state TEXT NOT NULL DEFAULT 'active'\n);"
+    )
+    assert campaigns in SCHEMA
+    before = SCHEMA.replace(
+        campaigns, "CREATE TABLE campaigns (name TEXT PRIMARY KEY, settings TEXT NOT NULL);"
+    )
+    path = tmp_path / "before.db"
+    db = sqlite3.connect(path)
+    db.executescript(before + EVENTS)
+    db.execute("INSERT INTO campaigns VALUES ('a', '{\"retry\": {\"first\": 10.0}}')")
+    db.commit()
+    db.close()
+    for _ in range(2):  # opened again: up to date, nothing changes
+        q = SQLiteQueue(path)
+        await q.open()
+        try:
+            assert await q.campaign_states() in ({}, {"a": CampaignState.PAUSED})
+            await q.enqueue([make_job(1, campaign="a")])
+            await q.set_campaign_state("a", CampaignState.PAUSED)
+            assert await q.claim("w", 10, 30) == []
+            assert await q.campaign_settings("a") == {"retry": {"first": 10.0}}
+        finally:
+            await q.close()

@@ -89,6 +89,29 @@ CREATE TABLE IF NOT EXISTS {s}.unmatched (
 CREATE INDEX IF NOT EXISTS unmatched_received ON {s}.unmatched (received_at, digest);
 """
 
+#: the event of a job's change (see EVENTS_DDL); a schema from before campaign control
+#: gets it again, for a cancelled job writes none
+JOB_EVENT_FN = """
+CREATE OR REPLACE FUNCTION {s}.job_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- a job stored suppressed, or a leased job's outcome (a cancelled job has no event)
+    IF TG_OP = 'INSERT' OR NEW.state NOT IN ('sending', 'cancelled') THEN
+        INSERT INTO {s}.events (type, at, job_id, campaign, recipients, detail, reason,
+            attempts) VALUES (NEW.state, NEW.updated_at, NEW.id, NEW.campaign,
+            NEW.recipients, left(NEW.last_reply, 1000), NEW.dead_reason, NEW.attempts);
+    END IF;
+    -- an outcome recorded ambiguous, or an expired lease claimed again (the attempt
+    -- that may have delivered is the one before this claim's)
+    IF TG_OP = 'UPDATE' AND NEW.ambiguous > OLD.ambiguous THEN
+        INSERT INTO {s}.events (type, at, job_id, campaign, recipients, detail, reason,
+            attempts) VALUES ('ambiguous', NEW.updated_at, NEW.id, NEW.campaign,
+            NEW.recipients, left(NEW.last_reply, 1000), NEW.dead_reason,
+            CASE WHEN NEW.state = 'sending' THEN OLD.attempts ELSE NEW.attempts END);
+    END IF;
+    RETURN NULL;
+END $$;
+"""
+
 #: job events and webhook delivery state (mailspool.queue.postgres.events). Triggers write
 #: each event in the transaction of the change that causes it, whichever statement makes
 #: it; an event is read by (xid, seq): the writer's transaction id, then its order in it.
@@ -128,24 +151,7 @@ CREATE TABLE IF NOT EXISTS {s}.pending (
     PRIMARY KEY (endpoint, xid, seq)
 );
 CREATE INDEX IF NOT EXISTS pending_due ON {s}.pending (endpoint, next_at) WHERE NOT dead;
-CREATE OR REPLACE FUNCTION {s}.job_event() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    -- a job stored suppressed, or a leased job's outcome
-    IF TG_OP = 'INSERT' OR NEW.state <> 'sending' THEN
-        INSERT INTO {s}.events (type, at, job_id, campaign, recipients, detail, reason,
-            attempts) VALUES (NEW.state, NEW.updated_at, NEW.id, NEW.campaign,
-            NEW.recipients, left(NEW.last_reply, 1000), NEW.dead_reason, NEW.attempts);
-    END IF;
-    -- an outcome recorded ambiguous, or an expired lease claimed again (the attempt
-    -- that may have delivered is the one before this claim's)
-    IF TG_OP = 'UPDATE' AND NEW.ambiguous > OLD.ambiguous THEN
-        INSERT INTO {s}.events (type, at, job_id, campaign, recipients, detail, reason,
-            attempts) VALUES ('ambiguous', NEW.updated_at, NEW.id, NEW.campaign,
-            NEW.recipients, left(NEW.last_reply, 1000), NEW.dead_reason,
-            CASE WHEN NEW.state = 'sending' THEN OLD.attempts ELSE NEW.attempts END);
-    END IF;
-    RETURN NULL;
-END $$;
+@JOB_EVENT@
 CREATE OR REPLACE FUNCTION {s}.return_event() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO {s}.events (type, at, job_id, campaign, recipients, detail, reason,
@@ -174,7 +180,7 @@ CREATE OR REPLACE TRIGGER return_event AFTER INSERT ON {s}.returns
 -- an entry merged into one stored (ON CONFLICT DO UPDATE) fires no INSERT trigger
 CREATE OR REPLACE TRIGGER unsubscribe_event AFTER INSERT ON {s}.suppressions
     FOR EACH ROW WHEN (NEW.reason = 'unsubscribed') EXECUTE FUNCTION {s}.unsubscribe_event();
-"""
+""".replace("@JOB_EVENT@", JOB_EVENT_FN.strip())
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -207,7 +213,11 @@ CREATE INDEX IF NOT EXISTS jobs_campaign ON {s}.jobs (campaign, state, ready_at)
 CREATE TABLE IF NOT EXISTS {s}.blobs (digest text PRIMARY KEY, data bytea NOT NULL);
 @SUPPRESSIONS@
 @RETURNS@
-CREATE TABLE IF NOT EXISTS {s}.campaigns (name text PRIMARY KEY, settings text NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.campaigns (
+    name text PRIMARY KEY,
+    settings text NOT NULL,
+    state text NOT NULL DEFAULT 'active'
+);
 @EVENTS@
 """.replace("@SUPPRESSIONS@", SUPPRESSIONS_DDL.strip()).replace("@RETURNS@", RETURNS_DDL.strip())
 DDL = DDL.replace("@EVENTS@", EVENTS_DDL.strip())
@@ -228,10 +238,14 @@ ADD_PACKED = (
 ADD_LIST_NAME = "ALTER TABLE {s}.jobs ADD COLUMN list_name text NOT NULL DEFAULT ''"
 # A table from before send windows: its jobs follow their campaign's timezone ("").
 ADD_TIMEZONE = "ALTER TABLE {s}.jobs ADD COLUMN timezone text NOT NULL DEFAULT ''"
+# A schema from before campaign control: every campaign active, no event for a cancel.
+ADD_CAMPAIGN_STATE = (
+    "ALTER TABLE {s}.campaigns ADD COLUMN state text NOT NULL DEFAULT 'active';" + JOB_EVENT_FN
+)
 
 _HAS_COLUMN = (
     "SELECT true FROM information_schema.columns"
-    " WHERE table_schema = $1 AND table_name = 'jobs' AND column_name = $2"
+    " WHERE table_schema = $1 AND table_name = $3 AND column_name = $2"
 )
 
 
@@ -243,11 +257,11 @@ async def create_or_upgrade(con: Any, s: str) -> None:
     if await con.fetchval("SELECT to_regclass($1)", f"{s}.campaigns") is None:
         await con.execute(DDL.format(s=s))
         return
-    if not await con.fetchval(_HAS_COLUMN, s, "packed_message"):
+    if not await con.fetchval(_HAS_COLUMN, s, "packed_message", "jobs"):
         await con.execute(ADD_PACKED.format(s=s))
-    if not await con.fetchval(_HAS_COLUMN, s, "list_name"):
+    if not await con.fetchval(_HAS_COLUMN, s, "list_name", "jobs"):
         await con.execute(ADD_LIST_NAME.format(s=s))
-    if not await con.fetchval(_HAS_COLUMN, s, "timezone"):
+    if not await con.fetchval(_HAS_COLUMN, s, "timezone", "jobs"):
         await con.execute(ADD_TIMEZONE.format(s=s))
     if await con.fetchval("SELECT to_regclass($1)", f"{s}.suppressions") is None:
         await con.execute(SUPPRESSIONS_DDL.format(s=s))
@@ -255,6 +269,8 @@ async def create_or_upgrade(con: Any, s: str) -> None:
         await con.execute(RETURNS_DDL.format(s=s))
     if await con.fetchval("SELECT to_regclass($1)", f"{s}.pending") is None:
         await con.execute(EVENTS_DDL.format(s=s))
+    if not await con.fetchval(_HAS_COLUMN, s, "state", "campaigns"):
+        await con.execute(ADD_CAMPAIGN_STATE.format(s=s))
 
 
 #: the states a job can be claimed from, as stored
@@ -309,13 +325,18 @@ def extend_sql(t: str) -> str:
     return f"UPDATE {t} SET ready_at = $2 WHERE id = $1 AND lease_owner = $3 AND state = 'sending'"
 
 
-def claim_ids_sql(t: str, scoped: bool) -> str:
+def not_paused(s: str) -> str:
+    """A condition of claims: no job of a paused campaign (schema ``s``)."""
+    return f"campaign NOT IN (SELECT name FROM {s}.campaigns WHERE state = 'paused')"
+
+
+def claim_ids_sql(s: str, scoped: bool) -> str:
     # "(...) IS TRUE" is no index condition: the rows are found by their ids alone,
     # never by a scan of every job in a claimable state
     scope = " AND campaign = $6" if scoped else ""
     return (
-        f"UPDATE {t} SET {LEASE_SET} WHERE id = ANY($4::text[])"
-        f" AND (state = ANY($5::text[]) AND ready_at <= $3{scope}) IS TRUE"
+        f"UPDATE {s}.jobs SET {LEASE_SET} WHERE id = ANY($4::text[])"
+        f" AND (state = ANY($5::text[]) AND ready_at <= $3{scope} AND {not_paused(s)}) IS TRUE"
         f" RETURNING {JOB_COLUMNS}"
     )
 

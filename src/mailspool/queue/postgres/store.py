@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from mailspool.errors import MissingExtra, QueueError
 from mailspool.models import (
+    CampaignChange,
+    CampaignState,
     CampaignStats,
     Enqueued,
     Job,
@@ -40,13 +42,13 @@ from mailspool.models import (
 )
 from mailspool.queue.base import DeadFilter, added, final_reason, resumed
 from mailspool.queue.packing import stored_form
+from mailspool.queue.postgres import campaigns as control
 from mailspool.queue.postgres.events import PostgresEventLog
 from mailspool.queue.postgres.returns import PostgresReturnLog
 from mailspool.queue.postgres.schema import (
     CLAIMABLE_VALUES,
     HANDED_BACK,
     JOB_COLUMNS,
-    LEASE_SET,
     claim_ids_sql,
     create_or_upgrade,
     dead_where,
@@ -164,8 +166,8 @@ class PostgresStore(JobStore):
         a Parse to come back while the producer is busy rendering."""
         await con.fetch(self._insert_sql, *[[]] * 16)
         await con.fetch(self._record_sql, *[[]] * 6, 0.0, "")
-        await con.fetch(claim_ids_sql(self._t, False), "", 0.0, 0.0, [], [])
-        await con.fetch(claim_ids_sql(self._t, True), "", 0.0, 0.0, [], [], "")
+        await con.fetch(claim_ids_sql(self.schema, False), "", 0.0, 0.0, [], [])
+        await con.fetch(claim_ids_sql(self.schema, True), "", 0.0, 0.0, [], [], "")
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -256,7 +258,7 @@ class PostgresStore(JobStore):
         args: list[Any] = [owner, now + lease, now, sorted(ids), CLAIMABLE_VALUES]
         if campaign:
             args.append(campaign)
-        rows = await self._fetch(claim_ids_sql(self._t, bool(campaign)), *args)
+        rows = await self._fetch(claim_ids_sql(self.schema, bool(campaign)), *args)
         return [job_from_row(r) for r in rows]
 
     async def claim_due(
@@ -268,33 +270,18 @@ class PostgresStore(JobStore):
         states: Sequence[State],
     ) -> list[Job]:
         now = time.time()
-        scope = " AND campaign = $6" if campaign else ""
-        args: list[Any] = [owner, now + lease, now, limit, [s.value for s in states]]
-        if campaign:
-            args.append(campaign)
-        due = f"state = ANY($5::text[]) AND ready_at <= $3{scope}"
-        # MATERIALIZED: the jobs are picked once. As a plain "id IN (subquery)" the planner
-        # may rescan the subquery for every row (a nested-loop semi-join), and each rescan,
-        # skipping the rows this statement already leased, picked more: past the limit.
-        rows = await self._fetch(
-            f"WITH picked AS MATERIALIZED (SELECT id FROM {self._t} WHERE {due}"
-            " ORDER BY ready_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
-            f" UPDATE {self._t} SET {LEASE_SET} WHERE id IN (SELECT id FROM picked)"
-            f" AND {due} RETURNING {JOB_COLUMNS}",
-            *args,
+        rows: list[Any] = await self._call(
+            lambda con: control.claim_due(
+                con, self.schema, [owner, now + lease, now, limit], campaign, states
+            )
         )
         return [job_from_row(r) for r in rows]
 
     async def has_due(self, campaign: str | None, states: Sequence[State]) -> bool:
-        scope = " AND campaign = $3" if campaign else ""
-        args: list[Any] = [[s.value for s in states], time.time()]
-        if campaign:
-            args.append(campaign)
-        sql = (
-            f"SELECT EXISTS (SELECT 1 FROM {self._t}"
-            f" WHERE state = ANY($1::text[]) AND ready_at <= $2{scope})"
+        due: bool = await self._call(
+            lambda con: control.has_due(con, self.schema, campaign, states, time.time())
         )
-        return bool(await self._call(lambda con: con.fetchval(sql, *args)))
+        return due
 
     async def exists(self, campaign: str) -> bool:
         sql = f"SELECT EXISTS (SELECT 1 FROM {self._t} WHERE campaign = $1)"
@@ -434,6 +421,23 @@ class PostgresStore(JobStore):
             )
         )
         return dict(json.loads(text)) if text else {}
+
+    async def set_campaign_state(
+        self, campaign: str, state: CampaignState
+    ) -> tuple[CampaignChange, list[Ref]]:
+        now = time.time()
+        changed: tuple[CampaignChange, list[Ref]] = await self._call(
+            lambda con: control.set_state(con, self.schema, campaign, state, now)
+        )
+        return changed
+
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]:
+        found: dict[str, CampaignState] = await self._call(
+            lambda con: control.states(con, self.schema, campaigns)
+        )
+        return found
 
     async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
         where, args = dead_where(flt, 2)

@@ -22,6 +22,10 @@ another worker or unreachable (the broker is down) is claimed from the store as 
 no delivery comes within ``claim_wait``. Workers reconnect with backoff after a broker
 restart; in the meantime they go on from the store.
 
+A paused campaign's jobs are claimed by no one (the store says they are not due): the
+messages naming them are acknowledged as they come, once, and its resume announces its
+due jobs again, so no consumer spins on them while it waits.
+
 URL: ``amqp://user:password@host:5672/vhost?prefix=mailspool&batch=200&delivery_limit=20
 &claim_wait=0.5&max_hold=600&publish_timeout=30``; other parameters go to aio-pika.
 """
@@ -35,7 +39,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from mailspool.errors import ConfigError, MissingExtra, QueueError
-from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.models import (
+    CampaignChange,
+    CampaignState,
+    CampaignStats,
+    Enqueued,
+    Job,
+    Outcome,
+    State,
+)
 from mailspool.queue.base import DeadFilter, Queue
 from mailspool.queue.events import EventLog
 from mailspool.queue.rabbitmq.connection import CONNECT_TIMEOUT, quiet_aiormq
@@ -281,3 +293,13 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
 
     async def campaign_settings(self, campaign: str) -> dict[str, Any]:
         return await self.store.campaign_settings(campaign)
+
+    async def set_campaign_state(self, campaign: str, state: CampaignState) -> CampaignChange:
+        change, due = await self.store.set_campaign_state(campaign, state)
+        await self._announce(due, wait=False)  # resumed: their messages went unclaimed
+        return change
+
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]:
+        return await self.store.campaign_states(campaigns)

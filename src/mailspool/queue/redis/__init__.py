@@ -13,7 +13,8 @@ internals, not part of mailspool's interface:
 - ``connection``: the URL, the client, reconnecting (exported above);
 - ``queue``: the queue, its key layout and its semantics;
 - ``encoding``: jobs to script arguments and back (the store uses the same job hashes);
-- ``scripts``, ``admin_scripts``: the queue's Lua scripts and their common ``PRELUDE``;
+- ``scripts``, ``admin_scripts``, ``campaign_scripts``: the queue's Lua scripts and
+  their common ``PRELUDE``;
 - ``store``, ``store_scripts``: the job store, over the queue's layout, and its scripts;
 - ``suppressions``: the suppression list of both, its keys and its scripts;
 - ``returns``: returned mail of both (bounces, complaints, unmatched messages).

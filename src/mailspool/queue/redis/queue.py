@@ -19,6 +19,8 @@ Keys (``P`` is the prefix, ``C`` a campaign)::
                              first when a worker claims from every campaign)
     P:blob:DIGEST     string content shared by many jobs (attachments)
     P:settings        hash   per-campaign settings (JSON), shared by every process
+    P:control         hash   campaigns paused or cancelled (absent: active); claims skip
+                             the paused ones (campaign_scripts.py)
 
 The suppression list (:mod:`mailspool.queue.redis.suppressions`; ``L`` a list name, empty
 for the global entries)::
@@ -71,7 +73,15 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from mailspool.errors import QueueError
-from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.models import (
+    CampaignChange,
+    CampaignState,
+    CampaignStats,
+    Enqueued,
+    Job,
+    Outcome,
+    State,
+)
 from mailspool.queue.base import DeadFilter, Queue, added, final_reason, resumed
 from mailspool.queue.redis.connection import Reconnect, connect, parse_redis_url
 from mailspool.queue.redis.encoding import (
@@ -280,6 +290,27 @@ class RedisQueue(Queue):
         key = f"{self.prefix}:settings"
         raw = await self.reconnect.run("campaign_settings", lambda: self.redis.hget(key, campaign))
         return dict(json.loads(raw)) if raw else {}
+
+    async def set_campaign_state(self, campaign: str, state: CampaignState) -> CampaignChange:
+        cursor, cancelled = "", 0
+        while True:  # a cancel goes a batch at a time (campaign_scripts.py)
+            args = [float_arg(time.time()), campaign, state.value, str(BATCH), cursor]
+            now_in, n, cursor, more = await self._script("set_state", args)
+            cancelled += int(n)
+            if not int(more):
+                return CampaignChange(CampaignState(as_str(now_in)), cancelled)
+            cursor = as_str(cursor)
+
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]:
+        key = f"{self.prefix}:control"
+        if campaigns is None:
+            found = await self.reconnect.run("campaign_states", lambda: self.redis.hgetall(key))
+            return {as_str(c): CampaignState(as_str(s)) for c, s in found.items()}
+        names = list(dict.fromkeys(campaigns)) or [""]  # HMGET needs one; "" names none
+        got = await self.reconnect.run("campaign_states", lambda: self.redis.hmget(key, names))
+        return {c: CampaignState(as_str(s)) for c, s in zip(names, got, strict=True) if s}
 
     async def _jobs(self, ids: Sequence[str]) -> list[Job]:
         async def load() -> list[Any]:

@@ -4,13 +4,15 @@ Every operation is one script, so each is atomic. This module holds the prelude 
 script starts with (key names, counters, making a job ready) and the scripts of a job's
 life: enqueue, claim, record, extend, release; those for inspection and repair are in
 :mod:`mailspool.queue.redis.admin_scripts`. :data:`QUEUE_SCRIPTS` has them all, each after
-the prelude; the Redis job store's scripts (:mod:`mailspool.queue.redis.store_scripts`)
-start with the same :data:`PRELUDE`.
+the prelude; campaign control's are in :mod:`mailspool.queue.redis.campaign_scripts`;
+the Redis job store's scripts (:mod:`mailspool.queue.redis.store_scripts`) start with
+the same :data:`PRELUDE`.
 """
 
 from __future__ import annotations
 
 from mailspool.queue.redis.admin_scripts import ADMIN_SCRIPTS
+from mailspool.queue.redis.campaign_scripts import CAMPAIGN_SCRIPTS
 from mailspool.queue.redis.event_scripts import EMIT
 
 #: XAUTOCLAIM's min-idle-time; a lease of L ms sets an entry's idle time to this minus L
@@ -23,9 +25,12 @@ local GROUP = 'workers'
 local RECLAIM_IDLE = '@RECLAIM@'
 local CAMPAIGNS = P .. ':campaigns'
 local ACTIVE = P .. ':active'
+local CONTROL = P .. ':control'
 local function jkey(id) return P .. ':job:' .. id end
 local function ckey(kind, c) return P .. ':' .. kind .. ':' .. c end
 local function num(x) return string.format('%.6f', x) end
+-- a paused campaign's jobs are claimed by no one until it is resumed
+local function paused(c) return redis.call('HGET', CONTROL, c) == 'paused' end
 
 -- (every script that calls ensure has the time at ARGV[2])
 local function ensure(c)
@@ -201,10 +206,10 @@ local function claim_from(c)
 end
 
 if ARGV[7] ~= '' then
-  claim_from(ARGV[7])
+  if not paused(ARGV[7]) then claim_from(ARGV[7]) end
 else
   for _, c in ipairs(redis.call('ZRANGE', ACTIVE, 0, -1)) do
-    claim_from(c)
+    if not paused(c) then claim_from(c) end
     if taken >= limit then break end
   end
 end
@@ -227,7 +232,7 @@ for i = 4, #ARGV, 3 do
     redis.call('ZREM', ckey('leases', c), id)
     redis.call('HSET', k, 'state', st, 'updated_at', ARGV[2], 'last_reply', reply,
       'dead_reason', reason, 'lease_owner', '', 'entry', '', 'ready_at', ARGV[2])
-    emit_job(st, ARGV[2], v[5], c, v[6], reply, reason)
+    if st ~= 'cancelled' then emit_job(st, ARGV[2], v[5], c, v[6], reply, reason) end
     if amb == '1' then
       emit_job('ambiguous', ARGV[2], v[5], c, v[6], reply, reason)
       redis.call('HINCRBY', k, 'ambiguous', 1)
@@ -299,5 +304,6 @@ QUEUE_SCRIPTS = {
         "extend": _EXTEND,
         "release": _RELEASE,
         **ADMIN_SCRIPTS,
+        **CAMPAIGN_SCRIPTS,
     }.items()
 }

@@ -21,6 +21,7 @@ blobs and settings here and purges dead letters (see :mod:`mailspool.queue.redis
     P:active          zset   campaigns with jobs queued, deferred or sending
     P:blob:DIGEST     string content shared by many jobs (attachments)
     P:settings        hash   per-campaign settings (JSON)
+    P:control         hash   campaigns paused or cancelled, as the Redis queue's
     P:supp:...        the suppression list, as the Redis queue's
                       (:mod:`mailspool.queue.redis.suppressions`)
     P:ret:...         returned mail, as the Redis queue's
@@ -47,7 +48,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mailspool.errors import QueueError
-from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.models import (
+    CampaignChange,
+    CampaignState,
+    CampaignStats,
+    Enqueued,
+    Job,
+    Outcome,
+    State,
+)
 from mailspool.queue.base import DeadFilter, added, final_reason, resumed
 from mailspool.queue.redis.encoding import as_str, claimed_jobs, float_arg, job_args
 from mailspool.queue.redis.events import RedisEventLog
@@ -256,6 +265,40 @@ class RedisJobStore(JobStore):
 
     async def campaign_settings(self, campaign: str) -> dict[str, Any]:
         return await self._shared.campaign_settings(campaign)
+
+    async def set_campaign_state(
+        self, campaign: str, state: CampaignState
+    ) -> tuple[CampaignChange, list[Ref]]:
+        cancelled = 0
+        while True:  # a cancel goes a batch at a time (campaign_scripts.py)
+            args = [float_arg(time.time()), campaign, state.value, str(BATCH)]
+            now_in, n, more = await self._run("set_state", args)
+            cancelled += int(n)
+            if not int(more):
+                break
+        change = CampaignChange(CampaignState(as_str(now_in)), cancelled)
+        if change.state is not CampaignState.ACTIVE:
+            return change, []
+        return change, await self._due_refs(campaign)
+
+    async def _due_refs(self, campaign: str) -> list[Ref]:
+        """The campaign's queued and deferred jobs due now."""
+        keys = [f"{self.prefix}:due:{campaign}:{st}" for st in ("queued", "deferred")]
+        now = float_arg(time.time())
+
+        async def read() -> list[Any]:
+            pipe = self._shared.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.zrangebyscore(key, "-inf", now)
+            return list(await pipe.execute())
+
+        found = await self._shared.reconnect.run("campaign_due", read)
+        return [Ref(as_str(jid), campaign) for ids in found for jid in ids]
+
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]:
+        return await self._shared.campaign_states(campaigns)
 
 
 def _refs(flat: Sequence[Any]) -> list[Ref]:

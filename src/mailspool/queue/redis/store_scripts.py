@@ -8,10 +8,12 @@ queue's stream helpers in that prelude (``ensure``, ``push``, ``drop``) are neve
 
 The statements mirror those of the PostgreSQL store (:mod:`mailspool.queue.postgres.schema`):
 the same conditions, the same fields set; times come from the calling process's clock.
+Campaign control's script is in :mod:`mailspool.queue.redis.campaign_scripts`.
 """
 
 from __future__ import annotations
 
+from mailspool.queue.redis.campaign_scripts import STORE_CAMPAIGN_SCRIPTS
 from mailspool.queue.redis.scripts import PRELUDE
 
 _STORE_PRELUDE = """
@@ -22,6 +24,15 @@ local function dkey(c, st) return P .. ':due:' .. c .. ':' .. st end
 local function scope(c)
   if c ~= '' then return {c} end
   return redis.call('ZRANGE', ACTIVE, 0, -1)
+end
+
+-- those of scope(c) whose jobs may be claimed: not paused
+local function claimable(c)
+  local out = {}
+  for _, x in ipairs(scope(c)) do
+    if not paused(x) then out[#out + 1] = x end
+  end
+  return out
 end
 
 -- a job changes state: its entry in the due index (scored by ready_at) or among the dead
@@ -120,7 +131,8 @@ _CLAIM_IDS = """
 local now, out = tonumber(ARGV[2]), {}
 for i = 6, #ARGV do
   local v = redis.call('HMGET', jkey(ARGV[i]), 'state', 'ready_at', 'campaign')
-  if CLAIMABLE[v[1]] and tonumber(v[2]) <= now and (ARGV[5] == '' or v[3] == ARGV[5]) then
+  if CLAIMABLE[v[1]] and tonumber(v[2]) <= now and (ARGV[5] == '' or v[3] == ARGV[5])
+      and not paused(v[3]) then
     lease(v[3], ARGV[i], v[1], out)
   end
 end
@@ -131,7 +143,7 @@ return out
 # due first across the campaigns and states named. Returns them flat (see lease).
 _CLAIM_DUE = """
 local limit, found, out = tonumber(ARGV[5]), {}, {}
-for _, c in ipairs(scope(ARGV[6])) do
+for _, c in ipairs(claimable(ARGV[6])) do
   for j = 7, #ARGV do
     local r = redis.call('ZRANGEBYSCORE', dkey(c, ARGV[j]), '-inf', ARGV[2], 'WITHSCORES',
       'LIMIT', 0, limit)
@@ -148,7 +160,7 @@ return out
 
 # ARGV: prefix, now, campaign or '', states... Returns 1 when a job in them is due.
 _HAS_DUE = """
-for _, c in ipairs(scope(ARGV[3])) do
+for _, c in ipairs(claimable(ARGV[3])) do
   for j = 4, #ARGV do
     if #redis.call('ZRANGEBYSCORE', dkey(c, ARGV[j]), '-inf', ARGV[2], 'LIMIT', 0, 1) > 0 then
       return 1
@@ -175,13 +187,13 @@ for i = 4, #ARGV, 3 do
     move(c, id, 'sending', st, at)
     redis.call('HSET', k, 'state', st, 'ready_at', ready, 'updated_at', ARGV[2],
       'last_reply', ARGV[i + 2], 'dead_reason', reason, 'lease_owner', '')
-    emit_job(st, ARGV[2], meta, c, attempts, ARGV[i + 2], reason)
+    if st ~= 'cancelled' then emit_job(st, ARGV[2], meta, c, attempts, ARGV[i + 2], reason) end
     if amb == '1' then
       emit_job('ambiguous', ARGV[2], meta, c, attempts, ARGV[i + 2], reason)
       ambiguous(k, c)
     end
     -- Redis holds everything in memory: a sent job keeps what the ledger needs
-    if st == 'sent' or st == 'suppressed' then redis.call('HDEL', k, 'message') end
+    if st ~= 'dead' and st ~= 'deferred' then redis.call('HDEL', k, 'message') end
     applied = applied + 1
   end
 end
@@ -342,6 +354,7 @@ _SCRIPTS = {
     "queued": _QUEUED,
     "stats": _STATS,
     "retry_dead": _RETRY_DEAD,
+    **STORE_CAMPAIGN_SCRIPTS,
 }
 #: every script of the Redis job store by name, each after both preludes
 STORE_SCRIPTS = {name: PRELUDE + _STORE_PRELUDE + body for name, body in _SCRIPTS.items()}

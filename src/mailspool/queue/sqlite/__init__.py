@@ -8,6 +8,7 @@ with each other are internals, not part of mailspool's interface:
 - ``queue``: the queue, and the statements of each call;
 - ``rows``: jobs to rows and back (the batched INSERTs, the columns a job is read from);
 - ``schema``: the tables, and the move of a file written by an earlier version;
+- ``campaigns``: campaign control, the ``state`` of a campaign's row beside its settings;
 - ``suppressions``: the suppression list, a table of the same file;
 - ``returns``: returned mail (bounces, complaints, unmatched messages), tables of the
   same file.

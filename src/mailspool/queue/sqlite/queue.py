@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mailspool.errors import ConfigError, QueueError
-from mailspool.models import CampaignStats, Enqueued, Job, Outcome, State
+from mailspool.models import (
+    CampaignChange,
+    CampaignState,
+    CampaignStats,
+    Enqueued,
+    Job,
+    Outcome,
+    State,
+)
 from mailspool.queue.base import DeadFilter, Queue, added, final_reason, resumed
+from mailspool.queue.sqlite import campaigns as control
 from mailspool.queue.sqlite.events import SQLiteEventLog
 from mailspool.queue.sqlite.returns import SQLiteReturnLog
 from mailspool.queue.sqlite.rows import (
@@ -177,19 +186,22 @@ class SQLiteQueue(Queue):
         self, owner: str, limit: int, lease: float, campaign: str | None = None
     ) -> list[Job]:
         now = time.time()
-        scope, args = ("campaign = ? AND ", [campaign]) if campaign else ("", [])
-        # OR FAIL: see record (a claim fires the trigger that writes ambiguous events)
-        sql = (
-            "UPDATE OR FAIL jobs SET state = 'sending', lease_owner = ?, ready_at = ?,"
-            " attempts = attempts + 1, updated_at = ?,"
-            # a lease that expired: its worker may have delivered before dying
-            " ambiguous = ambiguous + (state = 'sending')"
-            f" WHERE seq IN (SELECT seq FROM jobs WHERE {scope}state IN {CLAIMABLE}"
-            f" AND ready_at <= ? LIMIT ?) RETURNING {JOB_COLUMNS}"
-        )
-        params = [owner, now + lease, now, *args, now, limit]
 
         def _tx(db: sqlite3.Connection) -> list[Job]:
+            found = control.claimable(db, campaign)  # in this transaction: no race
+            if found is None:
+                return []  # the campaign is paused
+            head, scope, args = found
+            # OR FAIL: see record (a claim fires the trigger that writes ambiguous events)
+            sql = (
+                f"{head}UPDATE OR FAIL jobs SET state = 'sending', lease_owner = ?,"
+                " ready_at = ?, attempts = attempts + 1, updated_at = ?,"
+                # a lease that expired: its worker may have delivered before dying
+                " ambiguous = ambiguous + (state = 'sending')"
+                f" WHERE seq IN (SELECT seq FROM jobs WHERE {scope}state IN {CLAIMABLE}"
+                f" AND ready_at <= ? LIMIT ?) RETURNING {JOB_COLUMNS}"
+            )
+            params = [owner, now + lease, now, *args, now, limit]
             return [job_from_row(r) for r in db.execute(sql, params).fetchall()]
 
         return await self._run(_tx)
@@ -331,6 +343,16 @@ class SQLiteQueue(Queue):
             return dict(json.loads(row[0])) if row else {}
 
         return await self._run(_q)
+
+    async def set_campaign_state(self, campaign: str, state: CampaignState) -> CampaignChange:
+        now = time.time()
+        return await self._run(lambda db: control.set_state(db, campaign, state, now))
+
+    async def campaign_states(
+        self, campaigns: Sequence[str] | None = None
+    ) -> dict[str, CampaignState]:
+        names = None if campaigns is None else list(campaigns)
+        return await self._run(lambda db: control.states(db, names))
 
     async def dead_letters(self, flt: DeadFilter, limit: int = 1000) -> list[Job]:
         where, args = dead_where(flt)

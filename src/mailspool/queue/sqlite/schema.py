@@ -21,7 +21,8 @@ gets them when opened too.
 Files written by earlier versions are moved to this layout when opened, once: a file
 whose jobs are keyed by id is rebuilt (:func:`_move_to_bodies`); one from before mailing
 lists gets the ``list_name`` column (its jobs are on the default list, ``''``) and the
-suppressions table (:func:`_add_lists`).
+suppressions table (:func:`_add_lists`); one from before campaign control, the
+``state`` column of ``campaigns`` (every campaign active).
 """
 
 from __future__ import annotations
@@ -164,6 +165,11 @@ BEGIN
 END;
 """
 
+#: campaign control (mailspool.queue.sqlite.campaigns): the claims look up paused campaigns
+CAMPAIGN_STATES = """
+CREATE INDEX IF NOT EXISTS campaigns_state ON campaigns(state);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -194,7 +200,11 @@ CREATE INDEX IF NOT EXISTS jobs_campaign ON jobs(campaign, state, ready_at);
 -- a job's message, compressed (mailspool.queue.packing)
 CREATE TABLE IF NOT EXISTS bodies (seq INTEGER PRIMARY KEY, message BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS campaigns (name TEXT PRIMARY KEY, settings TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS campaigns (
+    name TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'active'
+);
 """
     + SUPPRESSIONS
     + RETURNS
@@ -211,7 +221,8 @@ _KEPT = (
 
 def open_schema(db: sqlite3.Connection) -> None:
     """Create the tables of a new file, or move an earlier file's rows to them; then the
-    event log, its tables and triggers together (after a move: moved jobs are not new)."""
+    campaigns' states, the event log, its tables and triggers together (after a move:
+    moved jobs are not new)."""
     columns = _columns(db)
     if columns and "seq" not in columns:
         _move_to_bodies(db, had_message_column="message" in columns)
@@ -224,11 +235,13 @@ def open_schema(db: sqlite3.Connection) -> None:
             if "timezone" not in _columns(db):
                 db.execute("ALTER TABLE jobs ADD COLUMN timezone TEXT NOT NULL DEFAULT ''")
     with _transaction(db):
-        _run_script(db, EVENTS)
+        if "state" not in _columns(db, "campaigns"):  # a file from before campaign control
+            db.execute("ALTER TABLE campaigns ADD COLUMN state TEXT NOT NULL DEFAULT 'active'")
+        _run_script(db, CAMPAIGN_STATES + EVENTS)
 
 
-def _columns(db: sqlite3.Connection) -> set[str]:
-    return {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+def _columns(db: sqlite3.Connection, table: str = "jobs") -> set[str]:
+    return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
 
 
 @contextlib.contextmanager
