@@ -280,7 +280,9 @@ def toml_value(o: Option, value: str) -> str:
     return json.dumps(value)
 
 
-SETTABLE = [o for o in OPTIONS if o.setting is not None]
+# a positional argument is what one run acts on: never set by the environment or the file
+# (campaign's NAME is read into the campaign setting only to be checked as --campaign is)
+SETTABLE = [o for o in OPTIONS if o.setting is not None and not o.positional]
 
 
 @pytest.fixture

@@ -26,15 +26,15 @@ ACTIONS = {
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     async with open_existing_queue(settings) as queue:
         if args.action == "list":
-            return await _list(queue, args.json)
+            return await _list(queue, settings.json_output)
         name = settings.campaign  # the NAME argument, checked as --campaign is
         assert name is not None  # a required argument
         if (await queue.stats(name)).total == 0:
             print(f"no campaign {name} in this queue", file=sys.stderr)
             return ExitCode.SOME_FAILED
         if args.action == "show":
-            return await _show(queue, name, args.json)
-        return await _change(queue, name, ACTIONS[args.action], args.json)
+            return await _show(queue, name, settings.json_output)
+        return await _change(queue, name, ACTIONS[args.action], settings.json_output)
 
 
 async def _list(queue: Queue, as_json: bool) -> ExitCode:

@@ -122,7 +122,7 @@ def _campaign(sub: Any) -> None:
             # dest "campaign": checked as every --campaign is (load_settings)
             a.add_argument("campaign", metavar="NAME", help="the campaign's name")
         common(a)
-        a.add_argument("--json", action="store_true", help="the result as JSON on stdout")
+        json_flag(a, "the result as JSON on stdout")
 
 
 def _dkim(sub: Any) -> None:

@@ -31,7 +31,7 @@ from mailspool.api.routes import Svc, message_status
 from mailspool.api.service import Service
 from mailspool.api.suppressions import entry_out
 from mailspool.delivery.published import PROVIDERS_KEY, published
-from mailspool.models import CampaignStats, State, job_id
+from mailspool.models import CampaignState, CampaignStats, State, job_id
 from mailspool.queue.returns import clean_text
 
 #: campaigns listed at most (the queue's first, by name)
@@ -73,12 +73,13 @@ async def campaign_row(
     ETA, and what holds it back."""
     returned = await svc.q.returns.counts(name)
     settings = await svc.q.campaign_settings(name)
+    state = (await svc.q.campaign_states([name])).get(name, CampaignState.ACTIVE)
     rate = svc.rates.rate(name, st.get(State.SENT) + st.get(State.DEAD))
     eta = 0.0 if st.pending == 0 else round(st.pending / rate, 1) if rate else None
     situation = Situation(
         pending=st.pending,
         deferred=st.get(State.DEFERRED),
-        paused=bool(settings.get("paused")),
+        paused=state is CampaignState.PAUSED,
         last_error=st.last_error,
         next_due=st.next_due if st.pending else None,
         rate=rate,
@@ -90,6 +91,7 @@ async def campaign_row(
     )
     return {
         "campaign": name,
+        "state": state.value,
         "counts": {s.value: st.get(s) for s in State},
         "returns": {
             "bounced": returned.bounced,

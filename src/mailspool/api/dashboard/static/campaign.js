@@ -68,8 +68,8 @@
     document.getElementById("digest-note").textContent = c.caught_up
       ? `From the job events (${number(c.events_read)} read).`
       : `Reading the job events: ${number(c.events_read)} so far.`;
-    const cancelled = (c.counts.cancelled || 0) > 0;
-    const paused = c.held_by.some((h) => h.limit === "paused");
+    const cancelled = c.state === "cancelled";
+    const paused = c.state === "paused";
     document.getElementById("pause").disabled = cancelled || paused || c.pending === 0;
     document.getElementById("resume").disabled = cancelled || !paused;
     document.getElementById("cancel").disabled = cancelled || c.pending === 0;
