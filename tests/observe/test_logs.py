@@ -106,6 +106,7 @@ def test_the_job_events_are_those_operations_md_describes() -> None:
         obs.deferred(job(), err, classify(err), time.time() + 300, 0.5)
         obs.dead(job(), DeadReason.REJECTED_PERMANENT, "550 5.1.1 unknown")
         obs.suppressed(job())
+        obs.cancelled(job())
         obs.relay_paused(ReplyError("busy", code=421, stage="greeting"), 5.0)
         obs.relay_paused(AuthFailure("535 no", code=535, stage="auth"), 5.0)
     documented = documented_job_events()
