@@ -66,8 +66,13 @@ class DeliveryRun:
     def interrupted(self) -> bool:
         return self.signal is not None
 
-    def stop_on_signals(self, stop: Callable[[], None], notice: Callable[[int], None]) -> None:
-        """At the first SIGINT or SIGTERM: ``notice(signum)``, then ``stop()``; at the next
+    def stop_on_signals(
+        self,
+        stop: Callable[[], None],
+        notice: Callable[[int], None],
+        signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
+    ) -> None:
+        """At the first of ``signals``: ``notice(signum)``, then ``stop()``; at the next
         one, exit now. Call from the event loop the worker runs on."""
         loop = asyncio.get_running_loop()
 
@@ -78,7 +83,7 @@ class DeliveryRun:
             notice(signum)
             stop()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             with contextlib.suppress(NotImplementedError):  # no signals on this platform
                 loop.add_signal_handler(sig, handler, sig)
 
