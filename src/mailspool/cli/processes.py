@@ -9,8 +9,8 @@ Each child (:func:`child_main`) opens the queue and delivers with a :class:`Work
 its own: its event loop, SMTP connections, lease owner and share of the limits. The
 parent supervises them (delivery/supervisor.py: restarts, leases handed back, the stop
 forwarded) and counts what they report: one progress line, one summary, one
-``/metrics`` endpoint (observe/merged.py). ``worker`` is the parent alone
-(:func:`run_workers`); ``send`` keeps its producer in the parent (:func:`delivering`).
+``/metrics`` endpoint (observe/merged.py). ``worker``'s parent only supervises
+(:func:`run_workers`); ``send``'s reads, queues and delivers too (:func:`delivering`).
 """
 
 from __future__ import annotations
@@ -51,10 +51,6 @@ from mailspool.wiring import (
 )
 
 __all__ = ["ChildSpec", "child_main", "delivering", "delivery_processes", "run_workers"]
-
-#: whether ``send``'s parent, which reads and queues the rows, also delivers (as one of
-#: the N); measured against supervising alone in bench/README.md
-SEND_PARENT_DELIVERS = True
 
 
 def delivery_processes(settings: Settings) -> int:
@@ -215,29 +211,27 @@ def delivering(
     worker: Worker,
     observers: Sequence[Observer],
 ) -> Delivering:
-    """What ``send`` delivers with: its ``worker`` alone when ``n`` is 1; else ``n``
-    processes, this one's ``worker`` among them when it delivers too
-    (:data:`SEND_PARENT_DELIVERS`), the children telling ``observers`` (the progress,
-    the summary's counter, the relay check) what they record."""
+    """What ``send`` delivers with: its ``worker`` alone when ``n`` is 1; else that
+    worker and ``n - 1`` children, which tell ``observers`` (the progress, the summary's
+    counter, the relay check) what they record. The parent, which reads and queues the
+    rows, delivers too: faster than supervising alone (bench/README.md)."""
     if n == 1:
         return worker
-    children = n - 1 if SEND_PARENT_DELIVERS else n
     spec = ChildSpec(settings, n, campaign, outbox_campaign=campaign, until=Until.PARENT)
     supervisor = Supervisor(
         target=child_main,
         spec=spec,
-        processes=children,
+        processes=n - 1,
         leases=queue,
         observers=observers,
         lanes=_hosted_lanes(settings, worker),
     )
-    own = worker if SEND_PARENT_DELIVERS else None
-    return Processes(supervisor, worker.transport, worker=own)
+    return Processes(supervisor, worker)
 
 
 def _hosted_lanes(settings: Settings, worker: Worker | None = None) -> LocalLanes | None:
     """The adapted provider rates this process holds for its children (reporting.py
-    ParentLanes), those of its own worker's shaper when it delivers too; None when Redis
+    ParentLanes), those of its own worker's shaper when it has one; None when Redis
     holds them or nothing is shaped."""
     if limits_in_redis(settings) or (settings.providers or "").lower() == "off":
         return None

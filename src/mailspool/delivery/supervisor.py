@@ -347,31 +347,18 @@ class Delivering(Protocol):
 
 
 class Processes:
-    """A command's delivery by the children of ``supervisor``, and by ``worker`` in this
-    process too when given one. ``transport``: what the run delivers through (its
-    description and whether it delivers at all; the children have their own).
-    :meth:`run` ends when ``idle()`` says so (asked every ``poll`` seconds, or by the
-    worker), when stopped, or when no child is left; then the children stop."""
+    """A command's delivery by ``worker`` in this process and the children of
+    ``supervisor``, as one: :meth:`run` ends when ``idle()`` says so, to this process's
+    worker or to a child that asks it (the children then stop), or when stopped."""
 
-    def __init__(
-        self,
-        supervisor: Supervisor,
-        transport: Transport,
-        *,
-        worker: Worker | None = None,
-        poll: float = 0.1,
-    ) -> None:
+    def __init__(self, supervisor: Supervisor, worker: Worker) -> None:
         self.supervisor = supervisor
-        self.transport = transport
         self.worker = worker
-        self.poll = poll
-        self._stopped = asyncio.Event()
+        self.transport = worker.transport
 
     def stop(self) -> None:
-        self._stopped.set()
         self.supervisor.stop()
-        if self.worker is not None:
-            self.worker.stop()
+        self.worker.stop()
 
     async def run(self, idle: Callable[[], Awaitable[bool]] | None = None) -> None:
         async def over() -> bool:
@@ -385,10 +372,7 @@ class Processes:
         await self.supervisor.start()
         quitting = False
         try:
-            if self.worker is not None:
-                await self.worker.run(over)
-            else:
-                await self._watch(over)
+            await self.worker.run(over)
         except asyncio.CancelledError:  # a second signal: stop now
             quitting = True
             await self.supervisor.ended_now()
@@ -397,10 +381,3 @@ class Processes:
             if not quitting:
                 self.supervisor.stop()
                 await self.supervisor.wait()
-
-    async def _watch(self, idle: Callable[[], Awaitable[bool]]) -> None:
-        while not self._stopped.is_set() and self.supervisor.running:
-            if await idle():
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), self.poll)
