@@ -17,7 +17,7 @@ import pytest
 
 from mailspool.testing import SMTPSink
 from tests.support.cli import TEMPLATE, Result, write_csv
-from tests.support.processes import env, status, worker_cmd
+from tests.support.processes import alive, children_of, env, status, worker_cmd
 from tests.support.smtp import wait_for_a_final_dot
 
 
@@ -33,14 +33,15 @@ def test_worker_drain_sends_everything_and_exits(
     assert len(sink.received()) == 300
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 def test_sigterm_finishes_in_flight_and_hands_back_the_rest(
-    enqueued: Callable[[int], Path], smtp_sink: Callable[..., SMTPSink]
+    processes: int, enqueued: Callable[[int], Path], smtp_sink: Callable[..., SMTPSink]
 ) -> None:
+    """The first SIGTERM (forwarded to the delivery processes, with --processes 2)."""
     cwd = enqueued(200)
     slow = smtp_sink("-W", ".:1", dump=True)
-    p = subprocess.Popen(
-        worker_cmd(slow.port, "--concurrency", "4", "--lease", "300s"), cwd=cwd, env=env()
-    )
+    cmd = worker_cmd(slow.port, "--concurrency", "4", "--lease", "300s")
+    p = subprocess.Popen([*cmd, "--processes", str(processes)], cwd=cwd, env=env())
     wait_for_a_final_dot(slow, p)  # sending: the first messages wait for their reply
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == 0
@@ -80,15 +81,19 @@ def silent_relay() -> Iterator[tuple[int, list[socket.socket]]]:
             conn.close()
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 def test_a_second_signal_stops_the_worker_at_once(
-    enqueued: Callable[[int], Path], silent_relay: tuple[int, list[socket.socket]]
+    processes: int,
+    enqueued: Callable[[int], Path],
+    silent_relay: tuple[int, list[socket.socket]],
 ) -> None:
     """The first SIGTERM lets messages in flight finish (here: they would wait out the
-    connect timeout and the shutdown grace, 30 s each); the second exits now, 143."""
+    connect timeout and the shutdown grace, 30 s each); the second exits now, 143, and
+    with --processes its delivery processes too."""
     cwd = enqueued(4)
     port, accepted = silent_relay
     log = cwd / "worker.log"
-    cmd = worker_cmd(port, "--concurrency", "2")
+    cmd = worker_cmd(port, "--concurrency", "2", "--processes", str(processes))
     cmd[cmd.index("warning")] = "info"
     with log.open("wb") as out:
         p = subprocess.Popen(
@@ -99,12 +104,18 @@ def test_a_second_signal_stops_the_worker_at_once(
         while not accepted and time.monotonic() < deadline:  # a message is in flight
             time.sleep(0.05)
         assert accepted, log.read_text()
+        kids = children_of(p.pid)
+        assert len(kids) == (0 if processes == 1 else processes)  # its delivery processes
         p.send_signal(signal.SIGTERM)
         while "stopping: finishing" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert p.poll() is None, log.read_text()  # still waiting for the message in flight
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=20) == 143, log.read_text()
+        deadline = time.monotonic() + 20  # gone as well, without their 30 s of grace
+        while any(alive(k) for k in kids):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
     finally:
         if p.poll() is None:
             p.kill()
