@@ -250,16 +250,16 @@ async def make_producer(
 def worker_config(
     settings: Settings, campaign: str | None = None, *, processes: int = 1
 ) -> WorkerConfig:
-    """How a worker delivers; one of ``processes`` holds its share of the limits held in
-    the process (delivery/sharing.py)."""
+    """How a worker delivers: one of ``processes``, its share of the limits held in a
+    process (delivery/sharing.py)."""
     from mailspool.delivery.sharing import share_limits
     from mailspool.delivery.worker import WorkerConfig
 
-    held_here = _limits_redis_url(settings) is None
+    shared = settings.limits if limits_in_redis(settings) else None  # one set for all
     return WorkerConfig(
         concurrency=settings.concurrency,
         lease=settings.lease,
-        limits=share_limits(settings.limits, processes) if held_here else settings.limits,
+        limits=shared or share_limits(settings.limits, processes),
         campaign=campaign,
         retry=retry_policy(settings),
     )
@@ -305,8 +305,7 @@ def observers(settings: Settings) -> list[Observer]:
 
 
 def limits_in_redis(settings: Settings) -> bool:
-    """Whether the limits and the adapted provider rates are held in Redis (shared by
-    every process using it) rather than in each process."""
+    """Whether the limits and adapted provider rates are in Redis, not in each process."""
     return _limits_redis_url(settings) is not None
 
 
@@ -373,7 +372,7 @@ def shaper(settings: Settings, lanes: Lanes | None = None, *, processes: int = 1
     from mailspool.delivery.sharing import share_providers
 
     rules = load_providers(Path(settings.providers) if settings.providers else None)
-    rules = share_providers(rules, processes)
+    rules = share_providers(rules, processes)  # connections; the rates are shared whole
     resolver = None
     if settings.resolve_mx:
         server = parse_nameserver(settings.dns_server) if settings.dns_server else None
