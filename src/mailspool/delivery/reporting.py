@@ -183,7 +183,9 @@ class ParentLink:
                     elif isinstance(asked, tuple) and asked[0] == IDLE:
                         self._answered(bool(asked[1]))
                     elif asked == METRICS:
-                        metrics()
+                        # on the next turn of the loop: an outcome whose commit has
+                        # returned by now is counted first (its task resumes before)
+                        loop.call_soon(metrics)
                     elif asked == QUIT:
                         stop_now()
                     else:

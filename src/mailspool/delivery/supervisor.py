@@ -154,11 +154,12 @@ class Supervisor:
 
     async def ask_metrics(self, timeout: float) -> None:
         """Have every running child send its metrics now (a scrape); wait for their
-        answers up to ``timeout`` seconds (one starting up answers later)."""
+        answers up to ``timeout`` seconds. One still starting up (no hello yet) is not
+        asked: it listens only from then on, and has counted nothing."""
         loop = asyncio.get_running_loop()
         answers = []
         for child in self._children.values():
-            if child.reading:
+            if child.reading and child.owner is not None:
                 with contextlib.suppress(OSError, ValueError):
                     child.conn.send(METRICS)
                     child.asked.append(loop.create_future())

@@ -65,8 +65,8 @@ async def report_metrics(send: Callable[[Any], None], registry: CollectorRegistr
         await asyncio.sleep(EVERY)
 
 
-#: how long a scrape waits for the children's answers (a child starting up answers later)
-ASK_TIMEOUT = 1.0
+#: how long a scrape waits for the children's answers
+ASK_TIMEOUT = 3.0
 
 
 class MergedMetrics(Collector):
@@ -145,10 +145,13 @@ class MergedMetrics(Collector):
 
 
 def serve_merged(host: str, port: int, queue: Inspection, merged: MergedMetrics) -> MetricsServer:
-    """Serve ``/metrics`` on ``host:port``: the children's metrics and the queue's depth;
+    """Serve ``/metrics`` on ``host:port``: the queue's depth and the children's metrics;
     call from the event loop the queue runs on."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(merged)
+    # the depth first, then the children's counts: a child asked after the depth was read
+    # answers once it has counted every outcome committed by then (reporting.py), so the
+    # counts are not behind the depth of the same scrape
     registry.register(QueueDepth(queue, asyncio.get_running_loop()))
+    registry.register(merged)
     httpd, thread = start_http_server(port, addr=host, registry=registry)
     return MetricsServer(httpd, thread)
