@@ -126,19 +126,16 @@ class Supervisor:
         self._children: dict[int, _Child] = {}
         self._pending: dict[int, asyncio.TimerHandle] = {}  # restarts to come, by slot
         self._young: dict[int, int] = {}  # deaths in a row soon after start, by slot
-        self._reaping: set[asyncio.Task[None]] = set()  # reaping children, answering them
+        self._tasks: set[asyncio.Task[None]] = set()  # reaping children, answering them
         self._keys = itertools.count()
         self._stopping = False
+        self._quitting = False
         self._done = asyncio.Event()
 
     @property
     def running(self) -> bool:
         """Children are running, ending or about to start again."""
-        return bool(self._children or self._pending or self._reaping)
-
-    @property
-    def pids(self) -> list[int]:
-        return [c.process.pid for c in self._children.values() if c.process.pid is not None]
+        return bool(self._children or self._pending or self._tasks)
 
     async def start(self) -> None:
         for slot in range(self.processes):
@@ -150,6 +147,7 @@ class Supervisor:
 
     def quit(self) -> None:
         """Stop now, as a second signal does."""
+        self._quitting = True
         self._tell_all(QUIT)
 
     async def ask_metrics(self, timeout: float) -> None:
@@ -272,20 +270,28 @@ class Supervisor:
     def _keep(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` as a task the supervisor waits for before it is done."""
         task = asyncio.create_task(coro)
-        self._reaping.add(task)
-        task.add_done_callback(self._reaping.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda _: self._check_done())
 
     async def _answer_lanes(self, child: _Child, call_id: int, op: str, args: Any) -> None:
         if self.lanes is None or op not in _LANE_CALLS:
             log.error("a delivery process called lanes %r that this process does not hold", op)
             return
-        result = await getattr(self.lanes, op)(*args)
+        try:
+            result = await getattr(self.lanes, op)(*args)
+        except Exception:  # never expected of LocalLanes; the child's shaper waits on
+            log.exception("lanes %s for a delivery process failed", op)
+            return
         with contextlib.suppress(OSError, ValueError):  # it has ended meanwhile
             child.conn.send((LANES, call_id, result))
 
     async def _answer_idle(self, child: _Child) -> None:
-        over = self.idle is not None and await self.idle()
+        try:
+            over = self.idle is not None and await self.idle()
+        except Exception as exc:  # the queue did not answer: not over, ask again later
+            log.warning("could not tell whether the run is over: %s", exc)
+            over = False
         with contextlib.suppress(OSError, ValueError):  # it has ended meanwhile
             child.conn.send((IDLE, over))
 
@@ -301,8 +307,13 @@ class Supervisor:
         if self.metrics is not None:
             self.metrics.retire(child.key)
         del self._children[child.slot]
-        if code == 0:
-            log.debug("delivery process %d ended (%d leases handed back)", child.slot, released)
+        if code == 0 or self._quitting:  # done, or told to stop now (it exits non-zero)
+            log.debug(
+                "delivery process %d ended with status %s (%d leases handed back)",
+                child.slot,
+                code,
+                released,
+            )
             return
         log.warning(
             "delivery process %d (pid %s) died with status %s; %d leases handed back%s",
