@@ -7,21 +7,27 @@ asked of the parent."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from mailspool.delivery.adaptive import cut
 from mailspool.delivery.observer import Counter, Observer
+from mailspool.delivery.providers import Provider, Throttle
 from mailspool.delivery.reporting import (
     IDLE,
     PAUSED,
     RECORDED,
+    ParentLanes,
     ParentLink,
     error_fields,
     outcomes,
     rebuild_error,
 )
+from mailspool.delivery.shaping import LocalLanes
 from mailspool.delivery.supervisor import Supervisor
 from mailspool.errors import AuthFailure, DeliveryError, Stage
 from mailspool.models import State
@@ -65,6 +71,29 @@ def asks_whether_idle(_: object, conn: Connection) -> None:
         answer = conn.recv()
         if answer == (IDLE, True):
             return
+
+
+GOOGLE = Provider("google", ("gmail.com",), throttle=(Throttle.parse("421 4.7.0"),))
+
+
+def shapes_through_its_parent(out: str, conn: Connection) -> None:
+    """A child whose shaper would use the lanes its parent holds: rate slots at one per
+    10 s (the first within a 1 s horizon, then within 100 s), then a cut after a
+    throttling reply; what it saw goes to the file ``out``."""
+
+    async def use() -> dict[str, object]:
+        link = ParentLink(conn)
+        link.listen(stop=lambda: None, stop_now=lambda: None)
+        lanes = ParentLanes(link)
+        waits = [await lanes.reserve("google", 0.1, horizon) for horizon in (1.0, 100, 100)]
+        change = functools.partial(
+            cut, provider=GOOGLE, now=1000.0, sent_at=999.0, seen=8.0,
+            throttle=GOOGLE.throttle[0], reply="421 4.7.0 slow down",
+        )  # fmt: skip
+        state = await lanes.update(GOOGLE, change)
+        return {"waits": waits, "rate": state.rate}
+
+    Path(out).write_text(json.dumps(asyncio.run(use())))
 
 
 class Paused(Observer):
@@ -131,3 +160,23 @@ def test_what_the_pipe_carries_is_rebuilt_as_it_was() -> None:
     assert (sent.state, sent.ambiguous, dead.state, dead.ambiguous) == (
         State.SENT, False, State.DEAD, True,
     )  # fmt: skip
+
+
+async def test_a_childs_shaper_shares_the_rates_its_parent_holds(tmp_path: Path) -> None:
+    held = LocalLanes()
+    await held.reserve("google", 0.1, 5.0)  # the parent's own worker took a slot: the next in 10 s
+    out = tmp_path / "seen.json"
+    supervisor = Supervisor(
+        target=shapes_through_its_parent, spec=str(out), processes=1, leases=Leases(),
+        lanes=held,
+    )  # fmt: skip
+    await supervisor.start()
+    await supervisor.wait()
+    seen = json.loads(out.read_text())
+    # one schedule: the child's next slot is the one after the parent's, 10 s after it,
+    # so it is not taken within a horizon of 1 s; the next two are 10 s apart
+    beyond, first, second = seen["waits"]
+    assert beyond < 0 and first > 0 and abs(second - first - 10) < 1
+    # the cut a child made is the parent's: every process now sends at it
+    assert seen["rate"] == 4.0
+    assert (await held.get(["google"]))["google"].rate == 4.0
