@@ -27,6 +27,9 @@ with any other queue each run uses its own campaign, --campaign bench-<uuid>, an
 the URL names its own, a Redis or RabbitMQ prefix and a PostgreSQL schema of its own,
 removed after the run (bench/_namespace.py). --with-sqlite also runs the SQLite queue in
 every round and prints the other queue's rate as a fraction of it (target 0.8).
+--processes N [N ...] runs mailspool once per N in every round, with --processes N (its
+delivery processes), and prints each one's rate as a fraction of the first N's; without
+it mailspool runs with its default (one delivery process per CPU).
 Traffic goes to 127.0.0.1 only.
 """
 
@@ -218,9 +221,10 @@ def run_mailspool(
     target: Target,
     extra: Sequence[str] = (),
     label: str = "",
+    processes: int | None = None,
 ) -> RunResult:
     """One ``mailspool send`` of the recipients; ``extra``: more options (``label`` says
-    which, in the client's name)."""
+    which, in the client's name); ``processes``: its --processes (None: its default)."""
     run_id = uuid.uuid4().hex[:12]
     ns = namespace(*target.urls(args, rnd, run_id), run_id)
     url = ns.queue
@@ -231,6 +235,9 @@ def run_mailspool(
         "--concurrency", str(args.concurrency),
         "--queue", url, "--json", "--log-level", "warning", *extra,
     ]  # fmt: skip
+    if processes is not None:
+        cmd += ["--processes", str(processes)]
+        label += f", -p {processes}"
     if not url.startswith("sqlite:"):
         cmd += ["--campaign", f"bench-{run_id}"]
     if ns.store:
@@ -268,7 +275,7 @@ def log_run(run: RunResult) -> None:
     cpu = f"client_cpu={run.client_cpu_s:.2f}s sink_cpu={run.sink_cpu_s:.2f}s"
     status = "" if run.ok else f"  FAILED: {run.error}"
     print(
-        f"[round {run.round}] {run.client:28s} {run.rate:9.0f} msg/s  wall={run.wall_s:.2f}s"
+        f"[round {run.round}] {run.client:34s} {run.rate:9.0f} msg/s  wall={run.wall_s:.2f}s"
         f" {cpu}{status}",
         file=sys.stderr,
         flush=True,
@@ -364,13 +371,30 @@ def versus_sqlite(ms: list[RunResult], lite: list[RunResult]) -> dict[str, Any]:
     }
 
 
+def versus_processes(first: list[RunResult], other: list[RunResult]) -> dict[str, Any]:
+    """Print the rate with other --processes as a fraction of the first's, and its ratio
+    to smtp-source is printed by the caller."""
+    frac, rounds = rate_ratio(other, first)
+    if frac is None:
+        print(f"{other[0].client}: no successful pair of runs")
+        return {}
+    print(
+        f"{other[0].client} of {first[0].client} (median rates): **{frac:.2f}**; per round: "
+        + ", ".join(f"round {r}: {x:.2f}" for r, x in rounds)
+    )
+    return {"of_first": frac, "of_first_per_round": dict(rounds)}
+
+
 def report(
     args: argparse.Namespace,
     src: list[RunResult],
-    ms: list[RunResult],
+    series: list[list[RunResult]],
     size: int | None,
     lite: list[RunResult] | None = None,
 ) -> dict[str, Any]:
+    """The table and the ratios; ``series``: mailspool's runs, one list per --processes
+    (the first gives the headline ratio)."""
+    ms = series[0]
     queue_kind = args.queue_url_template.split(":", 1)[0]
     size_text = f"~{size} B" if size else "size unknown"
     print(
@@ -387,10 +411,19 @@ def report(
     print(table_row(src[0].client, src, args.n))
     if lite:
         print(table_row(lite[0].client, lite, args.n))
-    print(table_row(ms[0].client, ms, args.n))
+    for runs in series:
+        print(table_row(runs[0].client, runs, args.n))
     out = ratios(src, ms, args.load_before)
     if lite:
         out |= versus_sqlite(ms, lite)
+    others: dict[str, Any] = {}
+    for runs in series[1:]:
+        ratio, _ = rate_ratio(runs, src)
+        if ratio is not None:
+            print(f"{runs[0].client} / smtp-source (median rates): {ratio:.3f}")
+        others[runs[0].client] = {"ratio": ratio, **versus_processes(ms, runs)}
+    if others:
+        out["other_processes"] = others
     inproc = [r.summary["rate_per_s"] for r in ms if r.ok and "rate_per_s" in r.summary]
     if inproc:
         print(
@@ -428,6 +461,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with another queue: also run the default SQLite queue in every round and"
         f" print the queue's rate as a fraction of it (target {TARGET_OF_SQLITE})",
     )
+    ap.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="mailspool --processes: one run per N in every round, each as a fraction of the"
+        " first N's (default: mailspool's own, one per CPU)",
+    )
     ap.add_argument("--mailspool", help="mailspool executable (default: beside this Python)")
     ap.add_argument("--timeout", type=float, help="kill a run after this many seconds")
     ap.add_argument("--json", type=Path, help="write raw results to this file")
@@ -435,6 +476,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.n < 1 or args.runs < 1 or args.concurrency < 1 or args.sessions < 1:
         ap.error("-n, --runs, --concurrency and --sessions must be positive")
+    if any(p < 1 for p in args.processes or ()):
+        ap.error("--processes must be positive")
     for tool in (SMTP_SINK, SMTP_SOURCE):
         if not os.access(tool, os.X_OK):
             ap.error(
@@ -452,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     args.load_before = os.getloadavg()[0]  # others' load; ours counts from here on
     exit_on_sigterm()
     src: list[RunResult] = []
-    ms: list[RunResult] = []
+    counts: list[int | None] = list(args.processes or [None])
+    series: list[list[RunResult]] = [[] for _ in counts]
     lite: list[RunResult] = []
     target = Target(args.queue_url_template, args.store)
     beside = args.with_sqlite and target.kind != "sqlite"
@@ -474,17 +518,22 @@ def main(argv: list[str] | None = None) -> int:
                 if beside:
                     lite.append(run_mailspool(rnd, sink, args, Target(DEFAULT_QUEUE)))
                     log_run(lite[-1])
-                ms.append(run_mailspool(rnd, sink, args, target))
-                log_run(ms[-1])
+                for runs, processes in zip(series, counts, strict=True):
+                    runs.append(run_mailspool(rnd, sink, args, target, processes=processes))
+                    log_run(runs[-1])
         finally:
             sink.stop()
-        summary = report(args, src, ms, size, lite)
+        summary = report(args, src, series, size, lite)
+    ms = [r for runs in series for r in runs]
     if args.json:
         raw = {
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "message_bytes": size,
             "smtp_source": [asdict(r) for r in src],
-            "mailspool": [asdict(r) for r in ms],
+            "mailspool": [asdict(r) for r in series[0]],
+            "mailspool_by_processes": {
+                str(p): [asdict(r) for r in runs] for p, runs in zip(counts, series, strict=True)
+            },
             "mailspool_sqlite_beside": [asdict(r) for r in lite],
             **summary,
         }

@@ -67,6 +67,9 @@ def main() -> int:
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     args.child_env = {"MAILSPOOL_WEBHOOK_SECRET": f"whsec_{key}"}
     target = Target(args.queue_url_template or DEFAULT_QUEUE, args.store)
+    if args.processes and len(args.processes) > 1:
+        raise SystemExit("bench_webhooks.py takes one --processes N")
+    processes = args.processes[0] if args.processes else None
     src: list[RunResult] = []
     plain: list[RunResult] = []
     hooked: list[RunResult] = []
@@ -81,13 +84,15 @@ def main() -> int:
             for rnd in range(1, args.runs + 1):
                 src.append(run_smtp_source(rnd, sink, args))
                 log_run(src[-1])
-                plain.append(run_mailspool(rnd, sink, args, target))
+                plain.append(run_mailspool(rnd, sink, args, target, processes=processes))
                 log_run(plain[-1])
                 port = free_port()
                 rx = start_receiver(port)
                 url = f"sent=http://127.0.0.1:{port}/hook"
                 extra = ["--webhook", url, "--webhook-drain", "120s"]
-                hooked.append(run_mailspool(rnd, sink, args, target, extra, " + webhook"))
+                hooked.append(
+                    run_mailspool(rnd, sink, args, target, extra, " + webhook", processes)
+                )
                 received.append(stop_receiver(rx))
                 log_run(hooked[-1])
                 print(f"[round {rnd}] webhook receiver got {received[-1]} requests")

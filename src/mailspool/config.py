@@ -214,6 +214,8 @@ class Settings(BaseModel):
     attachment_dir: Path | None = None
     #: child processes that render rows; None: automatic (intake.pool.default_processes)
     render_processes: int | None = Field(default=None, ge=0, le=64)
+    #: delivery processes of send and worker; None: automatic (cli/processes.py)
+    processes: int | None = Field(default=None, ge=1, le=64)
     outbox: Path = Path("outbox")
     lease: float = Field(default=60.0, gt=0)
     max_wait: float = Field(default=900.0, ge=0)

@@ -49,9 +49,12 @@ def open_existing_queue(settings: Settings) -> Queue:
     return open_queue(settings)
 
 
-def make_transport(settings: Settings, campaign: str | None = None) -> Transport:
+def make_transport(
+    settings: Settings, campaign: str | None = None, *, processes: int = 1
+) -> Transport:
     """The outbox without a relay; one relay's transport; or, for several relays (or a
-    ``[[relay]]`` table), a relay set (delivery/relays.py)."""
+    ``[[relay]]`` table), a relay set (delivery/relays.py), with this process's share of
+    each relay's rate and concurrency when ``processes`` deliver (delivery/sharing.py)."""
     specs = settings.relays
     if not specs:
         return OutboxTransport(settings.outbox / campaign if campaign else settings.outbox)
@@ -64,13 +67,14 @@ def make_transport(settings: Settings, campaign: str | None = None) -> Transport
         url = specs[0].url
         return TRANSPORTS.for_url(url).from_url(url, **timeouts)
     from mailspool.delivery.relays import Relay, RelaySet
+    from mailspool.delivery.sharing import share_relay
     from mailspool.transport import SMTPTransport, parse_smtp_url
 
     relays = []
     for spec in specs:
         variable = relay_password_variable(spec.name)
         smtp = parse_smtp_url(spec.url, variable, **timeouts)
-        relays.append(Relay(spec, SMTPTransport(smtp)))
+        relays.append(Relay(share_relay(spec, processes), SMTPTransport(smtp)))
     return RelaySet(relays)
 
 
@@ -243,13 +247,19 @@ async def make_producer(
     )
 
 
-def worker_config(settings: Settings, campaign: str | None = None) -> WorkerConfig:
+def worker_config(
+    settings: Settings, campaign: str | None = None, *, processes: int = 1
+) -> WorkerConfig:
+    """How a worker delivers: one of ``processes``, its share of the limits held in a
+    process (delivery/sharing.py)."""
+    from mailspool.delivery.sharing import share_limits
     from mailspool.delivery.worker import WorkerConfig
 
+    shared = settings.limits if limits_in_redis(settings) else None  # one set for all
     return WorkerConfig(
         concurrency=settings.concurrency,
         lease=settings.lease,
-        limits=settings.limits,
+        limits=shared or share_limits(settings.limits, processes),
         campaign=campaign,
         retry=retry_policy(settings),
     )
@@ -292,6 +302,11 @@ def observers(settings: Settings) -> list[Observer]:
     if tracing is not None:
         found.append(tracing)
     return found
+
+
+def limits_in_redis(settings: Settings) -> bool:
+    """Whether the limits and adapted provider rates are in Redis, not in each process."""
+    return _limits_redis_url(settings) is not None
 
 
 def _limits_redis_url(settings: Settings) -> str | None:
@@ -345,17 +360,19 @@ def shaping_lanes(settings: Settings) -> Lanes | None:
     return RedisLanes(url)
 
 
-def shaper(settings: Settings, lanes: Lanes | None = None) -> Shaper | None:
+def shaper(settings: Settings, lanes: Lanes | None = None, *, processes: int = 1) -> Shaper | None:
     """Per-provider shaping (delivery/shaping.py) by the rules of ``--providers`` (the
     shipped ones by default; ``off``: none), its rates kept in ``lanes`` (default:
-    :func:`shaping_lanes`)."""
+    :func:`shaping_lanes`); one of ``processes`` holds its share (delivery/sharing.py)."""
     if (settings.providers or "").lower() == "off":
         return None
     from mailspool.delivery.mx import MXResolver, parse_nameserver
     from mailspool.delivery.providers import load_providers
     from mailspool.delivery.shaping import Shaper
+    from mailspool.delivery.sharing import share_providers
 
     rules = load_providers(Path(settings.providers) if settings.providers else None)
+    rules = share_providers(rules, processes)  # connections; the rates are shared whole
     resolver = None
     if settings.resolve_mx:
         server = parse_nameserver(settings.dns_server) if settings.dns_server else None

@@ -214,6 +214,7 @@ SAMPLES = {
     "metrics_port": "9108",
     "outbox": "out",
     "port": "8026",
+    "processes": "2",
     "providers": "off",
     "queue": "sqlite:///other.db",
     "rate": "20/s",

@@ -190,14 +190,17 @@ def test_secrets_never_printed(
     assert "hunter2secret" not in res.stdout + res.stderr
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 def test_sigint_stops_gracefully_and_resume_finishes(
-    job: Path, smtp_sink: Callable[..., SMTPSink]
+    processes: int, job: Path, smtp_sink: Callable[..., SMTPSink]
 ) -> None:
+    """SIGINT to send (with --processes 2: forwarded to its delivery process)."""
     write_csv(job / "r.csv", [(f"u{i}", f"u{i}@example.com") for i in range(400)])
     slow = smtp_sink("-W", ".:1")  # 1 s before each final reply
     cmd = [
         sys.executable, "-m", "mailspool", "send", "r.csv", "--template", "t.txt",
         "--smtp", f"smtp://127.0.0.1:{slow.port}", "--concurrency", "4", "--json",
+        "--processes", str(processes),
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
     p = subprocess.Popen(

@@ -33,14 +33,15 @@ def test_worker_drain_sends_everything_and_exits(
     assert len(sink.received()) == 300
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 def test_sigterm_finishes_in_flight_and_hands_back_the_rest(
-    enqueued: Callable[[int], Path], smtp_sink: Callable[..., SMTPSink]
+    processes: int, enqueued: Callable[[int], Path], smtp_sink: Callable[..., SMTPSink]
 ) -> None:
+    """The first SIGTERM (forwarded to the delivery processes, with --processes 2)."""
     cwd = enqueued(200)
     slow = smtp_sink("-W", ".:1", dump=True)
-    p = subprocess.Popen(
-        worker_cmd(slow.port, "--concurrency", "4", "--lease", "300s"), cwd=cwd, env=env()
-    )
+    cmd = worker_cmd(slow.port, "--concurrency", "4", "--lease", "300s")
+    p = subprocess.Popen([*cmd, "--processes", str(processes)], cwd=cwd, env=env())
     wait_for_a_final_dot(slow, p)  # sending: the first messages wait for their reply
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == 0

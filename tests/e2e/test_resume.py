@@ -1,6 +1,8 @@
 """SIGKILL halfway through 20,000 messages, then the same command again: every recipient
 ends with exactly one message, except at most the messages in flight at the kill, which
-keep their Message-ID."""
+keep their Message-ID. With ``--processes 2`` the kill is the parent's (it reads, queues
+and delivers): its delivery process, left alone, finishes what it has in flight and
+hands back the rest."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import pytest
 
 from mailspool.testing import SMTPSink
 from tests.support.cli import TEMPLATE
-from tests.support.processes import per_recipient, twice_only_in_the_window
+from tests.support.processes import alive, children_of, per_recipient, twice_only_in_the_window
 
 N = 20_000
 CONCURRENCY = 32
@@ -38,7 +40,10 @@ def sent_so_far(db: Path, mode: str = "ro") -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_halfway_then_resume(tmp_path: Path, smtp_sink: Callable[..., SMTPSink]) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_sigkill_halfway_then_resume(
+    processes: int, tmp_path: Path, smtp_sink: Callable[..., SMTPSink]
+) -> None:
     with (tmp_path / "r.csv").open("w") as f:
         f.write("Name, Email\n")
         for i in range(N):
@@ -48,7 +53,7 @@ def test_sigkill_halfway_then_resume(tmp_path: Path, smtp_sink: Callable[..., SM
     cmd = [
         sys.executable, "-m", "mailspool", "send", "r.csv", "--template", "t.txt",
         "--smtp", f"smtp://127.0.0.1:{sink.port}", "--concurrency", str(CONCURRENCY),
-        "--json", "--log-level", "warning",
+        "--json", "--log-level", "warning", "--processes", str(processes),
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
     p = subprocess.Popen(
@@ -59,8 +64,12 @@ def test_sigkill_halfway_then_resume(tmp_path: Path, smtp_sink: Callable[..., SM
         assert p.poll() is None, "send finished before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    kids = children_of(p.pid)
     p.send_signal(signal.SIGKILL)
     p.wait()
+    while any(alive(k) for k in kids):  # its delivery process stops by itself
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     # read-write: a read-only connection cannot recover the WAL index the killed writer left
     killed_at = sent_so_far(tmp_path / "mailspool.db", mode="rw")
     assert N // 2 <= killed_at < N

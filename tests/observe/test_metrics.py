@@ -156,7 +156,12 @@ async def test_queue_depth_is_read_at_scrape_time() -> None:
     assert "mailspool_queue_up 0.0" in text and "mailspool_queue_depth" not in text
 
 
-def test_worker_serves_metrics_on_its_port(tmp_path: Path, smtpd: RecordingSMTPServer) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_worker_serves_metrics_on_its_port(
+    processes: int, tmp_path: Path, smtpd: RecordingSMTPServer
+) -> None:
+    """With --processes 2, one endpoint for both: their counts summed, as fresh as the
+    queue's depth in the same scrape."""
     write_csv(tmp_path / "r.csv", [(f"u{i}", f"u{i}@example.com") for i in range(25)])
     (tmp_path / "t.txt").write_text("From: a@example.com\nTo: {{ Email }}\nSubject: hi\n\nx\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSPOOL_")}
@@ -170,7 +175,8 @@ def test_worker_serves_metrics_on_its_port(tmp_path: Path, smtpd: RecordingSMTPS
     port = free_port()
     worker = subprocess.Popen(
         [sys.executable, "-m", "mailspool", "worker", "--queue", queue, "--smtp",
-         f"smtp://127.0.0.1:{smtpd.port}", "--metrics-port", str(port), "--log-format", "json"],
+         f"smtp://127.0.0.1:{smtpd.port}", "--metrics-port", str(port), "--log-format", "json",
+         "--processes", str(processes)],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:

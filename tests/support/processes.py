@@ -1,5 +1,6 @@
 """mailspool as child processes, for the tests that run several of them (workers on many
-machines, as it were): the command line, a clean environment, and a set of workers."""
+machines, as it were): the command line, a clean environment, a set of workers, and the
+delivery processes a command spawned (``--processes``)."""
 
 from __future__ import annotations
 
@@ -127,3 +128,30 @@ def twice_only_in_the_window(
     assert len(twice) <= ambiguous, (len(twice), ambiguous)
     assert bound is None or ambiguous <= bound, (ambiguous, bound)
     return twice
+
+
+def children_of(pid: int) -> list[int]:
+    """The child processes ``pid`` spawned (multiprocessing's spawn: delivery, render or
+    webhook processes), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

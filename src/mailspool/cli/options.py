@@ -93,6 +93,16 @@ def delivery(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def processes(p: argparse.ArgumentParser) -> None:
+    """``--processes``: the delivery processes of ``send`` and ``worker``."""
+    p.add_argument(
+        "--processes", type=int, metavar="N",
+        help="delivery processes, each with its own event loop, --concurrency SMTP sessions"
+        " and share of the limits (default: 1 with an SQLite queue, else one per CPU, one per"
+        " 1000/s of --rate; 1: this process alone)",
+    )  # fmt: skip
+
+
 def retry(p: argparse.ArgumentParser) -> None:
     """The retry schedule; given to send or enqueue, it becomes the campaign's own."""
     p.add_argument(

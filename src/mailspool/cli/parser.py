@@ -22,6 +22,7 @@ from mailspool.cli.options import (
     delivery,
     events,
     page_limit,
+    processes,
     producer,
     retry,
     returned,
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     producer(p)
     deliverability(p)
     delivery(p)
+    processes(p)
     events(p, drain=True)
     common(p)
     p.add_argument(
@@ -167,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="deliver queued jobs until SIGTERM")
     delivery(p)
+    processes(p)
     events(p, drain=True)
     common(p)
     p.add_argument(

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from mailspool.cli.exits import ExitCode
+from mailspool.cli.processes import delivering, delivery_processes
 from mailspool.cli.shared import DeliveryRun, campaign_halted, source_path
 from mailspool.config import Settings
 from mailspool.delivery.leases import reclaim_dead_leases
 from mailspool.delivery.observer import Observer
+from mailspool.delivery.supervisor import Delivering
 from mailspool.delivery.worker import Worker
 from mailspool.errors import AuthFailure, DeliveryError, RejectedRow, TLSFailure
 from mailspool.intake.pool import BuildPool
@@ -68,7 +70,8 @@ class SendRun:
         renderer = load_renderer(settings)  # first: reports an unreadable template clearly
         campaign = self.campaign = settings.campaign or default_campaign(self.source, settings)
         source = open_source(self.source)
-        transport = make_transport(settings, campaign)
+        n = delivery_processes(settings)  # this one (or its children) and n - 1 others
+        transport = make_transport(settings, campaign, processes=n)
         pool = build_pool(settings, renderer, campaign, self.source, delivering=True)
         async with contextlib.AsyncExitStack() as stack:
             if pool is not None:
@@ -95,13 +98,17 @@ class SendRun:
             worker = Worker(
                 queue=queue,
                 transport=transport,
-                config=worker_config(settings, campaign),
+                config=worker_config(settings, campaign, processes=n),
                 observers=[self.delivery.counter, progress, relay, *observers(settings)],
                 limits=shared,
-                shaper=shaper(settings),
+                shaper=shaper(settings, processes=n),
             )
-            relay.worker = worker
-            report = await self._deliver(queue, worker, producer, source, progress, pool)
+            counting = [self.delivery.counter, progress, relay]  # told by the children too
+            deliverer = delivering(
+                settings, n, queue=queue, campaign=campaign, worker=worker, observers=counting
+            )
+            relay.worker = deliverer
+            report = await self._deliver(queue, deliverer, producer, source, progress, pool)
             stats = await queue.stats(campaign)
             state = (await queue.campaign_states([campaign])).get(campaign)
             self.paused = state is CampaignState.PAUSED
@@ -121,7 +128,7 @@ class SendRun:
     async def _deliver(
         self,
         queue: Queue,
-        worker: Worker,
+        worker: Delivering,
         producer: Producer,
         source: Source,
         progress: Progress,
@@ -337,7 +344,7 @@ class StopOnRelayMisconfiguration(Observer):
 
     def __init__(self, log: Any) -> None:
         self.log = log
-        self.worker: Worker | None = None
+        self.worker: Delivering | None = None
         self.error: DeliveryError | None = None
 
     def relay_paused(self, err: DeliveryError, delay: float) -> None:

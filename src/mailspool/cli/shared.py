@@ -103,11 +103,11 @@ class DeliveryRun:
         stop: Callable[[], None],
         notice: Callable[[int, bool], None],
         stop_now: Callable[[], None] | None = None,
+        signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
     ) -> None:
-        """At the first SIGINT or SIGTERM: ``notice(signum, False)``, then ``stop()``; at
-        the second, ``notice(signum, True)``, then ``stop_now()``; at the next one (the
-        second without ``stop_now``), exit now. Call from the event loop the worker runs
-        on."""
+        """At the first of ``signals``: ``notice(signum, False)``, then ``stop()``; at the
+        second, ``notice(signum, True)``, then ``stop_now()``; at the next one (the second
+        without ``stop_now``), exit now. Call from the event loop the worker runs on."""
         loop = asyncio.get_running_loop()
 
         def handler(signum: int) -> None:
@@ -124,7 +124,7 @@ class DeliveryRun:
             else:
                 stop()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             with contextlib.suppress(NotImplementedError):  # no signals on this platform
                 loop.add_signal_handler(sig, handler, sig)
 

@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import enum
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -295,12 +296,11 @@ class Shaper:
         now = self._clock()
         seen = lane.seen_rate(now)
         lane.throttles += 1
-
-        def change(s: Adapted) -> Adapted:
-            return cut(
-                s, provider, now=now, sent_at=sent_at, seen=seen, throttle=pattern, reply=reply
-            )
-
+        # a partial, not a closure: lanes held by a parent process take it over a pipe
+        change = functools.partial(
+            cut, provider=provider, now=now, sent_at=sent_at, seen=seen, throttle=pattern,
+            reply=reply,
+        )  # fmt: skip
         before = lane.state.rate
         lane.state = await self.lanes.update(provider, change)
         if lane.state.rate is not None and (before is None or lane.state.rate < before):
@@ -369,7 +369,7 @@ class Shaper:
 
 
 def _climber(provider: Provider, now: float) -> Callable[[Adapted], Adapted]:
-    return lambda state: climb(state, provider, now)
+    return functools.partial(climb, provider=provider, now=now)  # picklable, as above
 
 
 def _split(reply: str) -> tuple[int | None, str | None, str, str]:

@@ -116,7 +116,9 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     structlog.configure(
         processors=[*shared, *exc, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        # each event and its newline in one write: processes sharing stderr (--processes)
+        # never interleave within a line (print writes the newline on its own)
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=True,
     )
     # the standard library's loggers (uvicorn, asyncio) in the same format
