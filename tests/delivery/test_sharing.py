@@ -105,13 +105,7 @@ def test_a_memory_queue_has_one_process(clean: None) -> None:
         delivery_processes(load_settings(queue="memory://", processes=2))
 
 
-def test_by_default_one_process_for_sqlite_one_per_cpu_elsewhere(
-    clean: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import mailspool.cli.processes as processes
-
-    monkeypatch.setattr(processes, "cpus", lambda: 4)
-    # the SQLite file takes one writer at a time: more processes only wait for its lock
+def test_by_default_one_process(clean: None) -> None:
     assert delivery_processes(load_settings(providers="off")) == 1
     redis = load_settings(queue="redis://127.0.0.1:6379/0", providers="off")
-    assert delivery_processes(redis) == 4
+    assert delivery_processes(redis) == 1

@@ -98,8 +98,7 @@ def processes(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--processes", type=int, metavar="N",
         help="delivery processes, each with its own event loop, --concurrency SMTP sessions"
-        " and share of the limits (default: 1 with an SQLite queue, else one per CPU, one per"
-        " 1000/s of --rate; 1: this process alone)",
+        " and share of the limits (default 1: this process alone)",
     )  # fmt: skip
 
 

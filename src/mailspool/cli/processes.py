@@ -1,7 +1,8 @@
 """``--processes N``: ``send`` and ``worker`` delivering from N child processes.
 
-How many (:func:`delivery_processes`): ``--processes``, else one for an SQLite queue
-(one writer at a time), else one per CPU, or one per
+How many (:func:`delivery_processes`): ``--processes``, else one (measured: more
+only wait for SQLite's write lock; elsewhere not measured yet; delivery/sharing.py's
+``automatic`` would give one per CPU, or one per
 1,000 messages a second of ``--rate`` (delivery/sharing.py), never more than each limit
 divided among them allows, and one for a ``memory://`` queue (no other process can open
 it). ``1`` is today's single process, with no child at all.
@@ -34,7 +35,7 @@ from mailspool.delivery.leases import reclaim_dead_leases
 from mailspool.delivery.observer import Observer
 from mailspool.delivery.reporting import METRICS, ParentLanes, ParentLink
 from mailspool.delivery.shaping import LocalLanes
-from mailspool.delivery.sharing import automatic, cpus, most_processes
+from mailspool.delivery.sharing import most_processes
 from mailspool.delivery.supervisor import Delivering, Processes, Supervisor
 from mailspool.delivery.worker import Worker
 from mailspool.errors import ConfigError, MailspoolError, QueueError
@@ -60,10 +61,10 @@ def delivery_processes(settings: Settings) -> int:
         if (settings.processes or 1) > 1:
             raise ConfigError("--processes: a memory:// queue lives in one process only")
         return 1
-    # the SQLite file takes one writer at a time: more processes only wait for its lock
-    # (measured: 2 deliver 0.97 of 1 at 18 % more CPU a message, bench/README.md)
-    sqlite = settings.queue.lower().startswith("sqlite:")
-    wanted = settings.processes or (1 if sqlite else automatic(cpus(), settings.rate_per_second))
+    # one unless asked: with SQLite more processes only wait for its write lock (measured:
+    # 2 deliver 0.97 of 1 at 18 % more CPU a message, bench/README.md), and with other
+    # queues the gain is not measured yet
+    wanted = settings.processes or 1
     if wanted == 1:
         return 1
     from mailspool.delivery.providers import load_providers
