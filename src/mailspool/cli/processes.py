@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from mailspool.cli.exits import ExitCode
-from mailspool.cli.shared import DeliveryRun
+from mailspool.cli.shared import DeliveryRun, worker_finished
 from mailspool.config import Settings
 from mailspool.delivery.leases import reclaim_dead_leases
 from mailspool.delivery.observer import Observer
@@ -38,7 +38,7 @@ from mailspool.delivery.shaping import LocalLanes
 from mailspool.delivery.sharing import most_processes
 from mailspool.delivery.supervisor import Delivering, Processes, Supervisor
 from mailspool.delivery.worker import Worker
-from mailspool.errors import ConfigError, MailspoolError, QueueError
+from mailspool.errors import ConfigError, MailspoolError
 from mailspool.observe.logs import configure, get_logger
 from mailspool.queue import Queue
 from mailspool.wiring import (
@@ -287,17 +287,7 @@ async def run_workers(settings: Settings, n: int) -> ExitCode:
         log.info("worker started", processes=n, queue=queue.url, relay=transport.description)
         await supervisor.start()
         await supervisor.wait()
-        if settings.drain and hooks.endpoints and delivery.hurried is None:
-            left = await hooks.drain(settings.webhook_drain)
-            waiting = sum(b.waiting for b in left.values())
-            if waiting:
-                log.warning(
-                    "webhook events not delivered yet: kept for the next run", waiting=waiting
-                )
-        pending: int | None = None
-        with contextlib.suppress(QueueError):  # the tally is still worth logging
-            pending = (await queue.stats(settings.campaign)).pending
-        log.info("worker stopped", processes=n, pending=pending, **delivery.tally().fields())
+        await worker_finished(log, settings, hooks, queue, delivery, processes=n)
     if supervisor.gave_up:
         print(
             f"mailspool: {supervisor.gave_up} delivery process(es) kept dying and were not"

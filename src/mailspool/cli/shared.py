@@ -12,13 +12,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailspool.cli.exits import ExitCode
 from mailspool.delivery.observer import Counter
-from mailspool.errors import ConfigError
+from mailspool.errors import ConfigError, QueueError
 from mailspool.models import CampaignState
 from mailspool.queue import CampaignControl
+
+if TYPE_CHECKING:
+    from mailspool.config import Settings
+    from mailspool.queue import Queue
+    from mailspool.webhooks.run import WebhookRun
 
 
 def source_path(args: argparse.Namespace) -> Path:
@@ -145,3 +150,27 @@ class DeliveryRun:
             elapsed_s=round(elapsed, 3),
             rate_per_s=round(c.sent_count / elapsed, 1) if elapsed > 0 else 0.0,
         )
+
+
+async def worker_finished(
+    log: Any,
+    settings: Settings,
+    hooks: WebhookRun,
+    queue: Queue,
+    delivery: DeliveryRun,
+    **who: Any,
+) -> None:
+    """The end of ``mailspool worker`` (one process or several, ``who`` says which): with
+    ``--drain``, the webhook events waited for; then ``worker stopped`` with what it did
+    and what is pending, and how to resume after a signal."""
+    if settings.drain and hooks.endpoints and delivery.hurried is None:
+        left = await hooks.drain(settings.webhook_drain)
+        waiting = sum(b.waiting for b in left.values())
+        if waiting:
+            log.warning("webhook events not delivered yet: kept for the next run", waiting=waiting)
+    pending: int | None = None
+    with contextlib.suppress(QueueError):  # the tally is still worth logging
+        pending = (await queue.stats(settings.campaign)).pending
+    log.info("worker stopped", **who, pending=pending, **delivery.tally().fields())
+    if delivery.interrupted and pending:
+        log.info("to resume, start `mailspool worker` again: what was not sent waits in the queue")

@@ -10,11 +10,10 @@ import time
 
 from mailspool.cli.exits import ExitCode
 from mailspool.cli.processes import delivery_processes, run_workers
-from mailspool.cli.shared import DeliveryRun
+from mailspool.cli.shared import DeliveryRun, worker_finished
 from mailspool.config import Settings
 from mailspool.delivery.leases import reclaim_dead_leases
 from mailspool.delivery.worker import Worker
-from mailspool.errors import QueueError
 from mailspool.models import CampaignState
 from mailspool.observe.logs import get_logger
 from mailspool.queue import Queue
@@ -87,21 +86,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         transport = worker.transport.description
         log.info("worker started", owner=worker.owner, queue=queue.url, relay=transport)
         await worker.run(idle)
-        if settings.drain and hooks.endpoints and delivery.hurried is None:
-            left = await hooks.drain(settings.webhook_drain)
-            waiting = sum(b.waiting for b in left.values())
-            if waiting:
-                log.warning(
-                    "webhook events not delivered yet: kept for the next run", waiting=waiting
-                )
-        pending: int | None = None
-        with contextlib.suppress(QueueError):  # the tally is still worth logging
-            pending = (await queue.stats(settings.campaign)).pending
-        log.info("worker stopped", owner=worker.owner, pending=pending, **delivery.tally().fields())
-        if delivery.interrupted and pending:
-            log.info(
-                "to resume, start `mailspool worker` again: what was not sent waits in the queue"
-            )
+        await worker_finished(log, settings, hooks, queue, delivery, owner=worker.owner)
     # unlike send's, a worker's run is meant to end by a signal: that is success
     # (docs/retries.md), so its exit status is 0, not 130 or 143; but a second signal
     # cut messages short, which the status says
