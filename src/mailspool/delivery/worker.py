@@ -49,6 +49,7 @@ from mailspool.delivery.windows import SendWindows
 from mailspool.delivery.worker_config import ClaimingSuppressing, WorkerConfig
 from mailspool.errors import DeliveryError, MailspoolError, QueueError
 from mailspool.models import DeadReason, Job, Outcome, State
+from mailspool.tasks import cancel_and_wait
 from mailspool.transport.base import Transport
 
 __all__ = ["ClaimingSuppressing", "Worker", "WorkerConfig"]
@@ -168,9 +169,7 @@ class Worker:
             await self.parking.settle()
             self.recorder.close()
             await self._step(recorder)
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await cancel_and_wait(background)
             await self._step(
                 publish_states(self.queue, self.owner, self.transport, self.shaper, once=True)
             )

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailspool.queue.events import Event, EventLog, Pending
+from mailspool.tasks import cancel_and_wait
 from mailspool.webhooks.endpoints import WebhookEndpoint
 from mailspool.webhooks.http import HttpClient, HttpError
 from mailspool.webhooks.payload import event_body
@@ -156,9 +157,7 @@ class Dispatcher:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
             await self._let_go()
             await self.aclose()
 

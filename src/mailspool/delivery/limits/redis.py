@@ -32,6 +32,7 @@ import structlog
 
 from mailspool.delivery.limits.base import LimitSettings
 from mailspool.queue.redis import Reconnect, connect, parse_redis_url
+from mailspool.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -218,8 +219,7 @@ class RedisLimits:
 
     async def close(self) -> None:
         if self._refresher is not None:
-            self._refresher.cancel()
-            await asyncio.gather(self._refresher, return_exceptions=True)
+            await cancel_and_wait([self._refresher])
         for domain, tokens in self._held.items():
             while tokens:
                 self.release(domain)

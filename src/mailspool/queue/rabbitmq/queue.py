@@ -56,6 +56,7 @@ from mailspool.queue.rabbitmq.topology import parse_amqp_url
 from mailspool.queue.returns import ReturnLog
 from mailspool.queue.store import JobStore, make_store, store_class
 from mailspool.queue.suppression import SuppressionList
+from mailspool.tasks import cancel_and_wait
 from mailspool.urls import redact_url
 
 __all__ = ["RabbitMQQueue"]
@@ -160,10 +161,7 @@ class RabbitMQQueue(DeliveryConsumer, Queue):
 
     async def _close(self) -> None:
         self._closing = True
-        for task in (self._reconnect_task, self._maintain_task):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(t for t in (self._reconnect_task, self._maintain_task) if t)
         try:
             if self._background:  # acknowledgements first, while the channel is open
                 await asyncio.gather(*self._background, return_exceptions=True)
