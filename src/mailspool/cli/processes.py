@@ -1,11 +1,11 @@
 """``--processes N``: ``send`` and ``worker`` delivering from N child processes.
 
-How many (:func:`delivery_processes`): ``--processes``, else one (measured: more
-only wait for SQLite's write lock; elsewhere not measured yet; delivery/sharing.py's
-``automatic`` would give one per CPU, or one per
-1,000 messages a second of ``--rate`` (delivery/sharing.py), never more than each limit
-divided among them allows, and one for a ``memory://`` queue (no other process can open
-it). ``1`` is today's single process, with no child at all.
+How many (:func:`delivery_processes`): ``--processes``, else, with a Redis or
+RabbitMQ queue, one per CPU, or one per 1,000 messages a second of ``--rate``
+(delivery/sharing.py ``automatic``); one with SQLite (measured: more only wait for its
+write lock) and with a ``memory://`` queue (no other process can open it); never more
+than each limit divided among them allows. ``1`` is a single process, with no child at
+all.
 
 Each child (:func:`child_main`) opens the queue and delivers with a :class:`Worker` of
 its own: its event loop, SMTP connections, lease owner and share of the limits. The
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import os
 import signal
 import sys
 import time
@@ -35,7 +36,7 @@ from mailspool.delivery.leases import reclaim_dead_leases
 from mailspool.delivery.observer import Observer
 from mailspool.delivery.reporting import METRICS, ParentLanes, ParentLink
 from mailspool.delivery.shaping import LocalLanes
-from mailspool.delivery.sharing import most_processes
+from mailspool.delivery.sharing import automatic, most_processes
 from mailspool.delivery.supervisor import Delivering, Processes, Supervisor
 from mailspool.delivery.worker import Worker
 from mailspool.errors import ConfigError, MailspoolError
@@ -61,10 +62,7 @@ def delivery_processes(settings: Settings) -> int:
         if (settings.processes or 1) > 1:
             raise ConfigError("--processes: a memory:// queue lives in one process only")
         return 1
-    # one unless asked: with SQLite more processes only wait for its write lock (measured:
-    # 2 deliver 0.97 of 1 at 18 % more CPU a message, bench/README.md), and with other
-    # queues the gain is not measured yet
-    wanted = settings.processes or 1
+    wanted = settings.processes or _default(settings)
     if wanted == 1:
         return 1
     from mailspool.delivery.providers import load_providers
@@ -85,6 +83,15 @@ def delivery_processes(settings: Settings) -> int:
             )
         return bound
     return wanted
+
+
+def _default(settings: Settings) -> int:
+    """Without ``--processes``: one per CPU for a queue that takes several writers at once
+    (Redis, RabbitMQ); one for SQLite, whose single write lock several processes only
+    wait for (2 delivered 0.97 of 1 at 18 % more CPU a message, bench/README.md)."""
+    if not settings.queue.lower().startswith(("redis", "amqp")):
+        return 1
+    return automatic(os.cpu_count() or 1, settings.rate_per_second)
 
 
 class Until(enum.Enum):
