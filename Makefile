@@ -24,8 +24,11 @@ demo: $(VENV)/.installed
 services:
 	bash scripts/services.sh
 
+# three at once on two cores: most tests wait on servers and real time, not the CPU
+TEST_WORKERS ?= 3
+
 test: $(VENV)/.installed services
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 check: lint typecheck layers
 
