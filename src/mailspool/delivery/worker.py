@@ -31,7 +31,7 @@ from typing import Any
 
 from mailspool.delivery.assemble import Assembler
 from mailspool.delivery.campaigns import CampaignGate, CampaignHalted
-from mailspool.delivery.classify import Action, Verdict, classify
+from mailspool.delivery.classify import classify
 from mailspool.delivery.inflight import InFlight, drain, stop_senders
 from mailspool.delivery.leases import keep_leases, make_owner
 from mailspool.delivery.limits import Limits, LocalLimits, NoLimits
@@ -45,6 +45,7 @@ from mailspool.delivery.retry import CampaignPolicies
 from mailspool.delivery.screen import Screen
 from mailspool.delivery.shaped import admitted, envelope_for
 from mailspool.delivery.shaping import Shaper
+from mailspool.delivery.verdicts import Verdicts
 from mailspool.delivery.windows import SendWindows
 from mailspool.delivery.worker_config import ClaimingSuppressing, WorkerConfig
 from mailspool.errors import DeliveryError, MailspoolError, QueueError
@@ -118,6 +119,15 @@ class Worker:
         self.shaper = shaper
         if shaper is not None:
             shaper.requeue = self._buffer.put_nowait
+        self.verdicts = Verdicts(
+            policies=self.policies,
+            gate=self.gate,
+            parking=self.parking,
+            buffer=self._buffer,
+            flight=self.flight,
+            tell=self._tell,
+            max_age=config.retry.max_age,
+        )
         self.error: BaseException | None = None
 
     # -- control ------------------------------------------------------------------
@@ -273,16 +283,11 @@ class Worker:
             send, suppressed = await self.screen.check(jobs)
         except QueueError as exc:
             for job in jobs:
-                self.recorder.add(self._unexpected(job, exc))
+                self.recorder.add(self.verdicts.unexpected(job, exc))
             return []
         for job in suppressed:
-            self._suppressed(job)
+            self.recorder.add(self.verdicts.suppressed(job))
         return send
-
-    def _suppressed(self, job: Job) -> None:
-        self._tell(lambda obs: obs.suppressed(job))
-        reply = f"suppressed: {', '.join(job.recipients)}"[:1000]
-        self.recorder.add(Outcome(job.id, State.SUPPRESSED, reply))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -307,7 +312,7 @@ class Worker:
                 raise  # else still held: handed back untried by _release_unsent
             except Exception as exc:  # a defect here must not lose the job nor the sender
                 log.exception("unexpected error sending job %s", job.id)
-                outcome = self._unexpected(job, exc)
+                outcome = self.verdicts.unexpected(job, exc)
             finally:
                 self.flight.discard(job.id)
                 self.screen.dropped.pop(job.id, None)
@@ -343,9 +348,9 @@ class Worker:
         try:
             data = await self.assembler.message(job)
         except QueueError as exc:  # the store is unreachable, the job is fine
-            return self._unexpected(job, exc)
+            return self.verdicts.unexpected(job, exc)
         except MailspoolError as exc:
-            return self._dead(job, DeadReason.INVALID_MESSAGE, str(exc))
+            return self.verdicts.dead(job, DeadReason.INVALID_MESSAGE, str(exc))
         prepared = time.monotonic() - began
         self._tell(lambda obs: obs.prepared(prepared))
         return await self._send(job, data)
@@ -374,7 +379,7 @@ class Worker:
         except DeliveryError as err:
             if self.shaper is not None and self.shaper.slows(job.id, err):
                 return await self._throttled(job, err)
-            return self._failed(job, err, classify(err), time.monotonic() - started)
+            return self.verdicts.failed(job, err, classify(err), time.monotonic() - started)
         finally:
             if acquired:
                 self.limits.release(domain)
@@ -392,52 +397,9 @@ class Worker:
         provider = await self.shaper.throttled(job.id, err) or ""
         self._tell(lambda obs: obs.throttled(job, provider, err))
         if time.time() - job.created_at > self.config.retry.max_age:
-            return self._dead(job, DeadReason.EXPIRED, err.reply)
+            return self.verdicts.dead(job, DeadReason.EXPIRED, err.reply)
         self._again.add(job.id)
         return None
-
-    def _unexpected(self, job: Job, exc: Exception) -> Outcome:
-        """Not the relay's answer nor the job's fault: try again on the usual schedule."""
-        reply = f"{type(exc).__name__}: {exc}"[:1000]
-        decision = self.policies.next_attempt(job)
-        begun = job.id in self.flight.begun  # its transaction began: the relay may have it
-        if isinstance(decision, DeadReason):
-            return self._dead(job, decision, reply, begun)
-        return Outcome(job.id, State.DEFERRED, reply, decision, ambiguous=begun)
-
-    def _failed(
-        self, job: Job, err: DeliveryError, verdict: Verdict, elapsed: float
-    ) -> Outcome | None:
-        if verdict.action is Action.PAUSE:
-            pauses = self.gate.pauses
-            delay = self.gate.pause(err)
-            self.parking.park(drain(self._buffer))
-            if self.gate.pauses != pauses:  # tell once per pause, not once per sender
-                self._tell(lambda obs: obs.relay_paused(err, delay))
-        if verdict.action is Action.DEAD:
-            assert verdict.reason is not None
-            return self._dead(job, verdict.reason, err.reply, verdict.ambiguous)
-        now = time.time()
-        if verdict.action is Action.PAUSE:
-            # the relay's fault, not the job's: handed back (the claim's attempt not
-            # counted), due when the relay is expected back
-            reopen = now + max(1.0, self.gate.remaining())
-            if reopen - job.created_at > self.config.retry.max_age:
-                return self._dead(job, DeadReason.EXPIRED, err.reply, verdict.ambiguous)
-            self._tell(lambda obs: obs.deferred(job, err, verdict, reopen, elapsed))
-            if not verdict.ambiguous:
-                self.parking.park([job.id])
-                return None
-            return Outcome(job.id, State.DEFERRED, err.reply, reopen, ambiguous=True)
-        next_try = self.policies.next_attempt(job, now)
-        if isinstance(next_try, DeadReason):
-            return self._dead(job, next_try, err.reply, verdict.ambiguous)
-        self._tell(lambda obs: obs.deferred(job, err, verdict, next_try, elapsed))
-        return Outcome(job.id, State.DEFERRED, err.reply, next_try, ambiguous=verdict.ambiguous)
-
-    def _dead(self, job: Job, reason: DeadReason, reply: str, ambiguous: bool = False) -> Outcome:
-        self._tell(lambda obs: obs.dead(job, reason, reply))
-        return Outcome(job.id, State.DEAD, reply, reason=reason.value, ambiguous=ambiguous)
 
     # -- recorded outcomes ----------------------------------------------------------
 
