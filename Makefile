@@ -24,11 +24,13 @@ demo: $(VENV)/.installed
 services:
 	bash scripts/services.sh
 
-# three at once on two cores: most tests wait on servers and real time, not the CPU
+# three at once on two cores: most tests wait on servers and real time, not the CPU;
+# those that measure real-time rates (marked serial) then run alone
 TEST_WORKERS ?= 3
 
 test: $(VENV)/.installed services
-	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -m serial $(PYTEST_ARGS)
 
 check: lint typecheck layers
 

@@ -17,6 +17,9 @@ from mailspool.testing import RecordingSMTPServer
 from mailspool.testing.throttle import Throttler
 from tests.support.cli import TEMPLATE, Result, write_csv
 
+# real-time rates: run alone, after the parallel part of make test (docs/testing-internals.md)
+pytestmark = pytest.mark.serial
+
 #: what the provider takes a second, and the run's recipients
 R = 8
 GOOGLE, OTHERS = 60, 300

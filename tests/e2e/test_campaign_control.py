@@ -27,6 +27,9 @@ from tests.support.api import ApiServer, message
 from tests.support.cli import TEMPLATE, write_csv
 from tests.support.processes import env, mailspool
 
+# real-time rates: run alone, after the parallel part of make test (docs/testing-internals.md)
+pytestmark = pytest.mark.serial
+
 N = 100  # per campaign: 5 s at 20/s
 RATE = "20/s"
 SETTLE = 2.0  # seconds a pause or a cancel may take to stop the flow
