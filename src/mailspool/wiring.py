@@ -399,11 +399,17 @@ def webhook_run(settings: Settings, queue: Queue) -> WebhookRun:
     queue (what a webhook costs comes off another core), else in this one. Without an
     endpoint it only prunes events past ``--event-retention``. The signing secret is
     read now: a missing one is a ConfigError naming the variables."""
+    from mailspool.webhooks.run import WebhookRun
+
+    if not settings.webhook:  # the pruning alone: no dispatcher to import (start-up time)
+        from mailspool.webhooks.pruning import kept_for
+
+        keep = kept_for(settings.event_retention, settings.webhook_retry_period)
+        return WebhookRun(queue.events, [], prune_after=keep)
     from mailspool.observe.logs import configure as configure_logs
     from mailspool.webhooks.dispatcher import Dispatcher
     from mailspool.webhooks.endpoints import parse_webhooks
     from mailspool.webhooks.process import ChildSpec, DispatcherProcess
-    from mailspool.webhooks.run import WebhookRun
     from mailspool.webhooks.signing import WebhookSecrets
 
     endpoints = parse_webhooks(settings.webhook)

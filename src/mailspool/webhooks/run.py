@@ -5,7 +5,7 @@ store for the next ``worker``, ``serve``, ``send`` or ``mailspool webhooks retry
 
 It runs in a child process (:mod:`~mailspool.webhooks.process`) where the queue can be
 opened by another process, else in this one; without an endpoint, only the pruning of
-old events runs, here.
+old events runs, here (webhooks/pruning.py: then the dispatcher is not even imported).
 """
 
 from __future__ import annotations
@@ -16,11 +16,15 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mailspool.queue.events import MAX_PAGE, EventLog
-from mailspool.webhooks.dispatcher import Dispatcher
-from mailspool.webhooks.endpoints import WebhookEndpoint
-from mailspool.webhooks.process import DispatcherProcess
+from mailspool.webhooks.pruning import prune_loop
+
+if TYPE_CHECKING:
+    from mailspool.webhooks.dispatcher import Dispatcher
+    from mailspool.webhooks.endpoints import WebhookEndpoint
+    from mailspool.webhooks.process import DispatcherProcess
 
 __all__ = ["Backlog", "WebhookRun", "backlog", "register"]
 
@@ -66,7 +70,9 @@ async def register(log: EventLog, endpoints: Sequence[WebhookEndpoint]) -> None:
 
 class WebhookRun:
     """``async with WebhookRun(...):`` delivers until the block ends, with
-    ``dispatcher`` in a task of this process or in the child ``process``."""
+    ``dispatcher`` in a task of this process or in the child ``process``; or, with
+    neither, prunes the events older than ``prune_after`` seconds (a dispatcher prunes
+    them itself)."""
 
     def __init__(
         self,
@@ -75,11 +81,13 @@ class WebhookRun:
         *,
         dispatcher: Dispatcher | None = None,
         process: DispatcherProcess | None = None,
+        prune_after: float | None = None,
     ) -> None:
         self.log = log
         self.endpoints = list(endpoints)
         self.dispatcher = dispatcher
         self.process = process
+        self.prune_after = prune_after
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -90,6 +98,8 @@ class WebhookRun:
         if self.dispatcher is not None:
             await self.dispatcher.start()
             self._task = asyncio.create_task(self.dispatcher.run(self._stop))
+        elif self.process is None and self.prune_after is not None:
+            self._task = asyncio.create_task(prune_loop(self.log, self.prune_after, self._stop))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
