@@ -184,9 +184,11 @@ def build_pool(
     delivering: bool,
     deliverability: Deliverability | None = None,
 ) -> BuildPool | None:
-    """Child processes to render a large source with (started now, so that their
-    start-up overlaps ours), or None to render in this process. ``deliverability``:
-    as :func:`load_deliverability` makes it (loaded here when not given)."""
+    """Child processes to render a large source with, or None to render in this process.
+    They start once the producer has read the first row: the command reaches its rows
+    without waiting for (or paying) their start-up, and builds rows itself meanwhile.
+    ``deliverability``: as :func:`load_deliverability` makes it (loaded here when not
+    given)."""
     from mailspool.intake.pool import BuildPool, BuildSpec, default_processes
 
     n = settings.render_processes
@@ -207,7 +209,7 @@ def build_pool(
         deliverability=deliverability,
         timezone_column=settings.timezone_column,
     )
-    return BuildPool(spec=spec, processes=n)
+    return BuildPool(spec=spec, processes=n, start=False)
 
 
 async def make_producer(

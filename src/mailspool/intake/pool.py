@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -284,18 +285,29 @@ class _Link:
 
 class BuildPool:
     """``processes`` render processes building jobs as ``spec`` says, started at once
-    (their start-up overlaps the caller's). With ``head_start``, rows are built in this
-    process until a child is ready. Close it (:meth:`close` or :meth:`aclose`) when done.
+    (their start-up overlaps the caller's), or with ``start=False`` once :meth:`built`
+    has read the first row: what starting them costs (a whole interpreter each) then
+    comes after the command has reached its rows, and the first rows are built here
+    meanwhile. With ``head_start``, rows are built in this process until a child is
+    ready. Close it (:meth:`close` or :meth:`aclose`) when done.
     """
 
-    def __init__(self, *, spec: BuildSpec, processes: int, head_start: bool = True) -> None:
+    def __init__(
+        self, *, spec: BuildSpec, processes: int, head_start: bool = True, start: bool = True
+    ) -> None:
         self.processes = processes
         self.spec = spec
         #: build rows here until a child is ready
         self.head_start = head_start
         self.rows_built_here = 0
-        # started now: their start-up overlaps ours (queue, leases)
-        self._links = [_Link(spec) for _ in range(processes)]
+        self._links: list[_Link] = []
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the children, unless they are started already."""
+        if not self._links:
+            self._links = [_Link(self.spec) for _ in range(self.processes)]
 
     def close(self) -> None:
         """Hang up on the children (each exits at the end of its chunk) and wait."""
@@ -325,12 +337,17 @@ class BuildPool:
         a few chunks are out at once, so memory stays constant. ``build_here`` builds
         the rows taken before a child is ready; the blobs the children read are adopted
         into ``attachments``."""
+        items = iter(rows)
+        first = next(items, None)  # the source opened and its first row read, then...
+        if first is None:
+            return
+        self.start()  # ...the children (when not started yet)
         chunks = _Chunks(self._links, attachments, self.spec.campaign, self.spec.pack)
         window = 2 * self.processes + 1
         for link in self._links:
             await link.start()
         chunk: list[Row | RejectedRow] = []
-        for item in rows:
+        for item in itertools.chain((first,), items):
             chunk.append(item)
             if len(chunk) < CHUNK_ROWS:
                 continue
