@@ -12,8 +12,8 @@ boolean (``yes``, ``off``, ``1``...), an integral float an int. Bounds (``ge``, 
 before the conversion (``mode="before"``: given the raw value) or after it.
 """
 
-# no ``from __future__ import annotations`` here or in settings.py: the annotations of
-# a Fields class are its fields' types at run time
+# no ``from __future__ import annotations`` here or in settings.py: a Fields class's
+# annotations are its fields' types, read at run time
 
 import inspect
 import math
@@ -120,7 +120,9 @@ class Fields:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         fields: dict[str, FieldInfo] = {}
-        for name, annotation in inspect.get_annotations(cls).items():
+        # a string annotation (``from __future__ import annotations``) is evaluated: one
+        # eval each, which settings.py spares itself by not using that import
+        for name, annotation in inspect.get_annotations(cls, eval_str=True).items():
             origin: Any = get_origin(annotation)
             if name.startswith("_") or origin is ClassVar:
                 continue
@@ -302,7 +304,8 @@ def _bool(value: Any, info: FieldInfo) -> bool:
         return True
     if isinstance(value, str) and value.lower() in _FALSE:
         return False
-    if isinstance(value, str | int):  # a float other than 0 and 1 is no boolean at all
+    if isinstance(value, str) or (isinstance(value, int) and -_I64 <= value < _I64):
+        # (a float other than 0 and 1, or an int past 64 bits, is no boolean at all)
         raise _Invalid("Input should be a valid boolean, unable to interpret input")
     raise _Invalid("Input should be a valid boolean")
 
