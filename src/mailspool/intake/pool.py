@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import multiprocessing
 import os
 import pickle
 import signal
@@ -27,11 +26,9 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mailspool.children import start_child
 from mailspool.errors import MailspoolError, RejectedRow
 from mailspool.intake.builder import Attachments, JobBuilder
 from mailspool.intake.deliverability import Deliverability
@@ -39,6 +36,9 @@ from mailspool.intake.sources.base import Row
 from mailspool.message.render import Renderer, Template
 from mailspool.models import Job
 from mailspool.queue.packing import Packed, pack
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 CHUNK_ROWS = 500
 #: below this size a source is built in this process
@@ -209,6 +209,11 @@ class _Link:
     child (threads here would take the GIL from the event loop for every chunk)."""
 
     def __init__(self, spec: BuildSpec) -> None:
+        # imported with the first child: a small source (most sends) starts none
+        import multiprocessing
+
+        from mailspool.children import start_child
+
         ctx = multiprocessing.get_context("spawn")
         mine, theirs = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
