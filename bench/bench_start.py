@@ -7,8 +7,9 @@ For --runs rounds:
   (a) mailspool --help: the child's user + system CPU (wait4);
   (b) for each of --rows (default 1 and 10000):
         mailspool send recipients.csv --template t.txt --smtp smtp://127.0.0.1:PORT
-          --queue sqlite:///<tmp>/queue.db --json --log-level warning
-      against Postfix smtp-sink, stopped at its first row without touching its code:
+          --queue sqlite:///<tmp>/queue.db --json
+      (the default log level: info, JSON lines on stderr; --json only for the summary it
+      checks) against Postfix smtp-sink, stopped at its first row without touching its code:
       this process holds a Linux file lease (F_SETLEASE, F_WRLCK) on the CSV, so the
       first open() of the file, by the source reading its rows, blocks in the kernel and
       signals us. The CPU spent until then is read from the child's CPU clock (all its
@@ -178,7 +179,7 @@ def run_send(
     cmd = [
         args.mailspool, "send", str(csv), "--template", str(tmp / "t.txt"),
         "--smtp", f"smtp://127.0.0.1:{sink.port}", "--queue", f"sqlite:///{queue}",
-        "--json", "--log-level", "warning",
+        "--json",
     ]  # fmt: skip
     env = args.env | ({"PYTHONPROFILEIMPORTTIME": "1"} if importtime else {})
     result = SendResult(rows=rows, round=rnd, ok=False)
