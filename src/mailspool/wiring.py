@@ -167,11 +167,11 @@ def load_return_path(settings: Settings) -> ReturnPath | None:
     """The VERP return path of ``--return-path`` with its secrets (read now: a missing or
     short secret is a ConfigError naming the variable), or None when the option is unset.
     What builds jobs signs addresses with it; what reads returned mail verifies them."""
+    if settings.return_path is None:
+        return None
     from mailspool.message.verp import ReturnPath
     from mailspool.message.verp import secrets_from_environment as verp_secrets
 
-    if settings.return_path is None:
-        return None
     return ReturnPath(settings.return_path, verp_secrets())
 
 
