@@ -55,17 +55,17 @@ def make_transport(
     """The outbox without a relay; one relay's transport; or, for several relays (or a
     ``[[relay]]`` table), a relay set (delivery/relays.py), with this process's share of
     each relay's rate and concurrency when ``processes`` deliver (delivery/sharing.py)."""
-    specs = settings.relays
-    if not specs:
+    if not settings.smtp and not settings.relay:
         return OutboxTransport(settings.outbox / campaign if campaign else settings.outbox)
     timeouts = {
         "connect_timeout": settings.connect_timeout,
         "command_timeout": settings.command_timeout,
         "data_timeout": settings.data_timeout,
     }
-    if len(specs) == 1 and not settings.relay:
-        url = specs[0].url
+    if len(settings.smtp) == 1 and not settings.relay:  # one relay: no set to make
+        url = settings.smtp[0]
         return TRANSPORTS.for_url(url).from_url(url, **timeouts)
+    specs = settings.relays  # imports delivery/relays.py, as does the set
     from mailspool.delivery.relays import Relay, RelaySet
     from mailspool.delivery.sharing import share_relay
     from mailspool.transport import SMTPTransport, parse_smtp_url
