@@ -21,7 +21,6 @@ import os
 import re
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar, Union, cast, get_args, get_origin
 
@@ -60,18 +59,28 @@ class _Invalid(Exception):
         return [((*loc, *where), message) for where, message in self.problems]
 
 
-@dataclass(frozen=True, slots=True)
 class FieldInfo:
     """A field: its type (``annotation``), its default or a factory of defaults, its
-    bounds (``ge``, ``gt``, ``le``), and whether a float may be infinite or NaN."""
+    bounds (``ge``, ``gt``, ``le``), and whether a float may be infinite or NaN. (A plain
+    class: a dataclass compiles its methods at every start, 1 ms.)"""
 
-    annotation: Any = None
-    default: Any = None
-    default_factory: Callable[[], Any] | None = None
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    allow_inf_nan: bool = True
+    __slots__ = ("allow_inf_nan", "annotation", "default", "default_factory", "ge", "gt", "le")
+
+    def __init__(
+        self,
+        annotation: Any = None,
+        default: Any = None,
+        default_factory: Callable[[], Any] | None = None,
+        ge: float | None = None,
+        gt: float | None = None,
+        le: float | None = None,
+        allow_inf_nan: bool = True,
+    ) -> None:
+        self.annotation = annotation
+        self.default = default
+        self.default_factory = default_factory
+        self.ge, self.gt, self.le = ge, gt, le
+        self.allow_inf_nan = allow_inf_nan
 
     def make_default(self) -> Any:
         return self.default_factory() if self.default_factory is not None else self.default
