@@ -189,13 +189,15 @@ def build_pool(
     without waiting for (or paying) their start-up, and builds rows itself meanwhile.
     ``deliverability``: as :func:`load_deliverability` makes it (loaded here when not
     given)."""
-    from mailspool.intake.pool import BuildPool, BuildSpec, default_processes
+    from mailspool.intake.sizing import default_processes
 
     n = settings.render_processes
     if n is None:
         n = default_processes(source, delivering=delivering)
     if n == 0:
         return None
+    from mailspool.intake.pool import BuildPool, BuildSpec
+
     if deliverability is None:
         deliverability = load_deliverability(settings, campaign)
     spec = BuildSpec(

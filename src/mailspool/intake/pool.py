@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from mailspool.errors import MailspoolError, RejectedRow
 from mailspool.intake.builder import Attachments, JobBuilder
 from mailspool.intake.deliverability import Deliverability
+from mailspool.intake.sizing import MAX_PROCESSES, MIN_SOURCE_BYTES, default_processes
 from mailspool.intake.sources.base import Row
 from mailspool.message.render import Renderer, Template
 from mailspool.models import Job
@@ -40,10 +41,11 @@ from mailspool.queue.packing import Packed, pack
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
+# how many processes a source gets is intake/sizing.py's, named here too
+__all__ = ["CHUNK_ROWS", "MAX_PROCESSES", "MIN_SOURCE_BYTES", "BuildPool", "BuildSpec",
+           "default_processes"]  # fmt: skip
+
 CHUNK_ROWS = 500
-#: below this size a source is built in this process
-MIN_SOURCE_BYTES = 256 * 1024
-MAX_PROCESSES = 4
 
 # Rows and jobs cross the process boundary as plain tuples: pickling a slotted dataclass
 # costs several times more per object, which was most of what the pool added.
@@ -186,20 +188,6 @@ def _job(campaign: str, d: _Built, packs: bool) -> Job:
         list_name=lst,
         timezone=tz,
     )
-
-
-def default_processes(source: Path, *, delivering: bool) -> int:
-    """How many children to build with: none for a small source; else one per core
-    (less one when this process also delivers), at most MAX_PROCESSES."""
-    try:
-        if source.stat().st_size < MIN_SOURCE_BYTES:
-            return 0
-    except OSError:
-        return 0
-    cpus = os.cpu_count() or 1
-    if cpus < 2:
-        return 0
-    return max(1, min(MAX_PROCESSES, cpus - 1 if delivering else cpus))
 
 
 class _Link:
