@@ -78,8 +78,10 @@ def take_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    # the command named first (--help, --version or a wrong name: none) gets its arguments
-    args = build_parser(words[0] if words else "").parse_args(words)
+    # the command argparse runs is the first word that is not an option: it alone gets its
+    # arguments (none for --help, --version or a wrong name)
+    command = next((w for w in words if w != "--" and not w.startswith("-")), "")
+    args = build_parser(command).parse_args(words)
     from mailspool.config import load_settings
     from mailspool.observe.logs import configure
 
