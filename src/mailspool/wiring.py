@@ -6,6 +6,7 @@ import functools
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from mailspool.transport import TRANSPORTS, OutboxTransport, Transport
 # `suppress` need not load the renderer, DKIM, the worker or the webhooks at start-up
 if TYPE_CHECKING:
     from mailspool.delivery.observer import Observer
+    from mailspool.delivery.providers import Providers
     from mailspool.delivery.shaping import Lanes, Shaper
     from mailspool.delivery.worker import WorkerConfig
     from mailspool.intake.deliverability import Deliverability
@@ -375,15 +377,20 @@ def shaper(settings: Settings, lanes: Lanes | None = None, *, processes: int = 1
     from mailspool.delivery.shaping import Shaper
     from mailspool.delivery.sharing import share_providers
 
-    rules = load_providers(Path(settings.providers) if settings.providers else None)
-    rules = share_providers(rules, processes)  # connections; the rates are shared whole
+    def rules() -> Providers:
+        found = load_providers(Path(settings.providers) if settings.providers else None)
+        return share_providers(found, processes)  # connections; the rates are shared whole
+
+    # the shipped rules are read at the first message (nothing to check: 3 ms less before
+    # it); a file of the user's now, as before: a problem with it stops the command first
+    given: Providers | Callable[[], Providers] = rules() if settings.providers else rules
     resolver = None
     if settings.resolve_mx:
         server = parse_nameserver(settings.dns_server) if settings.dns_server else None
         resolver = MXResolver(server)
     # a rate slot further off than a third of the lease: back to the queue, not leased
     horizon = max(0.5, min(5.0, settings.lease / 3))
-    return Shaper(rules, lanes=lanes or shaping_lanes(settings), resolver=resolver, horizon=horizon)
+    return Shaper(given, lanes=lanes or shaping_lanes(settings), resolver=resolver, horizon=horizon)
 
 
 def dispatch_settings(settings: Settings) -> DispatchSettings:
