@@ -15,18 +15,18 @@ import contextlib
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mailspool.queue.events import MAX_PAGE, EventLog
+from mailspool.queue.events import EventLog
 from mailspool.webhooks.pruning import prune_loop
 
 if TYPE_CHECKING:
+    from mailspool.webhooks.backlog import Backlog
     from mailspool.webhooks.dispatcher import Dispatcher
     from mailspool.webhooks.endpoints import WebhookEndpoint
     from mailspool.webhooks.process import DispatcherProcess
 
-__all__ = ["Backlog", "WebhookRun", "backlog", "register"]
+__all__ = ["WebhookRun", "register"]
 
 #: how long the lease taken by :func:`register` lasts (seconds): long enough to be a
 #: lease, too short to keep the child, or another process, waiting
@@ -34,28 +34,6 @@ REGISTER_LEASE = 0.001
 #: a backlog this small is looked at again every 10 ms while draining, a larger one
 #: every 100 ms (each look reads up to a page of events)
 NEARLY_DONE = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """Events not yet taken by an endpoint: ``unread`` after its cursor (at most
-    :data:`MAX_PAGE` counted), ``retrying`` and ``dead``."""
-
-    unread: int
-    retrying: int
-    dead: int
-
-    @property
-    def waiting(self) -> int:
-        return self.unread + self.retrying
-
-
-async def backlog(log: EventLog, name: str) -> Backlog:
-    state = next((e for e in await log.endpoints() if e.name == name), None)
-    if state is None:
-        return Backlog(0, 0, 0)
-    unread = len(await log.read(state.cursor, MAX_PAGE))
-    return Backlog(unread, state.retrying, state.dead)
 
 
 async def register(log: EventLog, endpoints: Sequence[WebhookEndpoint]) -> None:
@@ -119,6 +97,8 @@ class WebhookRun:
         """Wait up to ``timeout`` seconds until every endpoint has taken every event
         (none unread, none being retried), trying pending ones once more at once; what
         is left, by endpoint."""
+        from mailspool.webhooks.backlog import backlog  # with endpoints only
+
         deadline = time.monotonic() + timeout
         if self.process is not None:
             await self.process.ready()
