@@ -22,7 +22,7 @@ NEVER_AT_START = (
     "importlib.resources", "urllib.request", "mailspool.api", "mailspool.observe.metrics",
     "mailspool.delivery.supervisor", "mailspool.cli.supervised", "mailspool.delivery.relays",
     "mailspool.webhooks.dispatcher", "mailspool.intake.pool", "mailspool.message.dkim",
-    "mailspool.message.verp", "mailspool.queue.returns",
+    "mailspool.message.verp", "mailspool.queue.returns", "mailspool.transport.oauth2",
 )  # fmt: skip
 #: what --help needs none of either: the event loop, the settings, logging, templates
 NOT_FOR_HELP = (
