@@ -48,7 +48,7 @@ async def test_loops_over_real_redis_commands_all_end(redis_url: str) -> None:  
 
     import redis.asyncio as aioredis
 
-    client = aioredis.Redis.from_url(redis_url.split("?")[0])
+    client = aioredis.Redis.from_url(redis_url.split("?", maxsplit=1)[0])
 
     async def refresher() -> None:
         while True:

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from mailspool.transport import TRANSPORTS, OutboxTransport, Transport
 # `suppress` need not load the renderer, DKIM, the worker or the webhooks at start-up
 if TYPE_CHECKING:
     from mailspool.delivery.observer import Observer
+    from mailspool.delivery.providers import Providers
     from mailspool.delivery.shaping import Lanes, Shaper
     from mailspool.delivery.worker import WorkerConfig
     from mailspool.intake.deliverability import Deliverability
@@ -55,17 +57,17 @@ def make_transport(
     """The outbox without a relay; one relay's transport; or, for several relays (or a
     ``[[relay]]`` table), a relay set (delivery/relays.py), with this process's share of
     each relay's rate and concurrency when ``processes`` deliver (delivery/sharing.py)."""
-    specs = settings.relays
-    if not specs:
+    if not settings.smtp and not settings.relay:
         return OutboxTransport(settings.outbox / campaign if campaign else settings.outbox)
     timeouts = {
         "connect_timeout": settings.connect_timeout,
         "command_timeout": settings.command_timeout,
         "data_timeout": settings.data_timeout,
     }
-    if len(specs) == 1 and not settings.relay:
-        url = specs[0].url
+    if len(settings.smtp) == 1 and not settings.relay:  # one relay: no set to make
+        url = settings.smtp[0]
         return TRANSPORTS.for_url(url).from_url(url, **timeouts)
+    specs = settings.relays  # imports delivery/relays.py, as does the set
     from mailspool.delivery.relays import Relay, RelaySet
     from mailspool.delivery.sharing import share_relay
     from mailspool.transport import SMTPTransport, parse_smtp_url
@@ -167,11 +169,11 @@ def load_return_path(settings: Settings) -> ReturnPath | None:
     """The VERP return path of ``--return-path`` with its secrets (read now: a missing or
     short secret is a ConfigError naming the variable), or None when the option is unset.
     What builds jobs signs addresses with it; what reads returned mail verifies them."""
+    if settings.return_path is None:
+        return None
     from mailspool.message.verp import ReturnPath
     from mailspool.message.verp import secrets_from_environment as verp_secrets
 
-    if settings.return_path is None:
-        return None
     return ReturnPath(settings.return_path, verp_secrets())
 
 
@@ -184,16 +186,20 @@ def build_pool(
     delivering: bool,
     deliverability: Deliverability | None = None,
 ) -> BuildPool | None:
-    """Child processes to render a large source with (started now, so that their
-    start-up overlaps ours), or None to render in this process. ``deliverability``:
-    as :func:`load_deliverability` makes it (loaded here when not given)."""
-    from mailspool.intake.pool import BuildPool, BuildSpec, default_processes
+    """Child processes to render a large source with, or None to render in this process.
+    They start once the producer has read the first row: the command reaches its rows
+    without waiting for (or paying) their start-up, and builds rows itself meanwhile.
+    ``deliverability``: as :func:`load_deliverability` makes it (loaded here when not
+    given)."""
+    from mailspool.intake.sizing import default_processes
 
     n = settings.render_processes
     if n is None:
         n = default_processes(source, delivering=delivering)
     if n == 0:
         return None
+    from mailspool.intake.pool import BuildPool, BuildSpec
+
     if deliverability is None:
         deliverability = load_deliverability(settings, campaign)
     spec = BuildSpec(
@@ -207,7 +213,7 @@ def build_pool(
         deliverability=deliverability,
         timezone_column=settings.timezone_column,
     )
-    return BuildPool(spec=spec, processes=n)
+    return BuildPool(spec=spec, processes=n, start=False)
 
 
 async def make_producer(
@@ -371,15 +377,20 @@ def shaper(settings: Settings, lanes: Lanes | None = None, *, processes: int = 1
     from mailspool.delivery.shaping import Shaper
     from mailspool.delivery.sharing import share_providers
 
-    rules = load_providers(Path(settings.providers) if settings.providers else None)
-    rules = share_providers(rules, processes)  # connections; the rates are shared whole
+    def rules() -> Providers:
+        found = load_providers(Path(settings.providers) if settings.providers else None)
+        return share_providers(found, processes)  # connections; the rates are shared whole
+
+    # the shipped rules are read at the first message (nothing to check: 3 ms less before
+    # it); a file of the user's now, as before: a problem with it stops the command first
+    given: Providers | Callable[[], Providers] = rules() if settings.providers else rules
     resolver = None
     if settings.resolve_mx:
         server = parse_nameserver(settings.dns_server) if settings.dns_server else None
         resolver = MXResolver(server)
     # a rate slot further off than a third of the lease: back to the queue, not leased
     horizon = max(0.5, min(5.0, settings.lease / 3))
-    return Shaper(rules, lanes=lanes or shaping_lanes(settings), resolver=resolver, horizon=horizon)
+    return Shaper(given, lanes=lanes or shaping_lanes(settings), resolver=resolver, horizon=horizon)
 
 
 def dispatch_settings(settings: Settings) -> DispatchSettings:
@@ -399,11 +410,17 @@ def webhook_run(settings: Settings, queue: Queue) -> WebhookRun:
     queue (what a webhook costs comes off another core), else in this one. Without an
     endpoint it only prunes events past ``--event-retention``. The signing secret is
     read now: a missing one is a ConfigError naming the variables."""
+    from mailspool.webhooks.run import WebhookRun
+
+    if not settings.webhook:  # the pruning alone: no dispatcher to import (start-up time)
+        from mailspool.webhooks.pruning import kept_for
+
+        keep = kept_for(settings.event_retention, settings.webhook_retry_period)
+        return WebhookRun(queue.events, [], prune_after=keep)
     from mailspool.observe.logs import configure as configure_logs
     from mailspool.webhooks.dispatcher import Dispatcher
     from mailspool.webhooks.endpoints import parse_webhooks
     from mailspool.webhooks.process import ChildSpec, DispatcherProcess
-    from mailspool.webhooks.run import WebhookRun
     from mailspool.webhooks.signing import WebhookSecrets
 
     endpoints = parse_webhooks(settings.webhook)

@@ -1,7 +1,7 @@
 """The option groups the commands share (``--queue``, the delivery and retry options,
 webhooks, the producer's, deliverability's, returned mail's) and the parsers of option
 values that are not settings. Each group adds its options to a command's parser;
-:mod:`mailspool.cli.parser` builds the commands from them.
+:mod:`mailspool.cli.commands` builds the commands from them.
 
 Every option has a help text, and one whose setting has a default says it as
 ``(default VALUE)``, VALUE as the option takes it (tests/cli/test_options.py holds both

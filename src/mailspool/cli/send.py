@@ -10,26 +10,19 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailspool.cli.exits import ExitCode
 from mailspool.cli.processes import delivering, delivery_processes
 from mailspool.cli.shared import DeliveryRun, campaign_halted, source_path
-from mailspool.config import Settings
 from mailspool.delivery.leases import reclaim_dead_leases
 from mailspool.delivery.observer import Observer
-from mailspool.delivery.supervisor import Delivering
 from mailspool.delivery.worker import Worker
 from mailspool.errors import AuthFailure, DeliveryError, RejectedRow, TLSFailure
-from mailspool.intake.pool import BuildPool
-from mailspool.intake.producer import Producer, ProducerReport
-from mailspool.intake.sources import Row, Source, open_source
-from mailspool.models import PENDING_STATES, CampaignState, CampaignStats, State
+from mailspool.intake.sources import open_source
+from mailspool.models import PENDING_STATES, CampaignState, State
 from mailspool.observe.logs import get_logger
 from mailspool.observe.progress import Progress
-from mailspool.queue import Queue
-from mailspool.transport import Transport
-from mailspool.webhooks.run import WebhookRun
 from mailspool.wiring import (
     build_pool,
     default_campaign,
@@ -43,6 +36,19 @@ from mailspool.wiring import (
     webhook_run,
     worker_config,
 )
+
+# only the types: what reaches the first row imports no more than it uses (the supervisor
+# with --processes, the webhooks with --webhook, the render pool for a large file)
+if TYPE_CHECKING:
+    from mailspool.config import Settings
+    from mailspool.delivery.supervisor import Delivering
+    from mailspool.intake.pool import BuildPool
+    from mailspool.intake.producer import Producer, ProducerReport
+    from mailspool.intake.sources import Row, Source
+    from mailspool.models import CampaignStats
+    from mailspool.queue import Queue
+    from mailspool.transport import Transport
+    from mailspool.webhooks.run import WebhookRun
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:

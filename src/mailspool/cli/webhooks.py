@@ -19,11 +19,12 @@ from mailspool.cli.exits import ExitCode
 from mailspool.config import Settings, parse_duration
 from mailspool.errors import ConfigError
 from mailspool.queue import Queue
+from mailspool.webhooks.backlog import backlog
 from mailspool.webhooks.dispatcher import Dispatcher
 from mailspool.webhooks.endpoints import WebhookEndpoint, parse_webhook, parse_webhooks
 from mailspool.webhooks.http import HttpClient, HttpError
 from mailspool.webhooks.payload import iso_time
-from mailspool.webhooks.run import WebhookRun, backlog
+from mailspool.webhooks.run import WebhookRun
 from mailspool.webhooks.signing import WebhookSecrets
 from mailspool.wiring import dispatch_settings, open_queue
 

@@ -9,7 +9,7 @@ import signal
 import time
 
 from mailspool.cli.exits import ExitCode
-from mailspool.cli.processes import delivery_processes, run_workers
+from mailspool.cli.processes import delivery_processes
 from mailspool.cli.shared import DeliveryRun, worker_finished
 from mailspool.config import Settings
 from mailspool.delivery.leases import reclaim_dead_leases
@@ -33,7 +33,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     log = get_logger()
     check_shared_limits(settings)
     processes = delivery_processes(settings)
-    if processes > 1:  # the parent of delivering children (cli/processes.py)
+    if processes > 1:  # the parent of delivering children (cli/supervised.py)
+        from mailspool.cli.supervised import run_workers
+
         return await run_workers(settings, processes)
     delivery = DeliveryRun()
     async with contextlib.AsyncExitStack() as stack:

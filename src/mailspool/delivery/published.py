@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mailspool.delivery.relays import RelaySet
 from mailspool.errors import QueueError
 from mailspool.transport.base import Transport
 
@@ -63,6 +62,8 @@ async def publish_states(
 ) -> None:
     """The relays' states (with several relays) and the providers' (when shaping), every
     :data:`PUBLISH_EVERY` seconds until cancelled (``once``: now only)."""
+    from mailspool.delivery.relays import RelaySet  # several relays only: not at start-up
+
     relays = isinstance(transport, RelaySet)
     if not (relays or shaper is not None) or not hasattr(store, "set_campaign_settings"):
         return

@@ -152,20 +152,21 @@ class ProviderState:
 
 class Shaper:
     """Admits the worker's messages provider by provider (the module says how).
-    ``requeue`` takes back a job the shaper held (the worker's buffer); ``horizon``: the
-    furthest rate slot a job waits for while leased, rather than going back to the
-    queue."""
+    ``providers``: the rules, or what loads them when first needed (the shipped rules:
+    reading them is no work for a command before its first message); ``requeue`` takes
+    back a job the shaper held (the worker's buffer); ``horizon``: the furthest rate slot
+    a job waits for while leased, rather than going back to the queue."""
 
     def __init__(
         self,
-        providers: Providers,
+        providers: Providers | Callable[[], Providers],
         *,
         lanes: Lanes | None = None,
         resolver: MXResolver | None = None,
         horizon: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.providers = providers
+        self._providers = providers
         self.lanes = lanes or LocalLanes(clock)
         self.resolver = resolver
         self.horizon = horizon
@@ -175,6 +176,12 @@ class Shaper:
         self._sending: dict[str, tuple[_Lane, float]] = {}  # job id -> lane, when sent
         self._timers: dict[str, tuple[asyncio.TimerHandle, Job, _Lane]] = {}
         self.requeue: Callable[[Job], None] = lambda job: None
+
+    @property
+    def providers(self) -> Providers:
+        if not isinstance(self._providers, Providers):
+            self._providers = self._providers()
+        return self._providers
 
     async def provider(self, domain: str) -> Provider | None:
         found = self.providers.for_domain(domain)

@@ -31,10 +31,13 @@ import dataclasses
 import math
 import os
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from mailspool.delivery.limits import LimitSettings
 from mailspool.delivery.providers import Providers
-from mailspool.delivery.relays import RelaySpec
+
+if TYPE_CHECKING:  # the relays of a set: delivery/relays.py is not imported for one relay
+    from mailspool.delivery.relays import RelaySpec
 
 __all__ = [
     "PROCESS_RATE",

@@ -20,7 +20,6 @@ The envelope is not signed, and the From header stays as the message has it.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,11 +34,12 @@ from mailspool.message.unsubscribe import (
     list_unsubscribe_headers,
     unsubscribe_url,
 )
-from mailspool.message.verp import ReturnPath
 from mailspool.models import Job
 
-if TYPE_CHECKING:  # DKIM (cryptography's keys) is loaded only where there are keys
+if TYPE_CHECKING:  # DKIM (cryptography's keys) is loaded only where there are keys, VERP
+    # only with a return path
     from mailspool.message.dkim import Signer
+    from mailspool.message.verp import ReturnPath
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +89,8 @@ def add_unsubscribe(
     if PLACEHOLDER in r.text:
         r.text = r.text.replace(PLACEHOLDER, url)
     if r.html is not None and PLACEHOLDER in r.html:
+        import html  # html.entities: only for an HTML part with the link
+
         r.html = r.html.replace(PLACEHOLDER, html.escape(url))
     if PLACEHOLDER in r.subject:
         r.subject = r.subject.replace(PLACEHOLDER, url)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
+import itertools
 import os
 import pickle
 import signal
@@ -26,23 +26,26 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mailspool.children import start_child
 from mailspool.errors import MailspoolError, RejectedRow
 from mailspool.intake.builder import Attachments, JobBuilder
 from mailspool.intake.deliverability import Deliverability
+from mailspool.intake.sizing import MAX_PROCESSES, MIN_SOURCE_BYTES, default_processes
 from mailspool.intake.sources.base import Row
 from mailspool.message.render import Renderer, Template
 from mailspool.models import Job
 from mailspool.queue.packing import Packed, pack
 
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+# how many processes a source gets is intake/sizing.py's, named here too
+__all__ = ["CHUNK_ROWS", "MAX_PROCESSES", "MIN_SOURCE_BYTES", "BuildPool", "BuildSpec",
+           "default_processes"]  # fmt: skip
+
 CHUNK_ROWS = 500
-#: below this size a source is built in this process
-MIN_SOURCE_BYTES = 256 * 1024
-MAX_PROCESSES = 4
 
 # Rows and jobs cross the process boundary as plain tuples: pickling a slotted dataclass
 # costs several times more per object, which was most of what the pool added.
@@ -187,20 +190,6 @@ def _job(campaign: str, d: _Built, packs: bool) -> Job:
     )
 
 
-def default_processes(source: Path, *, delivering: bool) -> int:
-    """How many children to build with: none for a small source; else one per core
-    (less one when this process also delivers), at most MAX_PROCESSES."""
-    try:
-        if source.stat().st_size < MIN_SOURCE_BYTES:
-            return 0
-    except OSError:
-        return 0
-    cpus = os.cpu_count() or 1
-    if cpus < 2:
-        return 0
-    return max(1, min(MAX_PROCESSES, cpus - 1 if delivering else cpus))
-
-
 class _Link:
     """One render process and the socket pair to it. The child reads and writes
     ``multiprocessing.Connection`` frames (a 4-byte length, then a pickle); this side
@@ -208,6 +197,11 @@ class _Link:
     child (threads here would take the GIL from the event loop for every chunk)."""
 
     def __init__(self, spec: BuildSpec) -> None:
+        # imported with the first child: a small source (most sends) starts none
+        import multiprocessing
+
+        from mailspool.children import start_child
+
         ctx = multiprocessing.get_context("spawn")
         mine, theirs = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
@@ -284,18 +278,29 @@ class _Link:
 
 class BuildPool:
     """``processes`` render processes building jobs as ``spec`` says, started at once
-    (their start-up overlaps the caller's). With ``head_start``, rows are built in this
-    process until a child is ready. Close it (:meth:`close` or :meth:`aclose`) when done.
+    (their start-up overlaps the caller's), or with ``start=False`` once :meth:`built`
+    has read the first row: what starting them costs (a whole interpreter each) then
+    comes after the command has reached its rows, and the first rows are built here
+    meanwhile. With ``head_start``, rows are built in this process until a child is
+    ready. Close it (:meth:`close` or :meth:`aclose`) when done.
     """
 
-    def __init__(self, *, spec: BuildSpec, processes: int, head_start: bool = True) -> None:
+    def __init__(
+        self, *, spec: BuildSpec, processes: int, head_start: bool = True, start: bool = True
+    ) -> None:
         self.processes = processes
         self.spec = spec
         #: build rows here until a child is ready
         self.head_start = head_start
         self.rows_built_here = 0
-        # started now: their start-up overlaps ours (queue, leases)
-        self._links = [_Link(spec) for _ in range(processes)]
+        self._links: list[_Link] = []
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the children, unless they are started already."""
+        if not self._links:
+            self._links = [_Link(self.spec) for _ in range(self.processes)]
 
     def close(self) -> None:
         """Hang up on the children (each exits at the end of its chunk) and wait."""
@@ -325,12 +330,17 @@ class BuildPool:
         a few chunks are out at once, so memory stays constant. ``build_here`` builds
         the rows taken before a child is ready; the blobs the children read are adopted
         into ``attachments``."""
+        items = iter(rows)
+        first = next(items, None)  # the source opened and its first row read, then...
+        if first is None:
+            return
+        self.start()  # ...the children (when not started yet)
         chunks = _Chunks(self._links, attachments, self.spec.campaign, self.spec.pack)
         window = 2 * self.processes + 1
         for link in self._links:
             await link.start()
         chunk: list[Row | RejectedRow] = []
-        for item in rows:
+        for item in itertools.chain((first,), items):
             chunk.append(item)
             if len(chunk) < CHUNK_ROWS:
                 continue

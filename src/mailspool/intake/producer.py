@@ -13,12 +13,11 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mailspool.errors import RejectedRow
 from mailspool.intake.builder import Attachments, JobBuilder
 from mailspool.intake.deliverability import Deliverability, is_signed
-from mailspool.intake.pool import BuildPool
 from mailspool.intake.rejects import Rejects
 from mailspool.intake.screen import screen, suppression_list
 from mailspool.intake.sources.base import Row
@@ -27,6 +26,9 @@ from mailspool.models import Enqueued, Job, State
 from mailspool.queue import Enqueuing, Suppressing
 from mailspool.queue.suppression import SuppressionList
 from mailspool.schedule import Schedule
+
+if TYPE_CHECKING:  # the render processes: large sources only
+    from mailspool.intake.pool import BuildPool
 
 BATCH = 4000
 #: the first batch is small: a worker in this process starts on it that much sooner

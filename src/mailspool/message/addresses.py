@@ -14,10 +14,8 @@ is not used here.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-
-from email_validator import EmailNotValidError, validate_email
-from email_validator.syntax import validate_email_local_part
+from functools import cache, lru_cache
+from types import ModuleType
 
 from mailspool.errors import RejectedRow
 
@@ -32,33 +30,48 @@ MAX_ADDRESS = 254
 MAX_LOCAL_PART = 64  # RFC 5321 section 4.5.3.1.1
 
 
+@cache
+def _validator() -> ModuleType:
+    """email-validator, imported at the first address: its import compiles the RFCs'
+    grammars (20 ms), which commands that validate no address, and `send` until it
+    reads its first row, need not pay."""
+    import email_validator
+    import email_validator.syntax
+
+    return email_validator
+
+
 @lru_cache(maxsize=65536)
 def _domain(domain: str) -> str:
-    info = validate_email("postmaster@" + domain, check_deliverability=False, allow_smtputf8=False)
+    info = _validator().validate_email(
+        "postmaster@" + domain, check_deliverability=False, allow_smtputf8=False
+    )
     return str(info.ascii_domain).lower()
 
 
 def normalize_domain(value: str) -> str:
     """A domain as an operator gives it (``example.com`` or ``@example.com``): validated,
     IDNA, lowercase; raises ValueError."""
+    ev = _validator()
     try:
         return _domain(value.strip().removeprefix("@"))
-    except EmailNotValidError as exc:
+    except ev.EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
 
 
 def normalize(addr: str) -> str:
     """Validated address, domain in ASCII (IDNA) and lowercase; raises ValueError."""
     local, at, domain = addr.rpartition("@")
+    ev = _validator()
     try:
         if not at or not local or '"' in local or "\\" in local:
-            info = validate_email(
+            info = ev.validate_email(
                 addr, check_deliverability=False, allow_smtputf8=False, allow_display_name=False
             )
             return f"{info.local_part}@{info.ascii_domain.lower()}"
         ascii_domain = _domain(domain)
-        validate_email_local_part(local, allow_smtputf8=False, allow_empty_local=False)
-    except EmailNotValidError as exc:
+        ev.syntax.validate_email_local_part(local, allow_smtputf8=False, allow_empty_local=False)
+    except ev.EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
     if len(local.encode()) > MAX_LOCAL_PART:
         raise ValueError(

@@ -14,7 +14,6 @@ from mailspool.errors import RejectedRow, TemplateError
 from mailspool.message.addresses import parse_addresses, single_element
 from mailspool.message.headers import check_name, check_text, valid_name
 from mailspool.message.headers import check_value as check_header_value
-from mailspool.message.htmltext import html_to_text
 from mailspool.message.template import (
     ADDRESS_FIELDS,
     Template,
@@ -215,6 +214,8 @@ class Renderer:
         if html is not None:
             check_text("html", html)
             if not text.strip():
+                from mailspool.message.htmltext import html_to_text  # html.parser: HTML only
+
                 text = html_to_text(html)
         check_text("body", text)
         return Rendered(

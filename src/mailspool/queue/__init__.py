@@ -16,7 +16,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from mailspool.queue.base import DeadFilter, Queue
-from mailspool.queue.memory import MemoryQueue
 from mailspool.queue.roles import (
     Blobs,
     CampaignControl,
@@ -39,6 +38,7 @@ from mailspool.queue.store import STORES, JobStore, Ref, make_store, store_class
 from mailspool.urls import Plugins
 
 if TYPE_CHECKING:
+    from mailspool.queue.memory import MemoryQueue
     from mailspool.queue.postgres.store import PostgresStore
     from mailspool.queue.rabbitmq.queue import RabbitMQQueue
     from mailspool.queue.redis.queue import RedisQueue

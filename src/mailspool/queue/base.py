@@ -31,7 +31,7 @@ import abc
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from mailspool.models import (
     CampaignChange,
@@ -43,8 +43,10 @@ from mailspool.models import (
     State,
 )
 from mailspool.queue.events import EventLog
-from mailspool.queue.returns import ReturnLog
 from mailspool.queue.suppression import SuppressionList
+
+if TYPE_CHECKING:  # returned mail: what inbound commands use, imported by them
+    from mailspool.queue.returns import ReturnLog
 
 #: ready() reads this campaign's stats: cheap, and no campaign has this name (one starts
 #: with a letter or digit); no NUL either, which PostgreSQL refuses in text

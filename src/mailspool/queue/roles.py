@@ -42,12 +42,12 @@ from mailspool.models import (
     State,
 )
 from mailspool.queue.base import DeadFilter
-from mailspool.queue.returns import ReturnLog
 from mailspool.queue.store import Ref
 from mailspool.queue.suppression import SuppressionList
 
 if TYPE_CHECKING:
     from mailspool.queue.base import Queue
+    from mailspool.queue.returns import ReturnLog
     from mailspool.queue.store import JobStore
 
 # -- shared by queues and job stores ------------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from mailspool.models import (
     CampaignChange,
@@ -33,9 +33,11 @@ from mailspool.models import (
 )
 from mailspool.queue.base import DeadFilter
 from mailspool.queue.events import EventLog
-from mailspool.queue.returns import ReturnLog
 from mailspool.queue.suppression import SuppressionList
 from mailspool.urls import Plugins
+
+if TYPE_CHECKING:
+    from mailspool.queue.returns import ReturnLog
 
 #: states a job can be claimed from (``sending`` once its lease has expired)
 CLAIMABLE: tuple[State, ...] = (State.QUEUED, State.DEFERRED, State.SENDING)

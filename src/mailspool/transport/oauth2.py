@@ -24,9 +24,7 @@ import json
 import os
 import shlex
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -205,6 +203,10 @@ class RefreshToken(TokenSource):
         return token, lifetime
 
     def _ask(self) -> tuple[str, float | None, str | None]:
+        # imported here: every relay URL loads this module, few ask a token endpoint
+        import urllib.error
+        import urllib.request
+
         form = {"grant_type": "refresh_token", "refresh_token": self._refresh}
         form["client_id"] = self.client_id
         if self._secret:

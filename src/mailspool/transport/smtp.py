@@ -8,10 +8,13 @@ when fewer). Each ``envelope.pool`` (a provider, when shaping) has sessions of i
 from __future__ import annotations
 
 import ssl
+from typing import TYPE_CHECKING
 
 from mailspool.transport.base import Delivery, Envelope, Ready, Transport
-from mailspool.transport.session import SMTPSession
 from mailspool.transport.url import SMTPSettings, parse_smtp_url
+
+if TYPE_CHECKING:
+    from mailspool.transport.session import SMTPSession
 
 
 class SMTPTransport(Transport):
@@ -25,12 +28,18 @@ class SMTPTransport(Transport):
     def __init__(self, settings: SMTPSettings) -> None:
         self.settings = settings
         self.description = settings.redacted
-        self._tls: ssl.SSLContext | None = (
-            settings.tls_context() if settings.implicit_tls or settings.starttls != "off" else None
-        )
+        # made for the first connection: loading the system's CA certificates takes 20 ms,
+        # which a command should not spend before it starts on its work
+        self._tls: ssl.SSLContext | None = None
         self._idle: dict[str, list[SMTPSession]] = {}  # by pool (envelope.pool)
         self._busy = 0  # sessions lent to a send right now
         self.opened = 0  # sessions opened, for metrics and tests
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        s = self.settings
+        if self._tls is None and (s.implicit_tls or s.starttls != "off"):
+            self._tls = s.tls_context()
+        return self._tls
 
     @property
     def open_connections(self) -> int:
@@ -46,7 +55,9 @@ class SMTPTransport(Transport):
             if session.usable:
                 return session
             await session.quit()
-        session = SMTPSession(self.settings, self._tls)
+        from mailspool.transport.session import SMTPSession  # aiosmtplib: at the first connection
+
+        session = SMTPSession(self.settings, self._tls_context())
         session.limit = envelope.max_messages
         self.opened += 1
         try:

@@ -10,11 +10,14 @@ import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from mailspool.errors import ConfigError
-from mailspool.transport.oauth2 import MECHANISMS, TokenSource, token_source
 from mailspool.urls import is_loopback, redact_url
+
+if TYPE_CHECKING:
+    from mailspool.transport.oauth2 import TokenSource
 
 STARTTLS_MODES = ("required", "opportunistic", "off")
 OPTIONS = frozenset(("starttls", "cafile", "verify", "max_age", "max_messages", "helo", "auth"))
@@ -160,6 +163,8 @@ def _login(
     given = q.get("auth", [None])[-1]
     if given is None:
         return (*_credentials(raw_user, raw_password, variable), None, None)
+    from mailspool.transport.oauth2 import MECHANISMS, token_source  # with ?auth= only
+
     auth = given.lower()
     if auth not in MECHANISMS:
         raise ConfigError(f"auth must be one of {', '.join(MECHANISMS)}")

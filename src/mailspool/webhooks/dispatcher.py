@@ -33,6 +33,7 @@ from mailspool.tasks import cancel_and_wait
 from mailspool.webhooks.endpoints import WebhookEndpoint
 from mailspool.webhooks.http import HttpClient, HttpError
 from mailspool.webhooks.payload import event_body
+from mailspool.webhooks.pruning import kept_for, prune_loop
 from mailspool.webhooks.signing import WebhookSecrets
 
 __all__ = ["BACKOFF", "DispatchSettings", "Dispatcher", "EndpointCounts"]
@@ -153,7 +154,8 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; store errors are logged and retried."""
         tasks = [asyncio.create_task(self._loop(ep, stop)) for ep in self.endpoints]
-        tasks.append(asyncio.create_task(self._prune_loop(stop)))
+        keep = kept_for(self.settings.retention, self.settings.retry_period)
+        tasks.append(asyncio.create_task(prune_loop(self.log, keep, stop)))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -192,19 +194,6 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await _first(stop, self._wake)
-
-    async def _prune_loop(self, stop: asyncio.Event) -> None:
-        keep = max(self.settings.retention, self.settings.retry_period)
-        while not stop.is_set():
-            try:
-                n = await self.log.prune(time.time() - keep)
-                if n:
-                    log.info("pruned %d job events older than %gs", n, keep)
-            except Exception as exc:
-                log.warning("pruning job events failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(3600.0):
-                    await stop.wait()
 
     async def step(self, ep: WebhookEndpoint) -> bool:
         """One round for ``ep``; whether it did anything (else wait before the next)."""

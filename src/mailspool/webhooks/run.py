@@ -5,7 +5,7 @@ store for the next ``worker``, ``serve``, ``send`` or ``mailspool webhooks retry
 
 It runs in a child process (:mod:`~mailspool.webhooks.process`) where the queue can be
 opened by another process, else in this one; without an endpoint, only the pruning of
-old events runs, here.
+old events runs, here (webhooks/pruning.py: then the dispatcher is not even imported).
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ import contextlib
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mailspool.queue.events import MAX_PAGE, EventLog
-from mailspool.webhooks.dispatcher import Dispatcher
-from mailspool.webhooks.endpoints import WebhookEndpoint
-from mailspool.webhooks.process import DispatcherProcess
+from mailspool.queue.events import EventLog
+from mailspool.webhooks.pruning import prune_loop
 
-__all__ = ["Backlog", "WebhookRun", "backlog", "register"]
+if TYPE_CHECKING:
+    from mailspool.webhooks.backlog import Backlog
+    from mailspool.webhooks.dispatcher import Dispatcher
+    from mailspool.webhooks.endpoints import WebhookEndpoint
+    from mailspool.webhooks.process import DispatcherProcess
+
+__all__ = ["WebhookRun", "register"]
 
 #: how long the lease taken by :func:`register` lasts (seconds): long enough to be a
 #: lease, too short to keep the child, or another process, waiting
@@ -30,28 +34,6 @@ REGISTER_LEASE = 0.001
 #: a backlog this small is looked at again every 10 ms while draining, a larger one
 #: every 100 ms (each look reads up to a page of events)
 NEARLY_DONE = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """Events not yet taken by an endpoint: ``unread`` after its cursor (at most
-    :data:`MAX_PAGE` counted), ``retrying`` and ``dead``."""
-
-    unread: int
-    retrying: int
-    dead: int
-
-    @property
-    def waiting(self) -> int:
-        return self.unread + self.retrying
-
-
-async def backlog(log: EventLog, name: str) -> Backlog:
-    state = next((e for e in await log.endpoints() if e.name == name), None)
-    if state is None:
-        return Backlog(0, 0, 0)
-    unread = len(await log.read(state.cursor, MAX_PAGE))
-    return Backlog(unread, state.retrying, state.dead)
 
 
 async def register(log: EventLog, endpoints: Sequence[WebhookEndpoint]) -> None:
@@ -66,7 +48,9 @@ async def register(log: EventLog, endpoints: Sequence[WebhookEndpoint]) -> None:
 
 class WebhookRun:
     """``async with WebhookRun(...):`` delivers until the block ends, with
-    ``dispatcher`` in a task of this process or in the child ``process``."""
+    ``dispatcher`` in a task of this process or in the child ``process``; or, with
+    neither, prunes the events older than ``prune_after`` seconds (a dispatcher prunes
+    them itself)."""
 
     def __init__(
         self,
@@ -75,11 +59,13 @@ class WebhookRun:
         *,
         dispatcher: Dispatcher | None = None,
         process: DispatcherProcess | None = None,
+        prune_after: float | None = None,
     ) -> None:
         self.log = log
         self.endpoints = list(endpoints)
         self.dispatcher = dispatcher
         self.process = process
+        self.prune_after = prune_after
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -90,6 +76,8 @@ class WebhookRun:
         if self.dispatcher is not None:
             await self.dispatcher.start()
             self._task = asyncio.create_task(self.dispatcher.run(self._stop))
+        elif self.process is None and self.prune_after is not None:
+            self._task = asyncio.create_task(prune_loop(self.log, self.prune_after, self._stop))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -109,6 +97,8 @@ class WebhookRun:
         """Wait up to ``timeout`` seconds until every endpoint has taken every event
         (none unread, none being retried), trying pending ones once more at once; what
         is left, by endpoint."""
+        from mailspool.webhooks.backlog import backlog  # with endpoints only
+
         deadline = time.monotonic() + timeout
         if self.process is not None:
             await self.process.ready()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailspool.errors import ConfigError, QueueError
 from mailspool.models import (
@@ -29,7 +29,6 @@ from mailspool.models import (
 from mailspool.queue.base import DeadFilter, Queue, added, final_reason, resumed
 from mailspool.queue.sqlite import campaigns as control
 from mailspool.queue.sqlite.events import SQLiteEventLog
-from mailspool.queue.sqlite.returns import SQLiteReturnLog
 from mailspool.queue.sqlite.rows import (
     CLAIMABLE,
     HANDED_BACK,
@@ -42,6 +41,9 @@ from mailspool.queue.sqlite.rows import (
 )
 from mailspool.queue.sqlite.schema import open_schema
 from mailspool.queue.sqlite.suppressions import SQLiteSuppressionList
+
+if TYPE_CHECKING:
+    from mailspool.queue.sqlite.returns import SQLiteReturnLog
 
 T = TypeVar("T")
 
@@ -70,7 +72,7 @@ class SQLiteQueue(Queue):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailspool-sqlite")
         self._db: sqlite3.Connection | None = None
         self._suppressions = SQLiteSuppressionList(self._run)
-        self._returns = SQLiteReturnLog(self._run)
+        self._returns: SQLiteReturnLog | None = None  # made when asked for: send needs none
         self._events = SQLiteEventLog(self._run)
 
     @property
@@ -81,6 +83,10 @@ class SQLiteQueue(Queue):
     @property
     def returns(self) -> SQLiteReturnLog:
         """The tables ``returns`` and ``unmatched`` of the same file, on the queue's thread."""
+        if self._returns is None:
+            from mailspool.queue.sqlite.returns import SQLiteReturnLog
+
+            self._returns = SQLiteReturnLog(self._run)
         return self._returns
 
     @property

@@ -228,8 +228,9 @@ def open_schema(db: sqlite3.Connection) -> None:
         _move_to_bodies(db, had_message_column="message" in columns)
     elif columns and "list_name" not in columns:
         _add_lists(db)
-    else:
-        db.executescript(SCHEMA)
+    else:  # one transaction: executescript would commit (and sync) each table apart
+        with _transaction(db):
+            _run_script(db, SCHEMA)
     if "timezone" not in _columns(db):  # a file from before send windows
         with _transaction(db):
             if "timezone" not in _columns(db):
