@@ -26,10 +26,12 @@ def utc_now() -> dt.datetime:
 
 
 def closed_window() -> tuple[str, str]:
-    """Every day but today (UTC), all day: closed now; and when it opens (tomorrow)."""
+    """Every day but today and tomorrow (UTC), all day: closed now, and still closed when
+    the test ends even if it starts just before midnight; and when it opens."""
     today = utc_now()
-    days = ",".join(d for i, d in enumerate(DAYS) if i != today.weekday())
-    opens = dt.datetime.combine(today.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+    shut = {today.weekday(), (today.weekday() + 1) % 7}
+    days = ",".join(d for i, d in enumerate(DAYS) if i not in shut)
+    opens = dt.datetime.combine(today.date() + dt.timedelta(days=2), dt.time(), dt.UTC)
     return f"{days} 00:00-24:00", opens.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
