@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from mailspool.models import CampaignState, Enqueued, Outcome, State
 from mailspool.queue import Queue
-from tests.support.jobs import make_job
+from tests.support.jobs import claim_n, make_job
 
 PAUSED, ACTIVE, CANCELLED = CampaignState.PAUSED, CampaignState.ACTIVE, CampaignState.CANCELLED
 
@@ -62,7 +62,7 @@ async def test_cancel_ends_the_queued_and_deferred_jobs_at_once(queue: Queue) ->
     await queue.enqueue([make_job(i, campaign="a") for i in range(4)])
     await queue.enqueue([replace(make_job(9, campaign="a"), not_before=later)])  # deferred
     await queue.enqueue([make_job(1, campaign="b")])
-    first, second = await queue.claim("w", 2, 60, "a")
+    first, second = await claim_n(queue, "w", 2, campaign="a")
     assert await queue.record("w", [Outcome(first.id, State.SENT, "250 ok")]) == 1
     change = await queue.set_campaign_state("a", CANCELLED)
     assert change.state is CANCELLED and change.cancelled == 3  # 2 queued, 1 deferred
@@ -118,11 +118,11 @@ async def test_an_expired_lease_of_a_paused_campaign_waits_for_the_resume(queue:
 
 async def test_a_cancelled_job_writes_no_event(queue: Queue) -> None:
     await queue.enqueue([make_job(1, campaign="a"), make_job(2, campaign="a")])
-    await queue.claim("w", 1, 60, "a")
+    await claim_n(queue, "w", 1, campaign="a")
     await queue.set_campaign_state("a", CANCELLED)
     assert await queue.record("w", [Outcome("a-00001", State.CANCELLED, "campaign cancelled")])
     await queue.enqueue([make_job(3, campaign="a")])
-    (job,) = await queue.claim("w", 1, 60, "a")
+    (job,) = await claim_n(queue, "w", 1, campaign="a")
     await queue.record("w", [Outcome(job.id, State.SENT, "250 ok")])
     # the log reads on: no event of a type webhooks do not know
     assert [(e.type.value, e.job_id) for e in await queue.events.read(None, 100)] == [

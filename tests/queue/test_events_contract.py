@@ -15,8 +15,11 @@ from mailspool.queue import QUEUES, STORES, DeadFilter, JobStore, Queue
 from mailspool.queue.events import Event, EventType, Pending
 from mailspool.queue.returns import ReturnEvent, ReturnKind, event_key
 from mailspool.queue.suppression import Reason, Suppression
-from tests.support.jobs import make_job
+from tests.support.jobs import claim_n, make_job
 from tests.support.queues import classes
+
+# leases of a fraction of a second: run alone, after the parallel part of make test
+pytestmark = pytest.mark.serial
 
 
 @pytest.mark.parametrize("cls", classes(QUEUES) + classes(STORES), ids=lambda c: c.__name__)
@@ -36,7 +39,7 @@ def kinds(events: list[Event]) -> list[tuple[str, str]]:
 
 async def test_outcomes_write_their_events_in_order(queue: Queue) -> None:
     await queue.enqueue([make_job(i) for i in (1, 2, 3, 4)])
-    claimed = await queue.claim("w", 10, 60)
+    claimed = await claim_n(queue, "w", 4)
     assert len(claimed) == 4
     before = time.time()
     applied = await queue.record(
@@ -69,7 +72,7 @@ async def test_outcomes_write_their_events_in_order(queue: Queue) -> None:
 
 async def test_reading_after_a_cursor_and_by_page(queue: Queue) -> None:
     await queue.enqueue([make_job(i) for i in range(1, 6)])
-    await queue.claim("w", 10, 60)
+    await claim_n(queue, "w", 5)
     for i in range(1, 6):  # one transaction each
         await queue.record("w", [Outcome(f"c1-{i:05d}", State.SENT, "250 ok")])
     first = await queue.events.read(None, 2)
@@ -88,7 +91,7 @@ async def test_nothing_else_writes_an_event(queue: Queue) -> None:
     await queue.enqueue([make_job(1), make_job(2)])
     assert await everything(queue) == []
     assert await queue.events.head() is None
-    await queue.claim("w", 10, 60)
+    await claim_n(queue, "w", 2)
     # a lease another worker does not hold: not applied, no event
     assert await queue.record("other", [Outcome("c1-00001", State.SENT, "250")]) == 0
     await queue.release("w", ["c1-00001"])  # handed back: no attempt, no event
@@ -110,9 +113,9 @@ async def test_a_job_enqueued_suppressed_writes_its_event(queue: Queue) -> None:
 
 async def test_ambiguous_deliveries_write_their_events(queue: Queue) -> None:
     await queue.enqueue([make_job(1), make_job(2)])
-    await queue.claim("w", 10, 0.2)
+    await claim_n(queue, "w", 2, 0.2)
     await asyncio.sleep(0.4)  # the lease expires: a claim again may duplicate a delivery
-    again = await queue.claim("w2", 10, 60, "c1")
+    again = await claim_n(queue, "w2", 2, campaign="c1")
     assert {j.id for j in again} == {"c1-00001", "c1-00002"}
     await queue.record("w2", [Outcome("c1-00001", State.SENT, "250", ambiguous=True)])
     got = kinds(await everything(queue))
@@ -165,7 +168,7 @@ async def test_a_new_unsubscribe_writes_its_event(queue: Queue) -> None:
 
 async def test_prune_forgets_old_events_and_their_pending_rows(queue: Queue) -> None:
     await queue.enqueue([make_job(1), make_job(2)])
-    await queue.claim("w", 10, 60)
+    await claim_n(queue, "w", 2)
     await queue.record("w", [Outcome("c1-00001", State.SENT, "250")])
     [old] = await everything(queue)
     ev = queue.events
@@ -185,7 +188,7 @@ async def test_prune_forgets_old_events_and_their_pending_rows(queue: Queue) -> 
 async def test_an_endpoint_is_held_by_one_dispatcher_at_a_time(queue: Queue) -> None:
     ev = queue.events
     await queue.enqueue([make_job(1), make_job(2)])
-    await queue.claim("w", 10, 60)
+    await claim_n(queue, "w", 2)
     await queue.record("w", [Outcome("c1-00001", State.SENT, "250")])
     [first] = await everything(queue)
     got = await ev.lease("hook", "d1", 0.3)
@@ -215,7 +218,7 @@ async def test_an_endpoint_on_an_empty_log_starts_at_the_beginning(queue: Queue)
     got = await ev.lease("hook", "d1", 60)
     assert got is not None and got.cursor is None
     await queue.enqueue([make_job(1)])
-    await queue.claim("w", 10, 60)
+    await claim_n(queue, "w", 1)
     await queue.record("w", [Outcome("c1-00001", State.SENT, "250")])
     assert [e.job_id for e in await ev.read(got.cursor, 10)] == ["c1-00001"]
 
@@ -223,7 +226,7 @@ async def test_an_endpoint_on_an_empty_log_starts_at_the_beginning(queue: Queue)
 async def test_pending_rows_retry_die_and_revive(queue: Queue) -> None:
     ev = queue.events
     await queue.enqueue([make_job(i) for i in (1, 2, 3)])
-    await queue.claim("w", 10, 60)
+    await claim_n(queue, "w", 3)
     for i in (1, 2, 3):
         await queue.record("w", [Outcome(f"c1-{i:05d}", State.SENT, "250")])
     a, b, c = (e.cursor for e in await everything(queue))

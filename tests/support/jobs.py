@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailspool.models import Job, State
+
+if TYPE_CHECKING:
+    from mailspool.queue import Queue
 
 #: the reason given to the servers that receive make_job's deliverable messages: they are
 #: hand-made (no Date header) and go straight to a worker, so the tests that deliver them
@@ -63,3 +67,19 @@ def make_job(
 def suppressed(job: Job) -> Job:
     """A job as the producer offers it when every recipient is suppressed."""
     return dataclasses.replace(job, state=State.SUPPRESSED, message=b"")
+
+
+async def claim_n(
+    queue: Queue, owner: str, n: int, lease: float = 60, campaign: str | None = None
+) -> list[Job]:
+    """Claims until ``owner`` holds ``n`` jobs (or 10 s pass): a broker's messages may
+    reach its consumer a moment after they were published, more so on a busy machine,
+    and a claim takes only what has arrived."""
+    jobs: list[Job] = []
+    deadline = time.monotonic() + 10
+    while len(jobs) < n and time.monotonic() < deadline:
+        got = await queue.claim(owner, n - len(jobs), lease, campaign)
+        jobs += got
+        if not got:
+            await asyncio.sleep(0.02)
+    return jobs

@@ -190,7 +190,9 @@ class TracingObserver(Observer):
         prep = _last_prepare.get()
         _last_prepare.set(None)
         prep_span: tuple[int, int] | None = None
-        if prep is not None and abs(start - prep[0]) <= _WAIT_SLACK_NS:
+        # no slack here, unlike the wait: the worker tells of the message's preparation
+        # right before each attempt, and a new connection's set-up may come in between
+        if prep is not None:
             prep_span = (prep[0] - int(prep[1] * 1e9), prep[0])
             start = min(start, prep_span[0])
         attempt = self.tracer.start_span(
