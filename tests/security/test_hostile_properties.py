@@ -191,7 +191,9 @@ def campaign_through(face: str, name: str) -> bool:
     async def post() -> httpx.Response:
         transport = httpx.ASGITransport(app=_app())
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
-            path = f"/v1/campaigns/{urllib.parse.quote(name, safe='')}/pause"
+            # a lone surrogate has no UTF-8: its bytes as a client could still send them
+            raw = name.encode("utf-8", "surrogatepass")
+            path = f"/v1/campaigns/{urllib.parse.quote(raw, safe='')}/pause"
             return await c.post(path, headers={"Authorization": f"Bearer {'t' * 24}"})
 
     r = asyncio.run(post())
