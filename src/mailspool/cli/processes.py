@@ -1,11 +1,11 @@
 """``--processes N``: ``send`` and ``worker`` delivering from N child processes.
 
-How many (:func:`delivery_processes`): ``--processes``, else, with a Redis or
-RabbitMQ queue, one per CPU, or one per 1,000 messages a second of ``--rate``
-(delivery/sharing.py ``automatic``); one with SQLite (measured: more only wait for its
-write lock) and with a ``memory://`` queue (no other process can open it); never more
-than each limit divided among them allows. ``1`` is a single process, with no child at
-all.
+How many (:func:`delivery_processes`): ``--processes``, else one (measured: more only
+wait for SQLite's write lock, and gained nothing on two cores with Redis or RabbitMQ),
+never more than each limit divided among them allows, and one for a ``memory://`` queue
+(no other process can open it). delivery/sharing.py's ``automatic`` (one per CPU, or
+one per 1,000 messages a second of ``--rate``) is not the default yet. ``1`` is a
+single process, with no child at all.
 
 Each child (cli/supervised.py ``child_main``) opens the queue and delivers with a
 :class:`Worker` of its own: its event loop, SMTP connections, lease owner and share of
@@ -21,7 +21,6 @@ children's side (cli/supervised.py) are imported when more than one process deli
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,7 +45,11 @@ def delivery_processes(settings: Settings) -> int:
         if (settings.processes or 1) > 1:
             raise ConfigError("--processes: a memory:// queue lives in one process only")
         return 1
-    wanted = settings.processes or _default(settings)
+    # one unless asked. With SQLite more processes only wait for its write lock (measured:
+    # 2 deliver 0.97 of 1 at 18 % more CPU a message, bench/README.md). With Redis or
+    # RabbitMQ two processes on two cores gave 1.03 and 0.89 of one, and with two a
+    # provider's adapted rate shared in Redis did not always settle (the shaping test)
+    wanted = settings.processes or 1
     if wanted == 1:
         return 1
     from mailspool.delivery.providers import load_providers
@@ -68,17 +71,6 @@ def delivery_processes(settings: Settings) -> int:
             )
         return bound
     return wanted
-
-
-def _default(settings: Settings) -> int:
-    """Without ``--processes``: one per CPU for a queue that takes several writers at once
-    (Redis, RabbitMQ); one for SQLite, whose single write lock several processes only
-    wait for (2 delivered 0.97 of 1 at 18 % more CPU a message, bench/README.md)."""
-    if not settings.queue.lower().startswith(("redis", "amqp")):
-        return 1
-    from mailspool.delivery.sharing import automatic
-
-    return automatic(os.cpu_count() or 1, settings.rate_per_second)
 
 
 def delivering(
