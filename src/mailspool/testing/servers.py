@@ -313,6 +313,9 @@ class LineServer:
             t.cancel()
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         loop.run_until_complete(server.wait_closed())
+        # a closed transport lets go of its socket in a callback: let those run, or the
+        # sockets of clients still connecting are left to the garbage collector
+        loop.run_until_complete(asyncio.sleep(0.05))
         loop.close()
 
     def __enter__(self) -> LineServer:
