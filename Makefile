@@ -25,11 +25,12 @@ services:
 	bash scripts/services.sh
 
 # three at once on two cores: most tests wait on servers and real time, not the CPU;
-# those that measure real-time rates (marked serial) then run alone
+# those that measure real-time rates (marked serial) then run alone. A module stays on one
+# worker (loadscope): its module-scoped servers are shared and its tests keep their order
 TEST_WORKERS ?= 3
 
 test: $(VENV)/.installed services
-	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadscope -m "not serial" $(PYTEST_ARGS)
 	$(PY) -m pytest -q -ra -m serial $(PYTEST_ARGS)
 
 check: lint typecheck layers
