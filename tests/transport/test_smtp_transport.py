@@ -418,31 +418,6 @@ def test_reply_before_a_hang_up_mid_pipeline(
     on_loop(body)
 
 
-def test_a_reused_pipelined_session_sends_mail_after_the_final_reply_without_rset(
-    on_loop: Callable[[Body], None],
-) -> None:
-    """A session is reused only after a transaction ended with its final reply, which
-    leaves the server ready for MAIL: an RSET would be one more command and reply a
-    message for nothing."""
-
-    def respond(line: str) -> str:
-        if line.upper().startswith("EHLO"):
-            return "250-scripted\r\n250 PIPELINING"
-        return "354 go ahead" if line.upper() == "DATA" else "250 OK"
-
-    async def body() -> None:
-        with LineServer(respond) as srv:
-            t = SMTPTransport(parse_smtp_url(f"smtp://127.0.0.1:{srv.port}"))
-            codes = [(await t.send(env())).code for _ in range(3)]
-            await t.close()
-        assert codes == [250, 250, 250] and t.opened == 1
-        commands = [line.split(":")[0].upper() for line in srv.lines[1:]]
-        transaction = ["MAIL FROM", "RCPT TO", "DATA", "<END OF DATA>"]
-        assert commands == transaction * 3 + ["QUIT"]
-
-    on_loop(body)
-
-
 def test_421_to_rset_on_a_reused_serial_session_is_not_lost(
     on_loop: Callable[[Body], None],
 ) -> None:

@@ -260,9 +260,10 @@ class SMTPSession:
         self, sender: str, recipients: tuple[str, ...], data: bytes, begun: Begun
     ) -> Delivery:
         payload = stuff(data)
-        # no RSET before it: a session is reused only after a transaction that ended with
-        # its final reply (any error closes it), which leaves the server ready for MAIL
-        cmds = [self._mail_cmd(sender, len(data))]
+        # RSET between messages on a reused connection; pipelined, it costs no round trip
+        rset = self.messages > 0
+        cmds = [b"RSET\r\n"] if rset else []
+        cmds.append(self._mail_cmd(sender, len(data)))
         cmds += [f"RCPT TO:<{r}>\r\n".encode("ascii") for r in recipients]
         cmds.append(b"DATA\r\n")
         self._write(b"".join(cmds))
@@ -270,10 +271,12 @@ class SMTPSession:
         try:
             replies = await self._replies(len(cmds), Stage.MAIL)
         except ConnectError as exc:
-            said = self._said_before_hang_up(list(self._proto.replies), recipients)
+            said = self._said_before_hang_up(list(self._proto.replies), rset, recipients)
             if said is None:
                 raise
             raise said from exc
+        if rset:
+            replies.pop(0)  # RSET: its reply does not matter once MAIL is answered
         mail, rcpts, data_reply = replies[0], replies[1:-1], replies[-1]
         refused = self._check_envelope(mail, recipients, rcpts)
         if data_reply.code != 354:
@@ -281,15 +284,16 @@ class SMTPSession:
         return await self._transmit(payload, refused)
 
     def _said_before_hang_up(
-        self, got: list[Reply], recipients: tuple[str, ...]
+        self, got: list[Reply], rset: bool, recipients: tuple[str, ...]
     ) -> DeliveryError | None:
         """The reply that decides a pipelined batch cut short by a hang-up, if one arrived:
         a 421 (the server is closing: pause the relay), a refused MAIL, or every recipient
         refused. One refused recipient among several decides nothing."""
-        stages = [Stage.MAIL] + [Stage.RCPT] * len(recipients)
+        stages = [Stage.RSET] * rset + [Stage.MAIL] + [Stage.RCPT] * len(recipients)
         for reply, stage in zip(got, stages, strict=False):
             if reply.code == 421:
                 return reply.error(stage)
+        got = got[rset:]
         if got and got[0].code != 250:
             return got[0].error(Stage.MAIL)
         if len(got) == len(recipients) + 1:  # every RCPT answered, only DATA's reply missing
